@@ -1,0 +1,44 @@
+# Two entry points for a fresh Debian / Raspberry Pi OS machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DURATION ?= 90
+MOSQUITTO := $(shell command -v mosquitto 2>/dev/null || ls /usr/sbin/mosquitto 2>/dev/null)
+
+.PHONY: setup demo test lint typecheck pytest bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev,bench]'
+	touch $@
+
+mosquitto:
+	@if [ -z "$(MOSQUITTO)" ]; then \
+		echo "installing Debian's mosquitto package"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto; \
+	fi
+
+setup: $(VENV)/.installed mosquitto
+
+demo: setup
+	$(VENV)/bin/gateway demo --duration $(DURATION)
+
+lint: setup
+	$(VENV)/bin/ruff check gateway drivers buffer hil tests bench
+	$(VENV)/bin/ruff format --check gateway drivers buffer hil tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy --strict gateway drivers buffer hil
+
+pytest: setup
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

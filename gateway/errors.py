@@ -1,0 +1,47 @@
+"""The one error tree of the agent: third-party exceptions are translated into it at the boundaries."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A configuration file or value is invalid."""
+
+
+class DeviceError(GatewayError):
+    """A bus or device could not be opened, read or written (unplugged, timeout, I/O error)."""
+
+
+class ProtocolError(GatewayError):
+    """Bytes from a device or peer do not follow the protocol (bad checksum, garbage, bad frame)."""
+
+
+class StorageError(GatewayError):
+    """The on-gateway buffer could not store or read data."""
+
+
+class UplinkError(GatewayError):
+    """The connection to the backend failed or a batch could not be delivered."""
+
+
+class WireError(ProtocolError):
+    """A signed batch could not be verified or decoded."""
+
+
+class BadSignature(WireError):
+    """The COSE_Sign1 signature does not verify with the key named by its kid."""
+
+
+class UnknownKey(WireError):
+    """The kid of a batch names no registered (or a retired) public key."""
+
+
+class UnsupportedVersion(WireError):
+    """The batch body declares a format version this library does not read."""
+
+
+class MalformedBatch(WireError):
+    """The bytes are not a well-formed signed batch of the documented format."""
