@@ -32,3 +32,13 @@ class Reading:
     value: float
     unit: str
     quality: Quality = Quality.OK
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    """Something an operator should see next to the data: a stale sensor, a quarantined database..."""
+
+    ts_ms: int
+    source: str
+    kind: str
+    detail: str = ""

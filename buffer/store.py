@@ -1,0 +1,225 @@
+"""The store-and-forward buffer: what the runtime, the uplink and the CLI call.
+
+Ingest goes through one writer thread (buffer/writer.py); the batching calls (pending, seal_batch,
+undelivered, mark_delivered) are blocking and share a second connection under a lock, so the
+runtime runs them with asyncio.to_thread. Semantics are written down in docs/buffer.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from buffer import batching, schema
+from buffer.batching import SeriesNames, StalePending, Token
+from buffer.quarantine import open_checked
+from buffer.records import OutboxEntry, PendingSlice, StoreOptions, StoreStatistics
+from buffer.tally import Tally
+from buffer.writer import Writer, is_full
+from gateway.errors import StorageError
+from gateway.model import HealthEvent, Reading
+
+T = TypeVar("T")
+
+__all__ = ["StalePending", "Store"]
+
+
+class Store:
+    """A SQLite (WAL) buffer: group-committed readings, an outbox of signed batches, gap records."""
+
+    def __init__(self, path: Path, options: StoreOptions, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.options = options
+        self._tally = Tally()
+        self._lock = threading.Lock()
+        self._conn = conn  # batching connection, guarded by _lock
+        self._names = SeriesNames()
+        self._closed = False
+        self._tally.pending = _count_pending(conn)
+        self._tally.outbox_rows = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._tally.used_bytes = schema.used_bytes(conn)
+        self._writer = Writer(path, schema.connect(path), options, self._tally)
+
+    @classmethod
+    def open(cls, path: Path, options: StoreOptions | None = None) -> Store:
+        """Open (or create) the buffer at `path` and start its writer thread; blocking.
+
+        A corrupt or unreadable file is moved to <dir>/quarantine/ and a fresh one started; the
+        event "buffer.quarantined" is then queued for upload with the next batch.
+        """
+        options = options or StoreOptions()
+        try:
+            conn, quarantined = open_checked(path)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open buffer {path}: {exc}") from exc
+        store = cls(path, options, conn)
+        store._writer.start()
+        if quarantined is not None:
+            store._tally.add(quarantined=1)
+            store.submit_event(quarantined)
+        return store
+
+    # -- ingest ---------------------------------------------------------------------------------
+
+    def submit(self, readings: Sequence[Reading]) -> None:
+        """Queue readings for the next group commit; non-blocking, thread-safe."""
+        self._writer.submit(readings)
+
+    def submit_event(self, event: HealthEvent) -> None:
+        """Queue a health event for the next group commit; non-blocking, thread-safe."""
+        self._writer.submit_event(event)
+
+    async def flush(self) -> None:
+        """Return once everything submitted before the call is committed (or raise StorageError)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, done, error)
+
+        self._writer.request_flush(settle)
+        await done
+
+    def flush_blocking(self, timeout: float | None = None) -> None:
+        """flush() for threads and tests without an event loop."""
+        finished = threading.Event()
+        errors: list[BaseException] = []
+
+        def settle(error: BaseException | None) -> None:
+            if error is not None:
+                errors.append(error)
+            finished.set()
+
+        self._writer.request_flush(settle)
+        if not finished.wait(timeout):
+            raise StorageError("flush timed out")
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, close the connections; blocking, idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.stop()
+        self._writer.close_connection()
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- batching (blocking) --------------------------------------------------------------------
+
+    def pending(self, *, upto_ts_ms: int | None = None, limit: int = 10_000) -> PendingSlice | None:
+        """Oldest committed readings in no batch yet (ts < upto_ts_ms), each series in ts order."""
+        return self._call(lambda c: batching.read_pending(c, self._names, upto_ts_ms, limit))
+
+    def next_seq(self) -> int:
+        """The seq the next batch must carry: persists, strictly increasing, never reused."""
+        return self._call(lambda c: schema.meta(c, schema.LAST_SEQ) + 1)
+
+    def seal_batch(self, seq: int, blob: bytes, pending: PendingSlice) -> None:
+        """Store the signed batch and mark exactly `pending`'s rows batched, in one transaction.
+
+        Raises StalePending (a StorageError) when the slice was sealed already or evicted meanwhile.
+        """
+        token = pending.token
+        if not isinstance(token, Token):
+            raise StorageError("seal_batch needs a slice returned by pending()")
+        self._call(lambda c: batching.seal(c, seq, blob, token))
+        self._tally.add(batched=token.readings, pending=-token.readings, outbox_rows=1)
+
+    def undelivered(self, *, after_seq: int | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Outbox rows waiting for acknowledgement, in seq order."""
+        return self._call(lambda c: batching.undelivered(c, after_seq, limit))
+
+    def mark_delivered(self, seq: int) -> None:
+        """The backend acknowledged batch `seq`: delete it (idempotent)."""
+        readings = self._call(lambda c: batching.deliver(c, seq))
+        if readings is not None:
+            self._tally.add(delivered=readings, outbox_rows=-1)
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def statistics(self) -> StoreStatistics:
+        """Counters of this store and what its database holds; no database access, loop-safe."""
+        t = self._tally.snapshot()
+        return StoreStatistics(
+            committed=int(t["committed"] or 0),
+            pending=int(t["pending"] or 0),
+            batched=int(t["batched"] or 0),
+            delivered=int(t["delivered"] or 0),
+            outbox_rows=int(t["outbox_rows"] or 0),
+            dropped=int(t["dropped"] or 0),
+            gaps=int(t["gaps"] or 0),
+            queued=self._writer.queued,
+            db_bytes=sum(_size(Path(f"{self.path}{s}")) for s in ("", "-wal")),
+            used_bytes=int(t["used_bytes"] or 0),
+            commits=int(t["commits"] or 0),
+            last_commit_ms=_opt_int(t["last_commit_ms"]),
+            errors=int(t["errors"] or 0),
+            last_error=None if t["last_error"] is None else str(t["last_error"]),
+            pruned=int(t["pruned"] or 0),
+            quarantined=int(t["quarantined"] or 0),
+        )
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._connection() as conn:
+            try:
+                return work(conn)
+            except StorageError:
+                raise
+            except sqlite3.Error as exc:
+                self._tally.add(errors=1, last_error=f"{type(exc).__name__}: {exc}")
+                if not is_full(exc):
+                    raise StorageError(f"buffer: {exc}") from exc
+            # a full filesystem: give the WAL's space back once and try again
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            try:
+                return work(conn)
+            except sqlite3.Error as exc:
+                raise StorageError(f"buffer: {exc}") from exc
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._closed:
+                raise StorageError("the buffer is closed")
+            yield self._conn
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def _count_pending(conn: sqlite3.Connection) -> int:
+    below = schema.meta(conn, schema.BATCHED_BELOW)
+    row = conn.execute("SELECT COALESCE(SUM(n - done), 0) FROM chunk WHERE id >= ?", (below,))
+    return int(row.fetchone()[0])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _opt_int(value: int | str | None) -> int | None:
+    return None if value is None else int(value)

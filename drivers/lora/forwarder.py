@@ -1,0 +1,278 @@
+"""The GWMP server driver: one UDP socket for every packet forwarder and every LoRaWAN device.
+
+Thin glue: datagrams go to `gwmp.parse_datagram`, packets to `LorawanNetwork`, decoded uplinks
+through each device's codec into the sink. Acknowledgements are sent at once, also for a
+PUSH_DATA whose JSON is broken (the forwarder would otherwise retry it). Join-accepts leave as
+PULL_RESP through the address the forwarder's last PULL_DATA came from. Frame counters and OTAA
+sessions are saved (in a thread) at most once a second and when the driver stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from drivers.base import Sink
+from drivers.lora import gwmp
+from drivers.lora.codecs import PayloadCodec
+from drivers.lora.lorawan.devices import DeviceProfile
+from drivers.lora.lorawan.join import JOIN_ACCEPT_DELAY1_US, JOIN_ACCEPT_DELAY2_US, JoinAnswer
+from drivers.lora.lorawan.network import LorawanNetwork, Uplink
+from drivers.lora.lorawan.state import NetworkState, load_state, save_state
+from drivers.lora.readings import measurement_readings, signal_readings, stat_readings
+from gateway.errors import DeviceError, ProtocolError, StorageError
+from gateway.model import HealthEvent
+
+log = structlog.get_logger(__name__)
+
+SAVE_INTERVAL_S = 1.0
+RX2_FREQ_MHZ = 869.525
+RX2_DATR = "SF12BW125"
+
+
+@dataclass(frozen=True)
+class LorawanDevice:
+    """A configured LoRaWAN sensor: identity and keys, its codec and what to emit."""
+
+    profile: DeviceProfile
+    codec: PayloadCodec
+    fports: frozenset[int] | None = None
+    signal: bool = True
+
+
+@dataclass(frozen=True)
+class ForwarderStatistics:
+    """Counters of one GWMP server (for the CLI and metrics)."""
+
+    datagrams: int
+    malformed_datagrams: int
+    push_data: int
+    pull_data: int
+    rxpk: int
+    bad_rxpk: int
+    uplinks: int
+    decode_errors: int
+    joins: int
+    downlinks: int
+    downlinks_unroutable: int
+    tx_ack_ok: int
+    tx_ack_failed: int
+    forwarders: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class PacketForwarderServer:
+    """A Driver: serves Semtech UDP packet forwarders on `host:port` for the given devices."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        devices: list[LorawanDevice],
+        *,
+        state_path: Path | None = None,
+        dedup_window_s: float = 0.2,
+        net_id: int = 0,
+        join_rx_window: int = 1,
+        on_packet: Callable[[int, gwmp.RxPacket], None] | None = None,
+    ) -> None:
+        self.name = f"lorawan@{host}:{port}"
+        self.host, self.port = host, port
+        self._devices = {d.profile.device_id: d for d in devices}
+        self._state_path = state_path
+        self._dedup_window_s = dedup_window_s
+        self._net_id = net_id
+        self._join_rx_window = join_rx_window
+        self._on_packet = on_packet
+        self._network = LorawanNetwork([d.profile for d in devices], NetworkState(), dedup_window_s, net_id)
+        self._counts: Counter[str] = Counter()
+        self._downlink_addr: dict[int, tuple[tuple[Any, ...], int]] = {}
+        self._tx_tokens: dict[int, str] = {}
+        self._transport: asyncio.DatagramTransport | None = None
+        self._wake = asyncio.Event()
+        self.bound: tuple[str, int] | None = None
+
+    def statistics(self) -> ForwarderStatistics:
+        """A snapshot of the counters."""
+        c = self._counts
+        return ForwarderStatistics(
+            datagrams=c["datagrams"],
+            malformed_datagrams=c["malformed_datagrams"],
+            push_data=c["push_data"],
+            pull_data=c["pull_data"],
+            rxpk=c["rxpk"],
+            bad_rxpk=c["bad_rxpk"],
+            uplinks=c["uplinks"],
+            decode_errors=c["decode_errors"],
+            joins=c["joins"],
+            downlinks=c["downlinks"],
+            downlinks_unroutable=c["downlinks_unroutable"],
+            tx_ack_ok=c["tx_ack_ok"],
+            tx_ack_failed=c["tx_ack_failed"],
+            forwarders=len(self._downlink_addr),
+            dropped=dict(self._network.dropped),
+        )
+
+    async def run(self, sink: Sink) -> None:
+        """Serve until cancelled; DeviceError when the socket cannot be bound."""
+        if self._state_path is not None:
+            state = await asyncio.to_thread(load_state, self._state_path)
+            self._network = LorawanNetwork(
+                list(self._network.devices), state, self._dedup_window_s, self._net_id
+            )
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _GwmpProtocol(self, sink), local_addr=(self.host, self.port)
+            )
+        except OSError as exc:
+            raise DeviceError(f"{self.name}: cannot bind UDP socket: {exc.strerror}") from None
+        self._transport = transport
+        self.bound = transport.get_extra_info("sockname")[:2]
+        log.info("lorawan.listening", address=f"{self.bound[0]}:{self.bound[1]}", devices=len(self._devices))
+        try:
+            await self._serve(sink)
+        finally:
+            transport.close()
+            self._transport = None
+            await self._save_state(final=True)
+
+    async def _serve(self, sink: Sink) -> None:
+        last_save = time.monotonic()
+        while True:
+            deadline = self._network.next_deadline()
+            timeout = SAVE_INTERVAL_S if deadline is None else max(0.0, deadline - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(timeout, SAVE_INTERVAL_S)):
+                    await self._wake.wait()
+            self._wake.clear()
+            for uplink in self._network.flush(time.monotonic()):
+                self._emit(uplink, sink)
+            if time.monotonic() - last_save >= SAVE_INTERVAL_S:
+                await self._save_state()
+                last_save = time.monotonic()
+
+    async def _save_state(self, *, final: bool = False) -> None:
+        if self._state_path is None or not self._network.state.dirty:
+            return
+        self._network.state.dirty = False
+        snapshot = self._network.state.to_json()
+        try:
+            await asyncio.to_thread(save_state, self._state_path, snapshot)
+        except StorageError as exc:
+            self._network.state.dirty = True
+            log.warning("lorawan.state_not_saved", error=str(exc), final=final)
+
+    def datagram(self, data: bytes, addr: tuple[Any, ...], sink: Sink) -> None:
+        """Handle one datagram (called by the protocol; never raises)."""
+        self._counts["datagrams"] += 1
+        try:
+            message = gwmp.parse_datagram(data)
+        except ProtocolError as exc:
+            self._counts["malformed_datagrams"] += 1
+            log.debug("lorawan.malformed_datagram", source=addr[0], error=str(exc))
+            return
+        if isinstance(message, gwmp.PullData):
+            self._counts["pull_data"] += 1
+            self._downlink_addr[message.gateway_eui] = (addr, message.version)
+            self._send(gwmp.pull_ack(message.version, message.token), addr)
+        elif isinstance(message, gwmp.TxAck):
+            self._tx_ack(message)
+        else:
+            self._send(gwmp.push_ack(message.version, message.token), addr)
+            self._push_data(message, sink)
+
+    def _push_data(self, message: gwmp.PushData, sink: Sink) -> None:
+        self._counts["push_data"] += 1
+        if message.body_error is not None:
+            self._counts["malformed_datagrams"] += 1
+            return
+        self._counts["bad_rxpk"] += message.bad_rxpk
+        wall_ms = time.time_ns() // 1_000_000
+        now = time.monotonic()
+        for rx in message.rxpk:
+            self._counts["rxpk"] += 1
+            if self._on_packet is not None:
+                self._on_packet(message.gateway_eui, rx)
+            answer = self._network.receive(message.gateway_eui, rx, now, wall_ms)
+            if answer is not None:
+                self._send_join_accept(answer)
+        if message.stat is not None:
+            for reading in stat_readings(message.gateway_eui, wall_ms, message.stat):
+                sink.reading(reading)
+        self._wake.set()
+
+    def _send_join_accept(self, answer: JoinAnswer) -> None:
+        self._counts["joins"] += 1
+        route = self._downlink_addr.get(answer.gateway_eui)
+        rx = answer.request
+        if route is None or rx.tmst is None:
+            self._counts["downlinks_unroutable"] += 1
+            log.warning("lorawan.join_accept_unroutable", device=answer.device_id)
+            return
+        addr, version = route
+        if self._join_rx_window == 1:
+            txpk = gwmp.TxPacket(answer.phy, rx.freq, str(rx.datr), rx.tmst + JOIN_ACCEPT_DELAY1_US)
+        else:
+            txpk = gwmp.TxPacket(answer.phy, RX2_FREQ_MHZ, RX2_DATR, rx.tmst + JOIN_ACCEPT_DELAY2_US)
+        token = random.getrandbits(16)
+        if len(self._tx_tokens) >= 256:  # version-1 forwarders never send TX_ACK
+            del self._tx_tokens[next(iter(self._tx_tokens))]
+        self._tx_tokens[token] = answer.device_id
+        self._counts["downlinks"] += 1
+        self._send(gwmp.pull_resp(version, token, txpk), addr)
+        log.info("lorawan.joined", device=answer.device_id, devaddr=f"{answer.devaddr:08x}")
+
+    def _tx_ack(self, message: gwmp.TxAck) -> None:
+        device = self._tx_tokens.pop(message.token, None)
+        if message.ok:
+            self._counts["tx_ack_ok"] += 1
+        else:
+            self._counts["tx_ack_failed"] += 1
+            log.warning("lorawan.downlink_refused", device=device, error=message.error)
+
+    def _emit(self, uplink: Uplink, sink: Sink) -> None:
+        device = self._devices[uplink.device_id]
+        self._counts["uplinks"] += 1
+        ts = uplink.received_ms
+        if device.signal:
+            for reading in signal_readings(uplink.device_id, ts, uplink.meta.rssi, uplink.meta.snr):
+                sink.reading(reading)
+        if uplink.fport is None or uplink.fport == 0:
+            return
+        if device.fports is not None and uplink.fport not in device.fports:
+            return
+        try:
+            measurements = device.codec.decode(uplink.fport, uplink.payload)
+        except ProtocolError as exc:
+            self._counts["decode_errors"] += 1
+            sink.event(HealthEvent(ts, uplink.device_id, "decode_error", str(exc)[:200]))
+            return
+        for reading in measurement_readings(uplink.device_id, ts, measurements):
+            sink.reading(reading)
+
+    def _send(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data, addr)
+
+
+class _GwmpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: PacketForwarderServer, sink: Sink) -> None:
+        self._server = server
+        self._sink = sink
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self._server.datagram(data, addr, self._sink)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("lorawan.socket_error", error=str(exc))

@@ -1,0 +1,335 @@
+"""Semtech UDP packet-forwarder protocol (GWMP), sans-I/O.
+
+Layout from Semtech's packet_forwarder PROTOCOL.TXT (protocol versions 1 and 2) and the SX1302
+HAL's additions (`tmms`, `rssis`, `foff`, `rsig`): a 4-byte header (version, 2-byte token,
+identifier), an 8-byte gateway EUI for upstream messages, then a JSON object.
+`parse_datagram` raises only ProtocolError; a PUSH_DATA with a broken JSON body still parses
+(it must be acknowledged) and says what was wrong in `body_error`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import ProtocolError
+
+SUPPORTED_VERSIONS = frozenset({1, 2})
+_HEADER = struct.Struct(">BHB")
+_UPSTREAM = struct.Struct(">BHBQ")
+
+
+class Identifier(enum.IntEnum):
+    """Byte 3 of every datagram."""
+
+    PUSH_DATA = 0
+    PUSH_ACK = 1
+    PULL_DATA = 2
+    PULL_RESP = 3
+    PULL_ACK = 4
+    TX_ACK = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RxPacket:
+    """One `rxpk` object: a received radio packet and its RF metadata."""
+
+    data: bytes
+    freq: float
+    rssi: float
+    lsnr: float | None = None
+    stat: int = 1
+    modu: str = "LORA"
+    datr: str | int = "SF7BW125"
+    codr: str | None = "4/5"
+    tmst: int | None = None
+    time: str | None = None
+    tmms: int | None = None
+    chan: int | None = None
+    rfch: int | None = None
+    rssis: float | None = None
+    foff: int | None = None
+
+    @property
+    def crc_ok(self) -> bool:
+        """stat 1: CRC checked and good (-1: bad CRC, 0: no CRC)."""
+        return self.stat == 1
+
+
+@dataclass(frozen=True, slots=True)
+class PushData:
+    """PUSH_DATA: packets and/or a status report from one forwarder."""
+
+    version: int
+    token: int
+    gateway_eui: int
+    rxpk: tuple[RxPacket, ...] = ()
+    stat: dict[str, Any] | None = None
+    #: rxpk entries that could not be read (missing or mistyped fields)
+    bad_rxpk: int = 0
+    #: set when the JSON body could not be read at all
+    body_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PullData:
+    """PULL_DATA: a forwarder's keep-alive that opens the downlink path."""
+
+    version: int
+    token: int
+    gateway_eui: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxAck:
+    """TX_ACK: the forwarder's answer to a PULL_RESP (error None or "NONE" means sent)."""
+
+    version: int
+    token: int
+    gateway_eui: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the forwarder accepted the downlink."""
+        return self.error in (None, "NONE")
+
+
+Upstream = PushData | PullData | TxAck
+
+
+@dataclass(frozen=True, slots=True)
+class TxPacket:
+    """The `txpk` of a PULL_RESP: one downlink to send."""
+
+    data: bytes
+    freq: float
+    datr: str
+    tmst: int | None = None
+    powe: int = 14
+    codr: str = "4/5"
+    rfch: int = 0
+    ipol: bool = True
+    modu: str = "LORA"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_datagram(data: bytes) -> Upstream:
+    """Read one datagram sent by a packet forwarder."""
+    if len(data) < 4:
+        raise ProtocolError(f"datagram too short ({len(data)} bytes)")
+    version, token, ident = _HEADER.unpack_from(data)
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolError(f"unsupported protocol version {version}")
+    if ident not in (Identifier.PUSH_DATA, Identifier.PULL_DATA, Identifier.TX_ACK):
+        raise ProtocolError(f"identifier {ident} is not sent by a forwarder")
+    if len(data) < 12:
+        raise ProtocolError(f"datagram type {ident} too short ({len(data)} bytes)")
+    eui = _UPSTREAM.unpack_from(data)[3]
+    if ident == Identifier.PULL_DATA:
+        return PullData(version, token, eui)
+    body = data[12:]
+    if ident == Identifier.TX_ACK:
+        return TxAck(version, token, eui, _tx_ack_error(body))
+    return _push_data(version, token, eui, body)
+
+
+def _tx_ack_error(body: bytes) -> str | None:
+    if not body.strip(b"\x00 \n"):
+        return None
+    try:
+        obj = json.loads(body.rstrip(b"\x00"))
+        error = obj["txpk_ack"]["error"]
+    except (ValueError, KeyError, TypeError):
+        return "MALFORMED"
+    return str(error)
+
+
+def _push_data(version: int, token: int, eui: int, body: bytes) -> PushData:
+    try:
+        obj = json.loads(body)
+    except ValueError as exc:
+        return PushData(version, token, eui, body_error=f"JSON: {exc}")
+    if not isinstance(obj, dict):
+        return PushData(version, token, eui, body_error="JSON body is not an object")
+    packets: list[RxPacket] = []
+    bad = 0
+    raw_list = obj.get("rxpk", [])
+    if not isinstance(raw_list, list):
+        raw_list, bad = [], 1
+    for raw in raw_list:
+        try:
+            packets.append(rx_packet_from_json(raw))
+        except ProtocolError:
+            bad += 1
+    stat = obj.get("stat")
+    if stat is not None and not isinstance(stat, dict):
+        stat, bad = None, bad + 1
+    return PushData(version, token, eui, tuple(packets), stat, bad)
+
+
+def _num(raw: dict[str, Any], key: str, kind: type[int] | type[float]) -> Any:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"rxpk.{key} is not a number")
+    return kind(value)
+
+
+def _signal(raw: dict[str, Any]) -> tuple[float, float | None, float | None]:
+    """RSSI/SNR from the legacy fields, or from the first antenna of an SX1302 `rsig` list."""
+    rssi, lsnr, rssis = _num(raw, "rssi", float), _num(raw, "lsnr", float), _num(raw, "rssis", float)
+    rsig = raw.get("rsig")
+    if rssi is None and isinstance(rsig, list) and rsig and isinstance(rsig[0], dict):
+        first = rsig[0]
+        rssi = _num(first, "rssic", float)
+        lsnr = _num(first, "lsnr", float) if lsnr is None else lsnr
+        rssis = _num(first, "rssis", float) if rssis is None else rssis
+    if rssi is None:
+        raise ProtocolError("rxpk has no rssi")
+    return rssi, lsnr, rssis
+
+
+def rx_packet_from_json(raw: Any) -> RxPacket:
+    """One `rxpk` JSON object as an RxPacket; ProtocolError when a field is missing or wrong."""
+    if not isinstance(raw, dict):
+        raise ProtocolError("rxpk entry is not an object")
+    try:
+        payload = base64.b64decode(raw["data"], validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise ProtocolError("rxpk.data missing or not base64") from None
+    size = _num(raw, "size", int)
+    if size is not None and size != len(payload):
+        raise ProtocolError(f"rxpk.size {size} != {len(payload)} data bytes")
+    freq = _num(raw, "freq", float)
+    if freq is None:
+        raise ProtocolError("rxpk has no freq")
+    rssi, lsnr, rssis = _signal(raw)
+    datr = raw.get("datr", "SF7BW125")
+    if not isinstance(datr, str | int) or isinstance(datr, bool):
+        raise ProtocolError("rxpk.datr is neither a string nor a number")
+    stat = _num(raw, "stat", int)
+    return RxPacket(
+        data=payload,
+        freq=freq,
+        rssi=rssi,
+        lsnr=lsnr,
+        stat=1 if stat is None else stat,
+        modu=str(raw.get("modu", "LORA")),
+        datr=datr,
+        codr=None if raw.get("codr") is None else str(raw["codr"]),
+        tmst=_num(raw, "tmst", int),
+        time=None if raw.get("time") is None else str(raw["time"]),
+        tmms=_num(raw, "tmms", int),
+        chan=_num(raw, "chan", int),
+        rfch=_num(raw, "rfch", int),
+        rssis=rssis,
+        foff=_num(raw, "foff", int),
+    )
+
+
+def push_ack(version: int, token: int) -> bytes:
+    """PUSH_ACK for a PUSH_DATA (same version and token)."""
+    return _HEADER.pack(version, token, Identifier.PUSH_ACK)
+
+
+def pull_ack(version: int, token: int) -> bytes:
+    """PULL_ACK for a PULL_DATA (same version and token)."""
+    return _HEADER.pack(version, token, Identifier.PULL_ACK)
+
+
+def pull_resp(version: int, token: int, txpk: TxPacket) -> bytes:
+    """PULL_RESP carrying one downlink (version 1 forwarders expect token 0)."""
+    obj: dict[str, Any] = {
+        "imme": txpk.tmst is None,
+        "freq": txpk.freq,
+        "rfch": txpk.rfch,
+        "powe": txpk.powe,
+        "modu": txpk.modu,
+        "datr": txpk.datr,
+        "codr": txpk.codr,
+        "ipol": txpk.ipol,
+        "size": len(txpk.data),
+        "data": base64.b64encode(txpk.data).decode("ascii"),
+        **txpk.extra,
+    }
+    if txpk.tmst is not None:
+        obj["tmst"] = txpk.tmst & 0xFFFFFFFF
+    body = json.dumps({"txpk": obj}, separators=(",", ":")).encode()
+    return _HEADER.pack(version, token if version >= 2 else 0, Identifier.PULL_RESP) + body
+
+
+def rx_packet_to_json(packet: RxPacket) -> dict[str, Any]:
+    """The `rxpk` JSON object of a packet (used by the simulator and tests)."""
+    obj: dict[str, Any] = {
+        "freq": packet.freq,
+        "stat": packet.stat,
+        "modu": packet.modu,
+        "datr": packet.datr,
+        "rssi": packet.rssi,
+        "size": len(packet.data),
+        "data": base64.b64encode(packet.data).decode("ascii"),
+    }
+    optional = {
+        "lsnr": packet.lsnr,
+        "codr": packet.codr,
+        "tmst": packet.tmst,
+        "time": packet.time,
+        "tmms": packet.tmms,
+        "chan": packet.chan,
+        "rfch": packet.rfch,
+        "rssis": packet.rssis,
+        "foff": packet.foff,
+    }
+    obj.update({key: value for key, value in optional.items() if value is not None})
+    return obj
+
+
+def build_push_data(
+    version: int,
+    token: int,
+    gateway_eui: int,
+    rxpk: list[RxPacket] | None = None,
+    stat: dict[str, Any] | None = None,
+) -> bytes:
+    """A PUSH_DATA datagram as a forwarder sends it."""
+    obj: dict[str, Any] = {}
+    if rxpk:
+        obj["rxpk"] = [rx_packet_to_json(p) for p in rxpk]
+    if stat is not None:
+        obj["stat"] = stat
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    return _UPSTREAM.pack(version, token, Identifier.PUSH_DATA, gateway_eui) + body
+
+
+def build_pull_data(version: int, token: int, gateway_eui: int) -> bytes:
+    """A PULL_DATA datagram as a forwarder sends it."""
+    return _UPSTREAM.pack(version, token, Identifier.PULL_DATA, gateway_eui)
+
+
+def build_tx_ack(version: int, token: int, gateway_eui: int, error: str | None = None) -> bytes:
+    """A TX_ACK datagram as a forwarder sends it."""
+    body = b"" if error is None else json.dumps({"txpk_ack": {"error": error}}).encode()
+    return _UPSTREAM.pack(version, token, Identifier.TX_ACK, gateway_eui) + body
+
+
+def parse_downstream(data: bytes) -> tuple[int, int, Identifier, dict[str, Any] | None]:
+    """(version, token, identifier, JSON body) of a datagram a server sends (for simulators)."""
+    if len(data) < 4:
+        raise ProtocolError("datagram too short")
+    version, token, ident = _HEADER.unpack_from(data)
+    if ident not in (Identifier.PUSH_ACK, Identifier.PULL_ACK, Identifier.PULL_RESP):
+        raise ProtocolError(f"identifier {ident} is not sent by a server")
+    body = None
+    if ident == Identifier.PULL_RESP:
+        try:
+            body = json.loads(data[4:])
+        except ValueError as exc:
+            raise ProtocolError(f"PULL_RESP JSON: {exc}") from None
+    return version, token, Identifier(ident), body

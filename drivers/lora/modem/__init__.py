@@ -1,0 +1,1 @@
+"""Point-to-point LoRa modems on a serial port: sans-I/O line protocols and their driver."""

@@ -1,0 +1,187 @@
+"""One P2P LoRa modem on a serial port: set it up, listen, decode, emit; reopen on failure.
+
+Reuses the serial transport (`drivers.serial.transport.SerialLine`); the line protocols are
+in `protocol.py`. Set-up commands wait for their answer (COMMAND_TIMEOUT_S each); a modem that
+does not answer is a DeviceError and the port is reopened with `gateway.backoff.Backoff`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from drivers.base import DriverSpec, Sink
+from drivers.lora.codecs import PayloadCodec, codec_for
+from drivers.lora.config import ModemSection
+from drivers.lora.modem.protocol import (
+    Info,
+    ModemEvent,
+    Noise,
+    Packet,
+    Rak3172Protocol,
+    Reply,
+    Rn2483Protocol,
+    RxEnded,
+)
+from drivers.lora.readings import measurement_readings, signal_readings
+from drivers.serial.driver import Line
+from gateway.backoff import Backoff
+from gateway.errors import DeviceError, ProtocolError
+from gateway.model import HealthEvent
+
+log = structlog.get_logger(__name__)
+
+COMMAND_TIMEOUT_S = 3.0
+
+Opener = Callable[[ModemSection], Awaitable[Line]]
+
+
+async def open_serial(section: ModemSection) -> Line:
+    """Open the modem's port with the serial helper's transport."""
+    from drivers.serial.config import SerialSection
+    from drivers.serial.transport import SerialLine
+
+    return await SerialLine.open(SerialSection(port=section.port, baud=section.effective_baud()))
+
+
+@dataclass(frozen=True)
+class ModemStatistics:
+    """Counters of one modem driver."""
+
+    packets: int
+    decode_errors: int
+    noise_lines: int
+    reopens: int
+    rx_restarts: int
+
+
+class ModemDriver:
+    """A Driver for a RAK3172 (RUI3) or RN2483 in LoRa P2P receive mode."""
+
+    def __init__(
+        self, sensor_id: str, section: ModemSection, codec: PayloadCodec, opener: Opener = open_serial
+    ):
+        self.name = f"lora-modem:{sensor_id}"
+        self.sensor_id = sensor_id
+        self._section = section
+        self._codec = codec
+        self._opener = opener
+        self._counts: Counter[str] = Counter()
+
+    @classmethod
+    def from_spec(cls, spec: DriverSpec[ModemSection]) -> ModemDriver:
+        """The driver of one configured modem sensor."""
+        section = spec.section
+        return cls(spec.sensor_id, section, codec_for(section.codec, section.js_file, section.js_timeout_ms))
+
+    def statistics(self) -> ModemStatistics:
+        """A snapshot of the counters."""
+        c = self._counts
+        return ModemStatistics(c["packets"], c["decode_errors"], c["noise"], c["reopens"], c["rx_restarts"])
+
+    def _protocol(self) -> Rak3172Protocol | Rn2483Protocol:
+        return Rak3172Protocol() if self._section.modem == "rak3172" else Rn2483Protocol()
+
+    async def run(self, sink: Sink) -> None:
+        """Keep the modem listening until cancelled, reopening the port after failures."""
+        s = self._section
+        backoff = Backoff(s.reopen_initial_s, s.reopen_cap_s)
+        while True:
+            try:
+                line = await self._opener(s)
+            except DeviceError as exc:
+                self._failed(exc, backoff.failures, sink)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            try:
+                await self._session(line, sink, backoff)
+            except DeviceError as exc:
+                self._failed(exc, backoff.failures, sink)
+                self._counts["reopens"] += 1
+            finally:
+                await line.close()
+            await asyncio.sleep(backoff.next_delay())
+
+    def _failed(self, exc: DeviceError, failures: int, sink: Sink) -> None:
+        if failures == 0:
+            log.warning("lora_modem.failed", sensor=self.sensor_id, error=str(exc))
+            sink.event(HealthEvent(time.time_ns() // 1_000_000, self.sensor_id, "device_error", str(exc)))
+        else:
+            log.debug("lora_modem.failed_again", sensor=self.sensor_id, error=str(exc))
+
+    async def _session(self, line: Line, sink: Sink, backoff: Backoff) -> None:
+        protocol = self._protocol()
+        s = self._section
+        events: list[ModemEvent] = []
+        commands = protocol.setup_commands(
+            s.frequency_hz, s.spreading_factor, s.bandwidth_khz, s.coding_rate, s.preamble, s.tx_power_dbm
+        )
+        for command in commands:
+            await self._command(line, protocol, command, events)
+        if backoff.failures:
+            log.info("lora_modem.recovered", sensor=self.sensor_id)
+        backoff.reset()
+        log.info("lora_modem.listening", sensor=self.sensor_id, modem=s.modem, freq=s.frequency_hz)
+        for event in events:
+            await self._handle(event, line, protocol, sink)
+        while True:
+            for event in protocol.feed(await line.read()):
+                await self._handle(event, line, protocol, sink)
+
+    async def _command(
+        self, line: Line, protocol: Rak3172Protocol | Rn2483Protocol, command: str, backlog: list[ModemEvent]
+    ) -> None:
+        """Send one command and wait for its answer; packets seen meanwhile go to `backlog`."""
+        await line.write(protocol.encode(command))
+        answers_on_info = isinstance(protocol, Rn2483Protocol)
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                while True:
+                    for event in protocol.feed(await line.read()):
+                        if isinstance(event, Reply):
+                            if not event.ok:
+                                raise DeviceError(f"{self._section.port}: {command!r} answered {event.text}")
+                            return
+                        if isinstance(event, Info) and answers_on_info:
+                            return
+                        if isinstance(event, Packet):
+                            backlog.append(event)
+        except TimeoutError:
+            raise DeviceError(f"{self._section.port}: no answer to {command!r}") from None
+
+    async def _handle(
+        self, event: ModemEvent, line: Line, protocol: Rak3172Protocol | Rn2483Protocol, sink: Sink
+    ) -> None:
+        if isinstance(event, Noise):
+            self._counts["noise"] += 1
+        elif isinstance(event, RxEnded) or (
+            isinstance(event, Packet) and isinstance(protocol, Rn2483Protocol)
+        ):
+            if isinstance(event, RxEnded):
+                self._counts["rx_restarts"] += 1
+            else:
+                self._packet(event, sink)
+            # RN2483 leaves receive mode after each packet or error: listen again
+            await line.write(protocol.encode(Rn2483Protocol.RECEIVE))
+        elif isinstance(event, Packet):
+            self._packet(event, sink)
+
+    def _packet(self, packet: Packet, sink: Sink) -> None:
+        self._counts["packets"] += 1
+        ts = time.time_ns() // 1_000_000
+        if self._section.signal_readings and packet.rssi is not None:
+            for reading in signal_readings(self.sensor_id, ts, packet.rssi, packet.snr):
+                sink.reading(reading)
+        try:
+            measurements = self._codec.decode(self._section.fport, packet.payload)
+        except ProtocolError as exc:
+            self._counts["decode_errors"] += 1
+            sink.event(HealthEvent(ts, self.sensor_id, "decode_error", str(exc)[:200]))
+            return
+        for reading in measurement_readings(self.sensor_id, ts, measurements):
+            sink.reading(reading)

@@ -1,0 +1,281 @@
+"""The bus scheduler: one driver per RS485 line (or TCP connection), one request at a time.
+
+Each slave is polled at its own interval, earliest due first. A slave that does not answer
+costs at most its timeout x (1 + retries) per poll until its breaker opens; after that it is
+probed with single requests at a slow rate (drivers.modbus.breaker). Exception responses are
+answers: the slave stays alive, the refused read yields no readings this poll, and the change
+is logged once. When the port goes away (USB unplug) it is reopened with capped backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from drivers.base import Sink
+from drivers.modbus.breaker import SlaveState
+from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout, exception_name
+from drivers.modbus.link import ModbusLink
+from drivers.modbus.planner import PlannedRead
+from drivers.modbus.slave import Slave, readings_from_answer, split_read
+from gateway.backoff import Backoff
+from gateway.errors import ProtocolError
+from gateway.model import HealthEvent
+
+log = structlog.get_logger("drivers.modbus")
+
+_ILLEGAL_DATA_ADDRESS = 2
+
+
+@dataclass(frozen=True)
+class SlaveStatistics:
+    """Counters of one slave."""
+
+    sensor: str
+    unit: int
+    state: str
+    polls_ok: int
+    polls_failed: int
+    exception_responses: int
+    reads_per_poll: int
+
+
+@dataclass(frozen=True)
+class BusStatistics:
+    """Counters of one bus, for the CLI and metrics."""
+
+    bus: str
+    is_open: bool
+    opens: int
+    losses: int
+    requests: int
+    timeouts: int
+    exception_responses: int
+    slaves: tuple[SlaveStatistics, ...]
+
+
+@dataclass(frozen=True)
+class BusTiming:
+    """Silences the bus keeps: after opening the port and between two requests."""
+
+    connect_gap_s: float = 0.1
+    request_gap_s: float = 0.0
+    open_timeout_s: float = 5.0
+
+
+class ModbusBus:
+    """A `Driver` polling every slave of one bus through one `ModbusLink`."""
+
+    def __init__(
+        self,
+        name: str,
+        link: ModbusLink,
+        slaves: Sequence[Slave],
+        timing: BusTiming = BusTiming(),
+        *,
+        reopen: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = name
+        self.link = link
+        self.slaves = list(slaves)
+        self.timing = timing
+        self._reopen = reopen or Backoff(initial_s=0.5, cap_s=30.0)
+        self._clock = clock
+        self._wall = wall_clock
+        self._sleep = sleep
+        self._quiet_until = 0.0
+        self._opens = self._losses = self._requests = 0
+        self._timeouts = self._refusals = 0
+
+    def statistics(self) -> BusStatistics:
+        """A snapshot of the counters."""
+        return BusStatistics(
+            bus=self.name,
+            is_open=self.link.is_open,
+            opens=self._opens,
+            losses=self._losses,
+            requests=self._requests,
+            timeouts=self._timeouts,
+            exception_responses=self._refusals,
+            slaves=tuple(
+                SlaveStatistics(
+                    s.sensor,
+                    s.unit,
+                    s.breaker.state.value,
+                    s.polls_ok,
+                    s.polls_failed,
+                    s.exception_responses,
+                    len(s.reads),
+                )
+                for s in self.slaves
+            ),
+        )
+
+    async def run(self, sink: Sink) -> None:
+        """Poll forever; a lost port is reopened here, so this only ends when cancelled."""
+        for slave in self.slaves:
+            slave.last_data = self._clock()
+        try:
+            while True:
+                await self._open(sink)
+                try:
+                    await self._serve(sink)
+                except BusLost as exc:
+                    self._losses += 1
+                    self.link.close()
+                    log.warning("modbus bus lost", bus=self.name, error=str(exc))
+                    self._event(sink, "bus_lost", str(exc))
+        finally:
+            self.link.close()
+
+    async def _open(self, sink: Sink) -> None:
+        while True:
+            try:
+                await self.link.open(self.timing.open_timeout_s)
+            except BusLost as exc:
+                self._check_stale(sink)
+                delay = self._reopen.next_delay()
+                level = log.warning if self._reopen.failures == 1 else log.debug
+                level("modbus bus cannot open", bus=self.name, error=str(exc), retry_s=delay)
+                if self._reopen.failures == 1:
+                    self._event(sink, "bus_unavailable", str(exc))
+                await self._sleep(delay)
+                continue
+            self._opens += 1
+            if self._reopen.failures or self._losses:
+                log.info("modbus bus open", bus=self.name, attempts=self._reopen.failures + 1)
+                self._event(sink, "bus_open", str(self.link.endpoint))
+            self._reopen.reset()
+            self._quiet_until = self._clock() + self.timing.connect_gap_s
+            return
+
+    async def _serve(self, sink: Sink) -> None:
+        while True:
+            self._check_stale(sink)
+            slave = min(self.slaves, key=Slave.due_at)
+            now = self._clock()
+            stale_at = min(s.stale_at() for s in self.slaves)
+            if stale_at < slave.due_at():
+                await self._sleep(max(0.0, stale_at - now))
+                continue
+            delay = slave.due_at() - now
+            if delay > 0:
+                await self._sleep(delay)
+            await self.poll(slave, sink)
+
+    def _check_stale(self, sink: Sink) -> None:
+        now = self._clock()
+        for slave in self.slaves:
+            if now < slave.stale_at():
+                continue
+            slave.stale = True
+            silent_s = now - (slave.last_data or now)
+            log.warning("modbus sensor stale", sensor=slave.sensor, silent_s=round(silent_s, 1))
+            self._event(sink, "stale", f"no readings for {silent_s:.1f} s", source=slave.sensor)
+
+    async def poll(self, slave: Slave, sink: Sink) -> None:
+        """Run one poll of `slave`: every planned read, readings into `sink`."""
+        answered = False
+        try:
+            for read in list(slave.reads):
+                try:
+                    values = await self._request(slave, read)
+                except ExceptionResponse as exc:
+                    answered = True
+                    self._refused(slave, read, exc, sink)
+                    continue
+                answered = True
+                self._accepted(slave, read, sink)
+                self._fresh(slave, sink)
+                ts_ms = int(self._wall() * 1000)
+                for reading in readings_from_answer(
+                    slave.sensor, slave.register_map, slave.fields, read, values, ts_ms
+                ):
+                    sink.reading(reading)
+        except (SlaveTimeout, ProtocolError) as exc:
+            self._failed(slave, exc, sink)
+        else:
+            self._answered(slave, sink, answered)
+        finally:
+            slave.schedule_next(self._clock())
+
+    async def _request(self, slave: Slave, read: PlannedRead) -> list[int]:
+        attempts = 1 + (slave.retries if slave.breaker.retries_allowed else 0)
+        for attempt in range(attempts):
+            quiet = self._quiet_until - self._clock()
+            if quiet > 0:
+                await self._sleep(quiet)
+            self._requests += 1
+            try:
+                return await self.link.read(read.kind, slave.unit, read.address, read.count, slave.timeout_s)
+            except SlaveTimeout:
+                self._timeouts += 1
+                if attempt + 1 == attempts:
+                    raise
+            finally:
+                self._quiet_until = self._clock() + self.timing.request_gap_s
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _answered(self, slave: Slave, sink: Sink, answered: bool) -> None:
+        if not answered:
+            return
+        slave.polls_ok += 1
+        if slave.breaker.succeeded() is SlaveState.ALIVE:
+            log.info("modbus slave answers again", bus=self.name, sensor=slave.sensor)
+            self._event(sink, "slave_alive", f"{slave.sensor} (unit {slave.unit})")
+
+    def _failed(self, slave: Slave, exc: Exception, sink: Sink) -> None:
+        slave.polls_failed += 1
+        if slave.breaker.failed(self._clock()) is SlaveState.DEAD:
+            log.warning(
+                "modbus slave dead; probing it slowly",
+                bus=self.name,
+                sensor=slave.sensor,
+                unit=slave.unit,
+                error=str(exc),
+            )
+            self._event(sink, "slave_dead", f"{slave.sensor} (unit {slave.unit}): {exc}")
+        else:
+            log.debug("modbus poll failed", bus=self.name, sensor=slave.sensor, error=str(exc))
+
+    def _refused(self, slave: Slave, read: PlannedRead, exc: ExceptionResponse, sink: Sink) -> None:
+        self._refusals += 1
+        slave.exception_responses += 1
+        if exc.code == _ILLEGAL_DATA_ADDRESS and len(read.fields) > 1:
+            # a merged read may span a hole the device refuses: fall back to one read per field
+            index = slave.reads.index(read)
+            slave.reads[index : index + 1] = split_read(read, slave.fields)
+            log.warning("modbus read refused; splitting it", sensor=slave.sensor, read=_where(read))
+            return
+        if slave.refusals.get(read) == exc.code:
+            return
+        slave.refusals[read] = exc.code
+        log.warning("modbus exception response", sensor=slave.sensor, read=_where(read), code=exc.name)
+        self._event(sink, "exception_response", f"{slave.sensor} {_where(read)}: {exc.name}")
+
+    def _accepted(self, slave: Slave, read: PlannedRead, sink: Sink) -> None:
+        code = slave.refusals.pop(read, None)
+        if code is not None:
+            log.info("modbus read accepted again", sensor=slave.sensor, read=_where(read))
+            self._event(sink, "exception_cleared", f"{slave.sensor} {_where(read)}: {exception_name(code)}")
+
+    def _fresh(self, slave: Slave, sink: Sink) -> None:
+        slave.last_data = self._clock()
+        if slave.stale:
+            slave.stale = False
+            log.info("modbus sensor recovered", sensor=slave.sensor)
+            self._event(sink, "recovered", "data flows again", source=slave.sensor)
+
+    def _event(self, sink: Sink, kind: str, detail: str, source: str | None = None) -> None:
+        sink.event(HealthEvent(int(self._wall() * 1000), source or self.name, kind, detail))
+
+
+def _where(read: PlannedRead) -> str:
+    return f"{read.kind} {read.address}+{read.count}"

@@ -1,0 +1,178 @@
+"""The agent's runtime: one TaskGroup with supervised drivers, the batcher, the uplink and the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections import Counter
+from typing import Any
+
+import structlog
+
+from buffer import Store, StoreOptions
+from drivers.base import Driver
+from gateway import keys, wire
+from gateway.backoff import Backoff
+from gateway.batcher import Batcher
+from gateway.config import GatewayConfig
+from gateway.control import ControlServer
+from gateway.model import HealthEvent, Reading
+from gateway.sensors import SeriesCatalog, build_drivers
+from gateway.supervisor import Supervised
+from gateway.uplink.mqtt import MqttUplink
+
+log = structlog.get_logger(__name__)
+
+#: how long a stopping agent lets the uplink send what is already sealed
+SHUTDOWN_SEND_GRACE_S = 1.5
+
+
+class StoreSink:
+    """Where drivers push: straight into the store's group-commit queue (non-blocking)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.readings: Counter[str] = Counter()
+        self.events = 0
+
+    def reading(self, reading: Reading) -> None:
+        """Queue one reading for the next group commit."""
+        self._store.submit((reading,))
+        self.readings[reading.sensor] += 1
+
+    def event(self, event: HealthEvent) -> None:
+        """Queue one health event; it is uploaded with the next batch."""
+        self._store.submit_event(event)
+        self.events += 1
+        log.info("health event", source=event.source, kind=event.kind, detail=event.detail)
+
+
+class Agent:
+    """Runs a validated configuration until SIGTERM/SIGINT (or `stop()`)."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self._stop = asyncio.Event()
+        self._supervised: list[Supervised] = []
+        self._drivers: list[Driver] = []
+        self._store: Store | None = None
+        self._batcher: Batcher | None = None
+        self._uplink: MqttUplink | None = None
+        self._sink: StoreSink | None = None
+
+    def stop(self) -> None:
+        """Ask the agent to stop cleanly."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Open everything, run until asked to stop, then stop drivers, commit, seal, close."""
+        config = self.config
+        private_key = await asyncio.to_thread(keys.load_private_key, config.key_file)
+        kid = wire.kid_for(private_key.public_key())
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        options = StoreOptions(
+            commit_interval_s=config.buffer.commit_interval_s,
+            max_rows_per_commit=config.buffer.max_rows_per_commit,
+            max_bytes=config.buffer.max_bytes,
+            min_free_bytes=config.buffer.min_free_bytes,
+            policy=config.buffer.policy,
+            keep_raw_s=config.buffer.keep_raw_s,
+        )
+        store = self._store = await asyncio.to_thread(Store.open, config.state_dir / "buffer.db", options)
+        try:
+            await self._run_with(store, private_key, kid)
+        finally:
+            await asyncio.to_thread(store.close)
+            log.info("agent stopped", **_counts(store))
+
+    async def _run_with(self, store: Store, private_key: Any, kid: bytes) -> None:
+        config = self.config
+        sealed = asyncio.Event()
+        self._sink = sink = StoreSink(store)
+        self._drivers = build_drivers(config)
+        batcher = self._batcher = Batcher(
+            store,
+            gateway_id=config.gateway_id,
+            private_key=private_key,
+            kid=kid,
+            declare=SeriesCatalog(config),
+            slice_s=config.batching.slice_s,
+            max_readings=config.batching.max_readings,
+            sealed=sealed,
+        )
+        uplink = self._uplink = MqttUplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
+        control = ControlServer(config.state_dir / "control.sock", self.status)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        log.info("agent started", gateway_id=config.gateway_id, kid=kid.hex(), drivers=len(self._drivers))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                driver_tasks = [
+                    tasks.create_task(self._supervise(f"driver:{d.name}", _runner(d, sink)))
+                    for d in self._drivers
+                ]
+                batcher_task = tasks.create_task(self._supervise("batcher", batcher.run))
+                uplink_task = tasks.create_task(
+                    self._supervise("uplink", uplink.run, Backoff(initial_s=0.5, cap_s=30.0))
+                )
+                control_task = tasks.create_task(control.run())
+                await self._stop.wait()
+                log.info("agent stopping")
+                await _cancel(*driver_tasks)
+                await store.flush()
+                await _cancel(batcher_task)
+                await batcher.seal(upto_ts_ms=None)
+                await self._drain_briefly(store, uplink)
+                await _cancel(uplink_task, control_task)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    def _supervise(self, name: str, factory: Any, backoff: Backoff | None = None) -> Any:
+        supervised = Supervised(name, factory, backoff)
+        self._supervised.append(supervised)
+        return supervised.run()
+
+    async def _drain_briefly(self, store: Store, uplink: MqttUplink) -> None:
+        """Give a connected uplink a moment to send what was just sealed; the rest waits in the outbox."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_SEND_GRACE_S):
+                while uplink.state == "connected":
+                    uplink.delivered.clear()
+                    if not await asyncio.to_thread(store.undelivered, limit=1):
+                        return
+                    await uplink.delivered.wait()
+
+    def status(self) -> dict[str, Any]:
+        """Everything `gateway status` shows: statistics of every part."""
+        return {
+            "gateway_id": self.config.gateway_id,
+            "produced": dict(self._sink.readings) if self._sink else {},
+            "store": self._store.statistics() if self._store else None,
+            "batcher": self._batcher.statistics() if self._batcher else None,
+            "uplink": self._uplink.statistics() if self._uplink else None,
+            "drivers": {d.name: d.statistics() for d in self._drivers},
+            "tasks": [s.statistics() for s in self._supervised],
+        }
+
+
+def _runner(driver: Driver, sink: StoreSink) -> Any:
+    async def run() -> None:
+        await driver.run(sink)
+
+    return run
+
+
+async def _cancel(*tasks: asyncio.Task[Any]) -> None:
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+
+
+def _counts(store: Store) -> dict[str, Any]:
+    stats = store.statistics()
+    return {"committed": getattr(stats, "committed", None), "pending": getattr(stats, "pending", None)}

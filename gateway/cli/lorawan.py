@@ -1,0 +1,133 @@
+"""`gateway lorawan ...`: decode one frame by hand, watch live uplinks at the antenna."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+
+import click
+
+from drivers.lora.gwmp import RxPacket
+from drivers.lora.lorawan.crypto import SessionKey
+from drivers.lora.lorawan.inspect import describe_frame
+from drivers.lora.lorawan.phypayload import MType, parse_data_frame, parse_mhdr
+from gateway.errors import ConfigError, GatewayError, ProtocolError
+
+
+@click.group(name="lorawan")
+def group() -> None:
+    """LoRaWAN tools: decode a frame, watch the packet forwarder."""
+
+
+def _fail(reason: str) -> None:
+    click.echo(f"error: {reason}", err=True)
+    sys.exit(2)
+
+
+def _key(text: str | None, name: str) -> SessionKey | None:
+    if text is None:
+        return None
+    try:
+        return SessionKey.from_hex(text)
+    except ConfigError:
+        _fail(f"{name} must be 32 hex digits")
+    return None  # pragma: no cover - _fail exits
+
+
+@group.command("decode")
+@click.argument("phypayload_hex")
+@click.option("--nwkskey", help="NwkSKey (hex): checks the MIC, decrypts FPort 0")
+@click.option("--appskey", help="AppSKey (hex): decrypts FRMPayload")
+@click.option("--appkey", help="AppKey (hex): checks a join-request's MIC")
+@click.option("--fcnt-hint", type=int, help="last known 32-bit FCnt of the device")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def decode_command(
+    phypayload_hex: str,
+    nwkskey: str | None,
+    appskey: str | None,
+    appkey: str | None,
+    fcnt_hint: int | None,
+    as_json: bool,
+) -> None:
+    """Decode one PHYPayload (hex). Exit 0 even when the MIC is wrong (mic_valid says so)."""
+    try:
+        phy = bytes.fromhex(phypayload_hex.replace(" ", ""))
+    except ValueError:
+        _fail("PHYPAYLOAD_HEX is not hex")
+    keys = {
+        "nwkskey": _key(nwkskey, "--nwkskey"),
+        "appskey": _key(appskey, "--appskey"),
+        "app_key": _key(appkey, "--appkey"),
+    }
+    try:
+        fields = describe_frame(phy, fcnt_hint=fcnt_hint, **keys)
+    except ProtocolError as exc:
+        _fail(f"malformed frame: {exc}")
+    if as_json:
+        click.echo(json.dumps(fields))
+        return
+    for name, value in fields.items():
+        click.echo(f"{name:>10}: {value}")
+
+
+def _packet_line(gateway_eui: int, rx: RxPacket) -> dict[str, object]:
+    line: dict[str, object] = {
+        "time": time.strftime("%H:%M:%S"),
+        "gateway": f"{gateway_eui:016x}",
+        "freq": rx.freq,
+        "datr": rx.datr,
+        "rssi": rx.rssi,
+        "snr": rx.lsnr,
+        "crc": "ok" if rx.crc_ok else "bad",
+        "size": len(rx.data),
+    }
+    with contextlib.suppress(ProtocolError):
+        mtype = parse_mhdr(rx.data)
+        line["mtype"] = mtype.name
+        if mtype.is_data:
+            frame = parse_data_frame(rx.data)
+            line.update(devaddr=f"{frame.devaddr:08x}", fcnt=frame.fcnt, fport=frame.fport)
+        elif mtype == MType.JoinRequest and len(rx.data) == 23:
+            line["dev_eui"] = rx.data[9:17][::-1].hex()
+    return line
+
+
+@group.command("listen")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=1700, show_default=True, help="UDP port the packet forwarder sends to")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per packet")
+def listen_command(host: str, port: int, as_json: bool) -> None:
+    """Show every packet the forwarder hears, with RSSI/SNR (for antenna checks). Ctrl-C stops."""
+    from drivers.lora.forwarder import PacketForwarderServer
+
+    def show(gateway_eui: int, rx: RxPacket) -> None:
+        line = _packet_line(gateway_eui, rx)
+        if as_json:
+            click.echo(json.dumps(line))
+        else:
+            who = line.get("devaddr") or line.get("dev_eui") or "-"
+            click.echo(
+                f"{line['time']} gw {line['gateway']} {rx.freq:.3f} MHz {rx.datr} rssi {rx.rssi:.0f} dBm "
+                f"snr {rx.lsnr if rx.lsnr is not None else '-'} dB crc {line['crc']} "
+                f"{line.get('mtype', '?')} {who} fcnt {line.get('fcnt', '-')}"
+            )
+
+    class _Quiet:
+        def reading(self, reading: object) -> None:
+            pass
+
+        def event(self, event: object) -> None:
+            pass
+
+    server = PacketForwarderServer(host, port, [], on_packet=show)
+    if not as_json:
+        click.echo(f"listening for packet forwarders on {host}:{port} (Ctrl-C stops)", err=True)
+    try:
+        asyncio.run(server.run(_Quiet()))
+    except KeyboardInterrupt:
+        pass
+    except GatewayError as exc:
+        _fail(str(exc))

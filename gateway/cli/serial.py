@@ -1,0 +1,183 @@
+"""`gateway serial probe|sniff`: what a technician at the lamppost needs to see on a serial line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import string
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from drivers.serial import PROTOCOLS, codec_for, poller_for
+from drivers.serial.codec import Codec, Sample
+from drivers.serial.config import PollingOptions, RegexField, RegexOptions, SerialSection
+from drivers.serial.driver import wall_clock_ms
+from drivers.serial.transport import SerialLine
+from gateway.errors import DeviceError, ProtocolError
+
+_PRINTABLE = frozenset(string.printable.encode()) - frozenset(b"\t\n\r\x0b\x0c")
+
+
+@click.group(name="serial")
+def group() -> None:
+    """Look at serial sensors: decode one live (probe) or dump raw bytes (sniff)."""
+
+
+def _clock(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _section(port: str, protocol: str, baud: int, pattern: str | None, query: bool) -> SerialSection:
+    regex = None
+    if protocol == "regex":
+        if not pattern:
+            raise click.UsageError("--protocol regex needs --pattern with named groups (?P<name>...)")
+        try:
+            groups = re.compile(pattern).groupindex
+        except re.error as exc:
+            raise click.UsageError(f"--pattern is not a valid regex: {exc}") from None
+        if not groups:
+            raise click.UsageError("--pattern has no named groups (?P<name>...)")
+        fields = {name: RegexField(quantity=name.lower(), unit="1") for name in groups}
+        regex = RegexOptions(pattern=pattern, fields=fields)
+    polling = PollingOptions(mode="query" if query else "active", setup=False)
+    return SerialSection.model_validate(
+        {"port": port, "baud": baud, "protocol": protocol, "regex": regex, "polling": polling}
+    )
+
+
+@group.command("probe")
+@click.argument("port")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), required=True, help="codec to decode with")
+@click.option("--baud", type=int, default=9600, show_default=True)
+@click.option("--count", type=int, default=0, help="exit 0 after N readings (0: until Ctrl-C)")
+@click.option("--timeout", "timeout_s", type=float, default=0, help="exit 1 if no reading within S seconds")
+@click.option("--query", is_flag=True, help="sds011/pms5003/wxt: poll the sensor once a second")
+@click.option("--pattern", help="regex: a pattern whose named groups become quantities")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per reading")
+def probe_command(
+    port: str,
+    protocol: str,
+    baud: int,
+    count: int,
+    timeout_s: float,
+    query: bool,
+    pattern: str | None,
+    as_json: bool,
+) -> None:
+    """Open PORT and print decoded readings as they arrive (protocol errors go to stderr)."""
+    section = _section(port, protocol, baud, pattern, query)
+    try:
+        got = asyncio.run(_probe(section, count, timeout_s, as_json))
+    except KeyboardInterrupt:
+        return
+    except DeviceError as exc:
+        raise click.ClickException(f"{exc} (is the agent running on this port?)") from None
+    if timeout_s and count and got < count:
+        raise click.ClickException(f"only {got} of {count} readings within {timeout_s} s")
+
+
+@dataclass
+class _Tally:
+    shown: int = 0
+
+
+async def _probe(section: SerialSection, count: int, timeout_s: float, as_json: bool) -> int:
+    line = await SerialLine.open(section)
+    codec = codec_for(section)
+    poller = poller_for(section)
+    tally = _Tally()
+    try:
+        async with asyncio.timeout(timeout_s or None):
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    polling = tasks.create_task(poller.drive(line)) if poller else None
+                    await _print_readings(line, codec, count, as_json, tally)
+                    if polling:
+                        polling.cancel()
+            except* DeviceError as group:
+                raise group.exceptions[0] from None
+    except TimeoutError:
+        pass
+    finally:
+        await line.close()
+    return tally.shown
+
+
+async def _print_readings(line: SerialLine, codec: Codec, count: int, as_json: bool, tally: _Tally) -> None:
+    while not count or tally.shown < count:
+        data = await line.read()
+        ts_ms = wall_clock_ms()
+        codec.feed(data)
+        for event in codec.events():
+            if isinstance(event, ProtocolError):
+                click.echo(f"{_clock(ts_ms)} ! {type(event).__name__}: {event}", err=True)
+            if not isinstance(event, Sample):
+                continue
+            for m in event.measurements:
+                if count and tally.shown >= count:
+                    break
+                tally.shown += 1
+                _print_reading(ts_ms, m.quantity, m.value, m.unit, int(m.quality), as_json)
+
+
+def _print_reading(ts_ms: int, quantity: str, value: float, unit: str, quality: int, as_json: bool) -> None:
+    if as_json:
+        record: dict[str, Any] = {"ts_ms": ts_ms, "quantity": quantity, "value": value, "unit": unit}
+        click.echo(json.dumps(record))
+    else:
+        flag = f"  quality={quality}" if quality else ""
+        click.echo(f"{_clock(ts_ms)}  {quantity:<24} {value:>12g} {unit}{flag}")
+    sys.stdout.flush()
+
+
+@group.command("sniff")
+@click.argument("port")
+@click.option("--baud", type=int, default=9600, show_default=True)
+@click.option("--duration", "duration_s", type=float, default=0, help="stop after S seconds (0: Ctrl-C)")
+@click.option("--json", "as_json", is_flag=True, help='one {"ts_ms", "hex"} object per chunk received')
+def sniff_command(port: str, baud: int, duration_s: float, as_json: bool) -> None:
+    """Print a timestamped hex/ASCII dump of whatever PORT sends (for devices nobody documented)."""
+    section = SerialSection(port=port, baud=baud)
+    try:
+        asyncio.run(_sniff(section, duration_s, as_json))
+    except KeyboardInterrupt:
+        return
+    except DeviceError as exc:
+        raise click.ClickException(f"{exc} (is the agent running on this port?)") from None
+
+
+async def _sniff(section: SerialSection, duration_s: float, as_json: bool) -> None:
+    line = await SerialLine.open(section)
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(duration_s or None):
+            while True:
+                data = await line.read()
+                ts_ms = wall_clock_ms()
+                if as_json:
+                    click.echo(json.dumps({"ts_ms": ts_ms, "hex": data.hex()}))
+                else:
+                    click.echo(hex_dump(data, f"{_clock(ts_ms)} +{time.monotonic() - started:8.3f}s"))
+                sys.stdout.flush()
+    except TimeoutError:
+        pass
+    finally:
+        await line.close()
+
+
+def hex_dump(data: bytes, stamp: str) -> str:
+    """16 bytes per row: hex, then the printable ASCII (dots for the rest); the stamp on the first row."""
+    rows = []
+    for offset in range(0, len(data), 16):
+        chunk = data[offset : offset + 16]
+        text = "".join(chr(b) if b in _PRINTABLE else "." for b in chunk)
+        prefix = stamp if offset == 0 else " " * len(stamp)
+        rows.append(f"{prefix}  {chunk.hex(' '):<47}  |{text}|")
+    return "\n".join(rows)

@@ -1,0 +1,190 @@
+"""The agent's one TOML configuration file, validated by pydantic v2 models."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from drivers.serial.config import SerialSection
+from gateway.errors import ConfigError
+
+#: the example configuration shipped with the project (what `gateway demo` runs)
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "example.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BufferConfig(_Strict):
+    """The SQLite store on the gateway (see docs/buffer.md)."""
+
+    commit_interval_s: float = Field(default=1.0, gt=0, le=60)
+    max_rows_per_commit: int = Field(default=10_000, gt=0)
+    max_bytes: int = Field(default=1 << 30, gt=0)
+    min_free_bytes: int = Field(default=64 << 20, ge=0)
+    policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    keep_raw_s: float = Field(default=24 * 3600, ge=0)
+
+
+class BatchingConfig(_Strict):
+    """How committed readings are cut into signed batches."""
+
+    slice_s: float = Field(default=5.0, gt=0, le=3600)
+    max_readings: int = Field(default=50_000, gt=0)
+
+
+class MqttConfig(_Strict):
+    """MQTT broker the batches are published to (QoS 1)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, gt=0, lt=65536)
+    topic: str = "gateways/{gateway_id}/batches"
+    client_id: str | None = None
+    keepalive_s: int = Field(default=30, gt=0)
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+
+
+class UplinkConfig(_Strict):
+    """Which transport carries the outbox to the backend."""
+
+    transport: Literal["mqtt"] = "mqtt"
+    mqtt: MqttConfig = MqttConfig()
+    ack_timeout_s: float = Field(default=15.0, gt=0)
+    max_inflight: int = Field(default=8, gt=0, le=64)
+
+
+class WindowConfig(_Strict):
+    """Per-sensor windowed statistics (see gateway.aggregation)."""
+
+    length_s: float = Field(default=60, ge=1, le=86_400)
+    upload: Literal["windows", "raw", "both"] = "raw"
+    allowed_lateness_s: float = Field(default=10, ge=0)
+    max_lateness_s: float = Field(default=3600, ge=0)
+
+
+class SensorBase(_Strict):
+    """Fields every sensor has, whatever its driver."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    enabled: bool = True
+    stale_after_s: float = Field(default=120, gt=0)
+    time_resolution_ms: int = Field(default=1, ge=1, le=86_400_000)
+    resolution: dict[str, float] = Field(
+        default_factory=dict, description="per quantity: the value step the sensor really has"
+    )
+    windows: WindowConfig | None = None
+
+    @field_validator("resolution")
+    @classmethod
+    def _positive_steps(cls, value: dict[str, float]) -> dict[str, float]:
+        for quantity, step in value.items():
+            if not step > 0:
+                raise ValueError(f"resolution of {quantity!r} must be > 0")
+        return value
+
+
+class SerialSensor(SensorBase):
+    """A sensor on a serial line (RS232/RS485/USB)."""
+
+    driver: Literal["serial"]
+    serial: SerialSection
+
+
+Sensor = Annotated[SerialSensor, Field(discriminator="driver")]
+
+
+class LoggingConfig(_Strict):
+    """Log level and format (JSON when stdout is not a TTY)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class GatewayConfig(_Strict):
+    """The whole agent configuration."""
+
+    gateway_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+    key_file: Path
+    state_dir: Path
+    buffer: BufferConfig = BufferConfig()
+    batching: BatchingConfig = BatchingConfig()
+    uplink: UplinkConfig = UplinkConfig()
+    logging: LoggingConfig = LoggingConfig()
+    sensors: list[Sensor] = Field(default_factory=list)
+
+    @field_validator("sensors")
+    @classmethod
+    def _unique_ids(cls, value: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for sensor in value:
+            if sensor.id in seen:
+                raise ValueError(f"sensor id {sensor.id!r} is used twice")
+            seen.add(sensor.id)
+        return value
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+DRIVER_TAGS = frozenset({"serial"})
+
+
+def _without_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop the discriminator value pydantic inserts after `sensors[i]`."""
+    if len(loc) > 2 and loc[0] == "sensors" and isinstance(loc[1], int) and loc[2] in DRIVER_TAGS:
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per problem: key path, offending value, what was expected."""
+    lines = []
+    for item in error.errors(include_url=False):
+        loc = _without_tags(tuple(item["loc"]))
+        value = item.get("input")
+        shown = "(missing)" if item["type"] == "missing" else repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"{_key_path(loc)}: got {shown}; expected: {item['msg']}")
+    return lines
+
+
+def parse_config(data: dict[str, Any], *, base_dir: Path | None = None) -> GatewayConfig:
+    """Validate a parsed TOML document; relative paths are taken from `base_dir`."""
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(describe_errors(exc))) from None
+    if base_dir is not None:
+        config.key_file = base_dir / config.key_file if not config.key_file.is_absolute() else config.key_file
+        config.state_dir = (
+            base_dir / config.state_dir if not config.state_dir.is_absolute() else config.state_dir
+        )
+    return config
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and validate a config file; ConfigError names every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, base_dir=path.parent.resolve())

@@ -1,0 +1,245 @@
+"""`gateway demo`: the whole data path on loopback, with a broker outage in the middle.
+
+Children: Mosquitto on a free port, one simulator per configured sensor, the reference receiver and the
+agent running config/example.toml (ports and paths redirected into a scratch directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from gateway import keys, tomlwriter
+from gateway.config import EXAMPLE_CONFIG, parse_config
+from gateway.control import query_status
+from gateway.errors import GatewayError
+from hil.broker import Mosquitto
+
+#: simulator module per serial protocol; sensors of other kinds get theirs as their drivers land
+SIMULATORS = {"nmea": "hil.sims.nmea_station"}
+
+
+@dataclass
+class Child:
+    """One child process with its log file."""
+
+    name: str
+    process: subprocess.Popen[str]
+    log: IO[str] | None = None
+
+    def terminate(self, timeout_s: float = 10.0) -> str:
+        """SIGTERM, wait, SIGKILL if it hangs; returns what it printed on stdout (if piped)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        if self.log:
+            self.log.close()
+        return out or ""
+
+
+@dataclass
+class Snapshot:
+    """What the live view shows."""
+
+    elapsed_s: float = 0.0
+    phase: str = "starting"
+    produced: int = 0
+    committed: int = 0
+    delivered: int = 0
+    verified: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    stored: int = 0
+    uplink: str = "-"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Demo:
+    """Runs the demo for `duration_s`; `run()` returns the final JSON-able summary."""
+
+    def __init__(
+        self, duration_s: float, workdir: Path, rate_hz: float, config_path: Path = EXAMPLE_CONFIG
+    ) -> None:
+        self.duration_s = duration_s
+        self.workdir = workdir
+        self.rate_hz = rate_hz
+        self.config_path = config_path
+        self.children: list[Child] = []
+        self.sims: list[tuple[Child, Path]] = []
+        self.broker = Mosquitto(workdir / "broker")
+        self.agent_config = workdir / "agent.toml"
+        self.receiver_stats = workdir / "receiver-stats.json"
+        self.receiver_db = workdir / "receiver.db"
+        self.last_status: dict[str, Any] = {}
+
+    def _spawn(self, name: str, args: list[str], *, pipe: bool = False) -> Child:
+        log = (self.workdir / f"{name}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE if pipe else log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=self.workdir,
+        )
+        child = Child(name, process, log)
+        self.children.append(child)
+        return child
+
+    def prepare(self) -> None:
+        """Keys, broker, simulators, the agent's config; then the receiver and the agent."""
+        raw = tomllib.loads(self.config_path.read_text())
+        gateway_id = raw["gateway_id"]
+        private, public = keys.generate_keypair(self.workdir / "keys")
+        receiver_keys = self.workdir / "receiver-keys"
+        receiver_keys.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(public, receiver_keys / f"{gateway_id}.pem")  # the backend registers the gateway's key
+        self.broker.start()
+        raw["key_file"] = str(private)
+        raw["state_dir"] = str(self.workdir / "state")
+        raw.setdefault("uplink", {}).setdefault("mqtt", {}).update(
+            host="127.0.0.1", port=self.broker.port, tls=False
+        )
+        raw.setdefault("batching", {})["slice_s"] = 2.0
+        raw.setdefault("logging", {})["format"] = "json"
+        for sensor in raw.get("sensors", []):
+            self._redirect(sensor)
+        self.agent_config.write_text(tomlwriter.dumps(raw))
+        parse_config(tomllib.loads(self.agent_config.read_text()))  # fail here, not in the child
+        self._spawn(
+            "receiver",
+            ["-m", "gateway", "receiver", "--broker", f"127.0.0.1:{self.broker.port}", "--keys", str(receiver_keys),
+             "--db", str(self.receiver_db), "--stats-file", str(self.receiver_stats)],
+        )  # fmt: skip
+        self._spawn("agent", ["-m", "gateway", "run", "--config", str(self.agent_config)])
+
+    def _redirect(self, sensor: dict[str, Any]) -> None:
+        """Point a configured sensor at a simulator started for it (or disable it when none exists yet)."""
+        section = sensor.get("serial")
+        module = SIMULATORS.get(section.get("protocol", "nmea")) if section else None
+        if section is None or module is None:
+            sensor["enabled"] = False
+            return
+        link = self.workdir / f"tty-{sensor['id']}"
+        child = self._spawn(
+            f"sim-{sensor['id']}", ["-m", module, "--link", str(link), "--rate", str(self.rate_hz)], pipe=True
+        )
+        assert child.process.stdout is not None
+        ready = child.process.stdout.readline()
+        if not ready:
+            raise GatewayError(f"simulator for {sensor['id']} did not start; see {child.name}.log")
+        section["port"] = str(link)
+        self.sims.append((child, link))
+
+    def snapshot(self, started: float, phase: str) -> Snapshot:
+        """Collect the counters of every child."""
+        snap = Snapshot(elapsed_s=time.monotonic() - started, phase=phase)
+        with contextlib.suppress(GatewayError):
+            self.last_status = asyncio.run(query_status(self._state_dir() / "control.sock", timeout_s=1.0))
+        status = self.last_status
+        snap.produced = sum((status.get("produced") or {}).values())
+        store = status.get("store") or {}
+        snap.committed = int(store.get("committed", 0))
+        uplink = status.get("uplink") or {}
+        snap.delivered = int(uplink.get("readings_acked", 0))
+        snap.uplink = str(uplink.get("state", "-"))
+        if self.receiver_stats.exists():
+            with_stats = json.loads(self.receiver_stats.read_text() or "{}")
+            snap.verified = with_stats.get("verified", 0)
+            snap.rejected = with_stats.get("rejected", 0)
+            snap.duplicates = with_stats.get("duplicates_dropped", 0)
+            snap.stored = with_stats.get("readings_stored", 0)
+        return snap
+
+    def _state_dir(self) -> Path:
+        return self.workdir / "state"
+
+    def run(self, show: Callable[[Snapshot], None]) -> dict[str, int]:
+        """The whole demo; `show` is called about twice a second with the live counters."""
+        started = time.monotonic()
+        try:
+            self.prepare()
+            outage = (self.duration_s / 3, 2 * self.duration_s / 3)
+            phase = "running"
+            while (elapsed := time.monotonic() - started) < self.duration_s:
+                if phase == "running" and elapsed >= outage[0]:
+                    self.broker.stop()
+                    phase = "broker down"
+                elif phase == "broker down" and elapsed >= outage[1]:
+                    self.broker.start()
+                    phase = "draining backlog"
+                show(self.snapshot(started, phase))
+                time.sleep(0.5)
+            if not self.broker.running:
+                self.broker.start()
+            produced = self._stop_simulators()
+            snap = self._wait_for_receiver(produced, started, show)
+            return self._finish(produced, snap)
+        finally:
+            for child in reversed(self.children):
+                child.terminate()
+            self.broker.stop()
+
+    def _stop_simulators(self) -> int:
+        produced = 0
+        for child, _link in self.sims:
+            out = child.terminate()
+            lines = [line for line in out.splitlines() if line.startswith("{")]
+            produced += int(json.loads(lines[-1])["readings"]) if lines else 0
+        return produced
+
+    def _wait_for_receiver(self, produced: int, started: float, show: Callable[[Snapshot], None]) -> Snapshot:
+        deadline = time.monotonic() + 30.0
+        snap = self.snapshot(started, "final drain")
+        while snap.stored < produced and time.monotonic() < deadline:
+            show(snap)
+            time.sleep(0.5)
+            snap = self.snapshot(started, "final drain")
+        show(snap)
+        return snap
+
+    def _finish(self, produced: int, snap: Snapshot) -> dict[str, int]:
+        agent = next(c for c in self.children if c.name == "agent")
+        agent.terminate()
+        receiver = next(c for c in self.children if c.name == "receiver")
+        receiver.terminate()
+        with sqlite3.connect(self.receiver_db) as db:
+            stored = int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+        final = json.loads(self.receiver_stats.read_text())
+        return {
+            "produced": produced,
+            "committed": snap.committed,
+            "delivered": snap.delivered,
+            "verified": int(final["verified"]),
+            "rejected": int(final["rejected"]),
+            "duplicates_dropped": int(final["duplicates_dropped"]),
+            "lost": produced - stored,
+        }
+
+
+def default_workdir() -> Path:
+    """A fresh scratch directory for one demo run (short path: unix sockets have a length limit)."""
+    return Path(tempfile.mkdtemp(prefix="gw-demo-"))
+
+
+def is_tty() -> bool:
+    """Whether stdout is a terminal (live view) or a pipe/CI log (plain progress lines)."""
+    return os.isatty(sys.stdout.fileno())

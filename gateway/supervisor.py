@@ -1,0 +1,85 @@
+"""Supervised long-lived tasks: a failing task restarts with capped backoff and never takes others down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.backoff import Backoff
+
+log = structlog.get_logger(__name__)
+
+#: a run that lasted this long counts as recovered: the backoff starts from the beginning again
+HEALTHY_AFTER_S = 10.0
+
+
+@dataclass(frozen=True)
+class TaskStatistics:
+    """What the supervisor knows about one task."""
+
+    name: str
+    restarts: int
+    failing: bool
+    last_error: str
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an exception, unwrapping the groups TaskGroups raise."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Supervised:
+    """Runs `factory()` forever; logs WARNING on the first failure of a series, DEBUG after, INFO on recovery."""
+
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[[], Awaitable[None]],
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.name = name
+        self._factory = factory
+        self._backoff = backoff or Backoff(initial_s=0.5, cap_s=30.0)
+        self._restarts = 0
+        self._failing = False
+        self._last_error = ""
+
+    async def run(self) -> None:
+        """Loop until cancelled; a return of the task is treated like a failure (drivers run forever)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            healthy = loop.call_later(HEALTHY_AFTER_S, self._healthy)
+            try:
+                await self._factory()
+                error = "task returned"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the whole point: one task's failure stays here
+                error = _describe(exc)
+            finally:
+                healthy.cancel()
+            self._restarts += 1
+            self._last_error = error
+            delay = self._backoff.next_delay()
+            if self._failing:
+                log.debug("task failed again", task=self.name, error=error, retry_in_s=round(delay, 2))
+            else:
+                log.warning("task failed", task=self.name, error=error, retry_in_s=round(delay, 2))
+            self._failing = True
+            await asyncio.sleep(delay)
+
+    def _healthy(self) -> None:
+        """Called once a run has lasted HEALTHY_AFTER_S: the failure series is over."""
+        self._backoff.reset()
+        if self._failing:
+            log.info("task recovered", task=self.name, restarts=self._restarts)
+        self._failing = False
+
+    def statistics(self) -> TaskStatistics:
+        """Counters for status and metrics."""
+        return TaskStatistics(self.name, self._restarts, self._failing, self._last_error)

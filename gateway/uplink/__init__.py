@@ -1,0 +1,1 @@
+"""Transports that carry sealed outbox batches to the backend."""

@@ -1,0 +1,247 @@
+"""Raw readings <-> the columnar `readings` map of the body (sorted by series, then timestamp)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.errors import MalformedBatch
+from gateway.wire import intcol, steps
+from gateway.wire.batch import ReadingColumns, SeriesInfo
+from gateway.wire.scale import Scale, dequantise, quantise, scale_of
+
+# keys of the readings map (docs/wire-format.md, "Readings")
+COUNTS, HEADS, TIMESTAMPS, _, FLOATS, QUALITY, EXCEPTIONS = range(7)  # 3, 7, 8, 9: steps.py
+
+IntArray = npt.NDArray[np.int64]
+
+
+def encode_readings(readings: ReadingColumns, series: Sequence[SeriesInfo]) -> dict[int, Any]:
+    """The readings map: per-series heads, delta-of-delta timestamps, value deltas, float64 bytes."""
+    _check_series_index(readings.series, len(series))
+    order = np.lexsort((readings.ts_ms, readings.series))
+    sid = readings.series[order].astype(np.int64)
+    counts = np.bincount(sid, minlength=len(series)).astype(np.int64)
+    starts = _starts(counts)
+    scales = [scale_of(s.resolution) for s in series]
+    quantised = np.array([sc is not None for sc in scales], dtype=bool)[sid]
+    tres = np.array([s.time_resolution_ms for s in series], dtype=np.int64)[sid]
+    tq = np.floor_divide(readings.ts_ms[order] + tres // 2, tres)
+    q, exceptions = _quantise_all(readings.value[order], sid, scales, quantised)
+    heads = _heads(tq, q, starts, counts, quantised)
+    first = np.zeros(sid.size, dtype=bool)
+    first[starts[counts > 0]] = True
+    body: dict[int, Any] = {COUNTS: counts.tolist(), HEADS: heads}
+    if not first.all():
+        body[TIMESTAMPS] = intcol.pack(_delta_of_delta(tq, first)[~first])
+    body.update(steps.encode_steps(_delta(q, first), starts, counts, scales))
+    if not quantised.all():
+        body[FLOATS] = readings.value[order][~quantised].astype("<f8").tobytes()
+    quality = readings.quality[order]
+    if quality.any():
+        where = np.flatnonzero(quality)
+        body[QUALITY] = [intcol.pack(np.diff(where, prepend=0)), intcol.pack(quality[where])]
+    if exceptions.any():
+        where = np.flatnonzero(exceptions)
+        values = readings.value[order][where].astype("<f8").tobytes()
+        body[EXCEPTIONS] = [intcol.pack(np.diff(where, prepend=0)), values]
+    return body
+
+
+def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumns:
+    """Columns from a readings map; MalformedBatch on anything inconsistent."""
+    if not isinstance(body, dict):
+        raise MalformedBatch("readings must be a map")
+    counts = _int_list(body.get(COUNTS), "readings counts")
+    if len(counts) != len(series) or any(c < 0 for c in counts):
+        raise MalformedBatch("readings counts must give one non-negative count per series")
+    count = np.array(counts, dtype=np.int64)
+    n = sum(counts)
+    if n > intcol.MAX_VALUES:
+        raise MalformedBatch(f"{n} readings, more than the {intcol.MAX_VALUES} a batch may hold")
+    sid = np.repeat(np.arange(len(series), dtype=np.int64), count)
+    starts = _starts(count)
+    live = count > 0
+    scales = [scale_of(s.resolution) for s in series]
+    quantised_series = np.array([sc is not None for sc in scales], dtype=bool)
+    quantised = quantised_series[sid]
+    first = np.zeros(n, dtype=bool)
+    first[starts[live]] = True
+    t_heads, q_heads = _split_heads(body.get(HEADS), live, quantised_series)
+    dod = _scatter(n, ~first, _int_column(body, TIMESTAMPS, int((~first).sum())))
+    delta = _segment_cumsum(dod, starts, count)
+    delta[first] = t_heads
+    tres = np.array([s.time_resolution_ms for s in series], dtype=np.int64)[sid]
+    ts = _segment_cumsum(delta, starts, count) * tres
+    values = _decode_values(body, sid, first, quantised, (starts, count, q_heads), scales)
+    quality = _decode_quality(body.get(QUALITY), n)
+    return ReadingColumns(series=sid.astype(np.int32), ts_ms=ts, value=values, quality=quality)
+
+
+def _decode_values(
+    body: dict[Any, Any],
+    sid: IntArray,
+    first: npt.NDArray[np.bool_],
+    quantised: npt.NDArray[np.bool_],
+    segments: tuple[IntArray, IntArray, IntArray],
+    scales: list[Scale],
+) -> npt.NDArray[np.float64]:
+    starts, count, q_heads = segments
+    n = sid.size
+    d = steps.decode_steps(body, sid, ~first & quantised, len(scales))
+    d[first & quantised] = q_heads
+    q = _segment_cumsum(d, starts, count)
+    values = np.zeros(n, dtype=np.float64)
+    for scale, mine in _by_scale(scales, sid):
+        values[mine] = dequantise(q[mine], scale)
+    floats = _bytes(body, FLOATS)
+    if len(floats) != 8 * int((~quantised).sum()):
+        raise MalformedBatch("float64 column length does not match the lossless series' counts")
+    values[~quantised] = np.frombuffer(floats, dtype="<f8")
+    if EXCEPTIONS in body:
+        where, raw = _sparse(body[EXCEPTIONS], n, "exceptions")
+        if not isinstance(raw, bytes) or len(raw) != 8 * where.size:
+            raise MalformedBatch("exception values must be 8 bytes each")
+        values[where] = np.frombuffer(raw, dtype="<f8")
+    return values
+
+
+def _decode_quality(sparse: object, n: int) -> npt.NDArray[np.uint16]:
+    quality = np.zeros(n, dtype=np.uint16)
+    if sparse is None:
+        return quality
+    where, packed = _sparse(sparse, n, "quality")
+    if not isinstance(packed, bytes):
+        raise MalformedBatch("quality values must be a byte string")
+    flags = intcol.unpack(packed, where.size)
+    if flags.size and (flags.min() < 0 or flags.max() > 0xFFFF):
+        raise MalformedBatch("quality flags must fit in 16 bits")
+    quality[where] = flags
+    return quality
+
+
+def _sparse(item: object, n: int, what: str) -> tuple[IntArray, object]:
+    """Positions (delta-coded, strictly increasing, < n) and the undecoded second element."""
+    if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], bytes):
+        raise MalformedBatch(f"{what} must be [positions, values]")
+    gaps = intcol.unpack_any(item[0])
+    where = np.cumsum(gaps)
+    if where.size and (gaps[1:].min(initial=1) < 1 or where[0] < 0 or where[-1] >= n):
+        raise MalformedBatch(f"{what} positions out of order or out of range")
+    return where, item[1]
+
+
+def _quantise_all(
+    values: npt.NDArray[np.float64],
+    sid: IntArray,
+    scales: list[Scale],
+    quantised: npt.NDArray[np.bool_],
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    q = np.zeros(values.size, dtype=np.int64)
+    bad = np.zeros(values.size, dtype=bool)
+    for scale, mine in _by_scale(scales, sid):
+        q[mine], bad[mine] = quantise(values[mine], scale)
+    if bad.any():  # carry the previous value so the exception costs no delta
+        keep = np.where(bad, 0, np.arange(values.size))
+        q = q[np.maximum.accumulate(keep)]
+    return q, bad & quantised
+
+
+def _by_scale(scales: list[Scale], sid: IntArray) -> list[tuple[int | float, npt.NDArray[np.bool_]]]:
+    """Each distinct non-null scale with the mask of the readings of its series."""
+    distinct = sorted({sc for sc in scales if sc is not None}, key=repr)
+    scale_id = np.array([-1 if sc is None else distinct.index(sc) for sc in scales], dtype=np.int64)
+    of_reading = scale_id[sid] if scales else np.zeros(0, np.int64)
+    return [(sc, of_reading == i) for i, sc in enumerate(distinct)]
+
+
+def _heads(
+    tq: IntArray, q: IntArray, starts: IntArray, counts: IntArray, quantised: npt.NDArray[np.bool_]
+) -> list[int]:
+    """First timestamps of the non-empty series, then first integers of the quantised ones.
+
+    Each as the difference to the one before it (series of one batch start at similar times).
+    """
+    live = starts[counts > 0]
+    t_heads = np.diff(tq[live], prepend=0)
+    q_heads = np.diff(q[live[quantised[live]]], prepend=0)
+    return [*t_heads.tolist(), *q_heads.tolist()]
+
+
+def _split_heads(
+    item: object, live: npt.NDArray[np.bool_], quantised_series: npt.NDArray[np.bool_]
+) -> tuple[IntArray, IntArray]:
+    heads = _int64(_int_list(item, "readings heads"))
+    n_t = int(live.sum())
+    n_q = int((live & quantised_series).sum())
+    if heads.size != n_t + n_q:
+        raise MalformedBatch(f"readings heads hold {heads.size} values, the counts need {n_t + n_q}")
+    return np.cumsum(heads[:n_t]), np.cumsum(heads[n_t:])
+
+
+def _delta(x: IntArray, first: npt.NDArray[np.bool_]) -> IntArray:
+    """x[i] - x[i-1] within a series (0 at the first reading of a series)."""
+    d = np.zeros_like(x)
+    d[1:] = x[1:] - x[:-1]
+    d[first] = 0
+    return d
+
+
+def _delta_of_delta(x: IntArray, first: npt.NDArray[np.bool_]) -> IntArray:
+    """Second differences within a series, the delta before the first being 0."""
+    d = _delta(x, first)
+    dd = np.zeros_like(x)
+    dd[1:] = d[1:] - d[:-1]
+    return dd
+
+
+def _segment_cumsum(x: IntArray, starts: IntArray, counts: IntArray) -> IntArray:
+    """Running sums restarting at each series (int64 wrap-around cancels out exactly)."""
+    c = np.cumsum(x)
+    live = counts > 0
+    offset = c[starts[live]] - x[starts[live]]
+    return c - np.repeat(offset, counts[live])
+
+
+def _scatter(n: int, mask: npt.NDArray[np.bool_], values: IntArray) -> IntArray:
+    out = np.zeros(n, dtype=np.int64)
+    out[mask] = values
+    return out
+
+
+def _starts(counts: IntArray) -> IntArray:
+    return np.cumsum(counts) - counts
+
+
+def _check_series_index(series: npt.NDArray[np.int32], size: int) -> None:
+    if series.size and (int(series.min()) < 0 or int(series.max()) >= size):
+        raise ValueError(f"reading series index outside the series table of {size} rows")
+
+
+def _int_column(body: dict[Any, Any], key: int, count: int) -> IntArray:
+    """An integer column of the readings map; an absent one holds no values."""
+    if key not in body and count == 0:
+        return np.zeros(0, np.int64)
+    return intcol.unpack(_bytes(body, key), count)
+
+
+def _bytes(body: dict[Any, Any], key: int) -> bytes:
+    item = body.get(key, b"")
+    if not isinstance(item, bytes):
+        raise MalformedBatch(f"readings field {key} must be a byte string")
+    return item
+
+
+def _int_list(item: object, what: str) -> list[int]:
+    if not isinstance(item, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63 for x in item
+    ):
+        raise MalformedBatch(f"{what} must be an array of 64-bit integers")
+    return item
+
+
+def _int64(values: list[int]) -> IntArray:
+    return np.array(values, dtype=np.int64)

@@ -1,0 +1,162 @@
+"""Value steps of quantised series: plain steps in coding groups, or grid multiples (`lattice`).
+
+A batch mixes series whose steps differ by orders of magnitude (a temperature at 0.01 degC, a
+pressure at 0.00001 kPa); one Huffman table for all would fit none. Series whose steps have similar
+statistics share a group, and each group gets its own integer column and table. The grouping
+is an encoder choice: start from classes of similar mean symbol, then merge neighbouring classes
+while the estimated size (entropy plus table) shrinks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.errors import MalformedBatch
+from gateway.wire import huffman, intcol, lattice
+from gateway.wire.scale import Scale
+
+# keys of the readings map that hold value steps (docs/wire-format.md, 3.2.3 and 3.2.4)
+STEPS, LATTICES, GRID_STEPS, GROUPS = 3, 7, 8, 9
+
+IntArray = npt.NDArray[np.int64]
+#: the estimated cost of one more table in bits (a table of a few dozen nibbles plus headers)
+_TABLE_BITS = 200
+
+
+def encode_steps(delta: IntArray, starts: IntArray, counts: IntArray, scales: list[Scale]) -> dict[int, Any]:
+    """The readings-map entries for the value steps of every quantised series."""
+    plain: list[IntArray] = []
+    multiples: list[IntArray] = []
+    residuals: list[IntArray] = []
+    lattices: list[list[int]] = []
+    for s, (start, count) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True)):
+        if scales[s] is None or count < 2:
+            continue
+        d = delta[start + 1 : start + count]
+        a, j = lattice.find_step(d)
+        if (a, j) == (1, 1):
+            plain.append(d)
+            continue
+        k, r = lattice.split(d, a, j)
+        multiples.append(k)
+        residuals.append(r)
+        lattices.append([s, a, j])
+    entries: dict[int, Any] = {}
+    if plain:
+        groups = group_series(plain)
+        entries[STEPS] = [
+            intcol.pack(_concat([p for p, g in zip(plain, groups, strict=True) if g == group]))
+            for group in range(max(groups) + 1)
+        ]
+        if max(groups) > 0:
+            entries[GROUPS] = groups
+    if lattices:
+        entries[LATTICES] = lattices
+        entries[GRID_STEPS] = lattice.pack_steps(_concat(multiples), _concat(residuals))
+    return entries
+
+
+def group_series(parts: list[IntArray]) -> list[int]:
+    """A coding group number (0, 1, ...) for each series' steps."""
+    histograms: list[IntArray] = [
+        np.bincount(huffman.symbols_of(p)[0], minlength=huffman.ALPHABET).astype(np.int64) for p in parts
+    ]
+    mean_symbol = [float(np.dot(h, np.arange(huffman.ALPHABET)) / max(int(h.sum()), 1)) for h in histograms]
+    classes = sorted({int(m // 2) for m in mean_symbol})
+    merged: list[IntArray] = []
+    for c in classes:
+        total = np.zeros(huffman.ALPHABET, dtype=np.int64)
+        for h, m in zip(histograms, mean_symbol, strict=True):
+            if int(m // 2) == c:
+                total += h
+        merged.append(total)
+    members = [[c] for c in classes]
+    while len(merged) > 1:
+        savings = [
+            _cost(merged[i]) + _cost(merged[i + 1]) - _cost(merged[i] + merged[i + 1])
+            for i in range(len(merged) - 1)
+        ]
+        best = int(np.argmax(savings))
+        if savings[best] <= 0:
+            break
+        merged[best : best + 2] = [merged[best] + merged[best + 1]]
+        members[best : best + 2] = [members[best] + members[best + 1]]
+    group_of = {c: g for g, cs in enumerate(members) for c in cs}
+    return [group_of[int(m // 2)] for m in mean_symbol]
+
+
+def decode_steps(body: dict[Any, Any], sid: IntArray, stepped: npt.NDArray[np.bool_], size: int) -> IntArray:
+    """Value steps of every reading (0 where there is none): grouped plain ones and grid ones."""
+    grids = _grids(body.get(LATTICES, []), size)
+    on_grid = stepped & np.isin(sid, list(grids))
+    plain = stepped & ~on_grid
+    steps = _decode_plain(body, sid, plain)
+    if not grids:
+        return steps
+    item = body.get(GRID_STEPS)
+    if not isinstance(item, bytes):
+        raise MalformedBatch("grid steps must be a byte string")
+    k, residual = lattice.unpack_steps(item, int(on_grid.sum()))
+    a_of, j_of = np.ones(size, dtype=np.int64), np.ones(size, dtype=np.int64)
+    for s, (a, j) in grids.items():
+        a_of[s], j_of[s] = a, j
+    grid_sid = sid[on_grid]
+    steps[on_grid] = lattice.on_grid(k, a_of[grid_sid], j_of[grid_sid]) + residual
+    return steps
+
+
+def _decode_plain(body: dict[Any, Any], sid: IntArray, plain: npt.NDArray[np.bool_]) -> IntArray:
+    steps = np.zeros(sid.size, dtype=np.int64)
+    if not plain.any():
+        return steps
+    series = np.unique(sid[plain])
+    groups = body.get(GROUPS, [0] * series.size)
+    columns = body.get(STEPS)
+    if not isinstance(groups, list) or len(groups) != series.size:
+        raise MalformedBatch("step groups must name one group per series with plain steps")
+    if not isinstance(columns, list) or not all(isinstance(c, bytes) for c in columns):
+        raise MalformedBatch("steps must be an array of integer columns")
+    if not all(isinstance(g, int) and 0 <= g < len(columns) for g in groups):
+        raise MalformedBatch("step group number outside the step columns")
+    group_of = np.full(int(sid.max()) + 1, -1, dtype=np.int64)
+    group_of[series] = groups
+    group_at = np.where(plain, group_of[sid], -1)
+    for g, column in enumerate(columns):
+        mine = group_at == g
+        steps[mine] = intcol.unpack(column, int(mine.sum()))
+    return steps
+
+
+def _grids(entries: object, size: int) -> dict[int, tuple[int, int]]:
+    if not isinstance(entries, list):
+        raise MalformedBatch("lattices must be an array")
+    grids: dict[int, tuple[int, int]] = {}
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 3):
+            raise MalformedBatch("a lattice must be [series, a, j]")
+        s, a, j = entry
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in entry) or not (
+            0 <= s < size and 1 <= a <= lattice.MAX_MAGNITUDE and 1 <= j <= lattice.MAX_DIVISOR
+        ):
+            raise MalformedBatch("a lattice must be [series, 1 <= a <= 2**40, 1 <= j <= 8]")
+        grids[s] = (a, j)
+    return grids
+
+
+def _cost(histogram: IntArray) -> float:
+    """Estimated bits of a group: order-0 entropy of its symbols plus one table."""
+    used = histogram[histogram > 0].astype(np.float64)
+    return float(-(used * np.log2(used / used.sum())).sum()) + _TABLE_BITS
+
+
+def _scatter(n: int, mask: npt.NDArray[np.bool_], values: IntArray) -> IntArray:
+    out = np.zeros(n, dtype=np.int64)
+    out[mask] = values
+    return out
+
+
+def _concat(parts: list[IntArray]) -> IntArray:
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

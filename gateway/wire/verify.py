@@ -1,0 +1,53 @@
+"""What a backend calls: check the envelope, the signature and the signer, then decode the body."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.errors import BadSignature, UnknownKey
+from gateway.wire.batch import Batch
+from gateway.wire.body import DecodedBody, decode_body
+from gateway.wire.cose import parse_sign1
+from gateway.wire.keyring import Keyring, kid_for
+
+
+def verify_and_decode(blob: bytes, keyring: Keyring) -> Batch:
+    """A verified batch; raises only BadSignature, UnknownKey, UnsupportedVersion or MalformedBatch.
+
+    A body naming another gateway than the one its key is registered for raises BadSignature:
+    a gateway must not speak for another.
+    """
+    message = parse_sign1(bytes(blob))
+    trusted = keyring.trusted(message.kid)
+    message.verify(trusted.public_key)
+    body = decode_body(message.payload)
+    if body.gateway_id != trusted.gateway_id:
+        raise BadSignature(
+            f"batch claims gateway {body.gateway_id!r} but key {message.kid.hex()}"
+            f" belongs to gateway {trusted.gateway_id!r}"
+        )
+    return _batch(body, message.kid)
+
+
+def verify_with_key(blob: bytes, public_key: Ed25519PublicKey) -> Batch:
+    """A batch verified with one public key, whatever gateway it names (for tools, not receivers)."""
+    message = parse_sign1(bytes(blob))
+    if message.kid != kid_for(public_key):
+        raise UnknownKey(f"batch is signed with key {message.kid.hex()}, not {kid_for(public_key).hex()}")
+    message.verify(public_key)
+    return _batch(decode_body(message.payload), message.kid)
+
+
+def _batch(body: DecodedBody, kid: bytes) -> Batch:
+    return Batch(
+        version=body.version,
+        gateway_id=body.gateway_id,
+        seq=body.seq,
+        created_ms=body.created_ms,
+        kid=kid,
+        series=body.series,
+        readings=body.readings,
+        windows=body.windows,
+        gaps=body.gaps,
+        events=body.events,
+    )

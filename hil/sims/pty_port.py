@@ -1,0 +1,153 @@
+"""A pseudo-terminal standing in for a USB serial adapter, at a stable symlink like /dev/serial/by-id/...
+
+The simulator owns the master end; the agent opens the symlink exactly as it opens a real port.
+The simulator does not keep the slave end open itself, so it can tell whether a reader is attached
+(the master then reports no POLLHUP) and writes only while one is: pyserial flushes the input queue
+when it opens a port, so bytes written before that would be lost yet counted as sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import select
+import struct
+import termios
+import tty
+from pathlib import Path
+
+#: after a reader appears, pyserial configures the port and flushes its input queue: wait that out
+SETTLE_S = 0.5
+
+
+class PtyPort:
+    """The master end of a pty pair, its slave reachable at `link`; `hangup()` unplugs and replugs it."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self._master = -1
+        self.slave_name = ""
+        self._poll = select.poll()
+
+    def open(self) -> None:
+        """Create a fresh pty pair (raw mode) and point the link at its slave end."""
+        master, slave = os.openpty()
+        try:
+            tty.setraw(slave)
+            self.slave_name = os.ttyname(slave)
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        self._master = master
+        self._poll = select.poll()
+        self._poll.register(master, select.POLLOUT)
+        temporary = self.link.with_name(self.link.name + ".new")
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        temporary.symlink_to(self.slave_name)
+        os.replace(temporary, self.link)
+
+    def close(self) -> None:
+        """Close the master end (the reader sees a hangup) and remove the link."""
+        self._close_master()
+        with contextlib.suppress(FileNotFoundError):
+            self.link.unlink()
+
+    def hangup(self) -> None:
+        """Simulate an unplug and replug: close the pty, make a new one, re-point the link."""
+        self._close_master()
+        self.open()
+
+    def _close_master(self) -> None:
+        if self._master >= 0:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing registered
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self._master)
+                loop.remove_writer(self._master)
+            os.close(self._master)
+            self._master = -1
+
+    def reader_attached(self) -> bool:
+        """True while some process holds the slave end open."""
+        return not any(mask & select.POLLHUP for _fd, mask in self._poll.poll(0))
+
+    async def wait_for_reader(self, stop: asyncio.Event) -> bool:
+        """Wait until a reader is attached (plus SETTLE_S); False if `stop` was set first."""
+        if self.reader_attached():
+            return True
+        while not stop.is_set():
+            if self.reader_attached():
+                await asyncio.sleep(SETTLE_S)
+                if self.reader_attached():
+                    return True
+                continue  # it left again during the settle time: keep waiting
+            await asyncio.sleep(0.02)
+        return False
+
+    def unread(self) -> int:
+        """Bytes written but not yet read from the slave end (its input queue)."""
+        try:
+            fd = os.open(self.slave_name, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return 0
+        try:
+            raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+        finally:
+            os.close(fd)
+        return int(struct.unpack("i", raw)[0])
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until the reader took every byte written (or `timeout_s` passed, or it left)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                # The kernel's queue has no event to await: poll it.
+                while self.reader_attached() and self.unread():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+
+    async def write(self, data: bytes) -> None:
+        """Write all of `data`, waiting for room when the reader is slow (returns once written)."""
+        view = memoryview(data)
+        loop = asyncio.get_running_loop()
+        while view:
+            try:
+                written = os.write(self._master, view)
+            except BlockingIOError:
+                written = 0
+            view = view[written:]
+            if view:
+                ready = loop.create_future()
+                fd = self._master
+                loop.add_writer(fd, _wake, ready)
+                try:
+                    await ready
+                finally:
+                    if fd == self._master:
+                        loop.remove_writer(fd)
+
+    async def read(self) -> bytes:
+        """Return the next bytes the reader wrote to the device (commands)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return os.read(self._master, 4096)
+            except BlockingIOError:
+                pass
+            except OSError:
+                # EIO while no reader is attached: nothing to read yet.
+                await asyncio.sleep(0.05)
+                continue
+            ready = loop.create_future()
+            fd = self._master
+            loop.add_reader(fd, _wake, ready)
+            try:
+                await ready
+            finally:
+                if fd == self._master:
+                    loop.remove_reader(fd)
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)

@@ -1,0 +1,79 @@
+"""OTAA over real UDP: join-request in, join-accept out as PULL_RESP at RX1, then data uplinks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from drivers.lora import gwmp
+from drivers.lora.codecs import codec_for
+from drivers.lora.forwarder import LorawanDevice, PacketForwarderServer
+from drivers.lora.lorawan.crypto import SessionKey
+from drivers.lora.lorawan.devices import DeviceProfile, OtaaIdentity
+from gateway.model import HealthEvent, Reading
+from hil.sims.lora_payloads import em300_th
+from hil.sims.packet_forwarder import ForwarderEmulator, OtaaSimDevice, build_uplink
+
+DEVICE = OtaaSimDevice(
+    "harbour-th-1", 0x70B3D57ED0001234, 0x70B3D57ED0000000, "98929b92c49edba9676d646d3b612456"
+)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+
+    def reading(self, reading: Reading) -> None:
+        self.readings.append(reading)
+
+    def event(self, event: HealthEvent) -> None:
+        pass
+
+
+async def test_join_then_uplink_and_devnonce_replay() -> None:
+    profile = DeviceProfile(
+        DEVICE.device_id,
+        otaa=OtaaIdentity(DEVICE.dev_eui, DEVICE.join_eui, SessionKey.from_hex(DEVICE.app_key)),
+    )
+    server = PacketForwarderServer(
+        "127.0.0.1", 0, [LorawanDevice(profile, codec_for("em300_th"))], dedup_window_s=0.02, net_id=0x000013
+    )
+    sink = Sink()
+    task = asyncio.create_task(server.run(sink))
+    try:
+        async with asyncio.timeout(5):
+            while server.bound is None:
+                await asyncio.sleep(0.01)
+        async with ForwarderEmulator(server.bound, 0x1122334455667788) as fw, asyncio.timeout(5):
+            await fw.pull()
+            request = gwmp.RxPacket(
+                DEVICE.join_request(0x0102), 868.3, rssi=-80.0, lsnr=7.0, tmst=1_000_000, datr="SF9BW125"
+            )
+            await fw.push([request])
+            downlink = await fw.next_downlink()
+            txpk = downlink["txpk"]
+            assert txpk["tmst"] == 1_000_000 + 5_000_000
+            assert (txpk["freq"], txpk["datr"], txpk["ipol"], txpk["imme"]) == (
+                868.3,
+                "SF9BW125",
+                True,
+                False,
+            )
+            session = DEVICE.accept(base64.b64decode(txpk["data"]), 0x0102)
+            assert session.devaddr >> 25 == 0x13  # NwkID from the NetID
+            phy = build_uplink(session, 0, 1, em300_th(21.5, 55.0))
+            await fw.push([gwmp.RxPacket(phy, 868.1, rssi=-82.0)])
+            await fw.push([request])  # the same DevNonce again: refused
+            while server.statistics().uplinks < 1 or server.statistics().tx_ack_ok < 1:
+                await asyncio.sleep(0.02)
+        stats = server.statistics()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert stats.joins == 1 and stats.downlinks == 1 and stats.tx_ack_ok == 1
+    assert stats.dropped.get("duplicate", 0) + stats.dropped.get("devnonce_replay", 0) == 1
+    temps = [r.value for r in sink.readings if r.sensor == DEVICE.device_id and r.quantity == "temperature"]
+    assert temps == [21.5]

@@ -1,0 +1,112 @@
+"""`gateway modbus read|scan` against the slave simulator running as its own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli.modbus import group
+
+
+def start_simulator(*args: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hil.sims.modbus_slave", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        stop_simulator(proc)
+        pytest.fail("simulator did not start")
+    return proc, json.loads(line)
+
+
+def stop_simulator(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def tcp_bus():
+    proc, where = start_simulator(
+        "--tcp", "127.0.0.1:0", "--slave", "1:sdm630", "--slave", "2:radar_level",
+        "--slave", "3:analog_4_20ma:exception",
+    )  # fmt: skip
+    yield str(where["tcp"])
+    stop_simulator(proc)
+
+
+def run(*args: str):
+    return CliRunner().invoke(group, list(args))
+
+
+def test_read_float32_prints_one_json_object_per_value(tcp_bus):
+    result = run(
+        "read", "--tcp", tcp_bus, "--unit", "1", "--kind", "input", "--address", "0",
+        "--type", "float32", "--count", "3", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["address"] for r in rows] == [0, 2, 4]
+    assert all(220 < r["value"] < 240 for r in rows)  # phase voltages
+
+
+def test_read_in_the_wrong_word_order_shows_garbage_not_volts(tcp_bus):
+    result = run(
+        "read", "--tcp", tcp_bus, "--unit", "1", "--kind", "input", "--address", "0",
+        "--type", "float32", "--order", "CDAB", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert not 220 < json.loads(result.output)["value"] < 240
+
+
+def test_read_hex_address_uint16(tcp_bus):
+    result = run("read", "--tcp", tcp_bus, "--unit", "2", "--kind", "holding", "--address", "0x5")
+    assert result.exit_code == 0
+    assert result.output.split() == ["5", "500"]  # installation height 5 m in cm
+
+
+def test_exception_response_exits_1_with_its_name(tcp_bus):
+    result = run("read", "--tcp", tcp_bus, "--unit", "3", "--kind", "input", "--address", "0")
+    assert result.exit_code == 1
+    assert "SERVER_DEVICE_BUSY" in result.output
+
+
+def test_silent_unit_exits_2(tcp_bus):
+    result = run(
+        "read", "--tcp", tcp_bus, "--unit", "9", "--kind", "input", "--address", "0",
+        "--timeout", "0.2",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "did not answer" in result.output
+
+
+def test_scan_lists_the_units_that_answer(tcp_bus):
+    result = run("scan", "--tcp", tcp_bus, "--units", "1-5", "--json")
+    assert result.exit_code == 0
+    assert [json.loads(line)["unit"] for line in result.output.splitlines()] == [1, 2, 3]
+
+
+def test_scan_over_rtu_on_a_pty(tmp_path):
+    link = tmp_path / "ttyRS485"
+    proc, _ = start_simulator("--rtu", str(link), "--baud", "9600", "--slave", "4:radar_level")
+    try:
+        result = run("scan", "--serial", str(link), "--units", "3-5", "--timeout", "0.2")
+    finally:
+        stop_simulator(proc)
+    assert result.exit_code == 0, result.output
+    assert [line.split()[1] for line in result.output.splitlines()] == ["4"]
+
+
+def test_neither_tcp_nor_serial_is_a_usage_error():
+    result = run("read", "--unit", "1", "--kind", "input", "--address", "0")
+    assert result.exit_code == 2
+    assert "exactly one" in result.output

@@ -1,0 +1,87 @@
+"""`gateway buffer stats|recent|outbox|gaps`: a technician's read-only look, also while the agent runs."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from buffer import Store, StoreOptions
+from gateway.cli.buffer import group
+from gateway.model import Reading
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Store]:
+    """An open store (the agent is running) with readings, one sealed batch and a gap."""
+    store = Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.02))
+    store.submit([Reading("pm-1", "pm10", 1000 + i, 10.5 + i, "ug/m3") for i in range(30)])
+    store.submit([Reading("wx-1", "temperature", 1500 + i, -3.25, "Cel") for i in range(5)])
+    store.flush_blocking(5)
+    p = store.pending(upto_ts_ms=1010, limit=100)
+    assert p is not None
+    store.seal_batch(store.next_seq(), b"signed-batch", p)
+    yield store
+    store.close()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(group, list(args))
+    return result.exit_code, result.output
+
+
+def test_stats_json_counts_what_the_buffer_holds(running: Store, tmp_path: Path) -> None:
+    code, out = invoke("stats", "--state-dir", str(tmp_path), "--json")
+    assert code == 0
+    stats = json.loads(out)
+    assert stats["readings"] == 35 and stats["pending"] == 25
+    assert stats["outbox_rows"] == 1 and stats["outbox_readings"] == 10
+    assert stats["next_seq"] == 2 and stats["oldest_pending_ms"] == 1010
+
+
+def test_recent_newest_first_and_by_sensor(running: Store, tmp_path: Path) -> None:
+    code, out = invoke("recent", "--state-dir", str(tmp_path), "--json", "--limit", "3")
+    assert code == 0
+    assert [r["ts_ms"] for r in json.loads(out)] == [1504, 1503, 1502]
+    code, out = invoke("recent", "--state-dir", str(tmp_path), "--json", "--sensor", "pm-1")
+    rows = json.loads(out)
+    assert len(rows) == 20 and {r["sensor"] for r in rows} == {"pm-1"}
+    assert rows[0] == {
+        "sensor": "pm-1",
+        "quantity": "pm10",
+        "ts_ms": 1029,
+        "value": 39.5,
+        "unit": "ug/m3",
+        "quality": 0,
+    }
+
+
+def test_outbox_and_tables(running: Store, tmp_path: Path) -> None:
+    code, out = invoke("outbox", "--state-dir", str(tmp_path), "--json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["seq"] == 1 and row["readings"] == 10 and row["bytes"] == len(b"signed-batch")
+    code, out = invoke("stats", "--state-dir", str(tmp_path))
+    assert code == 0 and "outbox_rows" in out
+
+
+def test_gaps_lists_given_up_ranges(tmp_path: Path) -> None:
+    options = StoreOptions(commit_interval_s=0.02, max_bytes=40_000, min_free_bytes=0)
+    with Store.open(tmp_path / "buffer.db", options) as store:
+        rng = random.Random(5)
+        for k in range(20):
+            store.submit([Reading("a", "t", k * 1000 + i, rng.random(), "C") for i in range(500)])
+            store.flush_blocking(5)
+        code, out = invoke("gaps", "--state-dir", str(tmp_path), "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert rows and rows[0]["reason"] == "buffer_full" and rows[0]["batch_seq"] is None
+
+
+def test_missing_buffer_exits_3(tmp_path: Path) -> None:
+    code, out = invoke("stats", "--state-dir", str(tmp_path / "nope"))
+    assert code == 3 and "no buffer" in out

@@ -1,0 +1,114 @@
+"""Config validation: every error names its key path, the offending value and what was expected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gateway import tomlwriter
+from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "config" / "example.toml"
+
+
+def minimal(**extra: object) -> dict[str, object]:
+    data: dict[str, object] = {"gateway_id": "gw-1", "key_file": "k.pem", "state_dir": "state"}
+    data.update(extra)
+    return data
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(EXAMPLE)
+    assert config.gateway_id == "hro-lamppost-0042"
+    assert config.sensors[0].id == "weather-quay-1"
+    assert config.sensors[0].serial.protocol == "nmea"
+
+
+def test_relative_paths_are_taken_from_the_config_folder(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text('gateway_id = "gw-1"\nkey_file = "keys/k.pem"\nstate_dir = "state"\n')
+    config = load_config(path)
+    assert config.key_file == tmp_path / "keys" / "k.pem"
+    assert config.state_dir == tmp_path / "state"
+
+
+def test_every_error_is_reported_with_path_value_and_expectation() -> None:
+    data = minimal(
+        uplink={"mqtt": {"port": 70000}},
+        sensors=[{"id": "w1", "driver": "serial", "serial": {"port": "/dev/x", "baud": -5, "parity": "Q"}}],
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    lines = str(info.value).splitlines()
+    assert any(
+        line.startswith("uplink.mqtt.port: got 70000;") and "less than 65536" in line for line in lines
+    )
+    assert any(
+        line.startswith("sensors[0].serial.baud: got -5;") and "greater than 0" in line for line in lines
+    )
+    assert any(line.startswith("sensors[0].serial.parity: got 'Q';") for line in lines)
+    assert len(lines) == 3
+
+
+def test_missing_and_unknown_keys_are_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"gateway_id": "gw-1", "state_dir": "s", "colour": "red"})
+    text = str(info.value)
+    assert "key_file: got (missing)" in text
+    assert "colour: got 'red'; expected: Extra inputs are not permitted" in text
+
+
+def test_unknown_driver_and_duplicate_sensor_ids_are_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"sensors\[0\]"):
+        parse_config(minimal(sensors=[{"id": "x", "driver": "telepathy"}]))
+    twice = {"id": "a", "driver": "serial", "serial": {"port": "/dev/x"}}
+    with pytest.raises(ConfigError, match="used twice"):
+        parse_config(minimal(sensors=[twice, twice]))
+
+
+def test_resolution_must_be_positive() -> None:
+    sensor = {"id": "a", "driver": "serial", "serial": {"port": "/dev/x"}, "resolution": {"t": 0}}
+    with pytest.raises(ConfigError, match=r"sensors\[0\]\.resolution"):
+        parse_config(minimal(sensors=[sensor]))
+
+
+def test_toml_syntax_error_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("gateway_id = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_written_toml_reads_back_identically() -> None:
+    data = tomllib.loads(EXAMPLE.read_text())
+    assert tomllib.loads(tomlwriter.dumps(data)) == data
+    assert (
+        GatewayConfig.model_validate(tomllib.loads(tomlwriter.dumps(data))).gateway_id == data["gateway_id"]
+    )
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
+    assert _check(EXAMPLE).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'gateway_id = "has space"\nkey_file = "k"\nstate_dir = "s"\n[buffer]\ncommit_interval_s = 0\n'
+    )
+    result = _check(bad)
+    assert result.returncode == 2
+    assert "gateway_id: got 'has space'" in result.stderr
+    assert "buffer.commit_interval_s: got 0" in result.stderr

@@ -1,0 +1,85 @@
+"""The reference receiver: verified batches stored once; tampered, unknown-key and replayed ones rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway import wire
+from gateway.receiver import Outcome, Receiver, ReceiverDatabase
+
+
+def make_batch(
+    key: Ed25519PrivateKey, seq: int, *, gateway_id: str = "gw-1", n: int = 5, offset: float = 0.0
+) -> bytes:
+    readings = wire.ReadingColumns(
+        series=np.zeros(n, dtype=np.int32),
+        ts_ms=np.arange(n, dtype=np.int64) * 1000 + 1_700_000_000_000,
+        value=np.round(np.linspace(10.0, 11.0, n) + offset, 1),
+        quality=np.zeros(n, dtype=np.uint16),
+    )
+    body = wire.encode_batch(
+        gateway_id=gateway_id,
+        seq=seq,
+        created_ms=1_700_000_010_000,
+        series=[wire.SeriesInfo("weather-1", "air_temperature", "Cel", resolution=0.1)],
+        readings=readings,
+    )
+    return wire.sign(body, key, wire.kid_for(key.public_key()))
+
+
+def receiver_with(
+    tmp_path: Path, key: Ed25519PrivateKey, gateway_id: str = "gw-1"
+) -> tuple[Receiver, ReceiverDatabase]:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (keys / f"{gateway_id}.pem").write_bytes(pem)
+    database = ReceiverDatabase(tmp_path / "received.db")
+    return Receiver(host="127.0.0.1", port=1, keys_dir=keys, database=database), database
+
+
+def test_each_reading_is_stored_once_and_duplicates_are_counted(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    receiver, database = receiver_with(tmp_path, key)
+    first, second = make_batch(key, 1), make_batch(key, 2)
+    assert receiver.handle("gateways/gw-1/batches", first) is Outcome.STORED
+    assert receiver.handle("gateways/gw-1/batches", first) is Outcome.DUPLICATE
+    assert receiver.handle("gateways/gw-1/batches", second) is Outcome.STORED
+    assert database.count_readings("gw-1") == 10
+    stats = receiver.statistics()
+    assert (stats.verified, stats.duplicates_dropped, stats.rejected, stats.batches_stored) == (3, 1, 0, 2)
+
+
+def test_replayed_seq_with_other_content_is_rejected(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    receiver, database = receiver_with(tmp_path, key)
+    receiver.handle("gateways/gw-1/batches", make_batch(key, 7))
+    assert receiver.handle("gateways/gw-1/batches", make_batch(key, 7, offset=5.0)) is Outcome.REPLAY
+    assert receiver.statistics().rejected_by_reason == {"replay": 1}
+    assert database.count_readings() == 5
+
+
+def test_tampered_unknown_key_and_garbage_are_rejected_by_reason(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    receiver, database = receiver_with(tmp_path, key)
+    blob = bytearray(make_batch(key, 1))
+    blob[-70] ^= 0x01  # inside the payload, before the 64-byte signature
+    assert receiver.handle("gateways/gw-1/batches", bytes(blob)) is None
+    stranger = Ed25519PrivateKey.generate()
+    assert receiver.handle("gateways/gw-1/batches", make_batch(stranger, 1)) is None
+    assert receiver.handle("gateways/gw-1/batches", b"\x00garbage") is None
+    reasons = receiver.statistics().rejected_by_reason
+    assert reasons == {"BadSignature": 1, "UnknownKey": 1, "MalformedBatch": 1}
+    assert database.count_readings() == 0
+
+
+def test_batch_on_another_gateways_topic_is_rejected(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    receiver, database = receiver_with(tmp_path, key)
+    assert receiver.handle("gateways/gw-2/batches", make_batch(key, 1)) is None
+    assert receiver.statistics().rejected_by_reason == {"topic_mismatch": 1}
+    assert database.count_readings() == 0

@@ -1,0 +1,175 @@
+"""Hostile input: truncated, bit-flipped, random and signed-but-garbled batches raise only wire errors."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import cbor2
+import numpy as np
+import zstandard
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.errors import BadSignature, MalformedBatch, UnknownKey, UnsupportedVersion
+from gateway.wire import (
+    Keyring,
+    ReadingColumns,
+    SeriesInfo,
+    WindowColumns,
+    encode_batch,
+    kid_for,
+    sign,
+    verify_and_decode,
+)
+
+WIRE_ERRORS = (BadSignature, UnknownKey, UnsupportedVersion, MalformedBatch)
+KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
+KID = kid_for(KEY.public_key())
+RING = Keyring()
+RING.add("gw-fuzz", KEY.public_key())
+T0 = 1_764_150_000_000
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _sample_body() -> bytes:
+    rng = np.random.default_rng(11)
+    n = 400
+    series = rng.integers(0, 4, n)
+    pressure = 88.5 + np.round(rng.integers(-30, 30, n) * (50 / 3)) / 1e5
+    values = np.where(series == 3, pressure, np.round(rng.normal(10, 3, n), 2))
+    values[::37] = np.nan
+    n_windows = 5
+    start = T0 + 60_000 * np.arange(n_windows)
+    return encode_batch(
+        gateway_id="gw-fuzz",
+        seq=3,
+        created_ms=T0,
+        series=[
+            SeriesInfo("a", "t", "Cel", 0.01, 1000),
+            SeriesInfo("b", "t", "Cel", None),
+            SeriesInfo("c", "pm10", "ug/m3", 0.5),
+            SeriesInfo("d", "p", "kPa", 1e-5, 1000),
+        ],
+        readings=ReadingColumns(
+            series=series,
+            ts_ms=T0 + np.cumsum(rng.integers(0, 120_000, n)),
+            value=values,
+            quality=(rng.random(n) < 0.05).astype(np.uint16) * 4,
+        ),
+        windows=WindowColumns(
+            series=np.arange(n_windows) % 4,
+            window_start=start,
+            window_ms=np.full(n_windows, 60_000),
+            rev=np.zeros(n_windows),
+            count=np.full(n_windows, 60),
+            nan_count=np.zeros(n_windows),
+            min=rng.normal(size=n_windows),
+            max=rng.normal(size=n_windows),
+            mean=rng.normal(size=n_windows),
+            std=rng.normal(size=n_windows),
+            first=rng.normal(size=n_windows),
+            last=rng.normal(size=n_windows),
+            first_ts=start,
+            last_ts=start + 59_000,
+        ),
+    )
+
+
+BODY = _sample_body()
+BLOB = sign(BODY, KEY, KID)
+CBOR_BODY = zstandard.ZstdDecompressor().decompress(BODY)
+
+
+def only_wire_errors(blob: bytes) -> None:
+    with contextlib.suppress(*WIRE_ERRORS):
+        verify_and_decode(blob, RING)
+
+
+def signed_payload(payload: bytes) -> bytes:
+    return sign(payload, KEY, KID)
+
+
+def test_the_sample_batch_itself_decodes() -> None:
+    batch = verify_and_decode(BLOB, RING)
+    assert len(batch.readings) == 400
+    assert int(np.isnan(batch.readings.value).sum()) == math.ceil(400 / 37)
+    assert len(batch.windows) == 5
+
+
+@FUZZ
+@given(st.integers(min_value=0, max_value=len(BLOB) - 1))
+def test_truncated_batches(cut: int) -> None:
+    only_wire_errors(BLOB[:cut])
+
+
+@FUZZ
+@given(st.lists(st.integers(min_value=0, max_value=8 * len(BLOB) - 1), min_size=1, max_size=4))
+def test_bit_flipped_batches(bits: list[int]) -> None:
+    data = bytearray(BLOB)
+    for bit in bits:
+        data[bit // 8] ^= 1 << (bit % 8)
+    only_wire_errors(bytes(data))
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_random_bytes(data: bytes) -> None:
+    only_wire_errors(data)
+    only_wire_errors(b"\xd2\x84" + data)  # looks like a COSE_Sign1 for two bytes
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_signed_random_payloads(payload: bytes) -> None:
+    only_wire_errors(signed_payload(payload))
+    only_wire_errors(signed_payload(zstandard.ZstdCompressor().compress(payload)))
+
+
+@FUZZ
+@given(st.lists(st.integers(min_value=0, max_value=8 * len(CBOR_BODY) - 1), min_size=1, max_size=6))
+def test_signed_bodies_with_flipped_bits(bits: list[int]) -> None:
+    data = bytearray(CBOR_BODY)
+    for bit in bits:
+        data[bit // 8] ^= 1 << (bit % 8)
+    only_wire_errors(signed_payload(zstandard.ZstdCompressor().compress(bytes(data))))
+
+
+@FUZZ
+@given(st.integers(min_value=1, max_value=len(CBOR_BODY) - 1), st.binary(max_size=8))
+def test_signed_bodies_with_spliced_bytes(at: int, insert: bytes) -> None:
+    data = CBOR_BODY[:at] + insert + CBOR_BODY[at + len(insert) // 2 :]
+    only_wire_errors(signed_payload(zstandard.ZstdCompressor().compress(data)))
+
+
+CBOR_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.binary(max_size=40)
+    | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.integers(0, 9), inner, max_size=6),
+    max_leaves=30,
+)
+
+
+@FUZZ
+@given(st.dictionaries(st.integers(0, 9), CBOR_VALUES, max_size=10), st.sampled_from([1, 2]))
+def test_signed_bodies_of_random_structure(fields: dict[int, object], version: int) -> None:
+    body = {**fields, 0: version, 1: "gw-fuzz"}
+    only_wire_errors(signed_payload(zstandard.ZstdCompressor().compress(cbor2.dumps(body))))
+
+
+@FUZZ
+@given(st.sampled_from([3, 5, 6]), st.integers(0, 12), CBOR_VALUES)
+def test_signed_bodies_with_one_replaced_column(part: int, key: int, value: object) -> None:
+    body = cbor2.loads(CBOR_BODY)
+    if part == 3:
+        body[3] = value
+    elif isinstance(body[part], dict):
+        body[part][key] = value
+    else:
+        body[part][key % len(body[part])] = value
+    only_wire_errors(signed_payload(zstandard.ZstdCompressor().compress(cbor2.dumps(body))))

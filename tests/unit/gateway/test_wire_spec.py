@@ -1,0 +1,388 @@
+"""A second decoder written from docs/wire-format.md alone (plain cbor2, zstandard, Python loops).
+
+It shares no code with gateway.wire: if the two disagree, the page or the library is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any
+
+import cbor2
+import numpy as np
+import pytest
+import zstandard
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.wire import (
+    Event,
+    Gap,
+    Keyring,
+    ReadingColumns,
+    SeriesInfo,
+    WindowColumns,
+    encode_batch,
+    kid_for,
+    sign,
+    verify_and_decode,
+)
+
+T0 = 1_764_150_000_000
+
+
+# ---- the reference decoder (section numbers refer to docs/wire-format.md) ----
+
+
+def uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+
+
+def unzigzag(z: int) -> int:
+    return z // 2 if z % 2 == 0 else -(z + 1) // 2
+
+
+def read_table(data: bytes, pos: int) -> tuple[dict[str, int], int]:
+    """Section 4: nibble code lengths -> {bit string of the code: symbol} (canonical codes)."""
+    size, pos = uvarint(data, pos)
+    nibbles = []
+    for byte in data[pos : pos + (size + 1) // 2]:
+        nibbles += [byte >> 4, byte & 15]
+    lengths = nibbles[:size]
+    used = sorted((length, symbol) for symbol, length in enumerate(lengths) if length)
+    codes: dict[str, int] = {}
+    code, previous = 0, 0
+    for length, symbol in used:
+        code <<= length - previous
+        codes[format(code, f"0{length}b")] = symbol
+        code, previous = code + 1, length
+    return codes, pos + (size + 1) // 2
+
+
+def int_symbol_extra(symbol: int) -> int:
+    return 0 if symbol < 16 else 2 + (symbol - 16) // 4
+
+
+def int_from_symbol(symbol: int, extra: int) -> int:
+    if symbol < 16:
+        return unzigzag(symbol)
+    b = 4 + (symbol - 16) // 4
+    return unzigzag(((4 + (symbol - 16) % 4) << (b - 2)) | extra)
+
+
+def read_symbols(bits: str, codes: dict[str, int], count: int, extra_of: Any) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for _ in range(count):
+        code = ""
+        while code not in codes:
+            code += bits[pos]
+            pos += 1
+        symbol = codes[code]
+        width = extra_of(symbol)
+        out.append((symbol, int(bits[pos : pos + width] or "0", 2)))
+        pos += width
+    return out
+
+
+def bit_string(data: bytes) -> str:
+    return "".join(format(byte, "08b") for byte in data)
+
+
+def int_column(data: bytes) -> list[int]:
+    """Section 4."""
+    if data[0] == 0:
+        values, pos = [], 1
+        while pos < len(data):
+            z, pos = uvarint(data, pos)
+            values.append(unzigzag(z))
+        return values
+    assert data[0] == 1
+    count, pos = uvarint(data, 1)
+    codes, pos = read_table(data, pos)
+    pairs = read_symbols(bit_string(data[pos:]), codes, count, int_symbol_extra)
+    return [int_from_symbol(s, e) for s, e in pairs]
+
+
+def grid_column(data: bytes) -> list[tuple[int, int]]:
+    """Section 5: (k, r) pairs."""
+    count, pos = uvarint(data, 0)
+    codes, pos = read_table(data, pos)
+    size, pos = uvarint(data, pos)
+    pairs = read_symbols(bit_string(data[pos : pos + size]), codes, count, lambda s: int_symbol_extra(s // 4))
+    escaped = iter(int_column(data[pos + size :]))
+    out = []
+    for symbol, extra in pairs:
+        side = symbol % 4
+        r = {0: 0, 1: -1, 2: 1}[side] if side < 3 else next(escaped)
+        out.append((int_from_symbol(symbol // 4, extra), r))
+    return out
+
+
+def positions(column: bytes) -> list[int]:
+    out, at = [], 0
+    for i, step in enumerate(int_column(column)):
+        at = step if i == 0 else at + step
+        out.append(at)
+    return out
+
+
+def value_of(q: int, scale: Any) -> float:
+    """Section 3.1."""
+    if isinstance(scale, int):
+        return q / 10.0**scale if scale >= 0 else q * 10.0**-scale
+    return q * scale
+
+
+def float64s(data: bytes) -> list[float]:
+    return [struct.unpack("<d", data[i : i + 8])[0] for i in range(0, len(data), 8)]
+
+
+def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, float, int]]:
+    """Section 3.2: [(series, ts_ms, value, quality)] in wire order."""
+    counts = r[0]
+    series_of = [s for s, c in enumerate(counts) for _ in range(c)]
+    live = [s for s, c in enumerate(counts) if c]
+    quantised = [s for s in live if table[s][3] is not None]
+    heads = r[1]
+    t_heads = np.cumsum(heads[: len(live)]).tolist()
+    q_heads = np.cumsum(heads[len(live) :]).tolist()
+    dods = iter(int_column(r[2]) if 2 in r else [])
+    grids = {g[0]: (g[1], g[2]) for g in r.get(7, [])}
+    plain_series = [s for s in quantised if counts[s] > 1 and s not in grids]
+    groups = r.get(9, [0] * len(plain_series))
+    group_of = dict(zip(plain_series, groups, strict=True))
+    group_steps = [iter(int_column(column)) for column in r.get(3, [])]
+    grid_steps = iter(grid_column(r[8]) if 8 in r else [])
+    floats = iter(float64s(r.get(4, b"")))
+    out = []
+    for s in live:
+        tres, scale = table[s][4], table[s][3]
+        t, delta, q = t_heads[live.index(s)], 0, None
+        if scale is not None:
+            q = q_heads[quantised.index(s)]
+        for i in range(counts[s]):
+            if i > 0:
+                delta += next(dods)
+                t += delta
+                if scale is not None and s in grids:
+                    a, j = grids[s]
+                    k, residual = next(grid_steps)
+                    q += (2 * k * a + j) // (2 * j) + residual
+                elif scale is not None:
+                    q += next(group_steps[group_of[s]])
+            value = next(floats) if scale is None else value_of(q, scale)
+            out.append((s, t * tres, value, 0))
+    assert len(out) == len(series_of)
+    if 6 in r:
+        for at, value in zip(positions(r[6][0]), float64s(r[6][1]), strict=True):
+            out[at] = (*out[at][:2], value, 0)
+    if 5 in r:
+        for at, flags in zip(positions(r[5][0]), int_column(r[5][1]), strict=True):
+            out[at] = (*out[at][:3], flags)
+    return out
+
+
+def windows(w: list[Any]) -> dict[str, list[Any]]:
+    """Section 3.3."""
+    names = ["series", "window_start", "window_ms", "rev", "count", "nan_count"]
+    names += ["min", "max", "mean", "std", "first", "last", "first_ts", "last_ts"]
+    out: dict[str, list[Any]] = {}
+    for name, column in zip(names, w[1:], strict=True):
+        if name in ("min", "max", "mean", "std", "first", "last"):
+            out[name] = float64s(column)
+        elif name in ("first_ts", "last_ts"):
+            out[name] = [d + s for d, s in zip(int_column(column), out["window_start"], strict=True)]
+        else:
+            out[name] = np.cumsum(int_column(column)).tolist()
+    return out
+
+
+def reference_decode(blob: bytes, public_key_raw: bytes) -> dict[str, Any]:
+    """Sections 1-3, with the signature checked as section 1 says."""
+    message = cbor2.loads(blob)
+    assert message.tag == 18
+    protected, _, payload, signature = message.value
+    header = cbor2.loads(protected)
+    assert header[1] == -8
+    assert header[4] == hashlib.sha256(public_key_raw).digest()[:8]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
+    Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
+    body = cbor2.loads(zstandard.ZstdDecompressor().decompress(payload))
+    assert body[0] == 1
+    table = body[4]
+    return {
+        "gateway_id": body[1],
+        "seq": body[2],
+        "created_ms": body[3],
+        "series": table,
+        "readings": readings(body[5], table) if 5 in body else [],
+        "windows": windows(body[6]) if 6 in body else None,
+        "gaps": body.get(7, []),
+        "events": body.get(8, []),
+    }
+
+
+# ---- the comparison ----
+
+
+def rich_batch() -> tuple[bytes, list[SeriesInfo], ReadingColumns, WindowColumns, Ed25519PrivateKey]:
+    rng = np.random.default_rng(5)
+    table = [
+        SeriesInfo("weather-1", "air_temperature", "Cel", 0.01, 1000),
+        SeriesInfo("baro-1", "air_pressure", "kPa", 1e-5, 1000),
+        SeriesInfo("raw-1", "voltage", "V", None),
+        SeriesInfo("counter-1", "vehicles", "1", 100.0),
+        SeriesInfo("noise-1", "level", "dB", 0.5, 250),
+        SeriesInfo("strain-1", "strain", "1", 1e-6),
+        SeriesInfo("unused", "x", "y", 0.1),
+    ]
+    n = 300
+    pressure = np.round((8_851_000 + np.round(np.cumsum(rng.integers(-20, 21, n)) * 50 / 3)) / 1e5, 5)
+    temperature = np.round(12 + np.cumsum(rng.normal(0, 0.05, n)), 2)
+    temperature[[7, 100]] = [np.nan, np.inf]
+    columns = ReadingColumns(
+        series=np.concatenate([np.zeros(n), np.ones(n), [2, 2, 2], [3] * 20, [4] * 40, [5] * n]),
+        ts_ms=np.concatenate(
+            [
+                T0 + 60_000 * np.arange(n) + rng.integers(-200, 200, n),
+                T0 + 60_000 * np.arange(n),
+                [T0 + 5, T0 + 3, T0 + 3],
+                T0 + 3_600_000 * np.arange(20),
+                T0 + rng.integers(0, 10**6, 40),
+                T0 + 1000 * np.arange(n),
+            ]
+        ),
+        value=np.concatenate(
+            [
+                temperature,
+                pressure,
+                [0.1, np.nan, -0.0],
+                rng.integers(0, 50, 20) * 100.0,
+                rng.integers(40, 90, 40) / 2,
+                np.cumsum(rng.integers(-(10**6), 10**6, n)) / 1e6,
+            ]
+        ),
+        quality=(rng.random(n * 3 + 63) < 0.1) * rng.integers(1, 32, n * 3 + 63),
+    )
+    m = 30
+    start = T0 + 300_000 * np.arange(m)
+    window_columns = WindowColumns(
+        series=rng.integers(0, 5, m),
+        window_start=start,
+        window_ms=np.full(m, 300_000),
+        rev=rng.integers(0, 2, m),
+        count=rng.integers(0, 6, m),
+        nan_count=rng.integers(0, 2, m),
+        min=rng.normal(size=m),
+        max=rng.normal(size=m),
+        mean=rng.normal(size=m),
+        std=rng.normal(size=m),
+        first=rng.normal(size=m),
+        last=rng.normal(size=m),
+        first_ts=start + rng.integers(0, 1000, m),
+        last_ts=start + rng.integers(250_000, 300_000, m),
+    )
+    key = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
+    body = encode_batch(
+        gateway_id="gw-spec",
+        seq=99,
+        created_ms=T0,
+        series=table,
+        readings=columns,
+        windows=window_columns,
+        gaps=[Gap(2, T0, T0 + 10, 3, "buffer full")],
+        events=[Event(T0, "uplink", "reconnected", "after 3 attempts")],
+    )
+    return sign(body, key, kid_for(key.public_key())), table, columns, window_columns, key
+
+
+@pytest.fixture(scope="module")
+def decoded() -> tuple[dict[str, Any], Any]:
+    blob, _, _, _, key = rich_batch()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    ring = Keyring()
+    ring.add("gw-spec", key.public_key())
+    return reference_decode(blob, raw), verify_and_decode(blob, ring)
+
+
+def test_the_sample_exercises_every_part_of_the_format() -> None:
+    blob = rich_batch()[0]
+    body = cbor2.loads(zstandard.ZstdDecompressor().decompress(cbor2.loads(blob).value[2]))
+    assert set(body[5]) == set(range(10))  # every readings key, grids and groups included
+    assert 1 in (body[5][2][0], *(column[0] for column in body[5][3]))  # a Huffman column
+    assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
+    assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
+
+
+def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any]) -> None:
+    reference, batch = decoded
+    ours = list(
+        zip(
+            batch.readings.series.tolist(),
+            batch.readings.ts_ms.tolist(),
+            batch.readings.value.tolist(),
+            batch.readings.quality.tolist(),
+            strict=True,
+        )
+    )
+    assert len(ours) == len(reference["readings"]) == 963
+    for mine, theirs in zip(ours, reference["readings"], strict=True):
+        assert mine[:2] == theirs[:2] and mine[3] == theirs[3]
+        assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
+
+
+def test_reference_decoder_agrees_on_everything_else(decoded: tuple[dict[str, Any], Any]) -> None:
+    reference, batch = decoded
+    assert (reference["gateway_id"], reference["seq"], reference["created_ms"]) == (
+        batch.gateway_id,
+        batch.seq,
+        batch.created_ms,
+    )
+    assert [row[:3] for row in reference["series"]] == [[s.sensor, s.quantity, s.unit] for s in batch.series]
+    for name, column in reference["windows"].items():
+        assert np.array_equal(np.array(column), getattr(batch.windows, name)), name
+    assert reference["gaps"] == [[g.series, g.from_ms, g.to_ms, g.count, g.reason] for g in batch.gaps]
+    assert reference["events"] == [[e.ts_ms, e.source, e.kind, e.detail] for e in batch.events]
+
+
+def test_decoded_values_are_the_input_at_its_resolution(decoded: tuple[dict[str, Any], Any]) -> None:
+    _, table, columns, _, _ = rich_batch()
+    _, batch = decoded
+    order = np.lexsort((columns.ts_ms, columns.series))
+    expected = []
+    for s, v in zip(columns.series[order].tolist(), columns.value[order].tolist(), strict=True):
+        resolution = table[s].resolution
+        expected.append(v if resolution is None or not np.isfinite(v) else round(v / resolution) * resolution)
+    got = batch.readings.value.tolist()
+    for e, g in zip(expected, got, strict=True):
+        assert e == g or (np.isnan(e) and np.isnan(g)) or abs(e - g) <= 1e-9 * max(1.0, abs(e))
+
+
+def test_the_example_in_the_spec_is_what_the_library_writes() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).parents[3] / "docs" / "wire-format.md").read_text()
+    example = page.split("**Example**", 1)[1].split("```", 2)[1]
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    body = encode_batch(
+        gateway_id="gw-1",
+        seq=7,
+        created_ms=1764150000000,
+        series=[SeriesInfo("weather-1", "air_temperature", "Cel", 0.01, 1000)],
+        readings=ReadingColumns(
+            series=[0, 0, 0],
+            ts_ms=[1764150000000, 1764150060000, 1764150120000],
+            value=[12.34, 12.36, 12.35],
+            quality=[0, 0, 0],
+        ),
+    )
+    assert sign(body, key, kid_for(key.public_key())).hex() == "".join(example.split())
