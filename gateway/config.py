@@ -6,8 +6,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers.lora.config import LorawanSection, ModemSection
+from drivers.modbus.config import ModbusSection
 from drivers.serial.config import SerialSection
 from gateway.errors import ConfigError
 
@@ -34,7 +36,7 @@ class BatchingConfig(_Strict):
     """How committed readings are cut into signed batches."""
 
     slice_s: float = Field(default=5.0, gt=0, le=3600)
-    max_readings: int = Field(default=50_000, gt=0)
+    max_readings: int = Field(default=50_000, gt=0, le=1_000_000, description="the wire format's limit")
 
 
 class MqttConfig(_Strict):
@@ -67,6 +69,15 @@ class WindowConfig(_Strict):
     upload: Literal["windows", "raw", "both"] = "raw"
     allowed_lateness_s: float = Field(default=10, ge=0)
     max_lateness_s: float = Field(default=3600, ge=0)
+    quantiles: list[float] = Field(default_factory=list, description="exact per-window quantiles, e.g. [0.5, 0.95]")
+
+    @model_validator(mode="after")
+    def _lateness_order(self) -> WindowConfig:
+        if self.max_lateness_s < self.allowed_lateness_s:
+            raise ValueError("max_lateness_s must be >= allowed_lateness_s")
+        if any(not 0 <= q <= 1 for q in self.quantiles):
+            raise ValueError("quantiles must lie in [0, 1]")
+        return self
 
 
 class SensorBase(_Strict):
@@ -97,7 +108,30 @@ class SerialSensor(SensorBase):
     serial: SerialSection
 
 
-Sensor = Annotated[SerialSensor, Field(discriminator="driver")]
+class ModbusSensor(SensorBase):
+    """A slave on a Modbus RTU (RS485) bus or behind a Modbus TCP server."""
+
+    driver: Literal["modbus"]
+    modbus: ModbusSection
+
+
+class LorawanSensor(SensorBase):
+    """A LoRaWAN 1.0.x device heard through a Semtech packet forwarder."""
+
+    driver: Literal["lorawan"]
+    lorawan: LorawanSection
+
+
+class LoraModemSensor(SensorBase):
+    """A point-to-point LoRa modem (RAK3172 RUI3 / RN2483) on a serial port."""
+
+    driver: Literal["lora_modem"]
+    lora_modem: ModemSection
+
+
+Sensor = Annotated[
+    SerialSensor | ModbusSensor | LorawanSensor | LoraModemSensor, Field(discriminator="driver")
+]
 
 
 class LoggingConfig(_Strict):
@@ -140,7 +174,9 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-DRIVER_TAGS = frozenset({"serial"})
+DRIVER_TAGS = frozenset({"serial", "modbus", "lorawan", "lora_modem"})
+#: values under these keys are secrets: a config error names the key, never the value
+SECRET_KEYS = frozenset({"nwkskey", "appskey", "app_key", "password"})
 
 
 def _without_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
@@ -157,6 +193,8 @@ def describe_errors(error: ValidationError) -> list[str]:
         loc = _without_tags(tuple(item["loc"]))
         value = item.get("input")
         shown = "(missing)" if item["type"] == "missing" else repr(value)
+        if any(isinstance(part, str) and part in SECRET_KEYS for part in loc):
+            shown = "(secret, not shown)"
         if len(shown) > 80:
             shown = shown[:77] + "..."
         lines.append(f"{_key_path(loc)}: got {shown}; expected: {item['msg']}")
@@ -170,6 +208,11 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None) -> Gatew
     except ValidationError as exc:
         raise ConfigError("\n".join(describe_errors(exc))) from None
     if base_dir is not None:
+        for sensor in config.sensors:
+            if isinstance(sensor, ModbusSensor) and sensor.modbus.profiles_dir is not None:
+                profiles = sensor.modbus.profiles_dir
+                if not profiles.is_absolute():
+                    sensor.modbus = sensor.modbus.model_copy(update={"profiles_dir": base_dir / profiles})
         config.key_file = base_dir / config.key_file if not config.key_file.is_absolute() else config.key_file
         config.state_dir = (
             base_dir / config.state_dir if not config.state_dir.is_absolute() else config.state_dir

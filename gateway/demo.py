@@ -27,10 +27,18 @@ from gateway import keys, tomlwriter
 from gateway.config import EXAMPLE_CONFIG, parse_config
 from gateway.control import query_status
 from gateway.errors import GatewayError
-from hil.broker import Mosquitto
+from hil.broker import Mosquitto, free_port
 
-#: simulator module per serial protocol; sensors of other kinds get theirs as their drivers land
-SIMULATORS = {"nmea": "hil.sims.nmea_station"}
+#: simulator module per serial protocol: each counts exactly the valid readings it wrote
+SERIAL_SIMULATORS = {
+    "nmea": "hil.sims.nmea_station",
+    "sds011": "hil.sims.sds011",
+    "pms5003": "hil.sims.pms5003",
+    "wxt": "hil.sims.wxt",
+    "regex": "hil.sims.line_sensor",
+}
+#: the LoRa packet forwarder sends this many uplinks (genuine ones plus duplicates, replays, bad CRCs)
+LORA_UPLINKS = 100_000
 
 
 @dataclass
@@ -83,7 +91,9 @@ class Demo:
         self.rate_hz = rate_hz
         self.config_path = config_path
         self.children: list[Child] = []
-        self.sims: list[tuple[Child, Path]] = []
+        self.sims: list[tuple[Child, str]] = []
+        self.modbus_buses: dict[str, dict[str, Any]] = {}
+        self._lora_port: int | None = None
         self.broker = Mosquitto(workdir / "broker")
         self.agent_config = workdir / "agent.toml"
         self.receiver_stats = workdir / "receiver-stats.json"
@@ -111,7 +121,9 @@ class Demo:
         private, public = keys.generate_keypair(self.workdir / "keys")
         receiver_keys = self.workdir / "receiver-keys"
         receiver_keys.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(public, receiver_keys / f"{gateway_id}.pem")  # the backend registers the gateway's key
+        shutil.copyfile(
+            public, receiver_keys / f"{gateway_id}.pem"
+        )  # the backend registers the gateway's key
         self.broker.start()
         raw["key_file"] = str(private)
         raw["state_dir"] = str(self.workdir / "state")
@@ -122,6 +134,7 @@ class Demo:
         raw.setdefault("logging", {})["format"] = "json"
         for sensor in raw.get("sensors", []):
             self._redirect(sensor)
+        self._start_modbus_slaves()
         self.agent_config.write_text(tomlwriter.dumps(raw))
         parse_config(tomllib.loads(self.agent_config.read_text()))  # fail here, not in the child
         self._spawn(
@@ -132,22 +145,66 @@ class Demo:
         self._spawn("agent", ["-m", "gateway", "run", "--config", str(self.agent_config)])
 
     def _redirect(self, sensor: dict[str, Any]) -> None:
-        """Point a configured sensor at a simulator started for it (or disable it when none exists yet)."""
-        section = sensor.get("serial")
-        module = SIMULATORS.get(section.get("protocol", "nmea")) if section else None
-        if section is None or module is None:
+        """Point a configured sensor at a simulator started for it (or disable it when there is none)."""
+        if "serial" in sensor and sensor["serial"].get("protocol", "nmea") in SERIAL_SIMULATORS:
+            self._serial_simulator(sensor)
+        elif "modbus" in sensor and "host" in sensor["modbus"]:
+            self.modbus_buses.setdefault(
+                f"{sensor['modbus']['host']}:{sensor['modbus'].get('tcp_port', 502)}", {}
+            )[sensor["id"]] = sensor
+        elif "lorawan" in sensor:
+            self._packet_forwarder(sensor)
+        else:
             sensor["enabled"] = False
-            return
-        link = self.workdir / f"tty-{sensor['id']}"
-        child = self._spawn(
-            f"sim-{sensor['id']}", ["-m", module, "--link", str(link), "--rate", str(self.rate_hz)], pipe=True
-        )
+
+    def _ready_line(self, child: Child) -> dict[str, Any]:
         assert child.process.stdout is not None
-        ready = child.process.stdout.readline()
-        if not ready:
-            raise GatewayError(f"simulator for {sensor['id']} did not start; see {child.name}.log")
+        line = child.process.stdout.readline()
+        if not line:
+            raise GatewayError(f"simulator {child.name} did not start; see {child.name}.log")
+        ready: dict[str, Any] = json.loads(line)
+        return ready
+
+    def _serial_simulator(self, sensor: dict[str, Any]) -> None:
+        section = sensor["serial"]
+        link = self.workdir / f"tty-{sensor['id']}"
+        module = SERIAL_SIMULATORS[section.get("protocol", "nmea")]
+        args = ["-m", module, "--link", str(link), "--rate", str(self.rate_hz)]
+        self._ready_line(child := self._spawn(f"sim-{sensor['id']}", args, pipe=True))
         section["port"] = str(link)
-        self.sims.append((child, link))
+        self.sims.append((child, sensor["id"]))
+
+    def _start_modbus_slaves(self) -> None:
+        """One simulated Modbus TCP server per configured bus, serving each sensor's profile at its unit id."""
+        for number, bus in enumerate(self.modbus_buses.values()):
+            args = ["-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0"]
+            for sensor in bus.values():
+                args += ["--slave", f"{sensor['modbus']['unit']}:{sensor['modbus']['profile']}"]
+            ready = self._ready_line(self._spawn(f"modbus-{number}", args, pipe=True))
+            host, _, port = ready["tcp"].rpartition(":")
+            for sensor in bus.values():
+                sensor["modbus"].update(host=host, tcp_port=int(port))
+
+    def _packet_forwarder(self, sensor: dict[str, Any]) -> None:
+        """All LoRaWAN sensors listen on one local UDP port, fed by one packet-forwarder emulator."""
+        if self._lora_port is None:
+            self._lora_port = free_port()
+            interval = str(round(1.0 / self.rate_hz, 3))
+            target = f"127.0.0.1:{self._lora_port}"
+            self._spawn(
+                "packet-forwarder",
+                [
+                    "-m",
+                    "hil.sims.packet_forwarder",
+                    "--target",
+                    target,
+                    "--uplinks",
+                    str(LORA_UPLINKS),
+                    "--interval",
+                    interval,
+                ],
+            )
+        sensor["lorawan"]["listen"] = f"127.0.0.1:{self._lora_port}"
 
     def snapshot(self, started: float, phase: str) -> Snapshot:
         """Collect the counters of every child."""
@@ -168,6 +225,19 @@ class Demo:
             snap.duplicates = with_stats.get("duplicates_dropped", 0)
             snap.stored = with_stats.get("readings_stored", 0)
         return snap
+
+    def stored_counted(self) -> int:
+        """Readings at the receiver from the sensors whose simulators count every reading they send."""
+        counted = [sensor for _child, sensor in self.sims]
+        if not self.receiver_db.exists() or not counted:
+            return 0
+        with contextlib.closing(sqlite3.connect(self.receiver_db, timeout=5)) as db:
+            marks = ",".join("?" * len(counted))
+            query = f"SELECT count(*) FROM readings WHERE sensor IN ({marks})"
+            try:
+                return int(db.execute(query, counted).fetchone()[0])
+            except sqlite3.OperationalError:  # the receiver has not created its tables yet
+                return 0
 
     def _state_dir(self) -> Path:
         return self.workdir / "state"
@@ -200,7 +270,7 @@ class Demo:
 
     def _stop_simulators(self) -> int:
         produced = 0
-        for child, _link in self.sims:
+        for child, _sensor in self.sims:
             out = child.terminate()
             lines = [line for line in out.splitlines() if line.startswith("{")]
             produced += int(json.loads(lines[-1])["readings"]) if lines else 0
@@ -209,7 +279,7 @@ class Demo:
     def _wait_for_receiver(self, produced: int, started: float, show: Callable[[Snapshot], None]) -> Snapshot:
         deadline = time.monotonic() + 30.0
         snap = self.snapshot(started, "final drain")
-        while snap.stored < produced and time.monotonic() < deadline:
+        while self.stored_counted() < produced and time.monotonic() < deadline:
             show(snap)
             time.sleep(0.5)
             snap = self.snapshot(started, "final drain")
@@ -221,8 +291,7 @@ class Demo:
         agent.terminate()
         receiver = next(c for c in self.children if c.name == "receiver")
         receiver.terminate()
-        with sqlite3.connect(self.receiver_db) as db:
-            stored = int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+        stored = self.stored_counted()
         final = json.loads(self.receiver_stats.read_text())
         return {
             "produced": produced,

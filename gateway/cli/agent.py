@@ -29,6 +29,9 @@ def config_check(file: Path) -> None:
     """Validate FILE: exit 0, or print every error with its key path and exit 2."""
     try:
         config = load_config(file)
+        from gateway.sensors import build_drivers
+
+        build_drivers(config)  # keys, profiles and codecs are checked when drivers are built
     except ConfigError as exc:
         click.echo(f"{file}: invalid configuration", err=True)
         for line in str(exc).splitlines():

@@ -270,7 +270,9 @@ class ForwarderEmulator:
         return resp
 
 
-async def run_scenario(target: tuple[str, int], plan: list[tuple[int, gwmp.RxPacket]]) -> None:
+async def run_scenario(
+    target: tuple[str, int], plan: list[tuple[int, gwmp.RxPacket]], interval_s: float = 0.0
+) -> None:
     """Send a planned scenario through two forwarders, each packet acknowledged before the next."""
     async with ForwarderEmulator(target, GATEWAY_A) as a, ForwarderEmulator(target, GATEWAY_B) as b:
         async with asyncio.timeout(5):
@@ -280,6 +282,8 @@ async def run_scenario(target: tuple[str, int], plan: list[tuple[int, gwmp.RxPac
         for eui, packet in plan:
             async with asyncio.timeout(5):
                 await by_eui[eui].push([packet])
+            if interval_s:
+                await asyncio.sleep(interval_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="127.0.0.1:1700")
     parser.add_argument("--uplinks", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--interval", type=float, default=0.0, help="seconds between packets (demo pace)")
     args = parser.parse_args(argv)
     host, _, port = args.target.rpartition(":")
     plan, expect = plan_scenario(options=ScenarioOptions(uplinks=args.uplinks, seed=args.seed))
-    asyncio.run(run_scenario((host, int(port)), plan))
+    asyncio.run(run_scenario((host, int(port)), plan, args.interval))
     print(f"sent {len(plan)} packets: {args.uplinks} genuine, bad {dict(expect.bad)}")
     return 0
 

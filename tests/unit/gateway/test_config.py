@@ -112,3 +112,32 @@ def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "gateway_id: got 'has space'" in result.stderr
     assert "buffer.commit_interval_s: got 0" in result.stderr
+
+
+def test_modbus_and_lorawan_sensors_validate_and_keys_never_echo(tmp_path: Path) -> None:
+    meter = {"id": "m1", "driver": "modbus", "modbus": {"host": "127.0.0.1", "unit": 1, "profile": "sdm630"}}
+    node = {
+        "id": "n1",
+        "driver": "lorawan",
+        "lorawan": {"codec": "lht65", "abp": {"devaddr": "26011f02", "nwkskey": 12345, "appskey": "00" * 16}},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(minimal(sensors=[meter, node]))
+    text = str(info.value)
+    assert "sensors[1].lorawan.abp.nwkskey: got (secret, not shown)" in text
+    assert "12345" not in text
+    node["lorawan"]["abp"]["nwkskey"] = "11" * 16  # type: ignore[index]
+    config = parse_config(minimal(sensors=[meter, node]))
+    assert [s.driver for s in config.sensors] == ["modbus", "lorawan"]
+
+
+def test_cli_config_check_reports_a_bad_session_key(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        'gateway_id = "gw-1"\nkey_file = "k"\nstate_dir = "s"\n[[sensors]]\nid = "n1"\ndriver = "lorawan"\n'
+        '[sensors.lorawan]\ncodec = "lht65"\n'
+        'abp = { devaddr = "26011f02", nwkskey = "zz112233445566778899aabbccddeeff", appskey = "' + "00" * 16 + '" }\n'
+    )
+    result = _check(path)
+    assert result.returncode == 2
+    assert "nwkskey" in result.stderr and "zz1122" not in result.stderr
