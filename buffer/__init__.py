@@ -2,16 +2,21 @@
 
 from buffer.batching import StalePending
 from buffer.records import (
+    BatchedReadings,
     GapRecord,
     OutboxEntry,
     PendingSlice,
     SeriesKey,
     StoreOptions,
     StoreStatistics,
+    WindowMark,
+    WindowProgress,
+    WindowState,
 )
 from buffer.store import Store
 
 __all__ = [
+    "BatchedReadings",
     "GapRecord",
     "OutboxEntry",
     "PendingSlice",
@@ -20,4 +25,7 @@ __all__ = [
     "Store",
     "StoreOptions",
     "StoreStatistics",
+    "WindowMark",
+    "WindowProgress",
+    "WindowState",
 ]

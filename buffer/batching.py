@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,9 @@ class SeriesNames:
             self._names = {i: (s, q, u) for i, s, q, u in rows}
             key = self._names.get(sid, ("?", "?", "?"))
         return key
+
+
+EMPTY_TOKEN = Token(takes=(), gap_ids=(), event_ids=(), readings=0)
 
 
 def read_pending(
@@ -142,8 +146,14 @@ def _read_chunks(
     return takes, columns
 
 
-def seal(conn: sqlite3.Connection, seq: int, blob: bytes, token: Token) -> None:
-    """Outbox row + batched marks in one synchronous=FULL transaction; raise StalePending on mismatch."""
+def seal(
+    conn: sqlite3.Connection,
+    seq: int,
+    blob: bytes,
+    token: Token,
+    also: Callable[[sqlite3.Connection], None] | None = None,
+) -> None:
+    """Outbox row + batched marks (+ `also`) in one synchronous=FULL transaction; StalePending on mismatch."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         last = schema.meta(conn, schema.LAST_SEQ)
@@ -157,6 +167,8 @@ def seal(conn: sqlite3.Connection, seq: int, blob: bytes, token: Token) -> None:
             (seq, blob, token.readings, int(time.time() * 1000)),
         )
         schema.set_meta(conn, schema.LAST_SEQ, seq)
+        if also is not None:
+            also(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -66,6 +66,50 @@ class PendingSlice:
 
 
 @dataclass(frozen=True)
+class BatchedReadings:
+    """Committed readings already in a batch, columnar (what the windowing replays at start)."""
+
+    series_keys: tuple[SeriesKey, ...]
+    series: npt.NDArray[np.int32]
+    ts_ms: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.uint16]
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+
+@dataclass(frozen=True)
+class WindowMark:
+    """The revision a window was last uploaded with, kept until it can no longer be revised."""
+
+    sensor: str
+    quantity: str
+    unit: str
+    window_ms: int
+    window_start: int
+    rev: int
+    #: windowing clock after which the window is never revised again (the row is then deleted)
+    expires_ms: int
+
+
+@dataclass(frozen=True)
+class WindowProgress:
+    """What a sealed batch tells the store about windowing: its clock and the revisions it carries."""
+
+    watermark_ms: int
+    revisions: tuple[WindowMark, ...] = ()
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """The windowing facts persisted by sealed batches (None: no batch ever carried window progress)."""
+
+    watermark_ms: int | None
+    revisions: tuple[WindowMark, ...]
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
     """One signed batch waiting for the backend's acknowledgement."""
 

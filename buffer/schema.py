@@ -54,6 +54,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     readings INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
+-- revision numbers of windows revised after their first emission (buffer/windowstate.py)
+CREATE TABLE IF NOT EXISTS window_rev (
+    sensor TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    window_ms INTEGER NOT NULL,
+    window_start INTEGER NOT NULL,
+    rev INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (sensor, quantity, unit, window_ms, window_start)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -63,6 +74,7 @@ CREATE TABLE IF NOT EXISTS meta (
 #: meta keys
 LAST_SEQ = "last_seq"  # highest seq ever sealed (outbox rows are deleted on delivery)
 BATCHED_BELOW = "batched_below"  # every chunk with a smaller id is fully batched
+WINDOW_WATERMARK = "window_watermark"  # windowing clock of the last sealed batch (absent: never)
 
 
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:

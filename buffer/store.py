@@ -16,10 +16,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from buffer import batching, schema
+import numpy as np
+
+from buffer import batching, schema, windowstate
 from buffer.batching import SeriesNames, StalePending, Token
 from buffer.quarantine import open_checked
-from buffer.records import OutboxEntry, PendingSlice, StoreOptions, StoreStatistics
+from buffer.records import (
+    BatchedReadings,
+    OutboxEntry,
+    PendingSlice,
+    StoreOptions,
+    StoreStatistics,
+    WindowProgress,
+    WindowState,
+)
 from buffer.tally import Tally
 from buffer.writer import Writer, is_full
 from gateway.errors import StorageError
@@ -128,16 +138,42 @@ class Store:
         """The seq the next batch must carry: persists, strictly increasing, never reused."""
         return self._call(lambda c: schema.meta(c, schema.LAST_SEQ) + 1)
 
-    def seal_batch(self, seq: int, blob: bytes, pending: PendingSlice) -> None:
+    def seal_batch(
+        self, seq: int, blob: bytes, pending: PendingSlice, windows: WindowProgress | None = None
+    ) -> None:
         """Store the signed batch and mark exactly `pending`'s rows batched, in one transaction.
 
-        Raises StalePending (a StorageError) when the slice was sealed already or evicted meanwhile.
+        `windows` (the windowing clock and revisions the batch carries) is stored in the same
+        transaction. Raises StalePending (a StorageError) when the slice was sealed already or
+        evicted meanwhile.
         """
         token = pending.token
         if not isinstance(token, Token):
-            raise StorageError("seal_batch needs a slice returned by pending()")
-        self._call(lambda c: batching.seal(c, seq, blob, token))
+            raise StorageError("seal_batch needs a slice returned by pending() or empty_slice()")
+        also = None if windows is None else (lambda c: windowstate.record(c, windows))
+        self._call(lambda c: batching.seal(c, seq, blob, token, also))
         self._tally.add(batched=token.readings, pending=-token.readings, outbox_rows=1)
+
+    def empty_slice(self) -> PendingSlice:
+        """A slice of nothing: seal_batch with it stores a batch that carries only windows."""
+        return PendingSlice(
+            series_keys=(),
+            series=np.zeros(0, np.int32),
+            ts_ms=np.zeros(0, np.int64),
+            value=np.zeros(0, np.float64),
+            quality=np.zeros(0, np.uint16),
+            gaps=(),
+            events=(),
+            token=batching.EMPTY_TOKEN,
+        )
+
+    def window_state(self) -> WindowState:
+        """The windowing watermark and the live window revisions stored by sealed batches."""
+        return self._call(windowstate.load)
+
+    def batched_since(self, since_ts_ms: int) -> BatchedReadings:
+        """Readings already in a batch with ts >= since_ts_ms that are not pruned yet (for replay)."""
+        return self._call(lambda c: windowstate.read_batched(c, self._names, since_ts_ms))
 
     def undelivered(self, *, after_seq: int | None = None, limit: int = 100) -> list[OutboxEntry]:
         """Outbox rows waiting for acknowledgement, in seq order."""

@@ -69,7 +69,9 @@ class WindowConfig(_Strict):
     upload: Literal["windows", "raw", "both"] = "raw"
     allowed_lateness_s: float = Field(default=10, ge=0)
     max_lateness_s: float = Field(default=3600, ge=0)
-    quantiles: list[float] = Field(default_factory=list, description="exact per-window quantiles, e.g. [0.5, 0.95]")
+    quantiles: list[float] = Field(
+        default_factory=list, description="exact per-window quantiles, e.g. [0.5, 0.95]"
+    )
 
     @model_validator(mode="after")
     def _lateness_order(self) -> WindowConfig:

@@ -12,8 +12,11 @@ from drivers.modbus.planner import AddressRange, PlanLimits
 from drivers.modbus.registers import DataType, RegisterKind, WordOrder, register_count
 from gateway.errors import ConfigError
 
-#: profiles shipped with the agent (the repository's config/profiles)
-SHIPPED_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
+#: profiles shipped with the agent: the repository's config/profiles, or the copy a wheel carries
+_REPOSITORY_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
+SHIPPED_PROFILES = (
+    _REPOSITORY_PROFILES if _REPOSITORY_PROFILES.is_dir() else Path(__file__).resolve().parent / "profiles"
+)
 
 Quantity = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 #: after a reader appears, pyserial configures the port and flushes its input queue: wait that out
 SETTLE_S = 0.5
+#: how long the slave's input queue must stay empty before the reader is taken to have read it all
+DRAIN_QUIET_S = 0.05
 
 
 class PtyPort:
@@ -99,11 +101,20 @@ class PtyPort:
         return int(struct.unpack("i", raw)[0])
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait until the reader took every byte written (or `timeout_s` passed, or it left)."""
+        """Wait until the reader took every byte written (or `timeout_s` passed, or it left).
+
+        The kernel moves written bytes to the slave's queue asynchronously (a work queue), so an
+        empty queue right after a write proves nothing: it must stay empty for DRAIN_QUIET_S.
+        """
+        quiet_since = asyncio.get_running_loop().time()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                # The kernel's queue has no event to await: poll it.
-                while self.reader_attached() and self.unread():  # noqa: ASYNC110
+                while self.reader_attached():
+                    now = asyncio.get_running_loop().time()
+                    if self.unread():
+                        quiet_since = now
+                    elif now - quiet_since >= DRAIN_QUIET_S:
+                        return
                     await asyncio.sleep(0.01)
 
     async def write(self, data: bytes) -> None:

@@ -186,6 +186,8 @@ class Simulation:
             if frame is not None:
                 await self.port.write(frame.data[: len(frame.data) // 2])
                 self.counters.bad += 1
+                # let the reader take the half frame: a tty hangup discards unread input
+                await self.port.drain(2.0)
             self.port.hangup()
             self._port_changed.set()
 

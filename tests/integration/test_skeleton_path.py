@@ -164,7 +164,9 @@ def test_agent_written_batch_verifies_with_pycose(
     message = Sign1Message.from_cose_obj([protected, dict(unprotected), payload, signature], True)
     message.key = OKPKey(crv="Ed25519", x=raw)
     assert message.verify_signature()
-    tampered = Sign1Message.from_cose_obj([protected, dict(unprotected), payload[:-1] + b"\x00", signature], True)
+    tampered = Sign1Message.from_cose_obj(
+        [protected, dict(unprotected), payload[:-1] + b"\x00", signature], True
+    )
     tampered.key = message.key
     assert not tampered.verify_signature()
 

@@ -136,7 +136,9 @@ def test_cli_config_check_reports_a_bad_session_key(tmp_path: Path) -> None:
     path.write_text(
         'gateway_id = "gw-1"\nkey_file = "k"\nstate_dir = "s"\n[[sensors]]\nid = "n1"\ndriver = "lorawan"\n'
         '[sensors.lorawan]\ncodec = "lht65"\n'
-        'abp = { devaddr = "26011f02", nwkskey = "zz112233445566778899aabbccddeeff", appskey = "' + "00" * 16 + '" }\n'
+        'abp = { devaddr = "26011f02", nwkskey = "zz112233445566778899aabbccddeeff", appskey = "'
+        + "00" * 16
+        + '" }\n'
     )
     result = _check(path)
     assert result.returncode == 2
