@@ -74,6 +74,8 @@ class BatchedReadings:
     ts_ms: npt.NDArray[np.int64]
     value: npt.NDArray[np.float64]
     quality: npt.NDArray[np.uint16]
+    #: id of the last chunk read: pass it as `after_chunk` for the next page (None: no more pages)
+    last_chunk: int | None = None
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])

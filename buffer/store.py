@@ -171,9 +171,16 @@ class Store:
         """The windowing watermark and the live window revisions stored by sealed batches."""
         return self._call(windowstate.load)
 
-    def batched_since(self, since_ts_ms: int) -> BatchedReadings:
-        """Readings already in a batch with ts >= since_ts_ms that are not pruned yet (for replay)."""
-        return self._call(lambda c: windowstate.read_batched(c, self._names, since_ts_ms))
+    def batched_since(
+        self, since_ts_ms: int, *, after_chunk: int = 0, max_chunks: int = 1_000
+    ) -> BatchedReadings:
+        """One page of the readings already in a batch with ts >= since_ts_ms, not pruned yet (replay).
+
+        Pages follow commit order; the next page starts after the returned `last_chunk`.
+        """
+        return self._call(
+            lambda c: windowstate.read_batched(c, self._names, since_ts_ms, after_chunk, max_chunks)
+        )
 
     def undelivered(self, *, after_seq: int | None = None, limit: int = 100) -> list[OutboxEntry]:
         """Outbox rows waiting for acknowledgement, in seq order."""

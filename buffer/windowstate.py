@@ -49,15 +49,18 @@ def load(conn: sqlite3.Connection) -> WindowState:
     return WindowState(watermark_ms=None if row is None else int(row[0]), revisions=marks)
 
 
-def read_batched(conn: sqlite3.Connection, names: SeriesNames, since_ts_ms: int) -> BatchedReadings:
-    """Readings already in a batch (sealed, delivered or not) with ts >= since_ts_ms, not yet pruned."""
+def read_batched(
+    conn: sqlite3.Connection, names: SeriesNames, since_ts_ms: int, after_chunk: int, max_chunks: int
+) -> BatchedReadings:
+    """Batched readings (sealed, delivered or not) with ts >= since_ts_ms, not yet pruned, from the
+    first `max_chunks` chunks after chunk id `after_chunk` (so a long replay never holds it all)."""
     conn.execute("BEGIN")
     try:
         below = schema.meta(conn, schema.BATCHED_BELOW)
         rows = conn.execute(
-            "SELECT id, n, done, min_ts, scale, data FROM chunk WHERE max_ts >= ? AND (id < ? OR done > 0)"
-            " ORDER BY id",
-            (since_ts_ms, below),
+            "SELECT id, n, done, min_ts, scale, data FROM chunk"
+            " WHERE id > ? AND max_ts >= ? AND (id < ? OR done > 0) ORDER BY id LIMIT ?",
+            (after_chunk, since_ts_ms, below, max_chunks),
         ).fetchall()
         columns = chunk.unpack_many([(n, min_ts, scale, data) for _, n, _, min_ts, scale, data in rows])
         # each chunk's first `done` readings in canonical order are batched (all, below batched_below)
@@ -76,4 +79,5 @@ def read_batched(conn: sqlite3.Connection, names: SeriesNames, since_ts_ms: int)
         ts_ms=columns.ts_ms,
         value=columns.value,
         quality=columns.quality,
+        last_chunk=int(rows[-1][0]) if rows else None,
     )

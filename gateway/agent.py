@@ -21,6 +21,7 @@ from gateway.model import HealthEvent, Reading
 from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.supervisor import Supervised
 from gateway.uplink.mqtt import MqttUplink
+from gateway.windowing import Windowing, policies_of
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +101,7 @@ class Agent:
             slice_s=config.batching.slice_s,
             max_readings=config.batching.max_readings,
             sealed=sealed,
+            windowing=Windowing(policies_of(config)),
         )
         uplink = self._uplink = MqttUplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
         control = ControlServer(config.state_dir / "control.sock", self.status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,8 +12,10 @@ import numpy as np
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from buffer import PendingSlice, Store
+from buffer import PendingSlice, SeriesKey, Store, WindowProgress
 from gateway import wire
+from gateway.model import Quality
+from gateway.windowing import Closed, Taken, Windowing, WindowingStatistics
 
 log = structlog.get_logger(__name__)
 
@@ -25,8 +28,11 @@ class BatcherStatistics:
     """Counters of the batcher."""
 
     batches_sealed: int
+    #: raw readings sealed (readings of windows-only sensors are counted by the windows)
     readings_sealed: int
+    windows_sealed: int
     last_seq: int | None
+    windowing: WindowingStatistics | None
 
 
 def now_ms() -> int:
@@ -35,7 +41,7 @@ def now_ms() -> int:
 
 
 class Batcher:
-    """Every closed time slice: committed readings -> encode -> sign -> one outbox row."""
+    """Every closed time slice: committed readings (and windows now due) -> encode -> sign -> one outbox row."""
 
     def __init__(
         self,
@@ -48,8 +54,11 @@ class Batcher:
         slice_s: float,
         max_readings: int,
         sealed: asyncio.Event,
+        windowing: Windowing | None = None,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._gateway_id = gateway_id
         self._key = private_key
         self._kid = kid
@@ -57,70 +66,146 @@ class Batcher:
         self._slice_ms = max(1, int(slice_s * 1000))
         self._max_readings = max_readings
         self._sealed = sealed
+        self._windowing = windowing if windowing is not None and windowing.active else None
+        #: whether the windowing state matches what the store sealed (rebuilt after any failure)
+        self._restored = False
         self._batches = 0
         self._readings = 0
+        self._windows = 0
         self._last_seq: int | None = None
 
     async def run(self) -> None:
         """Seal each time slice shortly after it closes, forever."""
         while True:
-            wait_ms = self._slice_ms - now_ms() % self._slice_ms
+            wait_ms = self._slice_ms - self._clock() % self._slice_ms
             await asyncio.sleep(wait_ms / 1000)
-            await self.seal(upto_ts_ms=now_ms() // self._slice_ms * self._slice_ms)
+            await self.seal(upto_ts_ms=self._clock() // self._slice_ms * self._slice_ms)
 
     async def seal(self, *, upto_ts_ms: int | None) -> int:
-        """Seal every committed, unbatched reading older than `upto_ts_ms` (None: all); returns batches made."""
+        """Seal every committed, unbatched reading older than `upto_ts_ms` (None: all) and every window
+        due now; returns the batches made."""
         made = 0
-        while True:
-            pending = await asyncio.to_thread(
-                self._store.pending, upto_ts_ms=upto_ts_ms, limit=self._max_readings
-            )
-            if pending is None:
-                return made
-            await asyncio.to_thread(self._seal_one, pending)
+        while await asyncio.to_thread(self._seal_next, upto_ts_ms):
             made += 1
             self._sealed.set()
+        return made
 
-    def _seal_one(self, pending: PendingSlice) -> None:
-        """Encode, sign and store one batch (runs in a worker thread: CPU and disk)."""
+    def _seal_next(self, upto_ts_ms: int | None) -> bool:
+        """Seal one batch (runs in a worker thread: CPU and disk); False when there was nothing to seal."""
+        pending = self._store.pending(upto_ts_ms=upto_ts_ms, limit=self._max_readings)
+        if self._windowing is None:
+            if pending is None:
+                return False
+            self._seal_one(pending, Taken.everything_raw(len(pending)), Closed.nothing(), None)
+            return True
+        try:
+            return self._seal_windowed(self._windowing, pending)
+        except BaseException:
+            self._restored = False  # the windows may hold readings the store did not seal: rebuild
+            raise
+
+    def _seal_windowed(self, windowing: Windowing, pending: PendingSlice | None) -> bool:
+        self._restore(windowing)
+        clock = self._clock()
+        slice_ = pending if pending is not None else self._store.empty_slice()
+        taken = windowing.take(
+            slice_.series_keys, slice_.series, slice_.ts_ms, slice_.value, slice_.quality, arrived_ms=clock
+        )
+        closed = windowing.close(clock)
+        if pending is None and not len(closed):
+            return False
+        self._seal_one(slice_, taken, closed, WindowProgress(clock, closed.marks))
+        return True
+
+    def _restore(self, windowing: Windowing) -> None:
+        """Rebuild the windows from what the store sealed: replay batched readings, then resume."""
+        if self._restored:
+            return
+        windowing.reset()
+        state = self._store.window_state()
+        if state.watermark_ms is not None:
+            since, after = windowing.replay_from(state.watermark_ms), 0
+            while (page := self._store.batched_since(since, after_chunk=after)).last_chunk is not None:
+                windowing.replay(page)
+                after = page.last_chunk
+            windowing.resume(state)
+            log.info("windows restored", watermark_ms=state.watermark_ms, **vars(windowing.statistics()))
+        self._restored = True
+
+    def _seal_one(
+        self, pending: PendingSlice, taken: Taken, closed: Closed, progress: WindowProgress | None
+    ) -> None:
+        """Encode, sign and store one batch."""
         seq = self._store.next_seq()
-        blob = wire.sign(self.encode(seq, pending), self._key, self._kid)
-        self._store.seal_batch(seq, blob, pending)
+        blob = wire.sign(self.encode(seq, pending, taken, closed), self._key, self._kid)
+        self._store.seal_batch(seq, blob, pending, progress)
+        raw = int(np.count_nonzero(taken.raw))
         self._batches += 1
-        self._readings += len(pending.ts_ms)
+        self._readings += raw
+        self._windows += len(closed)
         self._last_seq = seq
         log.info(
-            "batch sealed", seq=seq, readings=len(pending.ts_ms), bytes=len(blob), gaps=len(pending.gaps)
+            "batch sealed",
+            seq=seq,
+            readings=raw,
+            windowed=len(pending) - raw,
+            windows=len(closed),
+            bytes=len(blob),
+            gaps=len(pending.gaps),
         )
 
-    def encode(self, seq: int, pending: PendingSlice) -> bytes:
-        """The compressed CBOR body of one batch."""
-        keys = list(pending.series_keys)
-        index = {key: i for i, key in enumerate(keys)}
-        gaps = []
-        for gap in pending.gaps:
-            key = (gap.sensor, gap.quantity, gap.unit)
-            if key not in index:
-                index[key] = len(keys)
-                keys.append(key)
-            gaps.append(wire.Gap(index[key], gap.from_ms, gap.to_ms, gap.count, gap.reason))
-        events = [wire.Event(e.ts_ms, e.source, e.kind, e.detail) for e in pending.events]
+    def encode(self, seq: int, pending: PendingSlice, taken: Taken, closed: Closed) -> bytes:
+        """The compressed CBOR body of one batch: the raw part of `pending`, its gaps and events, `closed`."""
+        table = _SeriesTable()
+        raw = np.flatnonzero(taken.raw)
+        series_of_raw = pending.series[raw]
+        index = np.full(len(pending.series_keys), -1, np.int32)
+        for key in np.unique(series_of_raw).tolist():
+            index[key] = table.add(pending.series_keys[key])
+        quality = pending.quality[raw] | np.where(taken.late[raw], int(Quality.LATE), 0).astype(np.uint16)
         readings = wire.ReadingColumns(
-            series=np.asarray(pending.series, dtype=np.int32),
-            ts_ms=np.asarray(pending.ts_ms, dtype=np.int64),
-            value=np.asarray(pending.value, dtype=np.float64),
-            quality=np.asarray(pending.quality, dtype=np.uint16),
+            series=index[series_of_raw],
+            ts_ms=pending.ts_ms[raw],
+            value=pending.value[raw],
+            quality=quality,
         )
+        gaps = [
+            wire.Gap(table.add((g.sensor, g.quantity, g.unit)), g.from_ms, g.to_ms, g.count, g.reason)
+            for g in pending.gaps
+        ]
+        windows = closed.columns
+        if len(windows):
+            window_index = np.array([table.add(k) for k in closed.keys], np.int32)
+            windows = dataclasses.replace(windows, series=window_index[windows.series])
+        events = [wire.Event(e.ts_ms, e.source, e.kind, e.detail) for e in pending.events]
         return wire.encode_batch(
             gateway_id=self._gateway_id,
             seq=seq,
-            created_ms=now_ms(),
-            series=[self._declare(*key) for key in keys],
+            created_ms=self._clock(),
+            series=[self._declare(*key) for key in table.keys],
             readings=readings,
+            windows=windows,
             gaps=gaps,
             events=events,
         )
 
     def statistics(self) -> BatcherStatistics:
         """Counters for status and metrics."""
-        return BatcherStatistics(self._batches, self._readings, self._last_seq)
+        windowing = self._windowing.statistics() if self._windowing is not None else None
+        return BatcherStatistics(self._batches, self._readings, self._windows, self._last_seq, windowing)
+
+
+class _SeriesTable:
+    """The series table of one batch, in order of first use."""
+
+    def __init__(self) -> None:
+        self.keys: list[SeriesKey] = []
+        self._index: dict[SeriesKey, int] = {}
+
+    def add(self, key: SeriesKey) -> int:
+        """The row of `key`, appended on first use."""
+        row = self._index.get(key)
+        if row is None:
+            row = self._index[key] = len(self.keys)
+            self.keys.append(key)
+        return row

@@ -62,23 +62,35 @@ class UplinkConfig(_Strict):
     max_inflight: int = Field(default=8, gt=0, le=64)
 
 
-class WindowConfig(_Strict):
-    """Per-sensor windowed statistics (see gateway.aggregation)."""
+WindowStatistic = Literal["min", "max", "mean", "std", "first", "last"]
+ALL_WINDOW_STATISTICS: tuple[WindowStatistic, ...] = ("min", "max", "mean", "std", "first", "last")
 
-    length_s: float = Field(default=60, ge=1, le=86_400)
-    upload: Literal["windows", "raw", "both"] = "raw"
-    allowed_lateness_s: float = Field(default=10, ge=0)
-    max_lateness_s: float = Field(default=3600, ge=0)
-    quantiles: list[float] = Field(
-        default_factory=list, description="exact per-window quantiles, e.g. [0.5, 0.95]"
+
+class WindowConfig(_Strict):
+    """Per-sensor windowed statistics (gateway.aggregation; docs/wire-format.md, "Windows")."""
+
+    length_s: float = Field(default=60, ge=1, le=86_400, description="window length, 1 s to 1 day")
+    upload: Literal["windows", "raw", "both"] = Field(
+        default="windows", description="windows only, raw readings only (no windows), or both"
+    )
+    statistics: list[WindowStatistic] = Field(
+        default_factory=lambda: list(ALL_WINDOW_STATISTICS),
+        min_length=1,
+        description="what each window carries besides count, NaN count and first/last timestamps",
+    )
+    allowed_lateness_s: float = Field(default=10, ge=0, description="a window closes this long after its end")
+    max_lateness_s: float = Field(
+        default=3600,
+        ge=0,
+        description="readings later than this after the window end travel raw, flagged late",
     )
 
     @model_validator(mode="after")
     def _lateness_order(self) -> WindowConfig:
         if self.max_lateness_s < self.allowed_lateness_s:
             raise ValueError("max_lateness_s must be >= allowed_lateness_s")
-        if any(not 0 <= q <= 1 for q in self.quantiles):
-            raise ValueError("quantiles must lie in [0, 1]")
+        if round(self.length_s * 1000) != self.length_s * 1000:
+            raise ValueError("length_s must be a whole number of milliseconds")
         return self
 
 
@@ -164,6 +176,19 @@ class GatewayConfig(_Strict):
                 raise ValueError(f"sensor id {sensor.id!r} is used twice")
             seen.add(sensor.id)
         return value
+
+    @model_validator(mode="after")
+    def _raw_kept_for_revisions(self) -> GatewayConfig:
+        """After a restart, windows are rebuilt from the raw readings still on the gateway."""
+        for sensor in self.sensors:
+            w = sensor.windows
+            if w is not None and w.length_s + w.max_lateness_s > self.buffer.keep_raw_s:
+                raise ValueError(
+                    f"sensor {sensor.id!r}: buffer.keep_raw_s ({self.buffer.keep_raw_s:g}) must be at least "
+                    f"windows.length_s + windows.max_lateness_s ({w.length_s + w.max_lateness_s:g}), "
+                    "or a restart could not rebuild the windows that may still be revised"
+                )
+        return self
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

@@ -37,6 +37,9 @@ SERIAL_SIMULATORS = {
     "wxt": "hil.sims.wxt",
     "regex": "hil.sims.line_sensor",
 }
+#: windows are shortened so that several close within a short demo (a real config uses minutes)
+DEMO_WINDOW_S = 10.0
+DEMO_ALLOWED_LATENESS_S = 2.0
 #: the LoRa packet forwarder sends this many uplinks (genuine ones plus duplicates, replays, bad CRCs)
 LORA_UPLINKS = 100_000
 
@@ -93,6 +96,8 @@ class Demo:
         self.children: list[Child] = []
         self.sims: list[tuple[Child, str]] = []
         self.modbus_buses: dict[str, dict[str, Any]] = {}
+        #: sensors uploading windows only: the receiver holds their readings as window counts
+        self.windowed_only: set[str] = set()
         self._lora_port: int | None = None
         self.broker = Mosquitto(workdir / "broker")
         self.agent_config = workdir / "agent.toml"
@@ -134,6 +139,7 @@ class Demo:
         raw.setdefault("logging", {})["format"] = "json"
         for sensor in raw.get("sensors", []):
             self._redirect(sensor)
+            self._shorten_windows(sensor)
         self._start_modbus_slaves()
         self.agent_config.write_text(tomlwriter.dumps(raw))
         parse_config(tomllib.loads(self.agent_config.read_text()))  # fail here, not in the child
@@ -156,6 +162,15 @@ class Demo:
             self._packet_forwarder(sensor)
         else:
             sensor["enabled"] = False
+
+    def _shorten_windows(self, sensor: dict[str, Any]) -> None:
+        """Windows of DEMO_WINDOW_S; remember the sensors whose readings travel only inside windows."""
+        windows = sensor.get("windows")
+        if windows is None:
+            return
+        windows.update(length_s=DEMO_WINDOW_S, allowed_lateness_s=DEMO_ALLOWED_LATENESS_S)
+        if windows.get("upload", "windows") == "windows":
+            self.windowed_only.add(sensor["id"])
 
     def _ready_line(self, child: Child) -> dict[str, Any]:
         assert child.process.stdout is not None
@@ -227,15 +242,31 @@ class Demo:
         return snap
 
     def stored_counted(self) -> int:
-        """Readings at the receiver from the sensors whose simulators count every reading they send."""
+        """Readings at the receiver from the sensors whose simulators count every reading they send.
+
+        A windows-only sensor's readings are the counts (valid + NaN) of its latest window revisions,
+        plus those too late for any window, which travel raw.
+        """
         counted = [sensor for _child, sensor in self.sims]
-        if not self.receiver_db.exists() or not counted:
+        windowed = [sensor for sensor in counted if sensor in self.windowed_only]
+        raw = self._receiver_count("SELECT count(*) FROM readings WHERE sensor IN ({})", counted)
+        in_windows = self._receiver_count(
+            "SELECT total(count + nan_count) FROM windows WHERE sensor IN ({})", windowed
+        )
+        return raw + in_windows
+
+    def windows_stored(self) -> int:
+        """Window rows at the receiver (the latest revision of each window)."""
+        return self._receiver_count("SELECT count(*) FROM windows", None)
+
+    def _receiver_count(self, query: str, sensors: list[str] | None) -> int:
+        """One number from the receiver's database; `{}` in `query` takes placeholders for `sensors`."""
+        if not self.receiver_db.exists() or sensors == []:
             return 0
+        params = sensors or []
         with contextlib.closing(sqlite3.connect(self.receiver_db, timeout=5)) as db:
-            marks = ",".join("?" * len(counted))
-            query = f"SELECT count(*) FROM readings WHERE sensor IN ({marks})"
             try:
-                return int(db.execute(query, counted).fetchone()[0])
+                return int(db.execute(query.format(",".join("?" * len(params))), params).fetchone()[0])
             except sqlite3.OperationalError:  # the receiver has not created its tables yet
                 return 0
 
@@ -300,6 +331,7 @@ class Demo:
             "verified": int(final["verified"]),
             "rejected": int(final["rejected"]),
             "duplicates_dropped": int(final["duplicates_dropped"]),
+            "windows": self.windows_stored(),
             "lost": produced - stored,
         }
 

@@ -12,6 +12,7 @@ readings, and closed windows are forgotten after `max_lateness_ms`, so memory is
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,14 +67,28 @@ class Windower:
         self._retained_rows = 0
         self._closed = self._revisions = self._too_late = self._readings = 0
 
-    def add(self, series: NDArray[Any], ts_ms: NDArray[Any], values: NDArray[Any]) -> NDArray[np.bool_]:
-        """Take readings (any order); return the mask of those too late for any window."""
+    def add(
+        self,
+        series: NDArray[Any],
+        ts_ms: NDArray[Any],
+        values: NDArray[Any],
+        *,
+        arrived_ms: int | None = None,
+    ) -> NDArray[np.bool_]:
+        """Take readings (any order); return the mask of those too late for any window.
+
+        Lateness is judged at `arrived_ms` when given (the clock the caller will `advance` to next),
+        else at the clock of the last `advance`.
+        """
         t = np.asarray(ts_ms)
         if t.dtype.kind not in "iu":
             raise ValueError("ts_ms must be an integer array")
         too_late = np.zeros(t.shape, np.bool_)
-        if self._now_ms is not None and t.size:
-            latest_expired = self._now_ms - self._window_ms - self._max_lateness_ms
+        now = self._now_ms
+        if arrived_ms is not None:
+            now = int(arrived_ms) if now is None else max(now, int(arrived_ms))
+        if now is not None and t.size:
+            latest_expired = now - self._window_ms - self._max_lateness_ms
             too_late = t.astype(np.int64) // self._window_ms <= latest_expired // self._window_ms
         accepted = ~too_late
         if too_late.any():
@@ -99,6 +114,19 @@ class Windower:
             self._pending = self._pending.take(~due)
         self._forget_before(now)
         return emitted
+
+    def resume(self, now_ms: int, revisions: Mapping[tuple[int, int], int]) -> None:
+        """Catch up after a restart, once the readings uploaded before it were replayed with `add`.
+
+        Windows due at `now_ms` (the clock of the last upload) were uploaded already: they are
+        retained, not emitted, and carry the revision last uploaded, `revisions[(series,
+        window_start)]` (0 when absent). The counters start from zero afterwards.
+        """
+        self.advance(now_ms)
+        for start, state in self._retained.items():
+            revs = [revisions.get((series, start), 0) for series in state.series.tolist()]
+            self._retained[start] = state.with_rev(np.array(revs, np.int32))
+        self._closed = self._revisions = self._too_late = self._readings = 0
 
     def statistics(self) -> WindowerStatistics:
         """Counters for the CLI and metrics."""

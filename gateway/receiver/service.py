@@ -33,6 +33,8 @@ class ReceiverStatistics:
     rejected_by_reason: dict[str, int]
     duplicates_dropped: int
     readings_stored: int
+    #: window rows received in stored batches (a revision counts again; the database keeps the latest)
+    windows_stored: int
     batches_stored: int
     connected: bool
 
@@ -61,6 +63,7 @@ class Receiver:
         self._rejected: Counter[str] = Counter()
         self._duplicates = 0
         self._readings = 0
+        self._windows = 0
         self._batches = 0
         self._connected = False
 
@@ -117,9 +120,14 @@ class Receiver:
             raise
         if outcome is Outcome.STORED:
             self._batches += 1
-            self._readings += len(batch.readings.ts_ms)
+            self._readings += len(batch.readings)
+            self._windows += len(batch.windows)
             log.info(
-                "batch stored", gateway_id=batch.gateway_id, seq=batch.seq, readings=len(batch.readings.ts_ms)
+                "batch stored",
+                gateway_id=batch.gateway_id,
+                seq=batch.seq,
+                readings=len(batch.readings),
+                windows=len(batch.windows),
             )
         elif outcome is Outcome.DUPLICATE:
             self._duplicates += 1
@@ -150,6 +158,7 @@ class Receiver:
             rejected_by_reason=dict(self._rejected),
             duplicates_dropped=self._duplicates,
             readings_stored=self._readings,
+            windows_stored=self._windows,
             batches_stored=self._batches,
             connected=self._connected,
         )

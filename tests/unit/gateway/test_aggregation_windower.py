@@ -167,3 +167,33 @@ def test_every_emission_equals_aggregate_over_what_was_accepted(
             assert_window_equals(row, want)
     assert set(last_rev) == set(accepted)  # every accepted reading ended up in a window
     assert windower.statistics().open_windows == 0
+
+
+def test_lateness_is_judged_at_the_arrival_clock_not_the_last_advance() -> None:
+    windower = Windower(window_ms=W, allowed_lateness_ms=ALLOWED, max_lateness_ms=MAX_LATE)
+    feed(windower, [(1, 100, 1.0)])
+    windower.advance(W + ALLOWED)
+    late = windower.add(
+        np.array([1, 1]), np.array([200, W + 100]), np.array([2.0, 3.0]), arrived_ms=W + MAX_LATE
+    )
+    assert late.tolist() == [True, False]  # window 0 can no longer be revised at W + MAX_LATE
+    assert windower.advance(W + MAX_LATE).window_start.tolist() == [W]
+
+
+def test_resume_keeps_windows_due_at_the_stored_clock_with_their_revisions_and_emits_nothing() -> None:
+    before = Windower(window_ms=W, allowed_lateness_ms=ALLOWED, max_lateness_ms=MAX_LATE)
+    feed(before, [(1, 100, 1.0), (2, 200, 2.0), (1, W + 100, 5.0)])
+    before.advance(W + ALLOWED)
+    feed(before, [(1, 300, 3.0)])
+    assert before.advance(W + ALLOWED + 10).rev.tolist() == [1]
+
+    after = Windower(window_ms=W, allowed_lateness_ms=ALLOWED, max_lateness_ms=MAX_LATE)
+    feed(after, [(1, 100, 1.0), (2, 200, 2.0), (1, W + 100, 5.0), (1, 300, 3.0)])  # the replay
+    after.resume(W + ALLOWED + 10, {(1, 0): 1})
+    assert after.statistics().closed == 0 and after.statistics().readings == 0
+    feed(after, [(1, 400, 4.0), (2, 500, 6.0)])
+    revised = after.advance(W + ALLOWED + 20)
+    assert revised.series.tolist() == [1, 2]
+    assert revised.rev.tolist() == [2, 1]
+    assert revised.count.tolist() == [3, 2]
+    assert after.advance(2 * W + ALLOWED).window_start.tolist() == [W]  # open at the restart

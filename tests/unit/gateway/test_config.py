@@ -143,3 +143,26 @@ def test_cli_config_check_reports_a_bad_session_key(tmp_path: Path) -> None:
     result = _check(path)
     assert result.returncode == 2
     assert "nwkskey" in result.stderr and "zz1122" not in result.stderr
+
+
+def serial_sensor(**extra: object) -> dict[str, object]:
+    return {"id": "dust-9", "driver": "serial", "serial": {"port": "/dev/x", "protocol": "sds011"}, **extra}
+
+
+def test_window_settings_are_checked() -> None:
+    windows = {"length_s": 0.5, "upload": "sometimes", "statistics": ["mean", "median"]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(minimal(sensors=[serial_sensor(windows=windows)]))
+    lines = str(info.value).splitlines()
+    assert any(line.startswith("sensors[0].windows.length_s: got 0.5;") for line in lines)
+    assert any(line.startswith("sensors[0].windows.upload: got 'sometimes';") for line in lines)
+    assert any(line.startswith("sensors[0].windows.statistics[1]: got 'median';") for line in lines)
+
+
+def test_raw_readings_must_outlive_the_windows_that_can_still_be_revised() -> None:
+    windows = {"length_s": 3600, "max_lateness_s": 7200}
+    data = minimal(buffer={"keep_raw_s": 7200}, sensors=[serial_sensor(windows=windows)])
+    with pytest.raises(ConfigError, match=r"sensor 'dust-9': buffer.keep_raw_s \(7200\) must be at least"):
+        parse_config(data)
+    data["buffer"] = {"keep_raw_s": 10800}
+    assert parse_config(data).sensors[0].windows is not None

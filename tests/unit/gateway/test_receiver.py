@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,38 @@ def test_batch_on_another_gateways_topic_is_rejected(tmp_path: Path) -> None:
     assert receiver.handle("gateways/gw-2/batches", make_batch(key, 1)) is None
     assert receiver.statistics().rejected_by_reason == {"topic_mismatch": 1}
     assert database.count_readings() == 0
+
+
+def window_batch(key: Ed25519PrivateKey, seq: int, rev: int, mean: float) -> bytes:
+    one = {name: np.zeros(1, dtype) for name, dtype in wire.batch.WINDOW_FIELDS}
+    one.update(
+        window_start=np.array([1_700_000_040_000]),
+        window_ms=np.array([60_000]),
+        rev=np.array([rev]),
+        count=np.array([rev + 1]),
+        mean=np.array([mean]),
+        std=np.array([np.nan]),
+    )
+    body = wire.encode_batch(
+        gateway_id="gw-1",
+        seq=seq,
+        created_ms=1_700_000_100_000,
+        series=[wire.SeriesInfo("dust-1", "pm10", "ug/m3")],
+        readings=wire.ReadingColumns.empty(),
+        windows=wire.WindowColumns(**one),
+    )
+    return wire.sign(body, key, wire.kid_for(key.public_key()))
+
+
+def test_a_higher_window_revision_supersedes_and_a_lower_one_arriving_later_is_ignored(
+    tmp_path: Path,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    receiver, database = receiver_with(tmp_path, key)
+    for seq, rev, mean in [(1, 0, 10.0), (3, 2, 30.0), (2, 1, 20.0)]:  # rev 1 is delayed past rev 2
+        assert receiver.handle("gateways/gw-1/batches", window_batch(key, seq, rev, mean)) is Outcome.STORED
+    database.close()
+    with sqlite3.connect(tmp_path / "received.db") as db:
+        rows = db.execute("SELECT sensor, window_start, rev, count, mean, std FROM windows").fetchall()
+    assert rows == [("dust-1", 1_700_000_040_000, 2, 3, 30.0, None)]  # NaN is stored as NULL
+    assert receiver.statistics().windows_stored == 3
