@@ -1,7 +1,7 @@
 """Benchmark of gateway.aggregation against pandas groupby and a plain-Python loop (issue 5).
 
 Input: 10 million readings of 1,000 series at 1 Hz (10,000 s), 60 s windows, values taken from the
-real NEON series in /work/shared/data/sensor-series (missing lines skipped), each series with its
+real NEON series in ../shared/data/sensor-series (missing lines skipped), each series with its
 own phase and a few ms of jitter, arriving interleaved in (jittered) timestamp order. Prints one JSON
 object as the last line:
 
@@ -12,7 +12,8 @@ object as the last line:
 - ratio_vs_pandas: readings_per_s / pandas_readings_per_s
 - python_loop_readings_per_s: a plain-Python dict loop over the first 1 million readings
 - peak_extra_memory_ratio: tracemalloc peak during aggregate / bytes of the three input arrays
-- streaming_core_fraction: CPU seconds per simulated second of a Windower fed 100 sensors x 1 Hz
+- streaming_core_fraction: CPU seconds per simulated second of the agent's windowing
+  (gateway.windowing: readings in, closed windows out) fed 100 sensors x 1 Hz, one slice a second
   (60 s windows, 1 % of readings 30 s late), i.e. the fraction of one core it needs
 
 pandas is a benchmark-only dependency (the `bench` extra).
@@ -29,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gateway.aggregation import Windower, Windows, aggregate
+from gateway.aggregation import Windows, aggregate
+from gateway.windowing import Windowing, WindowPolicy
 
-DATA = Path("/work/shared/data/sensor-series")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sensor-series"
 N_SERIES = 1_000
 TICKS = 10_000
 WINDOW_MS = 60_000
@@ -133,9 +135,14 @@ def peak_extra_memory(series: np.ndarray, ts: np.ndarray, values: np.ndarray) ->
 
 
 def streaming_core_fraction(rng: np.random.Generator, values: np.ndarray) -> float:
-    """CPU seconds per simulated second for 100 sensors x 1 Hz, measured after an hour's warm-up."""
-    sensors = np.arange(100, dtype=np.int64)
-    windower = Windower(window_ms=WINDOW_MS)
+    """CPU seconds per simulated second of the agent's windowing (gateway.windowing, what the batcher
+    calls for every slice it seals) for 100 sensors x 1 Hz, one slice a second, after an hour's
+    warm-up, so that every window still revisable is held."""
+    keys = [(f"sensor-{i}", "pm10", "ug/m3") for i in range(100)]
+    policy = WindowPolicy(WINDOW_MS, allowed_lateness_ms=10_000, max_lateness_ms=3_600_000)
+    windowing = Windowing({key[0]: policy for key in keys})
+    series = np.arange(100, dtype=np.int32)
+    quality = np.zeros(100, np.uint16)
     warmup, measured = 3_700, 1_800
     cpu = 0.0
     for second in range(warmup + measured):
@@ -145,8 +152,8 @@ def streaming_core_fraction(rng: np.random.Generator, values: np.ndarray) -> flo
         ts[late] -= 30_000
         readings = values[second * 100 : second * 100 + 100]
         start = time.process_time()
-        windower.add(sensors, ts, readings)
-        windower.advance(now)
+        windowing.take(keys, series, ts, readings, quality, arrived_ms=now)
+        windowing.close(now)
         if second >= warmup:
             cpu += time.process_time() - start
     return cpu / measured

@@ -148,7 +148,19 @@ class Demo:
             ["-m", "gateway", "receiver", "--broker", f"127.0.0.1:{self.broker.port}", "--keys", str(receiver_keys),
              "--db", str(self.receiver_db), "--stats-file", str(self.receiver_stats)],
         )  # fmt: skip
+        self._wait_for_receiver_session()
         self._spawn("agent", ["-m", "gateway", "run", "--config", str(self.agent_config)])
+
+    def _wait_for_receiver_session(self, timeout_s: float = 30.0) -> None:
+        """The backend's persistent session must exist before the first batch is published: a broker
+        drops QoS 1 messages that no session subscribed to (docs/decisions.md)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, json.JSONDecodeError):
+                if json.loads(self.receiver_stats.read_text()).get("connected") is True:
+                    return
+            time.sleep(0.1)
+        raise GatewayError(f"the receiver did not connect within {timeout_s:g} s; see receiver.log")
 
     def _redirect(self, sensor: dict[str, Any]) -> None:
         """Point a configured sensor at a simulator started for it (or disable it when there is none)."""

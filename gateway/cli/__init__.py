@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gateway.cli import buffer, keys, lorawan, modbus, serial, wire
-from gateway.cli.agent import config_group, run_command, status_command
+from gateway.cli.agent import config_group, metrics_command, run_command, status_command
 from gateway.cli.demo import demo_command
 from gateway.cli.receiver import receiver_command
 
@@ -19,6 +19,7 @@ def main() -> None:
 main.add_command(config_group)
 main.add_command(run_command)
 main.add_command(status_command)
+main.add_command(metrics_command)
 main.add_command(receiver_command)
 main.add_command(demo_command)
 for _module in (keys, wire, buffer, serial, modbus, lorawan):

@@ -95,3 +95,31 @@ def status_command(config_file: Path, as_json: bool) -> None:
     from gateway.cli.views import render_status
 
     render_status(status)
+
+
+@click.command(name="metrics")
+@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write here atomically (node_exporter's textfile directory) instead of printing",
+)
+def metrics_command(config_file: Path, out: Path | None) -> None:
+    """The running agent's counters in Prometheus text format (gateway_agent_up 0 when it is down)."""
+    from gateway.metrics import render
+
+    config = load_config(config_file)
+    try:
+        status = asyncio.run(query_status(config.state_dir / "control.sock"))
+        text = render(status) + "gateway_agent_up 1\n"
+    except GatewayError as exc:
+        click.echo(str(exc), err=True)
+        if out is None:
+            sys.exit(1)
+        text = "gateway_agent_up 0\n"  # the file still says so: a stale file would look healthy
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -88,6 +89,18 @@ def test_backlog_from_an_outage_arrives_once_in_seq_order_and_sigterm_is_clean(
     port = free_port()
     station = start_station(processes, link, rate=10)
     config, receiver_keys = write_config(tmp_path, port, link)
+    db = tmp_path / "received.db"
+    stats_file = tmp_path / "receiver.json"
+    broker = Mosquitto(tmp_path / "broker", port=port)
+    # the backend's persistent session exists before the outage, as on a real deployment: the
+    # broker keeps it (and queues for it) across its restart
+    broker.start()
+    processes.start(
+        "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{port}",
+        "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
+    )  # fmt: skip
+    wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+    broker.stop()
     agent = processes.start("agent", "-m", "gateway", "run", "--config", str(config))
 
     # the broker is not there yet: the agent reads, commits and seals batches into its outbox
@@ -99,14 +112,15 @@ def test_backlog_from_an_outage_arrives_once_in_seq_order_and_sigterm_is_clean(
     wait_until(backlog, 30, "readings committed and batches sealed while the broker is down")
     uplink = status(tmp_path)["uplink"]
     assert isinstance(uplink, dict) and uplink["state"] != "connected"
+    metrics = subprocess.run(
+        [sys.executable, "-m", "gateway", "metrics", "--config", str(config)],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert "gateway_uplink_up 0\n" in metrics and "gateway_agent_up 1\n" in metrics
+    assert int(re.search(r"^gateway_store_committed (\d+)$", metrics, re.M)[1]) >= 40  # type: ignore[index]
+    assert re.search(r'^gateway_produced\{sensor="weather-1"\} \d+$', metrics, re.M)
 
-    with Mosquitto(tmp_path / "broker", port=port):
-        db = tmp_path / "received.db"
-        stats_file = tmp_path / "receiver.json"
-        processes.start(
-            "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{port}",
-            "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
-        )  # fmt: skip
+    with broker:
         time.sleep(2)
         produced = station_total(station)
         wait_until(
