@@ -19,7 +19,7 @@ from gateway import wire
 from gateway.aggregation import aggregate
 from gateway.batcher import Batcher
 from gateway.model import Quality, Reading
-from gateway.windowing import WindowPolicy, Windowing
+from gateway.windowing import Windowing, WindowPolicy
 
 W = 10_000  # 10-s windows
 ALLOWED = 2_000
