@@ -51,7 +51,7 @@ class Gateway:
             gateway_id="gw-test",
             private_key=KEY,
             kid=wire.kid_for(KEY.public_key()),
-            declare=lambda sensor, quantity, unit: wire.SeriesInfo(sensor, quantity, unit),
+            declare=wire.SeriesInfo,
             slice_s=1.0,
             max_readings=50_000,
             sealed=asyncio.Event(),
