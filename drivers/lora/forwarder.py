@@ -66,6 +66,8 @@ class ForwarderStatistics:
     downlinks_unroutable: int
     tx_ack_ok: int
     tx_ack_failed: int
+    #: downlinks sent with a limitation (SX1302 `warn`, e.g. lower TX power); also in tx_ack_ok
+    tx_ack_warnings: int
     forwarders: int
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -118,6 +120,7 @@ class PacketForwarderServer:
             downlinks_unroutable=c["downlinks_unroutable"],
             tx_ack_ok=c["tx_ack_ok"],
             tx_ack_failed=c["tx_ack_failed"],
+            tx_ack_warnings=c["tx_ack_warnings"],
             forwarders=len(self._downlink_addr),
             dropped=dict(self._network.dropped),
         )
@@ -237,6 +240,9 @@ class PacketForwarderServer:
         device = self._tx_tokens.pop(message.token, None)
         if message.ok:
             self._counts["tx_ack_ok"] += 1
+            if message.warning is not None:
+                self._counts["tx_ack_warnings"] += 1
+                log.info("lorawan.downlink_limited", device=device, warning=message.warning)
         else:
             self._counts["tx_ack_failed"] += 1
             log.warning("lorawan.downlink_refused", device=device, error=message.error)

@@ -13,6 +13,7 @@ import base64
 import binascii
 import enum
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from gateway.errors import ProtocolError
 SUPPORTED_VERSIONS = frozenset({1, 2})
 _HEADER = struct.Struct(">BHB")
 _UPSTREAM = struct.Struct(">BHBQ")
+_INT_LIMIT = 1 << 63  # no GWMP field needs more; JSON integers have no bound
 
 
 class Identifier(enum.IntEnum):
@@ -87,12 +89,17 @@ class PullData:
 
 @dataclass(frozen=True, slots=True)
 class TxAck:
-    """TX_ACK: the forwarder's answer to a PULL_RESP (error None or "NONE" means sent)."""
+    """TX_ACK: the forwarder's answer to a PULL_RESP (error None or "NONE" means sent).
+
+    SX1302 forwarders (PROTOCOL.md v1.5) report a downlink sent with a limitation as
+    `{"txpk_ack": {"warn": "TX_POWER", "value": 20}}`: sent, with `warning` "TX_POWER=20".
+    """
 
     version: int
     token: int
     gateway_eui: int
     error: str | None = None
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -135,25 +142,31 @@ def parse_datagram(data: bytes) -> Upstream:
         return PullData(version, token, eui)
     body = data[12:]
     if ident == Identifier.TX_ACK:
-        return TxAck(version, token, eui, _tx_ack_error(body))
+        return TxAck(version, token, eui, *_tx_ack_status(body))
     return _push_data(version, token, eui, body)
 
 
-def _tx_ack_error(body: bytes) -> str | None:
+def _tx_ack_status(body: bytes) -> tuple[str | None, str | None]:
+    """(error, warning) of a TX_ACK body; an empty body means sent without remarks."""
     if not body.strip(b"\x00 \n"):
-        return None
+        return None, None
     try:
-        obj = json.loads(body.rstrip(b"\x00"))
-        error = obj["txpk_ack"]["error"]
+        status = json.loads(body.rstrip(b"\x00"))["txpk_ack"]
+        if not isinstance(status, dict):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
-        return "MALFORMED"
-    return str(error)
+        return "MALFORMED", None
+    error = status.get("error")
+    warn = status.get("warn")
+    if warn is not None and status.get("value") is not None:
+        warn = f"{warn}={status['value']}"
+    return (None if error is None else str(error)), (None if warn is None else str(warn))
 
 
 def _push_data(version: int, token: int, eui: int, body: bytes) -> PushData:
     try:
-        obj = json.loads(body)
-    except ValueError as exc:
+        obj = json.loads(body.decode())  # str: skips json's encoding detection on the hot path
+    except ValueError as exc:  # UnicodeDecodeError included
         return PushData(version, token, eui, body_error=f"JSON: {exc}")
     if not isinstance(obj, dict):
         return PushData(version, token, eui, body_error="JSON body is not an object")
@@ -174,12 +187,16 @@ def _push_data(version: int, token: int, eui: int, body: bytes) -> PushData:
 
 
 def _num(raw: dict[str, Any], key: str, kind: type[int] | type[float]) -> Any:
+    """A finite JSON number as `kind`, None when absent (Python's json also reads NaN, 1e400, 10**400)."""
     value = raw.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError(f"rxpk.{key} is not a number")
-    return kind(value)
+    of = type(value)  # `type is`, not isinstance: a bool is no number here
+    if of is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return kind(value)
+    if of is float and math.isfinite(value):
+        return kind(value)
+    raise ProtocolError(f"rxpk.{key} is not a finite number")
 
 
 def _signal(raw: dict[str, Any]) -> tuple[float, float | None, float | None]:
@@ -201,7 +218,9 @@ def rx_packet_from_json(raw: Any) -> RxPacket:
     if not isinstance(raw, dict):
         raise ProtocolError("rxpk entry is not an object")
     try:
-        payload = base64.b64decode(raw["data"], validate=True)
+        text = raw["data"]
+        # "padded" says PROTOCOL.TXT, yet its own example packets are not: accept both
+        payload = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise ProtocolError("rxpk.data missing or not base64") from None
     size = _num(raw, "size", int)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,6 +45,6 @@ def stat_readings(gateway_eui: int, ts_ms: int, stat: Mapping[str, Any]) -> list
     out = []
     for name, unit in STAT_FIELDS.items():
         value = stat.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             out.append(Reading(sensor, f"forwarder_{name}", ts_ms, float(value), unit))
     return out

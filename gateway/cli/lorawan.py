@@ -15,6 +15,7 @@ from drivers.lora.lorawan.crypto import SessionKey
 from drivers.lora.lorawan.inspect import describe_frame
 from drivers.lora.lorawan.phypayload import MType, parse_data_frame, parse_mhdr
 from gateway.errors import ConfigError, GatewayError, ProtocolError
+from gateway.logs import configure_logging
 
 
 @click.group(name="lorawan")
@@ -41,8 +42,8 @@ def _key(text: str | None, name: str) -> SessionKey | None:
 @click.argument("phypayload_hex")
 @click.option("--nwkskey", help="NwkSKey (hex): checks the MIC, decrypts FPort 0")
 @click.option("--appskey", help="AppSKey (hex): decrypts FRMPayload")
-@click.option("--appkey", help="AppKey (hex): checks a join-request's MIC")
-@click.option("--fcnt-hint", type=int, help="last known 32-bit FCnt of the device")
+@click.option("--appkey", help="AppKey (hex): checks a join-request's MIC, decrypts a join-accept")
+@click.option("--fcnt-hint", type=click.IntRange(0, 0xFFFFFFFF), help="last known 32-bit FCnt of the device")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def decode_command(
     phypayload_hex: str,
@@ -81,7 +82,7 @@ def _packet_line(gateway_eui: int, rx: RxPacket) -> dict[str, object]:
         "datr": rx.datr,
         "rssi": rx.rssi,
         "snr": rx.lsnr,
-        "crc": "ok" if rx.crc_ok else "bad",
+        "crc": {1: "ok", -1: "bad", 0: "none"}.get(rx.stat, str(rx.stat)),
         "size": len(rx.data),
     }
     with contextlib.suppress(ProtocolError):
@@ -95,39 +96,71 @@ def _packet_line(gateway_eui: int, rx: RxPacket) -> dict[str, object]:
     return line
 
 
+def _show(line: dict[str, object], rx: RxPacket, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(line))
+        return
+    who = line.get("devaddr") or line.get("dev_eui") or "-"
+    click.echo(
+        f"{line['time']} gw {line['gateway']} {rx.freq:.3f} MHz {rx.datr} rssi {rx.rssi:.0f} dBm "
+        f"snr {rx.lsnr if rx.lsnr is not None else '-'} dB crc {line['crc']} "
+        f"{line.get('mtype', '?')} {who} fcnt {line.get('fcnt', '-')}"
+    )
+
+
+class _NoSink:
+    """`listen` decodes nothing: readings and events are dropped."""
+
+    def reading(self, reading: object) -> None:
+        pass
+
+    def event(self, event: object) -> None:
+        pass
+
+
+async def _listen(host: str, port: int, as_json: bool, count: int | None) -> None:
+    """Serve until cancelled (Ctrl-C) or until `count` packets were shown."""
+    from drivers.lora.forwarder import PacketForwarderServer
+
+    enough = asyncio.Event()
+    shown = 0
+
+    def on_packet(gateway_eui: int, rx: RxPacket) -> None:
+        nonlocal shown
+        if count is not None and shown >= count:
+            return
+        _show(_packet_line(gateway_eui, rx), rx, as_json)
+        shown += 1
+        if shown == count:
+            enough.set()
+
+    server = PacketForwarderServer(host, port, [], on_packet=on_packet)
+    async with asyncio.TaskGroup() as tasks:
+        serving = tasks.create_task(server.run(_NoSink()))
+        await enough.wait()
+        serving.cancel()
+
+
 @group.command("listen")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=1700, show_default=True, help="UDP port the packet forwarder sends to")
+@click.option("--count", type=click.IntRange(min=1), help="stop after this many packets")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per packet")
-def listen_command(host: str, port: int, as_json: bool) -> None:
-    """Show every packet the forwarder hears, with RSSI/SNR (for antenna checks). Ctrl-C stops."""
-    from drivers.lora.forwarder import PacketForwarderServer
+def listen_command(host: str, port: int, count: int | None, as_json: bool) -> None:
+    """Show every packet the forwarder hears, with RSSI/SNR (for antenna checks). Ctrl-C stops.
 
-    def show(gateway_eui: int, rx: RxPacket) -> None:
-        line = _packet_line(gateway_eui, rx)
-        if as_json:
-            click.echo(json.dumps(line))
-        else:
-            who = line.get("devaddr") or line.get("dev_eui") or "-"
-            click.echo(
-                f"{line['time']} gw {line['gateway']} {rx.freq:.3f} MHz {rx.datr} rssi {rx.rssi:.0f} dBm "
-                f"snr {rx.lsnr if rx.lsnr is not None else '-'} dB crc {line['crc']} "
-                f"{line.get('mtype', '?')} {who} fcnt {line.get('fcnt', '-')}"
-            )
-
-    class _Quiet:
-        def reading(self, reading: object) -> None:
-            pass
-
-        def event(self, event: object) -> None:
-            pass
-
-    server = PacketForwarderServer(host, port, [], on_packet=show)
+    The agent's GWMP server must not hold the port meanwhile (stop the agent, or point the
+    forwarder at another port).
+    """
+    configure_logging("warning", stream=sys.stderr)  # stdout carries only the packet lines
     if not as_json:
         click.echo(f"listening for packet forwarders on {host}:{port} (Ctrl-C stops)", err=True)
     try:
-        asyncio.run(server.run(_Quiet()))
+        asyncio.run(_listen(host, port, as_json, count))
     except KeyboardInterrupt:
         pass
-    except GatewayError as exc:
-        _fail(str(exc))
+    except ExceptionGroup as group_:  # from the TaskGroup: a socket that cannot be bound
+        failed = group_.subgroup(GatewayError)
+        if failed is None:
+            raise
+        _fail(str(failed.exceptions[0]))

@@ -21,6 +21,11 @@ class ModemEmulator:
     refuse: frozenset[str] = frozenset()
     commands: list[str] = field(default_factory=list)
     receiving: bool = False
+    #: RAK3172 work mode (AT+NWM): 1 LoRaWAN, as a new module ships, 0 P2P
+    work_mode: int = 1
+    #: RAK3172 restarts on a mode switch without answering it first
+    silent_restart: bool = False
+    restarts: int = 0
 
     def answer(self, line: str) -> bytes:
         """The modem's reply to one command line."""
@@ -32,6 +37,13 @@ class ModemEmulator:
     def _rak(self, line: str) -> bytes:
         if line in self.refuse:
             return b"AT_PARAM_ERROR\r\n"
+        if line == "AT+NWM=?":
+            return f"AT+NWM={self.work_mode}\r\nOK\r\n".encode()
+        if line.startswith("AT+NWM=") and int(line[7:]) != self.work_mode:
+            self.work_mode, self.receiving = int(line[7:]), False
+            self.restarts += 1  # RUI3 saves the mode and restarts, printing its banner
+            banner = b"RAKwireless RAK3172-E Example\r\nCurrent Work Mode: LoRa P2P.\r\n"
+            return banner if self.silent_restart else b"OK\r\n" + banner
         if line.startswith("AT+PRECV="):
             self.receiving = True
         return b"OK\r\n"

@@ -134,6 +134,8 @@ class ScenarioOptions:
     duplicates: float = 0.3
     replays: float = 0.03
     unknown_devaddr: float = 0.01
+    #: devices with a `first_fcnt` start there (DEMO_DEVICES: one at 65530, crossing 65535); else at 0
+    rollover: bool = True
     seed: int = 1
 
 
@@ -158,7 +160,8 @@ def plan_scenario(
     """The (gateway EUI, packet) sequence of a scenario and its expected outcome."""
     opts = options or ScenarioOptions()
     rng = random.Random(opts.seed)
-    fcnt = {d.device_id: d.first_fcnt for d in devices}
+    first = {d.device_id: d.first_fcnt if opts.rollover else 0 for d in devices}
+    fcnt = dict(first)
     plan: list[tuple[int, gwmp.RxPacket]] = []
     expect = Expectation({d.device_id: [] for d in devices})
     for i in range(opts.uplinks):
@@ -179,8 +182,9 @@ def plan_scenario(
             garbled[rng.randrange(len(garbled))] ^= 0xFF
             plan.append((GATEWAY_A, _rx(bytes(garbled), rng, -120, tmst + 9, stat=-1)))
             expect.bad["crc_failed"] += 1
-        if rng.random() < opts.replays and counter > device.first_fcnt:
-            old = counter - 1 - rng.randrange(min(5, counter - device.first_fcnt))
+        start = first[device.device_id]
+        if rng.random() < opts.replays and counter > start:
+            old = counter - 1 - rng.randrange(min(5, counter - start))
             plan.append(
                 (
                     GATEWAY_A,
@@ -255,11 +259,21 @@ class ForwarderEmulator:
         await self.send_raw(gwmp.build_push_data(self.version, token, self.gateway_eui, packets, stat))
         await self._expect_ack(token, gwmp.Identifier.PUSH_ACK)
 
-    async def pull(self) -> None:
-        """PULL_DATA (opens the downlink path), and wait for the PULL_ACK."""
-        token = self._next_token()
-        await self.send_raw(gwmp.build_pull_data(self.version, token, self.gateway_eui))
-        await self._expect_ack(token, gwmp.Identifier.PULL_ACK)
+    async def pull(self, retry_s: float = 0.5) -> None:
+        """PULL_DATA (opens the downlink path), sent again every `retry_s` until a PULL_ACK.
+
+        Like a real forwarder's keep-alive, it copes with a server that is not up yet
+        (the demo starts the emulator before the agent); callers set the overall timeout.
+        """
+        while True:
+            token = self._next_token()
+            await self.send_raw(gwmp.build_pull_data(self.version, token, self.gateway_eui))
+            try:
+                async with asyncio.timeout(retry_s):
+                    await self._expect_ack(token, gwmp.Identifier.PULL_ACK)
+                return
+            except TimeoutError:
+                continue
 
     async def next_downlink(self) -> dict[str, Any]:
         """The next PULL_RESP's JSON (and its token), answered with a TX_ACK."""
@@ -271,19 +285,36 @@ class ForwarderEmulator:
 
 
 async def run_scenario(
-    target: tuple[str, int], plan: list[tuple[int, gwmp.RxPacket]], interval_s: float = 0.0
-) -> None:
-    """Send a planned scenario through two forwarders, each packet acknowledged before the next."""
+    target: tuple[str, int],
+    plan: list[tuple[int, gwmp.RxPacket]],
+    interval_s: float = 0.0,
+    *,
+    connect_s: float = 5.0,
+    strict: bool = True,
+) -> int:
+    """Send a planned scenario through two forwarders, each packet acknowledged before the next.
+
+    Waits up to `connect_s` for the server's first PULL_ACKs. A PUSH_ACK missing for 5 s is a
+    TimeoutError when `strict`, else counted and skipped (the demo's agent may restart).
+    Returns the number of packets left unacknowledged.
+    """
+    lost = 0
     async with ForwarderEmulator(target, GATEWAY_A) as a, ForwarderEmulator(target, GATEWAY_B) as b:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(connect_s):
             await a.pull()
             await b.pull()
         by_eui = {GATEWAY_A: a, GATEWAY_B: b}
         for eui, packet in plan:
-            async with asyncio.timeout(5):
-                await by_eui[eui].push([packet])
+            try:
+                async with asyncio.timeout(5):
+                    await by_eui[eui].push([packet])
+            except TimeoutError:
+                if strict:
+                    raise
+                lost += 1
             if interval_s:
                 await asyncio.sleep(interval_s)
+    return lost
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,11 +324,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uplinks", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--interval", type=float, default=0.0, help="seconds between packets (demo pace)")
+    parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the server")
+    defaults = ScenarioOptions()
+    for switch in ("crc_failures", "duplicates", "replays", "unknown_devaddr"):
+        parser.add_argument(
+            f"--{switch.replace('_', '-')}", type=float, default=getattr(defaults, switch),
+            help=f"probability per genuine uplink (default {getattr(defaults, switch)})",
+        )  # fmt: skip
+    parser.add_argument("--no-rollover", action="store_true", help="every device starts at FCnt 0")
     args = parser.parse_args(argv)
     host, _, port = args.target.rpartition(":")
-    plan, expect = plan_scenario(options=ScenarioOptions(uplinks=args.uplinks, seed=args.seed))
-    asyncio.run(run_scenario((host, int(port)), plan, args.interval))
-    print(f"sent {len(plan)} packets: {args.uplinks} genuine, bad {dict(expect.bad)}")
+    options = ScenarioOptions(
+        uplinks=args.uplinks, crc_failures=args.crc_failures, duplicates=args.duplicates,
+        replays=args.replays, unknown_devaddr=args.unknown_devaddr, rollover=not args.no_rollover,
+        seed=args.seed,
+    )  # fmt: skip
+    plan, expect = plan_scenario(options=options)
+    target = (host, int(port))
+    lost = asyncio.run(
+        run_scenario(target, plan, args.interval, connect_s=args.connect_timeout, strict=False)
+    )
+    print(f"sent {len(plan)} packets: {args.uplinks} genuine, bad {dict(expect.bad)}, unacknowledged {lost}")
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -93,6 +95,8 @@ async def test_thousand_uplink_scenario_decodes_each_genuine_uplink_once() -> No
         assert expect.bad[reason] > 0, reason
         assert stats.dropped.get(reason, 0) == expect.bad[reason], reason
     assert set(stats.dropped) <= {"duplicate", "crc_failed", "replay", "unknown_devaddr"}
+    for device in DEMO_DEVICES:  # one rssi reading per decoded uplink: each genuine one exactly once
+        assert len(sink.values(device.device_id, "rssi")) == len(expect.genuine[device.device_id])
     level = next(d for d in DEMO_DEVICES if d.codec == "dl_mbx")
     distances = [int.from_bytes(p[5:7], "big") for _, p in expect.genuine[level.device_id]]
     assert sink.values(level.device_id, "distance") == distances
@@ -166,3 +170,60 @@ async def test_gwmp_acks_versions_stat_and_malformed_datagrams() -> None:
     gw = "lora-gw-0102030405060708"
     assert sink.values(gw, "forwarder_rxok") == [4.0]
     assert sink.values(gw, "forwarder_ackr") == [100.0]
+
+
+async def test_simulator_waits_for_a_server_that_starts_after_it() -> None:
+    # the demo starts the packet-forwarder emulator before the agent has bound its port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    device = DEMO_DEVICES[0]
+    plan = [
+        (
+            GATEWAY_A,
+            gwmp.RxPacket(
+                build_uplink(device, 1, 1, bytes.fromhex("02012f000304d200010bb1")), 868.1, rssi=-90.0
+            ),
+        )
+    ]
+    sink = RecordingSink()
+    sender = asyncio.create_task(run_scenario(("127.0.0.1", port), plan, connect_s=20))
+    await asyncio.sleep(0.3)  # let the first PULL_DATA go unanswered
+    server = PacketForwarderServer("127.0.0.1", port, devices(), dedup_window_s=0.01)
+    task = asyncio.create_task(server.run(sink))
+    try:
+        assert await sender == 0
+        await settle(server, 1)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sink.values(device.device_id, "distance") == [1234.0]
+
+
+async def test_simulator_command_line_with_its_switches() -> None:
+    sink = RecordingSink()
+    async with serving(sink) as server:
+        assert server.bound is not None
+        host, port = server.bound
+        simulator = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hil.sims.packet_forwarder", "--target", f"{host}:{port}", "--uplinks", "40",
+            "--crc-failures", "0", "--duplicates", "1", "--replays", "0", "--unknown-devaddr", "0", "--no-rollover",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):
+            out, _ = await simulator.communicate()
+        await settle(server, 40)
+        stats = server.statistics()
+    assert simulator.returncode == 0
+    assert "unacknowledged 0" in out.decode()
+    assert (stats.uplinks, stats.dropped) == (40, {"duplicate": 40})  # every uplink heard twice
+
+
+def test_rollover_switch() -> None:
+    def highest_counter(options: ScenarioOptions) -> int:
+        _, expect = plan_scenario(options=options)
+        return max(fcnt for sent in expect.genuine.values() for fcnt, _ in sent)
+
+    assert highest_counter(ScenarioOptions(uplinks=40, rollover=False)) < 100
+    assert highest_counter(ScenarioOptions(uplinks=40)) > 0xFFFF

@@ -22,6 +22,18 @@ from gateway.errors import ConfigError, ProtocolError
 # imported by name: quickjs-ng ships no type information
 quickjs: Any = importlib.import_module("quickjs")
 MEMORY_LIMIT = 16 << 20
+#: levels of nested `data` objects turned into measurements
+MAX_DEPTH = 8
+
+# Defined in each engine after the formatter: builds TTN's `input` (recvTime a Date) and
+# serialises the answer, so one short eval per uplink does the whole call.
+_CALLER_NAME = "__gatewayDecodeUplink"
+_CALLER = f"""
+function {_CALLER_NAME}(bytes, fPort, ms) {{
+  var input = {{bytes: bytes, fPort: fPort, recvTime: ms === null ? new Date() : new Date(ms)}};
+  return JSON.stringify(decodeUplink(input));
+}}
+"""
 
 
 class JavascriptCodec:
@@ -52,6 +64,7 @@ class JavascriptCodec:
         try:
             context.eval(self._source)
             defined = context.eval("typeof decodeUplink === 'function'")
+            context.eval(_CALLER)
         except quickjs.JSException as exc:
             raise ConfigError(f"{self._label}: JavaScript does not load: {_first_line(exc)}") from None
         if not defined:
@@ -59,11 +72,22 @@ class JavascriptCodec:
         self._context = context
         return context
 
-    def decode_object(self, fport: int | None, payload: bytes, recv_time: str = "") -> dict[str, Any]:
-        """The formatter's raw `{data, warnings, errors}` answer."""
-        context = self._context or self._load()
-        argument = json.dumps({"bytes": list(payload), "fPort": fport, "recvTime": recv_time})
-        call = f"JSON.stringify(decodeUplink({argument}))"
+    def decode_object(
+        self, fport: int | None, payload: bytes, recv_time_ms: int | None = None
+    ) -> dict[str, Any]:
+        """The formatter's raw `{data, warnings, errors}` answer.
+
+        `input.recvTime` is a JavaScript Date, as The Things Stack and ChirpStack pass it:
+        `recv_time_ms` (Unix milliseconds), or the engine's clock when None.
+        """
+        context = self._context
+        if context is None:  # rebuilt after a failure: loading it again may fail too
+            try:
+                context = self._load()
+            except ConfigError as exc:
+                raise ProtocolError(str(exc)) from None
+        when = "null" if recv_time_ms is None else str(int(recv_time_ms))
+        call = f"{_CALLER_NAME}({json.dumps(list(payload))}, {json.dumps(fport)}, {when})"
         try:
             text = context.eval(call)
         except quickjs.JSException as exc:
@@ -71,7 +95,10 @@ class JavascriptCodec:
             raise ProtocolError(f"JavaScript codec failed: {_first_line(exc)}") from None
         if not isinstance(text, str):
             raise ProtocolError("JavaScript codec returned nothing")
-        result = json.loads(text)
+        try:
+            result = json.loads(text)
+        except (RecursionError, ValueError):
+            raise ProtocolError("JavaScript codec returned unreadable JSON (nested too deeply?)") from None
         if not isinstance(result, dict):
             raise ProtocolError("JavaScript codec did not return an object")
         return result
@@ -81,12 +108,13 @@ class JavascriptCodec:
         result = self.decode_object(fport, payload)
         errors = result.get("errors")
         if errors:
-            raise ProtocolError(f"JavaScript codec: {'; '.join(map(str, errors))}")
+            text = "; ".join(map(str, errors)) if isinstance(errors, list) else str(errors)
+            raise ProtocolError(f"JavaScript codec: {text}")
         data = result.get("data")
         if not isinstance(data, dict):
             raise ProtocolError("JavaScript codec returned no data object")
         out: list[Measurement] = []
-        _flatten(data, "", out)
+        _flatten(data, "", out, MAX_DEPTH)
         return out
 
 
@@ -94,15 +122,18 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or ["?"])[0]
 
 
-def _flatten(obj: dict[str, Any], prefix: str, out: list[Measurement]) -> None:
-    """Numbers become measurements named by their path; `{value, unit}` objects keep their unit."""
+def _flatten(obj: dict[str, Any], prefix: str, out: list[Measurement], depth: int) -> None:
+    """Numbers become measurements named by their path; `{value, unit}` objects keep their unit.
+
+    Objects nested deeper than `depth` levels are skipped: no sensor reports like that.
+    """
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             if "value" in value and _is_number(value["value"]):
                 out.append(Measurement(name, float(value["value"]), str(value.get("unit") or "")))
-            else:
-                _flatten(value, f"{name}_", out)
+            elif depth > 1:
+                _flatten(value, f"{name}_", out, depth - 1)
         elif _is_number(value):
             out.append(Measurement(name, float(value), ""))
 

@@ -24,12 +24,16 @@ from gateway.errors import ProtocolError
 
 #: how long a frame's bytes are remembered to call a late copy a duplicate, not a replay
 RECENT_S = 10.0
+#: upper 16-bit counter halves tried for a device's first frame (16: up to 1,048,575 frames sent)
+FIRST_FRAME_EPOCHS = 16
 
 
 class Drop(enum.StrEnum):
     """Why a received packet produced no uplink."""
 
     CRC = "crc_failed"
+    #: stat 0: received without a CRC; LoRaWAN uplinks carry one (downlinks do not: a neighbour's)
+    NO_CRC = "no_crc"
     MALFORMED = "malformed_frame"
     NOT_UPLINK = "not_an_uplink"
     UNKNOWN_DEVADDR = "unknown_devaddr"
@@ -116,7 +120,7 @@ class LorawanNetwork:
     def receive(self, gateway_eui: int, rx: RxPacket, now_s: float, wall_ms: int) -> JoinAnswer | None:
         """Take one received packet; a join-request may produce a join-accept to send."""
         if not rx.crc_ok:
-            self.dropped[Drop.CRC] += 1
+            self.dropped[Drop.NO_CRC if rx.stat == 0 else Drop.CRC] += 1
             return None
         phy = rx.data
         if phy in self._pending:
@@ -150,6 +154,9 @@ class LorawanNetwork:
             del self._pending[key]
             self._recent[key] = now_s + RECENT_S
             up = pending.uplink
+            if pending.copies == 1:  # heard once: nothing to merge
+                out.append(up)
+                continue
             out.append(
                 Uplink(
                     up.device_id, up.devaddr, up.mtype, up.fcnt, up.fport, up.payload,
@@ -189,15 +196,13 @@ class LorawanNetwork:
             return
         device, session = found
         dev_state = self.state.device(device.device_id)
-        fcnt32 = infer_fcnt32(dev_state.fcnt_up, frame.fcnt)
-        if data_mic(session.nwkskey, frame.signed, UPLINK, frame.devaddr, fcnt32) != frame.mic:
+        fcnt32 = _verified_fcnt(device, session, frame, dev_state.fcnt_up)
+        if fcnt32 is None:
             self.dropped[Drop.MIC] += 1
             return
-        if not is_fresh(dev_state.fcnt_up, fcnt32):
-            if not device.relax_fcnt:
-                self.dropped[Drop.REPLAY] += 1
-                return
-            fcnt32 = frame.fcnt
+        if not is_fresh(dev_state.fcnt_up, fcnt32) and not device.relax_fcnt:
+            self.dropped[Drop.REPLAY] += 1
+            return
         dev_state.fcnt_up = fcnt32
         self.state.dirty = True
         key: SessionKey = session.nwkskey if frame.fport == 0 else session.appskey
@@ -214,3 +219,23 @@ class LorawanNetwork:
         )
         self.accepted += 1
         self._pending[phy] = _Pending(uplink, meta, 1, now_s + self.dedup_window_s)
+
+
+def _verified_fcnt(device: DeviceProfile, session: Session, frame: DataFrame, last: int | None) -> int | None:
+    """The 32-bit counter the frame's MIC verifies with, or None (a forgery or a wrong key).
+
+    The inferred counter comes first. Without any history (a new gateway, a lost state file)
+    the device may be well past 65535: the upper halves up to FIRST_FRAME_EPOCHS are tried.
+    A `relax_fcnt` device may have restarted from 0 after passing 65535: then the 16 bits
+    sent are the whole counter.
+    """
+    inferred = infer_fcnt32(last, frame.fcnt)
+    candidates = [inferred]
+    if last is None:
+        candidates += [frame.fcnt | epoch << 16 for epoch in range(1, FIRST_FRAME_EPOCHS)]
+    elif device.relax_fcnt and inferred != frame.fcnt:
+        candidates.append(frame.fcnt)
+    for fcnt32 in candidates:
+        if data_mic(session.nwkskey, frame.signed, UPLINK, frame.devaddr, fcnt32) == frame.mic:
+            return fcnt32
+    return None

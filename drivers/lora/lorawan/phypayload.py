@@ -94,13 +94,16 @@ class JoinAccept:
     mic: bytes
 
 
+_MTYPES = tuple(MType)
+
+
 def parse_mhdr(phy: bytes) -> MType:
     """The message type of a PHYPayload; ProtocolError when empty or not LoRaWAN R1."""
     if not phy:
         raise ProtocolError("empty PHYPayload")
     if phy[0] & 0x03 != 0:
         raise ProtocolError(f"unsupported LoRaWAN major version {phy[0] & 0x03}")
-    return MType(phy[0] >> 5)
+    return _MTYPES[phy[0] >> 5]  # a tuple lookup: cheaper than MType(...) on the hot path
 
 
 _FHDR = struct.Struct("<IBH")

@@ -8,6 +8,7 @@ does not answer is a DeviceError and the port is reopened with `gateway.backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,15 @@ from gateway.model import HealthEvent
 log = structlog.get_logger(__name__)
 
 COMMAND_TIMEOUT_S = 3.0
+#: RUI3 answers AT+NWM=0 at once if at all (it may restart first); then it is polled until back
+MODE_SWITCH_ANSWER_S = 1.0
+RESTART_POLL_S = 0.5
+RESTART_POLLS = 20
+
+
+class _NoAnswer(DeviceError):
+    """A command timed out (the modem may be restarting)."""
+
 
 Opener = Callable[[ModemSection], Awaitable[Line]]
 
@@ -121,6 +131,8 @@ class ModemDriver:
         commands = protocol.setup_commands(
             s.frequency_hz, s.spreading_factor, s.bandwidth_khz, s.coding_rate, s.preamble, s.tx_power_dbm
         )
+        if isinstance(protocol, Rak3172Protocol):
+            await self._ensure_p2p_mode(line, protocol, events)
         for command in commands:
             await self._command(line, protocol, command, events)
         if backoff.failures:
@@ -134,25 +146,53 @@ class ModemDriver:
                 await self._handle(event, line, protocol, sink)
 
     async def _command(
-        self, line: Line, protocol: Rak3172Protocol | Rn2483Protocol, command: str, backlog: list[ModemEvent]
-    ) -> None:
-        """Send one command and wait for its answer; packets seen meanwhile go to `backlog`."""
+        self,
+        line: Line,
+        protocol: Rak3172Protocol | Rn2483Protocol,
+        command: str,
+        backlog: list[ModemEvent],
+        timeout_s: float = COMMAND_TIMEOUT_S,
+    ) -> list[str]:
+        """Send one command and wait for its answer; returns the Info lines before the answer.
+
+        Packets seen meanwhile, and whatever follows the answer in the same read, go to `backlog`.
+        """
         await line.write(protocol.encode(command))
-        answers_on_info = isinstance(protocol, Rn2483Protocol)
+        info: list[str] = []
+        answered = False
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_S):
-                while True:
+            async with asyncio.timeout(timeout_s):
+                while not answered:
                     for event in protocol.feed(await line.read()):
-                        if isinstance(event, Reply):
+                        if answered or isinstance(event, Packet):
+                            backlog.append(event)
+                        elif isinstance(event, Reply):
                             if not event.ok:
                                 raise DeviceError(f"{self._section.port}: {command!r} answered {event.text}")
-                            return
-                        if isinstance(event, Info) and answers_on_info:
-                            return
-                        if isinstance(event, Packet):
-                            backlog.append(event)
+                            answered = True
+                        elif isinstance(event, Info):
+                            info.append(event.text)
+                            answered = isinstance(protocol, Rn2483Protocol)  # one line answers
         except TimeoutError:
-            raise DeviceError(f"{self._section.port}: no answer to {command!r}") from None
+            raise _NoAnswer(f"{self._section.port}: no answer to {command!r}") from None
+        return info
+
+    async def _ensure_p2p_mode(
+        self, line: Line, protocol: Rak3172Protocol, backlog: list[ModemEvent]
+    ) -> None:
+        """Switch RUI3 to P2P only when it is not (the switch restarts it), then wait until it is back."""
+        await self._command(line, protocol, "AT", backlog)
+        if protocol.in_p2p_mode(await self._command(line, protocol, protocol.MODE_QUERY, backlog)):
+            return
+        log.info("lora_modem.switching_to_p2p", sensor=self.sensor_id)
+        with contextlib.suppress(_NoAnswer):  # it may restart before it answers
+            await self._command(line, protocol, protocol.P2P_MODE, backlog, MODE_SWITCH_ANSWER_S)
+        for _ in range(RESTART_POLLS):
+            with contextlib.suppress(DeviceError):  # silent or busy while it boots
+                answer = await self._command(line, protocol, protocol.MODE_QUERY, backlog, RESTART_POLL_S)
+                if protocol.in_p2p_mode(answer):
+                    return
+        raise DeviceError(f"{self._section.port}: still not in P2P mode after {protocol.P2P_MODE}")
 
     async def _handle(
         self, event: ModemEvent, line: Line, protocol: Rak3172Protocol | Rn2483Protocol, sink: Sink

@@ -90,7 +90,15 @@ _RUI3_OLD_DATA = re.compile(r"^\+EVT:([0-9A-Fa-f]+)$")
 
 
 class Rak3172Protocol:
-    """RAK3172 with RUI3: `+EVT:RXP2P:<rssi>:<snr>:<hex>` (older firmware: two lines)."""
+    """RAK3172 with RUI3: `+EVT:RXP2P:<rssi>:<snr>:<hex>` (older firmware: two lines).
+
+    Switching the work mode (`AT+NWM=0`, P2P) makes RUI3 save it and restart, so the driver asks
+    first (`AT+NWM=?`) and switches only a module that is not in P2P mode yet (a new one is in
+    LoRaWAN mode), then waits for it to answer again before `setup_commands`.
+    """
+
+    MODE_QUERY = "AT+NWM=?"
+    P2P_MODE = "AT+NWM=0"
 
     def __init__(self) -> None:
         self._lines = LineSplitter()
@@ -98,14 +106,21 @@ class Rak3172Protocol:
 
     @staticmethod
     def setup_commands(freq_hz: int, sf: int, bw_khz: int, cr: str, preamble: int, power: int) -> list[str]:
-        """P2P mode, radio parameters, continuous receive (RUI3: CR index 0..3 = 4/5..4/8)."""
+        """Radio parameters and continuous receive, in P2P mode (RUI3: CR index 0..3 = 4/5..4/8).
+
+        65534 = listen without a timeout and without going back to TX mode (RUI3 AT+PRECV).
+        """
         cr_index = int(cr.split("/")[1]) - 5
         return [
-            "AT",
-            "AT+NWM=0",
             f"AT+P2P={freq_hz}:{sf}:{bw_khz}:{cr_index}:{preamble}:{power}",
             "AT+PRECV=65534",
         ]
+
+    @staticmethod
+    def in_p2p_mode(answer: list[str]) -> bool:
+        """Whether the lines answering MODE_QUERY say P2P (`0`, or `AT+NWM=0` on some firmware)."""
+        values = [line.removeprefix("AT+NWM=").strip() for line in answer]
+        return "0" in values
 
     @staticmethod
     def encode(command: str) -> bytes:

@@ -70,3 +70,32 @@ def test_join_request_with_app_key() -> None:
     assert code == 0
     assert fields["mtype"] == "JoinRequest" and fields["mic_valid"] is True
     assert fields["dev_eui"] == "3331383274356905"
+
+
+def test_join_accept_is_decrypted_with_the_app_key() -> None:
+    # brocaar/lorawan phypayload_test.go TestPHYPayloadJoinAccept
+    accept = "20493eeb51fba2116f810edb3742975142"
+    code, out, _ = run(accept, "--appkey", "00112233445566778899aabbccddeeff", "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "mtype": "JoinAccept", "app_nonce": 5704647, "net_id": "221101", "devaddr": "02031980",
+        "dl_settings": 0, "rx_delay": 0, "mic_valid": True,
+    }  # fmt: skip
+    code, out, _ = run(accept, "--json")
+    assert (code, json.loads(out)["mic_valid"]) == (0, None)
+
+
+def test_fport_0_payload_is_decrypted_with_the_nwkskey() -> None:
+    # brocaar/lorawan TestPHYPayloadMACPayloadLoRaWAN10 "Mac-commands in FRMPayload"
+    phy = bytes([64, 4, 3, 2, 1, 0, 0, 0, 0, 105, 54, 158, 238, 106, 165, 8]).hex()
+    code, out, _ = run(phy, "--nwkskey", "01" * 16, "--appskey", "99" * 16, "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "mtype": "UnconfirmedDataUp", "devaddr": "01020304", "fcnt": 0, "fport": 0, "payload": "020305",
+        "mic_valid": True,
+    }  # fmt: skip
+
+
+def test_negative_fcnt_hint_is_refused() -> None:
+    code, _, err = run("40F17DBE4900020001954378762B11FF0D", "--fcnt-hint", "-1")
+    assert code == 2 and "fcnt-hint" in err

@@ -1,7 +1,8 @@
 """Payload codecs against the examples TheThingsNetwork/lorawan-devices publishes.
 
 Sources (values copied as data): vendor/dragino/lht65-codec.yaml, vendor/milesight-iot/em300-th-codec.yaml,
-vendor/elsys/ers-co2-codec.yaml and vendor/elsys/ers-lite-codec.yaml, vendor/decentlab/dl-mbx-codec.yaml.
+vendor/elsys/ers-co2-codec.yaml, ers-lite-codec.yaml, ers-sound-codec.yaml, ers-eye-codec.yaml and
+ers-voc-codec.yaml, vendor/decentlab/dl-mbx-codec.yaml.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ def values(measurements: list[Measurement]) -> dict[str, float]:
 
 def test_lht65_published_example() -> None:
     payload = bytes([0xCB, 0xF6, 0x0B, 0x0D, 0x03, 0x76, 0x01, 0x0A, 0xDD, 0x7F, 0xFF])
-    got = values(codec_for("lht65").decode(2, payload))
+    decoded = codec_for("lht65").decode(2, payload)
     # BatV 3.062, TempC_SHT 28.29, Hum_SHT 88.6, TempC_DS 27.81
-    assert got == pytest.approx(
+    assert values(decoded) == pytest.approx(
         {"battery_voltage": 3.062, "temperature": 28.29, "humidity": 88.6, "external_temperature": 27.81}
     )
+    assert decoded[0].quality == Quality.OK  # Bat_status 3: good
 
 
 def test_lht65_unknown_fport_is_an_error_like_the_published_example() -> None:
@@ -58,7 +60,27 @@ def test_em300_th_negative_temperature() -> None:
             {"temperature": 22.6, "humidity": 41, "light": 39, "motion": 6, "co2": 776},
         ),
         ([0x01, 0x00, 0xE2, 0x02, 0x29], {"temperature": 22.6, "humidity": 41}),
+        (  # ers-sound-codec.yaml: soundPeak / soundAvg
+            [0x01, 0x00, 0xE2, 0x02, 0x29, 0x04, 0x00, 0x27, 0x05, 0x06, 0x15, 0x01, 0x01],
+            {
+                "temperature": 22.6,
+                "humidity": 41,
+                "light": 39,
+                "motion": 6,
+                "sound_peak": 1,
+                "sound_average": 1,
+            },
+        ),
+        (  # ers-eye-codec.yaml
+            [0x01, 0x00, 0xE2, 0x02, 0x29, 0x04, 0x00, 0x27, 0x05, 0x06, 0x11, 0x01],
+            {"temperature": 22.6, "humidity": 41, "light": 39, "motion": 6, "occupancy": 1},
+        ),
+        (  # ers-voc-codec.yaml
+            [0x01, 0x00, 0xE2, 0x02, 0x29, 0x04, 0x00, 0x27, 0x05, 0x06],
+            {"temperature": 22.6, "humidity": 41, "light": 39, "motion": 6},
+        ),
     ],
+    ids=["ers-co2", "ers-lite", "ers-sound", "ers-eye", "ers-voc"],
 )
 def test_elsys_published_examples(payload: list[int], expected: dict[str, float]) -> None:
     assert values(codec_for("elsys").decode(1, bytes(payload))) == pytest.approx(expected)

@@ -150,3 +150,105 @@ def test_mistyped_rxpk_fields_never_crash(rxpk: list[dict[str, object]]) -> None
     message = gwmp.parse_datagram(push({"rxpk": rxpk}))
     assert isinstance(message, gwmp.PushData)
     assert len(message.rxpk) + message.bad_rxpk == len(rxpk)
+
+
+# The three example packets of Semtech's PROTOCOL.TXT section 4 (Lora-net/packet_forwarder, also
+# in Lora-net/sx1302_hal packet_forwarder/PROTOCOL.md), verbatim. The spec says "padded"; its own
+# LoRa examples are not, and the first one holds a '-', which is not base64 at all.
+PROTOCOL_TXT_RXPK = """{"rxpk":[
+ {"time":"2013-03-31T16:21:17.528002Z","tmst":3512348611,"chan":2,"rfch":0,"freq":866.349812,"stat":1,
+  "modu":"LORA","datr":"SF7BW125","codr":"4/6","rssi":-35,"lsnr":5.1,"size":32,
+  "data":"-DS4CGaDCdG+48eJNM3Vai-zDpsR71Pn9CPA9uCON84"},
+ {"time":"2013-03-31T16:21:17.530974Z","tmst":3512348514,"chan":9,"rfch":1,"freq":869.1,"stat":1,
+  "modu":"FSK","datr":50000,"rssi":-75,"size":16,"data":"VEVTVF9QQUNLRVRfMTIzNA=="},
+ {"time":"2013-03-31T16:21:17.532038Z","tmst":3316387610,"chan":0,"rfch":0,"freq":863.00981,"stat":1,
+  "modu":"LORA","datr":"SF10BW125","codr":"4/7","rssi":-38,"lsnr":5.5,"size":32,
+  "data":"ysgRl452xNLep9S1NTIg2lomKDxUgn3DJ7DE+b00Ass"}
+]}"""
+
+
+def test_protocol_txt_example_packets() -> None:
+    message = gwmp.parse_datagram(HEADER + PROTOCOL_TXT_RXPK.encode())
+    assert isinstance(message, gwmp.PushData)
+    assert message.bad_rxpk == 1
+    fsk, lora = message.rxpk
+    assert fsk == gwmp.RxPacket(
+        data=b"TEST_PACKET_1234", freq=869.1, rssi=-75.0, lsnr=None, stat=1, modu="FSK", datr=50000,
+        codr=None, tmst=3512348514, time="2013-03-31T16:21:17.530974Z", chan=9, rfch=1,
+    )  # fmt: skip
+    assert lora.data == base64.b64decode("ysgRl452xNLep9S1NTIg2lomKDxUgn3DJ7DE+b00Ass=")
+    assert (len(lora.data), lora.freq, lora.datr, lora.codr, lora.rssi, lora.lsnr, lora.tmst, lora.chan) == (
+        32, 863.00981, "SF10BW125", "4/7", -38.0, 5.5, 3316387610, 0,
+    )  # fmt: skip
+
+
+def test_every_legacy_field_is_read() -> None:
+    message = gwmp.parse_datagram(push({"rxpk": [{**LEGACY, "time": "2013-03-31T16:21:17.528002Z"}]}))
+    assert isinstance(message, gwmp.PushData)
+    assert message.rxpk == (
+        gwmp.RxPacket(
+            data=b"test", freq=866.349812, rssi=-35.0, lsnr=5.1, stat=1, modu="LORA", datr="SF7BW125",
+            codr="4/6", tmst=3512348611, time="2013-03-31T16:21:17.528002Z", chan=2, rfch=0,
+        ),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "field", ["tmst", "tmms", "chan", "rfch", "stat", "size", "freq", "rssi", "lsnr", "foff"]
+)
+@pytest.mark.parametrize("value", ["1e400", "-1e400", "NaN", "Infinity", "true", '"5"', "1" + "0" * 400])
+def test_non_finite_or_mistyped_numbers_are_a_bad_rxpk(field: str, value: str) -> None:
+    # Python's json reads NaN, Infinity and 1e400 (inf): none of them may reach a reading
+    good = json.dumps({**SX1302, field: 0})
+    body = good.replace(f'"{field}": 0', f'"{field}": {value}')
+    message = gwmp.parse_datagram(HEADER + b'{"rxpk": [' + body.encode() + b"]}")
+    assert isinstance(message, gwmp.PushData)
+    assert (message.rxpk, message.bad_rxpk) == ((), 1)
+
+
+def test_tx_ack_error_and_sx1302_warning() -> None:
+    # examples of Lora-net/sx1302_hal packet_forwarder/PROTOCOL.md section 6 (v1.5: TX_POWER is a warning)
+    refused = gwmp.parse_datagram(
+        HEADER[:3] + b"\x05" + HEADER[4:] + b'{"txpk_ack":{"error":"COLLISION_PACKET"}}'
+    )
+    limited = gwmp.parse_datagram(
+        HEADER[:3] + b"\x05" + HEADER[4:] + b'{"txpk_ack":{"warn":"TX_POWER","value":20}}'
+    )
+    legacy_ok = gwmp.parse_datagram(HEADER[:3] + b"\x05" + HEADER[4:] + b'{"txpk_ack":{"error":"NONE"}}')
+    assert (
+        isinstance(refused, gwmp.TxAck)
+        and isinstance(limited, gwmp.TxAck)
+        and isinstance(legacy_ok, gwmp.TxAck)
+    )
+    assert (refused.ok, refused.error) == (False, "COLLISION_PACKET")
+    assert (limited.ok, limited.warning) == (True, "TX_POWER=20")
+    assert legacy_ok.ok and legacy_ok.warning is None
+
+
+def test_stat_readings_skip_non_numbers_and_non_finite_values() -> None:
+    from drivers.lora.readings import stat_readings
+
+    stat = {"rxnb": 3, "rxok": float("nan"), "ackr": float("inf"), "temp": 41.5, "dwnb": True, "txnb": "2"}
+    got = {r.quantity: r.value for r in stat_readings(EUI, 0, stat)}
+    assert got == {"forwarder_rxnb": 3.0, "forwarder_temp": 41.5}
+
+
+def test_server_counts_tx_acks_sent_refused_and_limited() -> None:
+    from drivers.lora.forwarder import PacketForwarderServer
+
+    class NoSink:
+        def reading(self, reading: object) -> None: ...
+
+        def event(self, event: object) -> None: ...
+
+    server = PacketForwarderServer("127.0.0.1", 0, [])
+    ack = HEADER[:3] + b"\x05" + HEADER[4:]
+    for body in (b"", b'{"txpk_ack":{"error":"TOO_LATE"}}', b'{"txpk_ack":{"warn":"TX_POWER","value":20}}'):
+        server.datagram(ack + body, ("127.0.0.1", 1700), NoSink())
+    stats = server.statistics()
+    assert (stats.tx_ack_ok, stats.tx_ack_failed, stats.tx_ack_warnings, stats.malformed_datagrams) == (
+        2,
+        1,
+        1,
+        0,
+    )

@@ -97,3 +97,43 @@ def test_two_devices_do_not_share_globals() -> None:
     first.decode(1, b"")
     first.decode(1, b"")
     assert second.decode(1, b"")[0].value == 1.0
+
+
+HOSTILE = {
+    "deep data (Python's json would recurse too far)": (
+        "function decodeUplink(i) { var o = {}, r = o; for (var k = 0; k < 1500; k++) { r.a = {}; r = r.a; }"
+        " return {data: o}; }"
+    ),
+    "errors that are not a list": "function decodeUplink(i) { return {errors: 5}; }",
+    "BigInt in data": "function decodeUplink(i) { return {data: {v: 10n}}; }",
+    "endless recursion": "function decodeUplink(i) { function f() { return f(); } return f(); }",
+    "no return value": "function decodeUplink(i) { }",
+    "a number instead of an object": "function decodeUplink(i) { return 42; }",
+    "data is an array": "function decodeUplink(i) { return {data: [1, 2]}; }",
+}
+
+
+@pytest.mark.parametrize("source", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_formatters_fail_only_with_protocol_error(source: str) -> None:
+    codec = JavascriptCodec(source, timeout_ms=500)
+    with pytest.raises(ProtocolError):
+        codec.decode(1, b"\x01")
+
+
+def test_engine_that_cannot_be_rebuilt_is_still_a_protocol_error() -> None:
+    codec = JavascriptCodec("function decodeUplink(i) { throw new Error('x'); }")
+    with pytest.raises(ProtocolError):
+        codec.decode(1, b"")  # a failed call rebuilds the engine before the next one
+    # top-level code that throws on the rebuild (it read the clock, a random number, ...)
+    codec._source = "throw new Error('cannot load any more');"
+    with pytest.raises(ProtocolError, match="cannot load"):
+        codec.decode(1, b"")
+
+
+def test_recv_time_is_a_date_like_the_things_stack_passes_it() -> None:
+    codec = JavascriptCodec(
+        "function decodeUplink(i) { return {data: {year: i.recvTime.getUTCFullYear(), ms: i.recvTime.getTime()}}; }"
+    )
+    got = codec.decode_object(1, b"", recv_time_ms=1_764_000_000_000)["data"]
+    assert got == {"year": 2025, "ms": 1_764_000_000_000}
+    assert {m.quantity for m in codec.decode(1, b"")} == {"year", "ms"}  # the engine's clock without one

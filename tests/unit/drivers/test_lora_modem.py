@@ -60,9 +60,22 @@ def test_rn2483_lines() -> None:
 
 def test_rui3_setup_commands() -> None:
     commands = Rak3172Protocol.setup_commands(868_100_000, 9, 125, "4/6", 8, 14)
-    assert "AT+NWM=0" in commands
-    assert "AT+P2P=868100000:9:125:1:8:14" in commands
-    assert commands[-1] == "AT+PRECV=65534"
+    assert commands == ["AT+P2P=868100000:9:125:1:8:14", "AT+PRECV=65534"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "p2p"),
+    [
+        (["AT+NWM=0"], True),
+        (["0"], True),
+        (["AT+NWM=1"], False),
+        (["AT+NWM=?", "AT+NWM=1"], False),  # with command echo on
+        (["RAKwireless RAK3172-E Example", "Current Work Mode: LoRa P2P."], False),  # a boot banner
+        ([], False),
+    ],
+)
+def test_rui3_work_mode_answer(answer: list[str], p2p: bool) -> None:
+    assert Rak3172Protocol.in_p2p_mode(answer) is p2p
 
 
 class FakeLine:
@@ -167,3 +180,50 @@ async def test_unplugged_port_raises_device_error_from_opener_and_retries() -> N
     section = ModemSection(modem="rak3172", port="/dev/fake", reopen_initial_s=0.01, reopen_cap_s=0.02)
     driver = ModemDriver("p2p-3", section, codec_for("raw"), opener)  # type: ignore[arg-type]
     await run_until(driver, Sink(), lambda: attempts >= 3)
+
+
+@pytest.mark.parametrize(("work_mode", "silent"), [(1, False), (1, True), (0, False)])
+async def test_rui3_is_switched_to_p2p_only_when_needed(work_mode: int, silent: bool) -> None:
+    modem = ModemEmulator("rak3172", work_mode=work_mode, silent_restart=silent)
+    line = FakeLine(modem)
+
+    async def opener(section: ModemSection) -> FakeLine:
+        return line
+
+    section = ModemSection(modem="rak3172", port="/dev/fake", codec="em300_th")
+    driver = ModemDriver("p2p-4", section, codec_for("em300_th"), opener)  # type: ignore[arg-type]
+    sink = Sink()
+    await run_until(driver, sink, lambda: modem.receiving)
+    assert modem.work_mode == 0
+    assert modem.restarts == work_mode  # a module already in P2P mode is not restarted
+    assert ("AT+NWM=0" in modem.commands) is (work_mode == 1)
+    assert modem.commands.index("AT+NWM=?") < modem.commands.index("AT+P2P=868100000:7:125:0:8:14")
+    assert sink.events == []  # no failed session on the way
+
+
+class SameReadLine(FakeLine):
+    """Answers `AT+PRECV` and, in the same read, the first packet (a fast sender)."""
+
+    def __init__(self, modem: ModemEmulator, packet: bytes) -> None:
+        super().__init__(modem)
+        self.packet = packet
+
+    async def write(self, data: bytes) -> None:
+        answer = self.modem.answer(data.decode().strip())
+        if data.startswith(b"AT+PRECV"):
+            answer += self.modem.packet(self.packet, rssi=-50, snr=3)
+        self.inbox.put_nowait(answer)
+
+
+async def test_packet_in_the_same_read_as_the_last_answer_is_not_lost() -> None:
+    modem = ModemEmulator("rak3172", work_mode=0)
+    line = SameReadLine(modem, em300_th(3.5, 40.0))
+
+    async def opener(section: ModemSection) -> FakeLine:
+        return line
+
+    section = ModemSection(modem="rak3172", port="/dev/fake", codec="em300_th")
+    driver = ModemDriver("p2p-5", section, codec_for("em300_th"), opener)  # type: ignore[arg-type]
+    sink = Sink()
+    await run_until(driver, sink, lambda: driver.statistics().packets >= 1)
+    assert [r.value for r in sink.readings if r.quantity == "temperature"] == [3.5]

@@ -102,6 +102,7 @@ def test_old_counter_is_a_replay_unless_relaxed() -> None:
 def test_crc_unknown_and_malformed_are_counted() -> None:
     net = LorawanNetwork([profile(DEVICE)], dedup_window_s=0)
     net.receive(1, rx(build_uplink(DEVICE, 1, 1, b"a"), stat=-1), 0.0, 0)
+    net.receive(1, rx(build_uplink(DEVICE, 2, 1, b"a"), stat=0), 0.0, 0)  # no CRC at all
     net.receive(
         1,
         rx(build_uplink(SimDevice("s", 0x01020304, DEVICE.nwkskey, DEVICE.appskey, "raw"), 1, 1, b"a")),
@@ -111,7 +112,9 @@ def test_crc_unknown_and_malformed_are_counted() -> None:
     net.receive(1, rx(b"\x40\x01"), 0.0, 0)
     net.receive(1, rx(b"\x60" + bytes(11)), 0.0, 0)  # a downlink heard by the gateway
     assert net.flush(1.0) == []
-    assert net.dropped == {"crc_failed": 1, "unknown_devaddr": 1, "malformed_frame": 1, "not_an_uplink": 1}
+    assert net.dropped == {
+        "crc_failed": 1, "no_crc": 1, "unknown_devaddr": 1, "malformed_frame": 1, "not_an_uplink": 1,
+    }  # fmt: skip
 
 
 def test_state_round_trip_keeps_replay_protection(tmp_path: Path) -> None:
@@ -201,3 +204,39 @@ def test_network_never_raises_on_garbage(data: bytes) -> None:
     net = LorawanNetwork([profile(DEVICE)], dedup_window_s=0)
     net.receive(1, rx(data), 0.0, 0)
     assert net.flush(1.0) == []
+
+
+def relaxed_net() -> LorawanNetwork:
+    relaxed = DeviceProfile(DEVICE.device_id, abp=profile(DEVICE).abp, relax_fcnt=True)
+    return LorawanNetwork([relaxed], dedup_window_s=0)
+
+
+def test_first_frame_of_a_device_past_65535_is_found_without_history() -> None:
+    # an ABP device that ran for years before this gateway (or its state file) existed
+    net = LorawanNetwork([profile(DEVICE)], dedup_window_s=0)
+    net.receive(1, rx(build_uplink(DEVICE, 0x3_0007, 1, b"first")), 0.0, 0)
+    net.receive(1, rx(build_uplink(DEVICE, 0x3_0008, 1, b"second")), 0.0, 0)
+    net.receive(1, rx(build_uplink(DEVICE, 0x3_0007, 1, b"replayed")), 0.0, 0)
+    assert [(u.fcnt, u.payload) for u in net.flush(1.0)] == [(0x30007, b"first"), (0x30008, b"second")]
+    assert net.dropped == {"replay": 1}
+
+
+def test_relaxed_device_that_restarts_after_the_16_bit_rollover_is_decoded() -> None:
+    net = relaxed_net()
+    net.receive(1, rx(build_uplink(DEVICE, 0x10005, 1, b"before")), 0.0, 0)
+    net.receive(1, rx(build_uplink(DEVICE, 2, 1, b"after reset")), 0.0, 0)  # sent with counter 2, not 0x10002
+    assert [(u.fcnt, u.payload) for u in net.flush(1.0)] == [(0x10005, b"before"), (2, b"after reset")]
+    assert net.dropped == {}
+
+
+def test_relaxed_old_frame_after_the_rollover_keeps_its_counter_and_payload() -> None:
+    net = relaxed_net()
+    net.receive(1, rx(build_uplink(DEVICE, 0x10005, 1, b"new")), 0.0, 0)
+    net.receive(1, rx(build_uplink(DEVICE, 0x10003, 1, b"older")), 0.0, 0)
+    assert [(u.fcnt, u.payload) for u in net.flush(1.0)] == [(0x10005, b"new"), (0x10003, b"older")]
+
+
+def test_fport_0_uplink_is_decrypted_with_the_nwkskey() -> None:
+    net = LorawanNetwork([profile(DEVICE)], dedup_window_s=0)
+    net.receive(1, rx(build_uplink(DEVICE, 4, 0, b"\x02")), 0.0, 0)
+    assert [(u.fport, u.payload) for u in net.flush(1.0)] == [(0, b"\x02")]
