@@ -67,6 +67,7 @@ def _timing(sections: Sequence[ModbusSection], endpoint: Endpoint) -> BusTiming:
     return BusTiming(
         connect_gap_s=max(s.connect_gap_s for s in sections),
         request_gap_s=max([frame_gap, *gaps]),
+        settle_after_timeout=isinstance(endpoint, SerialLine),
     )
 
 

@@ -3,8 +3,8 @@
 Each slave is polled at its own interval, earliest due first. A slave that does not answer
 costs at most its timeout x (1 + retries) per poll until its breaker opens; after that it is
 probed with single requests at a slow rate (drivers.modbus.breaker). Exception responses are
-answers: the slave stays alive, the refused read yields no readings this poll, and the change
-is logged once. When the port goes away (USB unplug) it is reopened with capped backoff.
+answers: the slave stays alive, the refused read's readings are NaN flagged DEVICE_WARNING, and
+the change is logged once. When the port goes away (USB unplug) it is reopened with capped backoff.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from drivers.modbus.breaker import SlaveState
 from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout, exception_name
 from drivers.modbus.link import ModbusLink
 from drivers.modbus.planner import PlannedRead
-from drivers.modbus.slave import Slave, readings_from_answer, split_read
+from drivers.modbus.slave import Slave, readings_from_answer, refused_readings, split_read
 from gateway.backoff import Backoff
 from gateway.errors import ProtocolError
 from gateway.model import HealthEvent
@@ -65,6 +65,9 @@ class BusTiming:
     connect_gap_s: float = 0.1
     request_gap_s: float = 0.0
     open_timeout_s: float = 5.0
+    #: after a timeout, keep that slave's next read back until its late answers have come
+    #: (RTU: answers carry no request id; TCP matches them by transaction id)
+    settle_after_timeout: bool = True
 
 
 class ModbusBus:
@@ -183,13 +186,15 @@ class ModbusBus:
     async def poll(self, slave: Slave, sink: Sink) -> None:
         """Run one poll of `slave`: every planned read, readings into `sink`."""
         answered = False
+        pending = list(slave.reads)
         try:
-            for read in list(slave.reads):
+            while pending:
+                read = pending.pop(0)
                 try:
                     values = await self._request(slave, read)
                 except ExceptionResponse as exc:
                     answered = True
-                    self._refused(slave, read, exc, sink)
+                    pending[:0] = self._refused(slave, read, exc, sink)
                     continue
                 answered = True
                 self._accepted(slave, read, sink)
@@ -207,21 +212,36 @@ class ModbusBus:
             slave.schedule_next(self._clock())
 
     async def _request(self, slave: Slave, read: PlannedRead) -> list[int]:
+        """One read, retried after timeouts; a late answer is never taken for another read's."""
         attempts = 1 + (slave.retries if slave.breaker.retries_allowed else 0)
+        await self._wait_until(slave.settle_until)
+        first_sent: float | None = None
+        timed_out = False
         for attempt in range(attempts):
-            quiet = self._quiet_until - self._clock()
-            if quiet > 0:
-                await self._sleep(quiet)
+            await self._wait_until(self._quiet_until)
+            sent = self._clock()
+            first_sent = sent if first_sent is None else first_sent
             self._requests += 1
             try:
                 return await self.link.read(read.kind, slave.unit, read.address, read.count, slave.timeout_s)
             except SlaveTimeout:
                 self._timeouts += 1
+                timed_out = True
                 if attempt + 1 == attempts:
                     raise
             finally:
-                self._quiet_until = self._clock() + self.timing.request_gap_s
+                now = self._clock()
+                self._quiet_until = now + self.timing.request_gap_s
+                if timed_out and self.timing.settle_after_timeout:
+                    # RTU answers carry no request id: the answers to this read's earlier attempts
+                    # may still come, and must not be taken for the answer to the slave's next read
+                    slave.settle_until = now + (sent - first_sent) + slave.timeout_s
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _wait_until(self, moment: float) -> None:
+        delay = moment - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
 
     def _answered(self, slave: Slave, sink: Sink, answered: bool) -> None:
         if not answered:
@@ -245,20 +265,26 @@ class ModbusBus:
         else:
             log.debug("modbus poll failed", bus=self.name, sensor=slave.sensor, error=str(exc))
 
-    def _refused(self, slave: Slave, read: PlannedRead, exc: ExceptionResponse, sink: Sink) -> None:
+    def _refused(
+        self, slave: Slave, read: PlannedRead, exc: ExceptionResponse, sink: Sink
+    ) -> list[PlannedRead]:
+        """Flag the refused fields' readings; returns the reads to do instead, now (if any)."""
         self._refusals += 1
         slave.exception_responses += 1
         if exc.code == _ILLEGAL_DATA_ADDRESS and len(read.fields) > 1:
             # a merged read may span a hole the device refuses: fall back to one read per field
             index = slave.reads.index(read)
-            slave.reads[index : index + 1] = split_read(read, slave.fields)
+            parts = split_read(read, slave.fields)
+            slave.reads[index : index + 1] = parts
             log.warning("modbus read refused; splitting it", sensor=slave.sensor, read=_where(read))
-            return
-        if slave.refusals.get(read) == exc.code:
-            return
-        slave.refusals[read] = exc.code
-        log.warning("modbus exception response", sensor=slave.sensor, read=_where(read), code=exc.name)
-        self._event(sink, "exception_response", f"{slave.sensor} {_where(read)}: {exc.name}")
+            return parts
+        for reading in refused_readings(slave.sensor, slave.fields, read, int(self._wall() * 1000)):
+            sink.reading(reading)
+        if slave.refusals.get(read) != exc.code:
+            slave.refusals[read] = exc.code
+            log.warning("modbus exception response", sensor=slave.sensor, read=_where(read), code=exc.name)
+            self._event(sink, "exception_response", f"{slave.sensor} {_where(read)}: {exc.name}")
+        return []
 
     def _accepted(self, slave: Slave, read: PlannedRead, sink: Sink) -> None:
         code = slave.refusals.pop(read, None)

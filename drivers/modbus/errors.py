@@ -35,6 +35,14 @@ class SlaveTimeout(DeviceError):
         self.unit = unit
 
 
+class StrayAnswer(SlaveTimeout):
+    """An answer that does not fit the request (another function code or size).
+
+    Over RTU answers carry no request id: a slave slower than its timeout answers an earlier
+    request while the master waits for the next one. The request counts as unanswered.
+    """
+
+
 class ExceptionResponse(DeviceError):
     """A slave answered with a Modbus exception response (illegal address, busy, ...)."""
 

@@ -16,13 +16,20 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout
+from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout, StrayAnswer
 from drivers.modbus.registers import RegisterKind
 from gateway.errors import ProtocolError
 
 #: pymodbus' own response timeout; ours (asyncio.timeout per request) is always shorter
 _LIBRARY_TIMEOUT_S = 60.0
 _NEVER_DISCONNECT = 1 << 30
+#: the function code that reads each table (an exception answer sets bit 0x80 on it)
+FUNCTION_CODES = {
+    RegisterKind.COIL: 1,
+    RegisterKind.DISCRETE: 2,
+    RegisterKind.HOLDING: 3,
+    RegisterKind.INPUT: 4,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +106,17 @@ class ModbusLink:
         """Open the port or connect; BusLost when that fails."""
         self.close()
         client = _new_client(self.endpoint)
+        cancels = _cancel_requests()
         try:
             async with asyncio.timeout(timeout_s):
                 ok = await client.connect()
+            _keep_cancellation(cancels)
         except (TimeoutError, OSError) as exc:
             client.close()
             raise BusLost(f"{self.endpoint}: cannot open: {exc}") from exc
+        except asyncio.CancelledError:
+            client.close()
+            raise
         if not ok:
             client.close()
             raise BusLost(f"{self.endpoint}: cannot open")
@@ -132,15 +144,18 @@ class ModbusLink:
     ) -> list[int]:
         """Read `count` registers (or bits, as 0/1) of one slave.
 
-        Raises SlaveTimeout (no answer), ExceptionResponse (the slave refused),
-        BusLost (port/connection gone) or ProtocolError (an answer that makes no sense).
+        Raises SlaveTimeout (no answer; StrayAnswer: an answer to another request),
+        ExceptionResponse (the slave refused), BusLost (port/connection gone) or
+        ProtocolError (a frame pymodbus cannot make sense of).
         """
         client = self._client
         if client is None or not client.connected:
             raise BusLost(f"{self.endpoint}: not open")
+        cancels = _cancel_requests()
         try:
             async with asyncio.timeout(timeout_s):
                 response = await self._request(client, kind, unit, address, count)
+            _keep_cancellation(cancels)
         except TimeoutError:
             if not client.connected:
                 raise BusLost(f"{self.endpoint}: lost while waiting for unit {unit}") from None
@@ -149,9 +164,37 @@ class ModbusLink:
             raise BusLost(f"{self.endpoint}: {exc}") from exc
         except ModbusException as exc:
             raise ProtocolError(f"{self.endpoint}: unit {unit}: {exc}") from exc
-        if response.isError():
-            raise ExceptionResponse(unit, int(getattr(response, "exception_code", 0)))
-        values = [int(b) for b in response.bits[:count]] if kind.is_bit else response.registers
-        if len(values) != count:
-            raise ProtocolError(f"unit {unit} sent {len(values)} values for {count} asked")
-        return list(values)
+        return _values(response, kind, unit, count)
+
+
+def _cancel_requests() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _keep_cancellation(before: int) -> None:
+    """Re-raise a cancellation pymodbus swallowed.
+
+    pymodbus awaits with `asyncio.wait_for`, which in Python 3.11 returns the result and drops
+    the cancellation when both arrive together: the driver would then never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+
+
+def _values(response: ModbusPDU, kind: RegisterKind, unit: int, count: int) -> list[int]:
+    """The registers (or bits) of an answer, after checking that it answers this request."""
+    function_code = int(response.function_code) & 0x7F
+    if function_code != FUNCTION_CODES[kind]:
+        raise StrayAnswer(unit, f"got an answer to function code {function_code} instead")
+    if response.isError():
+        raise ExceptionResponse(unit, int(getattr(response, "exception_code", 0)))
+    if kind.is_bit:
+        # bits come packed in whole bytes: more than asked is padding, fewer is another answer
+        if len(response.bits) < count or len(response.bits) >= count + 8:
+            raise StrayAnswer(unit, f"got {len(response.bits)} bits for {count} asked")
+        return [int(b) for b in response.bits[:count]]
+    if len(response.registers) != count:
+        raise StrayAnswer(unit, f"got {len(response.registers)} registers for {count} asked")
+    return list(response.registers)

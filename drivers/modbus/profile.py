@@ -64,7 +64,13 @@ class ForbiddenRange(_Frozen):
 
     kind: RegisterKind
     start: int = Field(ge=0, le=0xFFFF)
-    end: int = Field(ge=0, le=0xFFFF)
+    end: int = Field(ge=0, le=0xFFFF, description="last forbidden address (inclusive)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ForbiddenRange:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}: the range would forbid nothing")
+        return self
 
 
 class RegisterMap(_Frozen):

@@ -57,6 +57,16 @@ def readings_from_answer(
     return out
 
 
+def refused_readings(
+    sensor: str, fields: Sequence[RegisterField], read: PlannedRead, ts_ms: int
+) -> list[Reading]:
+    """The readings of a read the device refused with an exception: no value, flagged."""
+    return [
+        Reading(sensor, fields[i].quantity, ts_ms, math.nan, fields[i].unit, Quality.DEVICE_WARNING)
+        for i in read.fields
+    ]
+
+
 def split_read(read: PlannedRead, fields: Sequence[RegisterField]) -> list[PlannedRead]:
     """One read per field: the fallback when a merged read hits an address the device refuses."""
     return [PlannedRead(fields[i].kind, fields[i].address, fields[i].count, (i,)) for i in read.fields]
@@ -84,6 +94,8 @@ class Slave:
     stale_after_s: float = 120.0
     last_data: float | None = None
     stale: bool = False
+    #: not before then: the slave may still be answering a read that timed out
+    settle_until: float = 0.0
 
     @classmethod
     def planned(
@@ -119,7 +131,11 @@ class Slave:
         return self.last_data + self.stale_after_s
 
     def due_at(self) -> float:
-        """When this slave next wants the bus (dead slaves: when their probe is due)."""
-        if self.breaker.may_poll(self.next_due):
-            return self.next_due
-        return max(self.next_due, self.breaker.probe_at)
+        """When this slave next wants the bus (dead slaves: when their probe is due).
+
+        Never before `settle_until`: a late answer to a timed-out read must not meet a new one.
+        """
+        due = self.next_due
+        if not self.breaker.may_poll(due):
+            due = max(due, self.breaker.probe_at)
+        return max(due, self.settle_until)

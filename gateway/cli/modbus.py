@@ -16,6 +16,7 @@ import click
 
 from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout
 from drivers.modbus.link import Endpoint, ModbusLink, SerialLine, TcpEndpoint
+from drivers.modbus.planner import MAX_BITS_PER_READ, MAX_REGISTERS_PER_READ
 from drivers.modbus.registers import DataType, RegisterKind, WordOrder, decode_words
 from drivers.modbus.registers import register_count as width_of
 from gateway.errors import GatewayError
@@ -103,6 +104,18 @@ def decoded_values(request: ReadRequest, words: list[int]) -> Iterator[tuple[int
             yield request.address + start, decode_words(chunk, request.dtype, request.order)
 
 
+def _check_size(request: ReadRequest) -> None:
+    """One request returns at most 125 registers or 2,000 bits (Modbus Application Protocol 6.1-6.4)."""
+    size = request.width * request.values
+    limit, what = (
+        (MAX_BITS_PER_READ, "bits") if request.kind.is_bit else (MAX_REGISTERS_PER_READ, "registers")
+    )
+    if size > limit:
+        raise click.UsageError(f"{size} {what} do not fit one read (at most {limit}); lower --count")
+    if request.address + size > 0x10000:
+        raise click.UsageError(f"the read runs past address 65535 ({request.address} + {size})")
+
+
 async def _read(endpoint: Endpoint, request: ReadRequest, answer_s: float) -> list[int]:
     link = ModbusLink(endpoint)
     await link.open(timeout_s=max(answer_s, 1.0))
@@ -143,6 +156,7 @@ def read_command(
     request = ReadRequest(unit, RegisterKind(kind), address, DataType(dtype), WordOrder(order), count)
     if request.kind.is_bit and request.dtype is not DataType.BOOL:
         request = ReadRequest(unit, request.kind, address, DataType.BOOL, request.order, count)
+    _check_size(request)
     try:
         words = asyncio.run(_read(endpoint, request, timeout))
     except ExceptionResponse as exc:

@@ -2,8 +2,9 @@
 
 Each simulated slave has a mode a test can switch at any time:
 `normal`, `dead` (never answers), `slow` (answers after `slow_s`) and `exception` (answers every
-read with `exception_code`, default 6 = server device busy). Unknown unit ids do not answer, as
-on a real RS485 bus. Run over TCP or, with hil.sims.modbus_line, RTU over a pty pair:
+read with `exception_code`, default 6 = server device busy). A slow slave answers every request,
+also the ones its master has given up on: with `slow_s` above the master's timeout its answers
+come late, as a real slow slave's do. Unknown unit ids do not answer, as on a real RS485 bus. Run over TCP or, with hil.sims.modbus_line, RTU over a pty pair:
 
     python -m hil.sims.modbus_slave --tcp 127.0.0.1:5020 --slave 1:sdm630 --slave 2:radar_level:dead
     python -m hil.sims.modbus_slave --rtu /tmp/ttyMODBUS --baud 9600 --slave 1:analog_4_20ma
@@ -25,8 +26,10 @@ from pathlib import Path
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.base import ModbusBaseServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
@@ -182,6 +185,48 @@ class _Bus(SimCore):
         return await super().async_setValues(device_id, func_code, address, values)
 
 
+class _Handler(ServerRequestHandler):
+    """pymodbus' request handler, except that every request is answered on its own.
+
+    pymodbus reads the unit id and transaction id of its answer from the *latest* request after
+    awaiting the data store, so a slow slave's late answer went out under the unit id of whatever
+    request came next. A real slave answers with its own address; so does this one.
+    """
+
+    def __init__(self, owner: ModbusBaseServer) -> None:
+        super().__init__(owner, owner.trace_packet, owner.trace_pdu, owner.trace_connect)  # type: ignore[no-untyped-call]
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle_later(self) -> None:
+        pdu, addr = self.last_pdu, self.last_addr
+        if pdu is None:
+            return
+        task = asyncio.ensure_future(self._answer(pdu, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, pdu: ModbusPDU, addr: tuple[str, int] | None) -> None:
+        try:
+            response = await pdu.datastore_update(self.server.context, pdu.dev_id)
+        except NoSuchIdException:
+            return  # an absent or dead slave stays silent, as on RS485
+        except Exception:  # a broken simulator answers like a broken device
+            response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
+        response.transaction_id = pdu.transaction_id
+        response.dev_id = pdu.dev_id
+        self.server_send(response, addr)  # type: ignore[no-untyped-call]
+
+
+class _TcpServer(ModbusTcpServer):
+    def callback_new_connection(self) -> _Handler:
+        return _Handler(self)
+
+
+class _SerialServer(ModbusSerialServer):
+    def callback_new_connection(self) -> _Handler:
+        return _Handler(self)
+
+
 class ModbusSimulator:
     """A set of simulated slaves behind one TCP server or one RTU line."""
 
@@ -200,7 +245,7 @@ class ModbusSimulator:
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve over TCP; returns the port (a free one when `port` is 0)."""
         devices = self._devices()
-        server = ModbusTcpServer(devices, address=(host, port), ignore_missing_devices=True)
+        server = _TcpServer(devices, address=(host, port), ignore_missing_devices=True)
         server.context = _Bus(devices)
         await server.serve_forever(background=True)
         self._server = server
@@ -212,7 +257,7 @@ class ModbusSimulator:
         line = PtyLine(client_link, baud)
         line.start()
         devices = self._devices()
-        server = ModbusSerialServer(
+        server = _SerialServer(
             devices,
             port=line.server_port,
             baudrate=int(baud or 9600),

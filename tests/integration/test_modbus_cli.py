@@ -110,3 +110,13 @@ def test_neither_tcp_nor_serial_is_a_usage_error():
     result = run("read", "--unit", "1", "--kind", "input", "--address", "0")
     assert result.exit_code == 2
     assert "exactly one" in result.output
+
+
+def test_read_larger_than_one_request_is_a_usage_error_before_the_bus_is_touched():
+    # 40 float64 values are 160 registers; one request returns at most 125
+    result = run(
+        "read", "--tcp", "127.0.0.1:9", "--unit", "1", "--kind", "holding", "--address", "0",
+        "--type", "float64", "--count", "40",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "at most 125" in result.output

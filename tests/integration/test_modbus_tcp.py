@@ -1,14 +1,16 @@
-"""Modbus TCP: three profiles behind one server, one driver, readings with profile units."""
+"""Modbus TCP: profiles behind one server, one driver; dead, slow and refusing units among them."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 
 from drivers.base import DriverSpec
 from drivers.modbus import build_drivers
 from drivers.modbus.config import ModbusSection
 from drivers.modbus.profile import load_profile
-from hil.sims.modbus_slave import ModbusSimulator, SimulatedSlave
+from gateway.model import Quality
+from hil.sims.modbus_slave import ModbusSimulator, SimulatedSlave, SlaveMode
 
 
 class ListSink:
@@ -21,6 +23,13 @@ class ListSink:
 
     def event(self, event) -> None:
         self.events.append(event)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel a driver; one that does not stop fails the test instead of hanging it."""
+    task.cancel()
+    async with asyncio.timeout(10):
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_three_profiles_over_tcp_give_readings_with_their_units():
@@ -43,8 +52,7 @@ async def test_three_profiles_over_tcp_give_readings_with_their_units():
             while {r.sensor for r in sink.readings} != {s.sensor_id for s in specs}:
                 await asyncio.sleep(0.02)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
         await sim.stop()
     latest = {(r.sensor, r.quantity): r for r in sink.readings}
     voltage = latest[("sdm630-1", "voltage_l1")]
@@ -94,6 +102,23 @@ type = "int16"
 scale = 0.1
 
 [[fields]]
+quantity = "status_code"
+unit = "1"
+kind = "holding"
+address = 16
+type = "bits"
+bit = 3
+width = 2
+
+[[fields]]
+quantity = "energy_total"
+unit = "Wh"
+kind = "holding"
+address = 18
+type = "int64"
+order = "BADC"
+
+[[fields]]
 quantity = "flow"
 unit = "m3/s"
 kind = "input"
@@ -114,11 +139,10 @@ async def test_every_table_and_mixed_orders_round_trip_through_a_real_server(tmp
     task = asyncio.create_task(driver.run(sink))
     try:
         async with asyncio.timeout(20):
-            while len({r.quantity for r in sink.readings}) < 5:
+            while len({r.quantity for r in sink.readings}) < 7:
                 await asyncio.sleep(0.02)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
         await sim.stop()
     latest = {r.quantity: r for r in sink.readings}
     # the simulator's values for units it does not know: 10 +- 1; counters near 1e6
@@ -127,4 +151,87 @@ async def test_every_table_and_mixed_orders_round_trip_through_a_real_server(tmp
     assert 1_000_000 <= latest["energy_counter"].value < 1_100_000
     assert 8.9 <= latest["temperature"].value <= 11.1
     assert 8.9 <= latest["flow"].value <= 11.1
+    assert latest["status_code"].value == 3.0  # two bits from bit 3 of register 16
+    assert 1_000_000 <= latest["energy_total"].value < 1_100_000
     assert driver.statistics().slaves[0].reads_per_poll == 4  # coil, discrete, holding, input
+
+
+async def test_dead_slow_and_refusing_units_behind_one_tcp_server_leave_the_healthy_one_alone():
+    radar = load_profile("radar_level")
+    sim = ModbusSimulator(
+        [
+            SimulatedSlave(1, radar),
+            SimulatedSlave(2, radar, SlaveMode.DEAD),
+            SimulatedSlave(3, radar, SlaveMode.SLOW, slow_s=0.1),
+            SimulatedSlave(4, load_profile("analog_4_20ma"), SlaveMode.EXCEPTION),
+        ]
+    )
+    port = await sim.start_tcp()
+    profiles = {1: "radar_level", 2: "radar_level", 3: "radar_level", 4: "analog_4_20ma"}
+    specs = [
+        DriverSpec(
+            f"u{unit}",
+            ModbusSection(
+                host="127.0.0.1",
+                tcp_port=port,
+                unit=unit,
+                profile=name,
+                poll_interval_s=0.2,
+                timeout_s=0.3 if unit == 2 else 1.0,
+                dead_after=2,
+                dead_retry_s=60.0,
+            ),
+        )
+        for unit, name in profiles.items()
+    ]
+    [driver] = build_drivers(specs)
+    sink = ListSink()
+    task = asyncio.create_task(driver.run(sink))
+    stats = lambda: {s.unit: s for s in driver.statistics().slaves}  # noqa: E731
+    try:
+        async with asyncio.timeout(20):
+            while stats()[2].state != "dead":
+                await asyncio.sleep(0.02)
+            timeouts_when_dead = driver.statistics().timeouts
+            healthy_before = stats()[1].polls_ok
+            while stats()[1].polls_ok < healthy_before + 10:
+                await asyncio.sleep(0.02)
+    finally:
+        await stop(task)
+        await sim.stop()
+    now = stats()
+    assert driver.statistics().timeouts == timeouts_when_dead  # the dead unit costs nothing now
+    assert now[1].polls_failed == 0 and now[3].polls_failed == 0 and now[3].polls_ok >= 5
+    assert {r.sensor for r in sink.readings if r.quality == Quality.OK} == {"u1", "u3"}
+    refused = [r for r in sink.readings if r.sensor == "u4"]
+    assert refused and all(math.isnan(r.value) and r.quality & Quality.DEVICE_WARNING for r in refused)
+    assert [e.kind for e in sink.events].count("slave_dead") == 1
+
+
+async def test_server_restart_is_a_lost_connection_that_is_reopened():
+    radar = load_profile("radar_level")
+    sim = ModbusSimulator([SimulatedSlave(1, radar)])
+    port = await sim.start_tcp()
+    section = ModbusSection(
+        host="127.0.0.1", tcp_port=port, unit=1, profile="radar_level", poll_interval_s=0.1
+    )
+    [driver] = build_drivers([DriverSpec("radar", section)])
+    sink = ListSink()
+    task = asyncio.create_task(driver.run(sink))
+    try:
+        async with asyncio.timeout(20):
+            while len(sink.readings) < 3:
+                await asyncio.sleep(0.02)
+            await sim.stop()
+            while "bus_lost" not in [e.kind for e in sink.events]:
+                await asyncio.sleep(0.02)
+            sim = ModbusSimulator([SimulatedSlave(1, radar)])
+            await sim.start_tcp(port=port)
+            seen = len(sink.readings)
+            while len(sink.readings) < seen + 3:
+                await asyncio.sleep(0.02)
+    finally:
+        await stop(task)
+        await sim.stop()
+    assert "bus_open" in [e.kind for e in sink.events]
+    assert driver.statistics().losses == 1

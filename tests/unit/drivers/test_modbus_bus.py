@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import struct
 from collections import Counter
@@ -49,6 +50,13 @@ class FakeLink:
         self.requests: Counter[int] = Counter()
         self.opened = 0
         self.lose_at_request: int | None = None
+        #: units slower than their timeout: seconds from request to answer
+        self.latency: dict[int, float] = {}
+        #: answers of slow units still on their way: (arrival, unit, address, count)
+        self.late: list[tuple[float, int, int, int]] = []
+        #: ("open", when, when) and ("read", start, end) in the order they happened
+        self.timeline: list[tuple[str, float, float]] = []
+        self.in_flight = self.max_in_flight = 0
         self._open = False
 
     @property
@@ -58,11 +66,22 @@ class FakeLink:
     async def open(self, timeout_s: float = 5.0) -> None:
         self.opened += 1
         self._open = True
+        self.timeline.append(("open", self.time.now, self.time.now))
 
     def close(self) -> None:
         self._open = False
 
     async def read(self, kind, unit, address, count, timeout_s):
+        start = self.time.now
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(kind, unit, address, count, timeout_s)
+        finally:
+            self.in_flight -= 1
+            self.timeline.append(("read", start, self.time.now))
+
+    async def _answer(self, kind, unit, address, count, timeout_s):
         await asyncio.sleep(0)
         self.requests[unit] += 1
         if self.lose_at_request == sum(self.requests.values()):
@@ -71,6 +90,8 @@ class FakeLink:
         if unit in self.dead:
             self.time.now += timeout_s
             raise SlaveTimeout(unit)
+        if unit in self.latency:
+            return self.slow_answer(unit, address, count, timeout_s)
         self.time.now += (8 + 5 + 2 * count) * CHAR_S
         if unit in self.refusing:
             raise ExceptionResponse(unit, self.refusing[unit])
@@ -79,6 +100,20 @@ class FakeLink:
         if unit in self.words:
             return self.words[unit][:count]
         return [a & 0xFFFF for a in range(address, address + count)]
+
+    def slow_answer(self, unit: int, address: int, count: int, timeout_s: float) -> list[int]:
+        """Like RTU: the first answer of that unit to arrive is taken, whichever request it answers."""
+        now = self.time.now
+        self.late = [a for a in self.late if a[0] >= now]  # nobody waited for these: dropped
+        self.late.append((now + self.latency[unit], unit, address, count))
+        arriving = [a for a in self.late if a[1] == unit and a[0] <= now + timeout_s]
+        if not arriving:
+            self.time.now = now + timeout_s
+            raise SlaveTimeout(unit)
+        first = min(arriving)
+        self.late.remove(first)
+        self.time.now = first[0]
+        return [a & 0xFFFF for a in range(first[2], first[2] + first[3])]
 
 
 class ListSink:
@@ -135,6 +170,25 @@ def make_bus(time: VirtualTime, link: FakeLink, slaves: list[Slave]) -> ModbusBu
     )
 
 
+async def test_one_request_at_a_time_with_the_connect_gap_and_the_gap_between_requests():
+    time, sink = VirtualTime(), ListSink()
+    link = FakeLink(time)
+    link.dead.add(3)
+    link.lose_at_request = 20  # an unplug: the gap after connecting applies again
+    bus = make_bus(time, link, [radar_slave(1, max_gap=0), radar_slave(2, max_gap=0), radar_slave(3)])
+    await run_for(bus, time, 30.0, sink)
+    assert link.max_in_flight == 1
+    assert link.opened == 2
+    reads = 0
+    for (kind, _, before), (next_kind, start, _) in itertools.pairwise(link.timeline):
+        if next_kind != "read":
+            continue
+        reads += 1
+        gap = 0.1 if kind == "open" else 3.5 * CHAR_S
+        assert start - before >= gap - 1e-9, (kind, before, start)
+    assert reads > 50
+
+
 async def test_one_dead_slave_of_five_leaves_the_others_their_poll_rate():
     time, sink = VirtualTime(), ListSink()
     link = FakeLink(time)
@@ -152,6 +206,37 @@ async def test_one_dead_slave_of_five_leaves_the_others_their_poll_rate():
     assert sink.kinds().count("slave_dead") == 1
 
 
+async def test_each_slave_keeps_its_own_timeout_and_retries():
+    time, sink = VirtualTime(), ListSink()
+    link = FakeLink(time)
+    link.dead.update({1, 2})
+    patient, hasty = radar_slave(1), radar_slave(2)
+    patient.timeout_s, patient.retries = 2.0, 2
+    hasty.timeout_s, hasty.retries = 0.2, 0
+    waited: dict[int, list[float]] = {1: [], 2: []}
+    read = link.read
+
+    async def timed_read(kind, unit, address, count, timeout_s):
+        waited[unit].append(timeout_s)
+        return await read(kind, unit, address, count, timeout_s)
+
+    link.read = timed_read
+    at_death: dict[int, list[float]] = {}
+
+    def noting_deaths(event) -> None:
+        ListSink.event(sink, event)
+        if event.kind == "slave_dead":
+            unit = 1 if event.detail.startswith("radar1") else 2
+            at_death[unit] = list(waited[unit])
+
+    sink.event = noting_deaths
+    await run_for(make_bus(time, link, [patient, hasty]), time, 60.0, sink)
+    # three failed polls open each breaker: 3 x (1 + retries) requests, each with its own timeout
+    assert at_death == {1: [2.0] * 9, 2: [0.2] * 3}
+    # afterwards probes are single requests, still with the slave's own timeout
+    assert set(waited[1]) == {2.0} and set(waited[2]) == {0.2}
+
+
 async def test_dead_slave_is_noticed_again_when_it_answers():
     time, sink = VirtualTime(), ListSink()
     link = FakeLink(time)
@@ -166,21 +251,27 @@ async def test_dead_slave_is_noticed_again_when_it_answers():
     assert {s.state for s in bus.statistics().slaves} == {"alive"}
 
 
-async def test_exception_response_skips_readings_and_is_reported_once_per_change():
+async def test_exception_response_flags_readings_and_is_reported_once_per_change():
     time, sink = VirtualTime(), ListSink()
     link = FakeLink(time)
     link.refusing[2] = 6
     bus = make_bus(time, link, [radar_slave(1), radar_slave(2)])
     await run_for(bus, time, 20.0, sink)
-    assert not [r for r in sink.readings if r.sensor == "radar2"]
+    refused = [r for r in sink.readings if r.sensor == "radar2"]
+    assert {r.quantity for r in refused} == {"distance", "water_level", "installation_height"}
+    assert all(math.isnan(r.value) and r.quality & Quality.DEVICE_WARNING for r in refused)
+    assert all(r.quality == Quality.OK for r in sink.readings if r.sensor == "radar1")
     assert sink.kinds().count("exception_response") == 1
     assert "SERVER_DEVICE_BUSY" in next(e.detail for e in sink.events if e.kind == "exception_response")
     stats = {s.unit: s for s in bus.statistics().slaves}
     assert stats[2].state == "alive" and stats[2].exception_responses >= 15
     del link.refusing[2]
+    seen = len(sink.readings)
     await run_for(bus, time, 5.0, sink)
     assert sink.kinds().count("exception_cleared") == 1
-    assert [r for r in sink.readings if r.sensor == "radar2"]
+    assert sink.kinds().count("exception_response") == 1
+    fresh = [r for r in sink.readings[seen:] if r.sensor == "radar2"]
+    assert fresh and all(r.quality == Quality.OK for r in fresh)
 
 
 async def test_readings_carry_profile_quantity_unit_and_scaled_value():
@@ -203,9 +294,40 @@ async def test_merged_read_refused_for_a_hole_falls_back_to_one_read_per_field()
     slave = radar_slave(1)
     assert len(slave.reads) == 1
     bus = make_bus(time, link, [slave])
-    await run_for(bus, time, 3.0, sink)
+    await run_for(bus, time, 0.5, sink)  # the first poll only
     assert len(slave.reads) == 3
+    # the fields the device does serve are read in that same poll, none is flagged
     assert {r.quantity for r in sink.readings} == {"distance", "water_level", "installation_height"}
+    assert all(r.quality == Quality.OK for r in sink.readings)
+    assert "exception_response" not in sink.kinds()
+
+
+async def test_late_answers_of_a_slow_slave_are_never_taken_for_another_read():
+    profile = parse_profile(
+        {
+            "name": "two",
+            "manual": "test",
+            "fields": [
+                {"quantity": "low", "unit": "1", "kind": "holding", "address": 10, "type": "uint16"},
+                {"quantity": "high", "unit": "1", "kind": "holding", "address": 300, "type": "uint16"},
+            ],
+        }
+    )
+    # same function code, same size: nothing in the answer tells the two reads apart
+    slow = Slave.planned(
+        "slow", 3, profile, profile.fields, PlanLimits(), interval_s=2, timeout_s=1, retries=1
+    )
+    assert len(slow.reads) == 2
+    time, sink = VirtualTime(), ListSink()
+    link = FakeLink(time)
+    link.latency[3] = 1.5  # slower than its timeout: only a retry catches the answer
+    bus = make_bus(time, link, [slow, radar_slave(1)])
+    await run_for(bus, time, 60.0, sink)
+    mine = [r for r in sink.readings if r.sensor == "slow"]
+    assert {r.quantity for r in mine} == {"low", "high"}
+    assert all(r.value == {"low": 10, "high": 300}[r.quantity] for r in mine)
+    assert all(r.value == {"distance": 0.001, "water_level": 0.003}.get(r.quantity, 0.05)
+               for r in sink.readings if r.sensor == "radar1")  # fmt: skip
 
 
 async def test_lost_port_is_reopened_and_polling_goes_on():

@@ -100,3 +100,14 @@ def test_field_selection_and_gap_override_change_the_plan():
         [spec("a", port="/dev/x", unit=1, fields=["distance", "installation_height"], max_gap=0)]
     )
     assert driver.statistics().slaves[0].reads_per_poll == 2
+
+
+def test_forbidden_range_ending_before_it_starts_is_a_config_error():
+    data = {
+        "name": "x",
+        "manual": "m",
+        "forbidden": [{"kind": "holding", "start": 20, "end": 10}],
+        "fields": [{"quantity": "level", "unit": "m", "kind": "holding", "address": 0, "type": "uint16"}],
+    }
+    with pytest.raises(ConfigError, match=r"forbidden\.0.*before start"):
+        parse_profile(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -83,6 +84,12 @@ def test_plan_covers_every_field_within_limits_and_outside_forbidden_ranges(layo
             assert item.address + item.count <= read.address + read.count
         for rng in limits.forbidden:
             assert not rng.overlaps(read.kind, read.address, read.address + read.count)
+        # no stretch of unused addresses inside a read is longer than max_gap
+        covered = sorted(
+            {a for i in read.fields for a in range(items[i].address, items[i].address + items[i].count)}
+        )
+        assert covered[0] == read.address and covered[-1] == read.address + read.count - 1
+        assert all(b - a - 1 <= limits.max_gap for a, b in itertools.pairwise(covered))
 
 
 @settings(max_examples=300)

@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from drivers.modbus.registers import DataType, WordOrder, decode_words, encode_value
 from gateway.errors import ProtocolError
 
-# 123.456 as IEEE 754 float32 is 0x42F6E979; 0x12345678 and 0x0102030405060708 show the orders
+# Every type in every order, the registers written out by hand from the value's big-endian bytes
+# (ABCD: registers in order; CDAB: registers reversed; BADC: bytes swapped in each register;
+# DCBA: both). 123.456 as IEEE 754 float32 is 42 F6 E9 79, pi as float64 is 40 09 21 FB 54 44 2D 18,
+# -2 as int32 is FF FF FF FE, -3 as int64 is FF FF FF FF FF FF FF FD.
 KNOWN = [
     (DataType.FLOAT32, WordOrder.ABCD, [0x42F6, 0xE979], 123.456),
     (DataType.FLOAT32, WordOrder.CDAB, [0xE979, 0x42F6], 123.456),
@@ -25,27 +28,41 @@ KNOWN = [
     (DataType.UINT32, WordOrder.DCBA, [0x7856, 0x3412], 0x12345678),
     (DataType.INT32, WordOrder.ABCD, [0xFFFF, 0xFFFE], -2),
     (DataType.INT32, WordOrder.CDAB, [0xFFFE, 0xFFFF], -2),
+    (DataType.INT32, WordOrder.BADC, [0xFFFF, 0xFEFF], -2),
+    (DataType.INT32, WordOrder.DCBA, [0xFEFF, 0xFFFF], -2),
+    (DataType.INT32, WordOrder.ABCD, [0x8000, 0x0000], -(2**31)),
     (DataType.INT16, WordOrder.ABCD, [0xFFFF], -1),
     (DataType.INT16, WordOrder.ABCD, [0x8000], -32768),
+    (DataType.INT16, WordOrder.CDAB, [0xFFFE], -2),
+    (DataType.INT16, WordOrder.BADC, [0xFEFF], -2),
     (DataType.INT16, WordOrder.DCBA, [0x0080], -32768),
     (DataType.UINT16, WordOrder.ABCD, [0x1234], 0x1234),
-    (DataType.UINT16, WordOrder.BADC, [0x3412], 0x1234),
     (DataType.UINT16, WordOrder.CDAB, [0x1234], 0x1234),
+    (DataType.UINT16, WordOrder.BADC, [0x3412], 0x1234),
+    (DataType.UINT16, WordOrder.DCBA, [0x3412], 0x1234),
     (DataType.UINT64, WordOrder.ABCD, [0x0102, 0x0304, 0x0506, 0x0708], 0x0102030405060708),
     (DataType.UINT64, WordOrder.CDAB, [0x0708, 0x0506, 0x0304, 0x0102], 0x0102030405060708),
     (DataType.UINT64, WordOrder.BADC, [0x0201, 0x0403, 0x0605, 0x0807], 0x0102030405060708),
     (DataType.UINT64, WordOrder.DCBA, [0x0807, 0x0605, 0x0403, 0x0201], 0x0102030405060708),
+    (DataType.UINT64, WordOrder.ABCD, [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF], 2**64 - 1),
     (DataType.INT64, WordOrder.ABCD, [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFD], -3),
+    (DataType.INT64, WordOrder.CDAB, [0xFFFD, 0xFFFF, 0xFFFF, 0xFFFF], -3),
+    (DataType.INT64, WordOrder.BADC, [0xFFFF, 0xFFFF, 0xFFFF, 0xFDFF], -3),
     (DataType.INT64, WordOrder.DCBA, [0xFDFF, 0xFFFF, 0xFFFF, 0xFFFF], -3),
+    (DataType.INT64, WordOrder.ABCD, [0x0102, 0x0304, 0x0506, 0x0708], 0x0102030405060708),
     (DataType.FLOAT64, WordOrder.ABCD, [0x3FF0, 0, 0, 0], 1.0),
-    (DataType.FLOAT64, WordOrder.CDAB, [0, 0, 0, 0x3FF0], 1.0),
-    (DataType.FLOAT64, WordOrder.BADC, [0xF03F, 0, 0, 0], 1.0),
-    (DataType.FLOAT64, WordOrder.DCBA, [0, 0, 0, 0xF03F], 1.0),
+    (DataType.FLOAT64, WordOrder.ABCD, [0x4009, 0x21FB, 0x5444, 0x2D18], math.pi),
+    (DataType.FLOAT64, WordOrder.CDAB, [0x2D18, 0x5444, 0x21FB, 0x4009], math.pi),
+    (DataType.FLOAT64, WordOrder.BADC, [0x0940, 0xFB21, 0x4454, 0x182D], math.pi),
+    (DataType.FLOAT64, WordOrder.DCBA, [0x182D, 0x4454, 0xFB21, 0x0940], math.pi),
     (DataType.BOOL, WordOrder.ABCD, [0], 0),
     (DataType.BOOL, WordOrder.ABCD, [7], 1),
+    (DataType.BOOL, WordOrder.DCBA, [0x0100], 1),
+    # a string keeps the byte swap of its order; registers of text are never reversed
     (DataType.STRING, WordOrder.ABCD, [0x4845, 0x4C4C, 0x4F00], "HELLO"),
-    (DataType.STRING, WordOrder.BADC, [0x4548, 0x4C4C, 0x004F], "HELLO"),
     (DataType.STRING, WordOrder.CDAB, [0x4845, 0x4C4C, 0x4F20], "HELLO"),
+    (DataType.STRING, WordOrder.BADC, [0x4548, 0x4C4C, 0x004F], "HELLO"),
+    (DataType.STRING, WordOrder.DCBA, [0x4548, 0x4C4C, 0x004F], "HELLO"),
 ]
 
 
@@ -66,6 +83,24 @@ def test_encoding_gives_back_the_registers_a_device_sends(dtype, order, words, e
         ]
     elif dtype is not DataType.BOOL:
         assert encode_value(expected, dtype, order) == words
+
+
+# 0x01A0 = 0000 0001 1010 0000: bits 5..8 hold 0b1101 = 13; BADC/DCBA devices send the register's
+# bytes swapped
+BIT_FIELDS = [
+    (WordOrder.ABCD, [0x01A0]),
+    (WordOrder.CDAB, [0x01A0]),
+    (WordOrder.BADC, [0xA001]),
+    (WordOrder.DCBA, [0xA001]),
+]
+
+
+@pytest.mark.parametrize(("order", "words"), BIT_FIELDS)
+def test_bit_field_in_every_order(order, words):
+    assert decode_words(words, DataType.BITS, order, bit=5, width=4) == 13
+    assert decode_words(words, DataType.BITS, order, bit=8, width=1) == 1
+    assert decode_words(words, DataType.BITS, order, bit=9, width=7) == 0
+    assert encode_value(13, DataType.BITS, order, bit=5) == words
 
 
 def test_bit_field_takes_width_bits_from_bit():
