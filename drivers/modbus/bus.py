@@ -247,12 +247,17 @@ class ModbusBus:
         if not answered:
             return
         slave.polls_ok += 1
+        failed_polls = slave.breaker.failures
         if slave.breaker.succeeded() is SlaveState.ALIVE:
             log.info("modbus slave answers again", bus=self.name, sensor=slave.sensor)
             self._event(sink, "slave_alive", f"{slave.sensor} (unit {slave.unit})")
+        elif failed_polls:
+            log.info("modbus poll recovered", bus=self.name, sensor=slave.sensor, failed_polls=failed_polls)
 
     def _failed(self, slave: Slave, exc: Exception, sink: Sink) -> None:
+        """WARNING on the first failed poll of a series and when the slave is declared dead, else DEBUG."""
         slave.polls_failed += 1
+        first = slave.breaker.failures == 0
         if slave.breaker.failed(self._clock()) is SlaveState.DEAD:
             log.warning(
                 "modbus slave dead; probing it slowly",
@@ -262,8 +267,10 @@ class ModbusBus:
                 error=str(exc),
             )
             self._event(sink, "slave_dead", f"{slave.sensor} (unit {slave.unit}): {exc}")
+        elif first:
+            log.warning("modbus poll failed", bus=self.name, sensor=slave.sensor, error=str(exc))
         else:
-            log.debug("modbus poll failed", bus=self.name, sensor=slave.sensor, error=str(exc))
+            log.debug("modbus poll failed again", bus=self.name, sensor=slave.sensor, error=str(exc))
 
     def _refused(
         self, slave: Slave, read: PlannedRead, exc: ExceptionResponse, sink: Sink

@@ -9,6 +9,8 @@ import math
 import struct
 from collections import Counter
 
+import structlog.testing
+
 from drivers.modbus.breaker import SlaveBreaker
 from drivers.modbus.bus import BusTiming, ModbusBus
 from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout
@@ -374,3 +376,20 @@ async def test_silent_slave_turns_stale_once_and_recovers_when_data_returns():
     link.dead.clear()
     await run_for(bus, time, 400.0, sink)
     assert [e.kind for e in sink.events if e.source == "radar1"] == ["stale", "recovered"]
+
+
+async def test_a_failing_slave_warns_once_then_debug_then_info_when_it_answers_again():
+    time, sink = VirtualTime(), ListSink()
+    link = FakeLink(time)
+    link.dead.add(1)
+    bus = make_bus(time, link, [radar_slave(1)])
+    with structlog.testing.capture_logs() as logs:
+        await run_for(bus, time, 14.0, sink)  # two failed polls (three attempts each): not dead yet
+        link.dead.clear()
+        await run_for(bus, time, 10.0, sink)
+    events = [(entry["log_level"], entry["event"]) for entry in logs if "poll" in entry["event"]]
+    assert events[0] == ("warning", "modbus poll failed")
+    assert ("debug", "modbus poll failed again") in events
+    assert events.count(("warning", "modbus poll failed")) == 1
+    assert events[-1] == ("info", "modbus poll recovered")
+    assert "slave_dead" not in sink.kinds()
