@@ -14,6 +14,7 @@ from drivers.serial.driver import Poller, SerialDriver
 from drivers.serial.line_parser import LineField, LineParserCodec
 from drivers.serial.nmea import NmeaCodec
 from drivers.serial.pms5003 import Pms5003Codec
+from drivers.serial.ports import unstable_name_advice
 from drivers.serial.sds011 import Sds011Codec
 from drivers.serial.wxt import WxtCodec
 
@@ -65,6 +66,8 @@ def poller_for(section: SerialSection) -> Poller | None:
 def build_drivers(specs: Sequence[DriverSpec[SerialSection]]) -> list[Driver]:
     """One driver per configured serial sensor (each owns its port)."""
     for spec in specs:
+        if advice := unstable_name_advice(spec.section.port):
+            log.warning("unstable serial port name", sensor=spec.sensor_id, advice=advice)
         polling_options = spec.section.polling
         polled = polling_options.mode == "query" or polling_options.warmup_s is not None
         if polled and spec.stale_after_s <= polling_options.interval_s:

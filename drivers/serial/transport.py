@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import termios
 from typing import Any
 
 import serial
 import serial.rs485
 import serial_asyncio_fast
 
-from drivers.serial.config import SerialSection
+from drivers.serial.config import Rs485Options, SerialSection
 from gateway.errors import DeviceError
 
 #: largest chunk taken from the stream at once; a 115200-baud line delivers ~11 kB/s
@@ -41,16 +42,20 @@ class SerialLine:
                 stopbits=section.stopbits,
                 exclusive=True,
             )
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            # termios.error (not an OSError): the device rejected the line settings
             raise DeviceError(f"{section.port}: cannot open: {exc}") from None
         line = cls(section.port, reader, writer)
         if section.rs485 is not None:
-            line._enable_rs485(section)
+            try:
+                line._enable_rs485(section.rs485)
+            except DeviceError:
+                await line.close()  # release the exclusive lock before the driver retries
+                raise
         return line
 
-    def _enable_rs485(self, section: SerialSection) -> None:
-        options = section.rs485
-        assert options is not None
+    def _enable_rs485(self, options: Rs485Options) -> None:
+        """Let the kernel drive RTS as the transmit enable of a half-duplex RS485 transceiver."""
         port: Any = self._writer.transport.get_extra_info("serial")
         try:
             port.rs485_mode = serial.rs485.RS485Settings(
@@ -60,8 +65,9 @@ class SerialLine:
                 delay_before_rx=options.delay_before_rx_s,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            self._writer.close()
-            raise DeviceError(f"{section.port}: cannot enable RS485 mode: {exc}") from None
+            raise DeviceError(
+                f"{self.port}: cannot enable RS485 mode (does this UART support TIOCSRS485?): {exc}"
+            ) from None
 
     async def read(self) -> bytes:
         """Return the next chunk of bytes; DeviceError when the port vanished or hung up."""

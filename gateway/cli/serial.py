@@ -18,6 +18,7 @@ from drivers.serial import PROTOCOLS, codec_for, poller_for
 from drivers.serial.codec import Codec, Sample
 from drivers.serial.config import PollingOptions, RegexField, RegexOptions, SerialSection
 from drivers.serial.driver import wall_clock_ms
+from drivers.serial.ports import unstable_name_advice
 from drivers.serial.transport import SerialLine
 from gateway.errors import DeviceError, ProtocolError
 
@@ -52,6 +53,12 @@ def _section(port: str, protocol: str, baud: int, pattern: str | None, query: bo
     )
 
 
+def _note_port_name(port: str) -> None:
+    """Tell the technician the by-id name to put in the config when PORT is a numbered device."""
+    if advice := unstable_name_advice(port):
+        click.echo(f"note: {advice}", err=True)
+
+
 @group.command("probe")
 @click.argument("port")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), required=True, help="codec to decode with")
@@ -73,6 +80,7 @@ def probe_command(
 ) -> None:
     """Open PORT and print decoded readings as they arrive (protocol errors go to stderr)."""
     section = _section(port, protocol, baud, pattern, query)
+    _note_port_name(port)
     try:
         got = asyncio.run(_probe(section, count, timeout_s, as_json))
     except KeyboardInterrupt:
@@ -145,6 +153,7 @@ def _print_reading(ts_ms: int, quantity: str, value: float, unit: str, quality: 
 def sniff_command(port: str, baud: int, duration_s: float, as_json: bool) -> None:
     """Print a timestamped hex/ASCII dump of whatever PORT sends (for devices nobody documented)."""
     section = SerialSection(port=port, baud=baud)
+    _note_port_name(port)
     try:
         asyncio.run(_sniff(section, duration_s, as_json))
     except KeyboardInterrupt:

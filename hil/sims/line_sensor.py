@@ -32,18 +32,20 @@ class LineSensor:
         self.rng = random.Random(seed)
         self.n = 0
 
-    def frame(self, corrupt: bool) -> Frame | None:
+    def frame(self) -> Frame | None:
         """The next line."""
         self.n += 1
         wave = math.sin(self.n / 30)
-        if corrupt:
-            return Frame(b"T=ERR;H=ERR;P=ERR\r\n", 0)
         text = f"T={7.5 + 2 * wave + self.rng.gauss(0, 0.05):.2f};H={82 - 6 * wave:.1f};P={1012.8 + wave:.2f}"
         return Frame(text.encode("ascii") + b"\r\n", 3)
 
     def answer(self, command: bytes) -> list[Frame]:
         """A line sensor ignores what it is sent."""
         return []
+
+    def corrupt(self, data: bytes) -> bytes:
+        """The sensor's error line instead of its values."""
+        return b"T=ERR;H=ERR;P=ERR\r\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,17 +28,18 @@ class WeatherStation:
         self.rng = random.Random(seed)
         self.n = 0
 
-    def frame(self, corrupt: bool) -> Frame:
-        """The next sentence of the cycle (checksum off by one when `corrupt`)."""
+    def frame(self) -> Frame:
+        """The next sentence of the cycle."""
         kind = self.kinds[self.n % len(self.kinds)]
         self.n += 1
         body, readings = getattr(self, f"_{kind}")()
-        data = sentence(body)
-        if corrupt:
-            star = data.rindex(b"*")
-            wrong = (int(data[star + 1 : star + 3], 16) + 1) % 256
-            data = data[: star + 1] + f"{wrong:02X}".encode() + b"\r\n"
-        return Frame(data, readings)
+        return Frame(sentence(body), readings)
+
+    def corrupt(self, data: bytes) -> bytes:
+        """The sentence with its checksum off by one."""
+        star = data.rindex(b"*")
+        wrong = (int(data[star + 1 : star + 3], 16) + 1) % 256
+        return data[: star + 1] + f"{wrong:02X}".encode() + b"\r\n"
 
     def answer(self, command: bytes) -> list[Frame]:
         """An NMEA talker ignores what it is sent."""

@@ -27,19 +27,21 @@ class Pms5003Device:
         self.n = 0
         self._received = bytearray()
 
-    def _data(self, corrupt: bool = False) -> Frame:
+    def _data(self) -> Frame:
         self.n += 1
         pm10 = max(0, round(20 + 9 * math.sin(self.n / 40) + self.rng.gauss(0, 2)))
         data = pms5003.data_frame(pm10 // 3, pm10 * 2 // 3, pm10, counts=(900, 270, 60, 9, 3, 1))
-        if corrupt:
-            data = data[:-1] + bytes([(data[-1] + 1) & 0xFF])
         return Frame(data, 3)
 
-    def frame(self, corrupt: bool) -> Frame | None:
+    def corrupt(self, data: bytes) -> bytes:
+        """The frame with its checksum off by one."""
+        return data[:-1] + bytes([(data[-1] + 1) & 0xFF])
+
+    def frame(self) -> Frame | None:
         """A data frame every tick in active mode while awake."""
         if self.passive or self.sleeping:
             return None
-        return self._data(corrupt)
+        return self._data()
 
     def answer(self, command: bytes) -> list[Frame]:
         """Replies to complete 7-byte host commands (they may arrive split across reads)."""

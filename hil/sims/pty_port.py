@@ -4,6 +4,10 @@ The simulator owns the master end; the agent opens the symlink exactly as it ope
 The simulator does not keep the slave end open itself, so it can tell whether a reader is attached
 (the master then reports no POLLHUP) and writes only while one is: pyserial flushes the input queue
 when it opens a port, so bytes written before that would be lost yet counted as sent.
+
+Each pty pair is one *generation* of the port (`generation` counts them): bytes read carry the
+generation they came from, so a device never answers a command into the pty that replaced the one
+the command arrived on (the agent has not opened it yet, and its open would flush the answer).
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ class PtyPort:
         self._master = -1
         self.slave_name = ""
         self._poll = select.poll()
+        #: how many pty pairs this port has had: +1 on every open (and so on every hangup)
+        self.generation = 0
+        #: futures waiting for the master to become readable/writable, woken when it is replaced
+        self._waiters: set[asyncio.Future[None]] = set()
 
     def open(self) -> None:
         """Create a fresh pty pair (raw mode) and point the link at its slave end."""
@@ -43,6 +51,7 @@ class PtyPort:
             os.close(slave)
         os.set_blocking(master, False)
         self._master = master
+        self.generation += 1
         self._poll = select.poll()
         self._poll.register(master, select.POLLOUT)
         temporary = self.link.with_name(self.link.name + ".new")
@@ -58,34 +67,53 @@ class PtyPort:
             self.link.unlink()
 
     def hangup(self) -> None:
-        """Simulate an unplug and replug: close the pty, make a new one, re-point the link."""
-        self._close_master()
+        """Simulate an unplug and replug: a new pty behind the link, then the old one closed.
+
+        In that order, so that a reader who sees the hangup and reopens the link at once finds the
+        new pty, never a link to a device that is gone.
+        """
+        old = self._master
+        self._master = -1
         self.open()
+        self._close(old)
 
     def _close_master(self) -> None:
-        if self._master >= 0:
+        old = self._master
+        self._master = -1
+        self._close(old)
+
+    def _close(self, fd: int) -> None:
+        if fd >= 0:
             with contextlib.suppress(RuntimeError):  # no running loop: nothing registered
                 loop = asyncio.get_running_loop()
-                loop.remove_reader(self._master)
-                loop.remove_writer(self._master)
-            os.close(self._master)
-            self._master = -1
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
+            os.close(fd)
+        for waiter in self._waiters:
+            _wake(waiter)
 
     def reader_attached(self) -> bool:
         """True while some process holds the slave end open."""
         return not any(mask & select.POLLHUP for _fd, mask in self._poll.poll(0))
 
     async def wait_for_reader(self, stop: asyncio.Event) -> bool:
-        """Wait until a reader is attached (plus SETTLE_S); False if `stop` was set first."""
-        if self.reader_attached():
-            return True
+        """Wait until a reader has held the current pty open for SETTLE_S; False if `stop` came first.
+
+        Also when a reader is already attached: nobody knows since when, and bytes written before
+        pyserial's flush at open would be lost.
+        """
         while not stop.is_set():
             if self.reader_attached():
-                await asyncio.sleep(SETTLE_S)
-                if self.reader_attached():
-                    return True
-                continue  # it left again during the settle time: keep waiting
-            await asyncio.sleep(0.02)
+                generation = self.generation
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SETTLE_S):
+                        await stop.wait()
+                if self.reader_attached() and generation == self.generation:
+                    return not stop.is_set()
+                continue  # it left again (or the pty was replaced) during the settle time
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.02):
+                    await stop.wait()
         return False
 
     def unread(self) -> int:
@@ -118,45 +146,55 @@ class PtyPort:
                     await asyncio.sleep(0.01)
 
     async def write(self, data: bytes) -> None:
-        """Write all of `data`, waiting for room when the reader is slow (returns once written)."""
+        """Write all of `data`, waiting for room when the reader is slow (returns once written).
+
+        If the pty is replaced meanwhile (a hangup), the rest is dropped, as on a pulled cable.
+        """
         view = memoryview(data)
-        loop = asyncio.get_running_loop()
-        while view:
+        generation = self.generation
+        while view and generation == self.generation:
             try:
                 written = os.write(self._master, view)
             except BlockingIOError:
                 written = 0
             view = view[written:]
             if view:
-                ready = loop.create_future()
-                fd = self._master
-                loop.add_writer(fd, _wake, ready)
-                try:
-                    await ready
-                finally:
-                    if fd == self._master:
-                        loop.remove_writer(fd)
+                await self._wait(readable=False)
 
-    async def read(self) -> bytes:
-        """Return the next bytes the reader wrote to the device (commands)."""
-        loop = asyncio.get_running_loop()
+    async def receive(self) -> tuple[int, bytes]:
+        """The next bytes the reader wrote to the device (commands), with the pty generation they came from."""
         while True:
             try:
-                return os.read(self._master, 4096)
+                return self.generation, os.read(self._master, 4096)
             except BlockingIOError:
                 pass
             except OSError:
                 # EIO while no reader is attached: nothing to read yet.
                 await asyncio.sleep(0.05)
                 continue
-            ready = loop.create_future()
-            fd = self._master
-            loop.add_reader(fd, _wake, ready)
-            try:
-                await ready
-            finally:
-                if fd == self._master:
-                    loop.remove_reader(fd)
+            await self._wait(readable=True)
+
+    async def read(self) -> bytes:
+        """Return the next bytes the reader wrote to the device (commands), from whichever pty."""
+        _generation, data = await self.receive()
+        return data
+
+    async def _wait(self, *, readable: bool) -> None:
+        """Until the master is readable (writable), or replaced by a hangup."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        fd, generation = self._master, self.generation
+        add, remove = (
+            (loop.add_reader, loop.remove_reader) if readable else (loop.add_writer, loop.remove_writer)
+        )
+        add(fd, _wake, ready)
+        self._waiters.add(ready)
+        try:
+            await ready
+        finally:
+            self._waiters.discard(ready)
+            if generation == self.generation and fd == self._master:
+                remove(fd)
 
 
 def _wake(ready: asyncio.Future[None]) -> None:

@@ -27,20 +27,21 @@ class Sds011Device:
         self.n = 0
         self._received = bytearray()
 
-    def _data(self, corrupt: bool = False) -> Frame:
+    def _data(self) -> Frame:
         self.n += 1
         pm10 = max(0.0, 18 + 8 * math.sin(self.n / 50) + self.rng.gauss(0, 1.5))
         pm2_5 = pm10 * 0.6
-        data = sds011.data_frame(pm2_5, pm10)
-        if corrupt:
-            data = data[:8] + bytes([(data[8] + 1) & 0xFF]) + data[9:]
-        return Frame(data, 2)
+        return Frame(sds011.data_frame(pm2_5, pm10), 2)
 
-    def frame(self, corrupt: bool) -> Frame | None:
+    def corrupt(self, data: bytes) -> bytes:
+        """The frame with its checksum off by one."""
+        return data[:8] + bytes([(data[8] + 1) & 0xFF]) + data[9:]
+
+    def frame(self) -> Frame | None:
         """A data frame every tick in active mode while awake."""
         if self.query_mode or self.sleeping:
             return None
-        return self._data(corrupt)
+        return self._data()
 
     def answer(self, command: bytes) -> list[Frame]:
         """Replies to complete host commands (they may arrive split across reads)."""

@@ -1,9 +1,9 @@
 """The part every serial simulator shares: command line, rate, fault injection, signals, counters.
 
 A simulator module provides a `FrameSource` (what the device says) and calls `run_simulator`.
-Counting is exact, because the demo computes "lost" from it: a frame counts once fully written to
-the pty while a reader is attached; corrupted frames, garbage bursts and frames cut by a hangup
-count under "bad". The last stdout line on SIGTERM/SIGINT is `{"sentences": N, "readings": M, "bad": B}`.
+Counting is exact, because the demo and the tests compute "lost" from it: a frame counts once fully
+written to the pty while a reader is attached; corrupted frames, garbage bursts and frames cut by a
+hangup count under "bad"; a frame nobody could hear is neither written nor counted. The last stdout line on SIGTERM/SIGINT is `{"sentences": N, "readings": M, "bad": B}`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ from typing import Protocol
 
 from hil.sims.pty_port import PtyPort
 
+#: how long a hangup or the exit waits for the reader to take what was written
+DRAIN_TIMEOUT_S = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """Bytes the device sends and how many valid readings they carry."""
+    """Bytes the device sends and how many valid readings they carry (0: a command acknowledgement)."""
 
     data: bytes
     readings: int
@@ -39,12 +42,16 @@ class FrameSource(Protocol):
     #: appended to each garbage burst (a line end, for line protocols without a start marker)
     garbage_end: bytes
 
-    def frame(self, corrupt: bool) -> Frame | None:
-        """The next periodic frame (with a wrong checksum if `corrupt`), None when the device is quiet."""
+    def frame(self) -> Frame | None:
+        """The next periodic frame, None when the device is quiet (query mode, asleep)."""
         ...
 
     def answer(self, command: bytes) -> list[Frame]:
         """Frames the device sends in answer to bytes it received (query mode, sleep/wake)."""
+        ...
+
+    def corrupt(self, data: bytes) -> bytes:
+        """`data` (one of this source's data frames) with a wrong checksum, or otherwise undecodable."""
         ...
 
 
@@ -67,22 +74,31 @@ def simulator_arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--link", type=Path, required=True, help="symlink to the pty slave (the 'port')")
     parser.add_argument("--rate", type=float, default=1.0, help="frames per second (default 1)")
     parser.add_argument(
-        "--garbage-every", type=int, default=0, metavar="N", help="garbage before every Nth frame"
+        "--garbage-every", type=int, default=0, metavar="N", help="garbage before every Nth data frame"
     )
     parser.add_argument(
-        "--bad-every", type=int, default=0, metavar="N", help="wrong checksum on every Nth frame"
+        "--bad-every", type=int, default=0, metavar="N", help="wrong checksum on every Nth data frame"
     )
     parser.add_argument(
-        "--silence-every", type=int, default=0, metavar="N", help="go silent after every Nth frame"
+        "--silence-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after every Nth data frame say nothing (answer no command) for --silence-s",
     )
     parser.add_argument("--silence-s", type=float, default=5.0, help="length of each silence (default 5 s)")
     parser.add_argument(
-        "--hangup-every", type=int, default=0, metavar="N", help="hang up in the middle of every Nth frame"
+        "--hangup-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hang up in the middle of every Nth data frame",
     )
     parser.add_argument("--stats-file", type=Path, help="rewrite the counters JSON there every second")
     parser.add_argument("--seed", type=int, default=1, help="random seed of values and garbage")
     parser.epilog = (
-        "SIGUSR1 hangs up in the middle of the next frame. On SIGTERM/SIGINT the last stdout line is "
+        "Data frames are numbered whether sent periodically or in answer to a poll. "
+        "SIGUSR1 hangs up in the middle of the next data frame. On SIGTERM/SIGINT the last stdout line is "
         '{"sentences": N, "readings": M, "bad": B}: sentences = valid frames fully written, readings = '
         "valid readings in them, bad = corrupted frames + garbage bursts + frames cut by a hangup."
     )
@@ -94,7 +110,14 @@ def _due(every: int, n: int) -> bool:
 
 
 class Simulation:
-    """Drives one FrameSource on one PtyPort until stopped."""
+    """Drives one FrameSource on one PtyPort until stopped.
+
+    Faults are numbered by data frame, periodic or answered alike (`--bad-every 3`: the 3rd, 6th, ...
+    data frame the device sends), so a sensor in query mode sees garbage, bad checksums, silence and
+    hangups mid-frame just like a streaming one. A frame nobody can hear is neither sent nor counted:
+    while no reader is attached, while the device is silent, and when it answers a command that came
+    from a pty that a hangup has replaced since.
+    """
 
     def __init__(self, args: argparse.Namespace, source: FrameSource) -> None:
         self.args = args
@@ -104,8 +127,11 @@ class Simulation:
         self.stop = asyncio.Event()
         self.hangup_requested = False
         self.rng = random.Random(args.seed)
-        self._port_changed = asyncio.Event()
-        #: a hangup waits until every counted byte was read; no answer may slip in meanwhile
+        #: data frames sent (or cut by a hangup) so far: what the --*-every options count
+        self._data_frames = 0
+        #: loop time until which the device says nothing (--silence-every)
+        self._silent_until = 0.0
+        #: a hangup waits until every counted byte was read; no frame may slip in meanwhile
         self._port_lock = asyncio.Lock()
 
     async def run(self) -> None:
@@ -125,8 +151,9 @@ class Simulation:
                 for helper in helpers:
                     helper.cancel()
         finally:
-            await self.port.drain(2.0)
-            self.port.close()
+            async with self._port_lock:
+                await self.port.drain(DRAIN_TIMEOUT_S)
+                self.port.close()
             if self.args.stats_file:
                 self._dump_stats()
             print(self.counters.json(), flush=True)
@@ -138,79 +165,74 @@ class Simulation:
         period = 1.0 / self.args.rate
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        n = 0
+        settled = 0  # the pty generation whose reader had time to finish opening it
         while not self.stop.is_set():
-            if not self.port.reader_attached():
+            if settled != self.port.generation or not self.port.reader_attached():
                 if not await self.port.wait_for_reader(self.stop):
                     return
+                settled = self.port.generation
                 next_at = loop.time()  # no burst to catch up on the time nobody listened
-            n += 1
-            await self._one_tick(n)
-            next_at = max(next_at + period, loop.time())
+            frame = self.source.frame()
+            if frame is not None:
+                await self.emit(frame, self.port.generation)
+            next_at = max(next_at + period, loop.time(), self._silent_until)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(next_at - loop.time()):
                     await self.stop.wait()
 
-    async def _one_tick(self, n: int) -> None:
-        args = self.args
-        if self.hangup_requested or _due(args.hangup_every, n):
-            self.hangup_requested = False
-            await self._hangup_mid_frame()
-            return
-        if _due(args.garbage_every, n):
-            await self.port.write(self._garbage())
-            self.counters.bad += 1
-        corrupt = _due(args.bad_every, n)
-        frame = self.source.frame(corrupt)
-        if frame is not None:
-            await self._send(frame, corrupt)
-        if _due(args.silence_every, n):
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(args.silence_s):
-                    await self.stop.wait()
+    async def _answer_commands(self) -> None:
+        while True:
+            generation, command = await self.port.receive()
+            for frame in self.source.answer(command):
+                await self.emit(frame, generation)
 
-    async def _send(self, frame: Frame, corrupt: bool = False) -> None:
+    async def emit(self, frame: Frame, generation: int) -> None:
+        """Send one frame meant for pty `generation`, with the faults due for it, and count it."""
         async with self._port_lock:
-            await self.port.write(frame.data)
-        if corrupt:
-            self.counters.bad += 1
-        elif frame.readings:
-            # command acknowledgements carry no readings and are not counted as sentences
-            self.counters.sentences += 1
-            self.counters.readings += frame.readings
-
-    async def _hangup_mid_frame(self) -> None:
-        async with self._port_lock:
-            await self.port.drain(2.0)
-            frame = self.source.frame(False)
-            if frame is not None:
-                await self.port.write(frame.data[: len(frame.data) // 2])
+            if not self._heard(generation):
+                return
+            if not frame.readings:
+                await self.port.write(frame.data)  # acknowledgements count nowhere
+                return
+            self._data_frames += 1
+            n, args = self._data_frames, self.args
+            if self.hangup_requested or _due(args.hangup_every, n):
+                await self._hangup_mid_frame(frame)
+                return
+            if _due(args.garbage_every, n):
+                await self.port.write(self._garbage())
                 self.counters.bad += 1
-                # let the reader take the half frame: a tty hangup discards unread input
-                await self.port.drain(2.0)
-            self.port.hangup()
-            self._port_changed.set()
+            if _due(args.bad_every, n):
+                await self.port.write(self.source.corrupt(frame.data))
+                self.counters.bad += 1
+            else:
+                await self.port.write(frame.data)
+                self.counters.sentences += 1
+                self.counters.readings += frame.readings
+            if _due(args.silence_every, n):
+                self._silent_until = asyncio.get_running_loop().time() + args.silence_s
+
+    def _heard(self, generation: int) -> bool:
+        return (
+            generation == self.port.generation
+            and self.port.reader_attached()
+            and asyncio.get_running_loop().time() >= self._silent_until
+        )
+
+    async def _hangup_mid_frame(self, frame: Frame) -> None:
+        """Unplug in the middle of `frame` (the caller holds the port lock)."""
+        self.hangup_requested = False
+        await self.port.drain(DRAIN_TIMEOUT_S)
+        await self.port.write(frame.data[: len(frame.data) // 2])
+        self.counters.bad += 1
+        # let the reader take the half frame: a tty hangup discards unread input
+        await self.port.drain(DRAIN_TIMEOUT_S)
+        self.port.hangup()
 
     def _garbage(self) -> bytes:
         alphabet = self.source.garbage_alphabet
         noise = bytes(self.rng.choice(alphabet) for _ in range(self.rng.randint(3, 40)))
         return noise + self.source.garbage_end
-
-    async def _answer_commands(self) -> None:
-        while True:
-            self._port_changed.clear()
-            read = asyncio.ensure_future(self.port.read())
-            changed = asyncio.ensure_future(self._port_changed.wait())
-            try:
-                done, _ = await asyncio.wait({read, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                changed.cancel()
-                if not read.done():
-                    read.cancel()
-            if read not in done:
-                continue  # the port was replaced by a hangup: read from the new one
-            for frame in self.source.answer(read.result()):
-                await self._send(frame)
 
     async def _write_stats(self) -> None:
         while True:

@@ -29,7 +29,7 @@ class WxtDevice:
         self.n = 0
         self._received = b""
 
-    def _message(self, crc: bool, corrupt: bool = False) -> Frame:
+    def _message(self, crc: bool) -> Frame:
         self.n += 1
         wave = math.sin(self.n / 60)
         direction = (250 + 30 * wave + self.rng.gauss(0, 8)) % 360
@@ -45,17 +45,19 @@ class WxtDevice:
         head = f"{self.address}{'r' if crc else 'R'}0"
         body = ",".join([head, *fields]).encode("ascii")
         if crc:
-            tail = crc_chars(body)
-            if corrupt:
-                tail = tail[:2] + bytes([0x40 | ((tail[2] + 1) & 0x3F)])
-            body += tail
-        elif corrupt:
-            body = body.replace(b"Ta=", b"Ta=X")  # a non-number: the line is malformed
+            body += crc_chars(body)
         return Frame(body + b"\r\n", len(fields))
 
-    def frame(self, corrupt: bool) -> Frame | None:
+    def frame(self) -> Frame | None:
         """One automatic message per tick unless polled."""
-        return None if self.polled else self._message(self.crc, corrupt)
+        return None if self.polled else self._message(self.crc)
+
+    def corrupt(self, data: bytes) -> bytes:
+        """A wrong CRC character (CRC variant), else a temperature that is no number (malformed)."""
+        if data[1:2] == b"r":
+            line = data.rstrip(b"\r\n")
+            return line[:-1] + bytes([0x40 | ((line[-1] + 1) & 0x3F)]) + b"\r\n"
+        return data.replace(b"Ta=", b"Ta=X")
 
     def answer(self, command: bytes) -> list[Frame]:
         """Answer `<addr>R0` / `<addr>r0` polls (CRC when lower case)."""

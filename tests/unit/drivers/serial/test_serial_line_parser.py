@@ -80,3 +80,24 @@ def test_fields_must_name_groups_of_the_pattern() -> None:
 def test_fuzz_only_protocol_errors_come_out(chunks: list[bytes]) -> None:
     for event in decode(*chunks):
         assert isinstance(event, Sample | ProtocolError)
+
+
+#: whole noise lines (no "T=" in them, so the pattern cannot match them)
+NOISE_LINE = st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"").replace(b"T", b"") + b"\r\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-500, 500), st.integers(0, 1000)), max_size=6),
+    NOISE_LINE,
+    st.integers(1, 40),
+)
+def test_fuzz_lines_survive_noise_lines_and_any_chunking(
+    sent: list[tuple[int, int]], noise: bytes, chunk: int
+) -> None:
+    lines = [f"T={t / 100:.2f};H={h / 10:.1f}\r\n".encode() for t, h in sent]
+    stream = noise + noise.join(lines) + noise
+    events = decode(*(stream[i : i + chunk] for i in range(0, len(stream), chunk)))
+    assert values(events) == [
+        [("air_temperature", t / 100, "Cel"), ("relative_humidity", h / 10, "%RH")] for t, h in sent
+    ]

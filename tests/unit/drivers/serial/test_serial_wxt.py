@@ -107,3 +107,28 @@ def test_fuzz_only_protocol_errors_come_out(chunks: list[bytes]) -> None:
 def test_fuzz_message_like_lines(text: bytes) -> None:
     for event in decode(b"0R0," + text + b"\r\n", b"0r0," + text + b"\r\n"):
         assert isinstance(event, Sample | ProtocolError)
+
+
+def composite(ta: float, sm: float, crc: bool) -> bytes:
+    body = f"0{'r' if crc else 'R'}0,Dm=283D,Sm={sm:.1f}M,Ta={ta:.1f}C,Pa=1026.6H".encode()
+    return body + (crc_chars(body) if crc else b"") + b"\r\n"
+
+
+#: noise without line ends or commas, as line noise before a message on the same line
+NOISE = st.binary(max_size=30).map(lambda b: bytes(c for c in b if c not in b",\r\n"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-400, 600), st.integers(0, 600), st.booleans()), max_size=5),
+    NOISE,
+    st.integers(1, 64),
+)
+def test_fuzz_messages_survive_noise_and_any_chunking(
+    values: list[tuple[int, int, bool]], noise: bytes, chunk: int
+) -> None:
+    frames = [composite(ta / 10, sm / 10, crc) for ta, sm, crc in values]
+    stream = noise + b"".join(noise + frame for frame in frames) + noise
+    events = decode(*(stream[i : i + chunk] for i in range(0, len(stream), chunk)))
+    got = [(by_quantity(e)["air_temperature"][0], by_quantity(e)["wind_speed"][0]) for e in events]
+    assert got == [(ta / 10, sm / 10) for ta, sm, _crc in values]

@@ -26,3 +26,10 @@ def test_regex_probe_needs_a_pattern_with_named_groups(tmp_path: Path) -> None:
     result = CliRunner().invoke(group, ["probe", "/dev/null", "--protocol", "regex", "--pattern", r"\d+"])
     assert result.exit_code == 2
     assert "named groups" in result.output
+
+
+def test_probe_of_a_numbered_port_names_the_by_id_directory(tmp_path: Path) -> None:
+    result = CliRunner().invoke(group, ["probe", str(tmp_path / "ttyUSB9"), "--protocol", "sds011"])
+    assert result.exit_code == 1
+    assert "ttyUSB9 may name another device after a replug or reboot" in result.stderr
+    assert "/dev/serial/by-id" in result.stderr
