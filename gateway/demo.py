@@ -195,8 +195,11 @@ class Demo:
     def _serial_simulator(self, sensor: dict[str, Any]) -> None:
         section = sensor["serial"]
         link = self.workdir / f"tty-{sensor['id']}"
-        module = SERIAL_SIMULATORS[section.get("protocol", "nmea")]
+        protocol = section.get("protocol", "nmea")
+        module = SERIAL_SIMULATORS[protocol]
         args = ["-m", module, "--link", str(link), "--rate", str(self.rate_hz)]
+        if protocol == "wxt" and section.get("polling", {}).get("mode") == "query":
+            args.append("--polled")  # a polled WXT has no command that switches it: start it so
         self._ready_line(child := self._spawn(f"sim-{sensor['id']}", args, pipe=True))
         section["port"] = str(link)
         self.sims.append((child, sensor["id"]))
