@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-from buffer import chunk, schema
+from buffer import chunk, quota, schema
 from buffer.records import GapRecord, OutboxEntry, PendingSlice, SeriesKey
 from gateway.errors import StorageError
 from gateway.model import HealthEvent
@@ -21,6 +22,17 @@ MAX_EVENTS_PER_SLICE = 1000
 class StalePending(StorageError):
     """The pending slice no longer matches the database (already sealed, or evicted meanwhile)."""
 
+
+class UnreadableChunks(Exception):
+    """Chunks whose data cannot be decoded; Store.pending discards them and reads again."""
+
+    def __init__(self, chunk_ids: list[int]) -> None:
+        super().__init__(f"undecodable chunks {chunk_ids}")
+        self.chunk_ids = chunk_ids
+
+
+#: per series of a slice: (series id, first ts, last ts, count), kept with the outbox row
+Range = tuple[int, int, int, int]
 
 #: the part of one chunk a slice holds: (chunk id, done, end, n, next_ts) = readings [done, end)
 #: of n in canonical order; next_ts is the ts of reading `end`, or max_ts + 1 when none is left
@@ -35,6 +47,7 @@ class Token:
     gap_ids: tuple[int, ...]
     event_ids: tuple[int, ...]
     readings: int
+    ranges: tuple[Range, ...] = ()
 
 
 class SeriesNames:
@@ -81,24 +94,40 @@ def read_pending(
         conn.execute("COMMIT")
     if not takes and not gap_rows and not event_rows:
         return None
+    order = np.argsort(columns.ts_ms, kind="stable")
+    ordered = columns.select(order)
+    local = np.searchsorted(ids, ordered.series).astype(np.int32)
     token = Token(
         takes=tuple(takes),
         gap_ids=tuple(r[0] for r in gap_rows),
         event_ids=tuple(r[0] for r in event_rows),
         readings=len(columns),
+        ranges=_ranges(ids, local, ordered.ts_ms),
     )
     events = tuple(HealthEvent(ts, src, kind, detail) for _, ts, src, kind, detail in event_rows)
-    order = np.argsort(columns.ts_ms, kind="stable")
-    ordered = columns.select(order)
     return PendingSlice(
         series_keys=series_keys,
-        series=np.searchsorted(ids, ordered.series).astype(np.int32),
+        series=local,
         ts_ms=ordered.ts_ms,
         value=ordered.value,
         quality=ordered.quality,
         gaps=gaps,
         events=events,
         token=token,
+    )
+
+
+def _ranges(ids: npt.NDArray[np.int32], local: npt.NDArray[np.int32], ts_ms: chunk.I64) -> tuple[Range, ...]:
+    """(series id, first ts, last ts, count) per series of a slice (`local` indexes `ids`)."""
+    if not len(local):
+        return ()
+    counts = np.bincount(local, minlength=len(ids))
+    first = np.full(len(ids), np.iinfo(np.int64).max)
+    last = np.full(len(ids), np.iinfo(np.int64).min)
+    np.minimum.at(first, local, ts_ms)
+    np.maximum.at(last, local, ts_ms)
+    return tuple(
+        (int(ids[i]), int(first[i]), int(last[i]), int(counts[i])) for i in range(len(ids)) if counts[i]
     )
 
 
@@ -122,7 +151,10 @@ def _read_chunks(
             break
         end, next_ts = n, max_ts + 1
         if (upto_ts_ms is not None and max_ts >= upto_ts_ms) or n - done > left:
-            ts = chunk.unpack(n, min_ts, scale, data).ts_ms
+            try:
+                ts = chunk.unpack(n, min_ts, scale, data).ts_ms
+            except chunk.CorruptChunk:
+                raise UnreadableChunks([chunk_id]) from None
             if upto_ts_ms is not None:
                 end = int(np.searchsorted(ts, upto_ts_ms, side="left"))
             end = min(end, done + left)
@@ -135,7 +167,10 @@ def _read_chunks(
         takes.append((chunk_id, done, end, n, next_ts))
         left -= end - done
     cursor.close()
-    columns = chunk.unpack_many(rows)
+    try:
+        columns = chunk.unpack_many(rows)
+    except chunk.CorruptChunk as exc:
+        raise UnreadableChunks([takes[i][0] for i in exc.indices]) from None
     if partial:
         keep = np.ones(len(columns), np.bool_)
         starts = np.cumsum([0] + [r[0] for r in rows])
@@ -165,6 +200,10 @@ def seal(
         conn.execute(
             "INSERT INTO outbox(seq, blob, readings, created_ms) VALUES (?, ?, ?, ?)",
             (seq, blob, token.readings, int(time.time() * 1000)),
+        )
+        conn.executemany(
+            "INSERT INTO outbox_series(seq, series_id, from_ms, to_ms, count) VALUES (?, ?, ?, ?, ?)",
+            [(seq, *r) for r in token.ranges],
         )
         schema.set_meta(conn, schema.LAST_SEQ, seq)
         if also is not None:
@@ -253,6 +292,7 @@ def deliver(conn: sqlite3.Connection, seq: int) -> int | None:
     try:
         row = conn.execute("SELECT readings FROM outbox WHERE seq = ?", (seq,)).fetchone()
         conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        conn.execute("DELETE FROM outbox_series WHERE seq = ?", (seq,))
         conn.execute("DELETE FROM gap WHERE batch_seq = ?", (seq,))
         conn.execute("DELETE FROM event WHERE batch_seq = ?", (seq,))
         conn.execute("COMMIT")
@@ -261,3 +301,28 @@ def deliver(conn: sqlite3.Connection, seq: int) -> int | None:
             conn.execute("ROLLBACK")
         raise
     return int(row[0]) if row else None
+
+
+def discard(conn: sqlite3.Connection, chunk_ids: list[int]) -> int:
+    """Delete undecodable unbatched chunks, each reported by an event; returns the readings lost."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        lost = 0
+        events = []
+        for chunk_id in chunk_ids:
+            row = conn.execute(
+                "SELECT n, done, min_ts, max_ts FROM chunk WHERE id = ?", (chunk_id,)
+            ).fetchone()
+            if row is None:
+                continue
+            n, done, min_ts, max_ts = row
+            conn.execute("DELETE FROM chunk WHERE id = ?", (chunk_id,))
+            events.append(quota.unreadable_event(chunk_id, n - done, min_ts, max_ts))
+            lost += n - done
+        quota.insert_events(conn, events)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return lost

@@ -31,6 +31,15 @@ ZLIB_LEVEL = 6
 I64 = npt.NDArray[np.int64]
 
 
+class CorruptChunk(ValueError):
+    """Chunk data that cannot be decoded (bit rot the page-level checks did not see)."""
+
+    def __init__(self, indices: Sequence[int]) -> None:
+        super().__init__(f"undecodable chunk data at positions {list(indices)}")
+        #: positions, in the rows given to unpack_many, of the chunks that cannot be decoded
+        self.indices = tuple(indices)
+
+
 @dataclass(frozen=True)
 class PackedChunk:
     """One chunk ready for its row."""
@@ -100,16 +109,36 @@ def unpack_many(rows: Sequence[tuple[int, int, int, bytes]]) -> Columns:
     """Decode chunks given as (n, min_ts, scale, data); readings of chunk after chunk, canonical order.
 
     The only per-chunk Python work is zlib.decompress; un-shuffling, the delta sums and the
-    scaling are numpy over all chunks at once (a backlog is many small chunks).
+    scaling are numpy over all chunks at once (a backlog is many small chunks). Raises
+    CorruptChunk naming every chunk whose data does not decode.
     """
     if not rows:
         return _empty()
+    try:
+        return _unpack_many(rows)
+    except (zlib.error, ValueError, OverflowError) as exc:
+        bad = [i for i, row in enumerate(rows) if not _decodes(row)]
+        raise CorruptChunk(bad or range(len(rows))) from exc
+
+
+def _decodes(row: tuple[int, int, int, bytes]) -> bool:
+    try:
+        _unpack_many([row])
+    except (zlib.error, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _unpack_many(rows: Sequence[tuple[int, int, int, bytes]]) -> Columns:
     counts = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     bases = np.fromiter((r[1] for r in rows), np.int64, len(rows))
     scales = np.fromiter((r[2] for r in rows), np.int64, len(rows))
-    raw = np.frombuffer(b"".join([zlib.decompress(r[3]) for r in rows]), np.uint8)
-    if raw.shape[0] != int(counts.sum()) * SIZE:
+    parts = [zlib.decompress(r[3]) for r in rows]
+    if not np.array_equal(np.fromiter(map(len, parts), np.int64, len(parts)), counts * SIZE):
         raise ValueError("chunk data does not match its reading count")
+    if np.any(scales > MAX_SCALE) or np.any(scales < RAW):
+        raise ValueError("chunk scale out of range")
+    raw = np.frombuffer(b"".join(parts), np.uint8)
     chunk_of = np.repeat(np.arange(len(rows)), counts)
     starts = np.cumsum(counts) - counts
     records = _unshuffle(raw, starts, counts, chunk_of).view(_STORED)[:, 0]

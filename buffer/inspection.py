@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from buffer import chunk, schema
 from gateway.errors import StorageError
@@ -115,34 +114,86 @@ def summary(conn: sqlite3.Connection) -> BufferSummary:
     )
 
 
+@dataclass(frozen=True)
+class StoredReading:
+    """A raw reading as the buffer holds it; `batched` once it is in a signed batch."""
+
+    reading: Reading
+    batched: bool
+
+
 def recent(conn: sqlite3.Connection, limit: int, sensor: str | None = None) -> list[Reading]:
     """The newest raw readings (batched or not), newest first, optionally of one sensor."""
-    names = {i: (s, q, u) for i, s, q, u in conn.execute("SELECT id, sensor, quantity, unit FROM series")}
-    wanted = None if sensor is None else {i for i, key in names.items() if key[0] == sensor}
     found: list[Reading] = []
-    cursor = conn.execute("SELECT n, min_ts, scale, data FROM chunk ORDER BY id DESC")
-    for row in cursor:
-        columns = chunk.unpack(*row)
-        for index in np.argsort(-columns.ts_ms, kind="stable"):
-            sid = int(columns.series[index])
-            if wanted is not None and sid not in wanted:
-                continue
-            s, q, u = names.get(sid, ("?", "?", "?"))
-            found.append(
-                Reading(
-                    s,
-                    q,
-                    int(columns.ts_ms[index]),
-                    float(columns.value[index]),
-                    u,
-                    Quality(int(columns.quality[index])),
-                )
-            )
+    for rows in _chunks(conn, newest_first=True):
+        found += [stored.reading for stored in _readings(conn, rows, sensor)]
         if len(found) >= limit:
             break
-    cursor.close()
     found.sort(key=lambda r: r.ts_ms, reverse=True)
     return found[:limit]
+
+
+def export(
+    conn: sqlite3.Connection,
+    sensor: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+) -> Iterator[StoredReading]:
+    """Every raw reading still stored with since_ms <= ts < until_ms, chunk by chunk (bounded memory).
+
+    Commit order, each commit in time order: time order except for readings that arrived late.
+    """
+    low = _MIN if since_ms is None else since_ms
+    high = _MAX if until_ms is None else until_ms
+    for rows in _chunks(conn, newest_first=False, low=low, high=high):
+        for stored in _readings(conn, rows, sensor):
+            if low <= stored.reading.ts_ms < high:
+                yield stored
+
+
+_Row = tuple[int, int, int, int, int, bytes]  # id, n, done, min_ts, scale, data
+_MIN, _MAX = -(2**63), 2**63 - 1
+
+
+def _chunks(
+    conn: sqlite3.Connection, *, newest_first: bool, low: int = _MIN, high: int = _MAX
+) -> Iterator[list[_Row]]:
+    """Chunks overlapping [low, high), 256 at a time, so a 1 GiB buffer is never read at once."""
+    sql = (
+        "SELECT id, n, done, min_ts, scale, data FROM chunk WHERE id < ? AND max_ts >= ? AND min_ts < ?"
+        " ORDER BY id DESC LIMIT 256"
+        if newest_first
+        else "SELECT id, n, done, min_ts, scale, data FROM chunk WHERE id > ? AND max_ts >= ? AND min_ts < ?"
+        " ORDER BY id LIMIT 256"
+    )
+    after = _MAX if newest_first else _MIN
+    while page := conn.execute(sql, (after, low, high)).fetchall():
+        yield page
+        after = page[-1][0]
+
+
+def _readings(conn: sqlite3.Connection, rows: list[_Row], sensor: str | None) -> Iterator[StoredReading]:
+    names = {i: (s, q, u) for i, s, q, u in conn.execute("SELECT id, sensor, quantity, unit FROM series")}
+    below = schema.meta(conn, schema.BATCHED_BELOW)
+    for chunk_id, n, done, min_ts, scale, data in rows:
+        try:
+            columns = chunk.unpack(n, min_ts, scale, data)
+        except chunk.CorruptChunk:
+            continue  # the agent reports and discards it when it batches; a look must not fail
+        batched_upto = n if chunk_id < below else done
+        for index in range(len(columns)):
+            s, q, u = names.get(int(columns.series[index]), ("?", "?", "?"))
+            if sensor is not None and s != sensor:
+                continue
+            reading = Reading(
+                s,
+                q,
+                int(columns.ts_ms[index]),
+                float(columns.value[index]),
+                u,
+                Quality(int(columns.quality[index])),
+            )
+            yield StoredReading(reading, index < batched_upto)
 
 
 def outbox(conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:

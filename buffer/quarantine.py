@@ -1,4 +1,9 @@
-"""Opening the database file: a corrupt or unreadable one is moved aside and a fresh one started."""
+"""Opening the database file: a corrupt or unreadable one is moved aside and a fresh one started.
+
+A full disk is not corruption: a healthy buffer that cannot be opened because the filesystem is
+full is never moved aside. The store gives back its ballast and, if that is not enough, waits for
+space (logging it) instead of failing, so a full disk never becomes a restart loop.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +14,109 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
+
 from buffer import schema
+from buffer.quota import Ballast
 from gateway.errors import StorageError
 from gateway.model import HealthEvent
 
-#: primary SQLite result codes that mean "this file cannot be trusted": IOERR, CORRUPT, NOTADB
-_UNREADABLE = {10, 11, 26}
-_SIDE_FILES = ("-wal", "-shm", "-journal")
+log = structlog.get_logger(__name__)
+
 SQLITE_IOERR = 10
+SQLITE_CORRUPT = 11
+SQLITE_FULL = 13
+SQLITE_NOTADB = 26
+#: IOERR variants that mean "the file could not be read" (not: could not be written, locked...)
+_READ_ERRORS = {SQLITE_IOERR, 266, 522, 8458}  # IOERR, IOERR_READ, IOERR_SHORT_READ, IOERR_CORRUPTFS
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 OPEN_ATTEMPTS = 3
+#: below this much free space an I/O error at open is taken for a full disk
+NO_SPACE_BYTES = 1 << 20
+#: waiting for space at open: first pause, doubled up to the cap
+SPACE_WAIT_INITIAL_S = 1.0
+SPACE_WAIT_CAP_S = 30.0
+
+CORRUPT, UNREADABLE, NO_SPACE, OTHER = "corrupt", "unreadable", "no space", "other"
+
+
+class _NoSpace(Exception):
+    """The filesystem is full; `event` is a quarantine already done before space ran out."""
+
+    def __init__(self, reason: str, event: HealthEvent | None = None) -> None:
+        super().__init__(reason)
+        self.event = event
 
 
 def open_checked(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None]:
-    """Open `path` after PRAGMA quick_check; quarantine it and start fresh when it is corrupt."""
+    """Open `path` after PRAGMA quick_check; quarantine it and start fresh when it is corrupt.
+
+    Returns the connection and the "buffer.quarantined" event when a file was moved aside.
+    Blocks while the filesystem is too full to open the database at all.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    ballast = Ballast.beside(path)
+    event: HealthEvent | None = None
+    delay = SPACE_WAIT_INITIAL_S
+    waited = False
+    while True:
+        try:
+            conn, moved = _open_or_replace(path)
+        except _NoSpace as exc:
+            event = event or exc.event
+            if ballast.release():
+                log.warning("buffer: disk full at open, ballast given back", path=str(path), error=str(exc))
+                continue
+            report = log.debug if waited else log.warning  # WARNING once, then DEBUG per retry
+            report("buffer: disk full, waiting for space to open", path=str(path), error=str(exc))
+            waited = True
+            pause(delay)
+            delay = min(SPACE_WAIT_CAP_S, delay * 2)
+            continue
+        if waited:
+            log.info("buffer: space available again, opened", path=str(path))
+        return conn, moved or event
+
+
+def pause(seconds: float) -> None:
+    """Sleep between attempts to open on a full disk (tests replace it to free space meanwhile)."""
+    time.sleep(seconds)
+
+
+def _open_or_replace(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None]:
     reason = ""
     for attempt in range(OPEN_ATTEMPTS):
         try:
             return _open_verified(path), None
         except sqlite3.DatabaseError as exc:
-            if not _is_corruption(exc):
+            kind = classify(exc, path.parent)
+            if kind == NO_SPACE:
+                raise _NoSpace(str(exc)) from exc
+            if kind == OTHER:
                 raise StorageError(f"cannot open buffer {path}: {exc}") from exc
             reason = str(exc)
-            if not _is_io_error(exc) or attempt == OPEN_ATTEMPTS - 1:
+            if kind == CORRUPT or attempt == OPEN_ATTEMPTS - 1:
                 break
             time.sleep(0.1)  # a read error may be transient: look again before giving up
-    moved = quarantine(path)
+    try:
+        moved = quarantine(path)
+    except OSError as exc:
+        if not _no_space(path.parent):
+            raise StorageError(f"cannot move the corrupt buffer {path} aside: {exc}") from exc
+        raise _NoSpace(str(exc)) from exc
+    detail = f"corrupt database moved to {moved}: {reason}"
+    log.warning(
+        "buffer: corrupt database quarantined, starting a fresh one", moved_to=str(moved), error=reason
+    )
+    event = HealthEvent(int(time.time() * 1000), "buffer", "buffer.quarantined", detail)
     try:
         conn = schema.connect(path)
         schema.create(conn)
     except sqlite3.Error as exc:
+        if classify(exc, path.parent) == NO_SPACE:
+            raise _NoSpace(str(exc), event) from exc
         raise StorageError(f"cannot create a fresh buffer {path}: {exc}") from exc
-    detail = f"corrupt database moved to {moved}: {reason}"
-    return conn, HealthEvent(int(time.time() * 1000), "buffer", "buffer.quarantined", detail)
+    return conn, event
 
 
 def _open_verified(path: Path) -> sqlite3.Connection:
@@ -62,18 +137,34 @@ class _Corrupt(sqlite3.DatabaseError):
     """quick_check answered with something else than ok."""
 
 
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+def classify(exc: sqlite3.Error, folder: Path) -> str:
+    """What an error at open means: CORRUPT, UNREADABLE (retry, then quarantine), NO_SPACE or OTHER."""
     if isinstance(exc, _Corrupt):
-        return True
+        return CORRUPT
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
-        return "malformed" in str(exc) or "not a database" in str(exc)
-    return (code & 0xFF) in _UNREADABLE
+        text = str(exc)
+        if "malformed" in text or "not a database" in text:
+            return CORRUPT
+        return NO_SPACE if "full" in text else OTHER
+    primary = int(code) & 0xFF
+    if primary in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return CORRUPT
+    if primary == SQLITE_FULL:
+        return NO_SPACE
+    if primary == SQLITE_IOERR:
+        if _no_space(folder):
+            return NO_SPACE  # e.g. IOERR_SHMSIZE: the wal-index cannot grow on a full disk
+        return UNREADABLE if int(code) in _READ_ERRORS else OTHER
+    return OTHER
 
 
-def _is_io_error(exc: sqlite3.DatabaseError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and (int(code) & 0xFF) == SQLITE_IOERR
+def _no_space(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < NO_SPACE_BYTES
 
 
 def quarantine(path: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ REASON_DISK = "disk_full"
 REASON_STORAGE = "storage_error"
 
 
+#: space held back in a file beside the database for a full disk (about one full WAL)
+BALLAST_BYTES = 2 << 20
+
+
 class Ballast:
     """A file of reserved space next to the database, given back when the filesystem is full.
 
@@ -42,6 +47,11 @@ class Ballast:
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
         self.size = size
+
+    @classmethod
+    def beside(cls, db: Path) -> Ballast:
+        """The ballast of the database at `db`: `<db>.reserve`, BALLAST_BYTES."""
+        return cls(db.with_name(db.name + ".reserve"), BALLAST_BYTES)
 
     def ensure(self) -> bool:
         """Create the ballast when missing and the filesystem has room; True when it exists."""
@@ -74,16 +84,26 @@ class Ballast:
 
 
 class GapBook:
-    """Gaps not yet written to the database, merged per (series, reason)."""
+    """Gaps not yet written to the database, merged per (series, reason); thread-safe.
+
+    The writer thread takes and restores gaps while producers (a queue overflowing because the
+    storage is down) add to it, so every method holds the lock.
+    """
 
     def __init__(self) -> None:
         self._ranges: dict[tuple[SeriesKey, str], list[int]] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._ranges)
+        with self._lock:
+            return len(self._ranges)
 
     def add(self, key: SeriesKey, from_ms: int, to_ms: int, count: int, reason: str) -> None:
         """Record `count` readings of series `key` between from_ms and to_ms as given up."""
+        with self._lock:
+            self._add(key, from_ms, to_ms, count, reason)
+
+    def _add(self, key: SeriesKey, from_ms: int, to_ms: int, count: int, reason: str) -> None:
         entry = self._ranges.get((key, reason))
         if entry is None:
             self._ranges[(key, reason)] = [from_ms, to_ms, count]
@@ -95,24 +115,25 @@ class GapBook:
     def add_readings(self, readings: Iterable[Reading], reason: str) -> int:
         """Record readings that will never be stored; return how many."""
         total = 0
-        for r in readings:
-            self.add((r.sensor, r.quantity, r.unit), r.ts_ms, r.ts_ms, 1, reason)
-            total += 1
+        with self._lock:
+            for r in readings:
+                self._add((r.sensor, r.quantity, r.unit), r.ts_ms, r.ts_ms, 1, reason)
+                total += 1
         return total
 
     def take(self) -> list[GapRecord]:
         """Hand out every gap (the caller puts them back with restore() if writing fails)."""
-        records = [
-            GapRecord(key[0], key[1], key[2], f, t, c, reason)
-            for (key, reason), (f, t, c) in self._ranges.items()
+        with self._lock:
+            ranges, self._ranges = self._ranges, {}
+        return [
+            GapRecord(key[0], key[1], key[2], f, t, c, reason) for (key, reason), (f, t, c) in ranges.items()
         ]
-        self._ranges.clear()
-        return records
 
     def restore(self, records: Iterable[GapRecord]) -> None:
         """Put gaps back that could not be written."""
-        for g in records:
-            self.add((g.sensor, g.quantity, g.unit), g.from_ms, g.to_ms, g.count, g.reason)
+        with self._lock:
+            for g in records:
+                self._add((g.sensor, g.quantity, g.unit), g.from_ms, g.to_ms, g.count, g.reason)
 
 
 @dataclass
@@ -125,10 +146,14 @@ class Eviction:
     gaps: int = 0
     outbox_rows: int = 0
     outbox_readings: int = 0  # readings of signed batches dropped from the outbox
+    reason: str = REASON_QUOTA  # the reason of the gap records it made
 
 
-def room(conn: sqlite3.Connection, folder: Path, options: StoreOptions) -> int:
-    """Bytes the database may still grow by under max_bytes and min_free_bytes.
+def room(conn: sqlite3.Connection, folder: Path, options: StoreOptions) -> tuple[int, str]:
+    """Bytes the database may still grow by under max_bytes and min_free_bytes, and the binding limit.
+
+    The limit is REASON_QUOTA (max_bytes) or REASON_DISK (the filesystem), the reason any gap
+    made to stay within it carries.
 
     The filesystem side counts what the files will still take without any new data: the
     database file grows to page_count pages when the WAL is checkpointed, and the WAL grows up
@@ -152,7 +177,8 @@ def room(conn: sqlite3.Connection, folder: Path, options: StoreOptions) -> int:
         - FS_SLACK
         + free_pages * page_size
     )
-    return min(options.max_bytes - used, fs_room)
+    quota_room = options.max_bytes - used
+    return (quota_room, REASON_QUOTA) if quota_room <= fs_room else (fs_room, REASON_DISK)
 
 
 def _file_size(path: str) -> int:
@@ -166,25 +192,27 @@ def evict(
     conn: sqlite3.Connection,
     need: int,
     *,
-    drop_unbatched: bool,
+    drop_undelivered: bool,
     reason: str,
     into: Eviction | None = None,
 ) -> Eviction:
     """Free about `need` bytes inside the caller's transaction, cheapest loss first.
 
-    Order: raw readings already batched (their data is in the outbox or delivered), then, when
-    `drop_unbatched`, the oldest unbatched readings (each becomes a gap record), then the oldest
-    signed batches of the outbox (an event names their seqs). The newest chunk is never deleted so
+    Order: raw readings already batched (their data is in the outbox or delivered); then, when
+    `drop_undelivered` (policy drop_oldest), the oldest undelivered data: signed batches of the
+    outbox in seq order (they hold the oldest readings), then the oldest unbatched readings.
+    Whatever undelivered is dropped becomes gap records. The newest chunk is never deleted so
     chunk ids stay increasing.
     """
     result = into if into is not None else Eviction()
+    result.reason = reason
     below = schema.meta(conn, schema.BATCHED_BELOW)
     _evict_batched(conn, below, need + HEADROOM, result)
     target = need + HEADROOM_UNBATCHED
-    if result.freed < target and drop_unbatched:
-        _evict_unbatched(conn, below, target, reason, result)
-    if result.freed < target and drop_unbatched:
+    if result.freed < target and drop_undelivered:
         _evict_outbox(conn, target, reason, result)
+    if result.freed < target and drop_undelivered:
+        _evict_unbatched(conn, below, target, reason, result)
     return result
 
 
@@ -215,51 +243,90 @@ def _evict_unbatched(
 ) -> None:
     newest = _newest_chunk(conn)
     cursor = conn.execute(
-        "SELECT id, n, done, min_ts, scale, data FROM chunk"
+        "SELECT id, n, done, min_ts, max_ts, scale, data FROM chunk"
         " WHERE id >= ? AND done < n AND id < ? ORDER BY id",
         (below, newest),
     )
     doomed: list[tuple[int]] = []
-    for chunk_id, n, done, min_ts, scale, data in cursor:
+    lost: dict[int, list[int]] = {}
+    unreadable: list[HealthEvent] = []
+    for chunk_id, n, done, min_ts, max_ts, scale, data in cursor:
         if result.freed >= target:
             break
-        columns = chunk.unpack(n, min_ts, scale, data).select(np.arange(done, n))
-        result.gaps += _insert_gaps(conn, columns, reason)
-        result.dropped += len(columns)
         result.freed += len(data) + ROW_OVERHEAD
         doomed.append((chunk_id,))
+        try:
+            columns = chunk.unpack(n, min_ts, scale, data).select(np.arange(done, n))
+        except chunk.CorruptChunk:
+            unreadable.append(unreadable_event(chunk_id, n - done, min_ts, max_ts))
+            result.dropped += n - done
+            continue
+        for sid in np.unique(columns.series):
+            ts = columns.ts_ms[columns.series == sid]
+            _merge(lost, int(sid), int(ts.min()), int(ts.max()), len(ts))
+        result.dropped += len(columns)
     cursor.close()
+    # delete before inserting: on a database that is full to the last page the gap rows need
+    # the pages the deleted chunks give back
     conn.executemany("DELETE FROM chunk WHERE id = ?", doomed)
+    _insert_gaps(conn, lost, reason, result)
+    insert_events(conn, unreadable)
 
 
-def _insert_gaps(conn: sqlite3.Connection, columns: chunk.Columns, reason: str) -> int:
-    series = columns.series
-    ts = columns.ts_ms
-    rows = []
-    for sid in np.unique(series):
-        sel = ts[series == sid]
-        rows.append((int(sid), int(sel.min()), int(sel.max()), len(sel), reason))
-    conn.executemany("INSERT INTO gap(series_id, from_ms, to_ms, count, reason) VALUES (?, ?, ?, ?, ?)", rows)
-    return len(rows)
+def _merge(ranges: dict[int, list[int]], sid: int, from_ms: int, to_ms: int, count: int) -> None:
+    """Widen the range of series `sid` (one gap record per series and eviction)."""
+    entry = ranges.setdefault(sid, [from_ms, to_ms, 0])
+    entry[0] = min(entry[0], from_ms)
+    entry[1] = max(entry[1], to_ms)
+    entry[2] += count
+
+
+def _insert_gaps(
+    conn: sqlite3.Connection, ranges: dict[int, list[int]], reason: str, result: Eviction
+) -> None:
+    conn.executemany(
+        "INSERT INTO gap(series_id, from_ms, to_ms, count, reason) VALUES (?, ?, ?, ?, ?)",
+        [(sid, f, t, c, reason) for sid, (f, t, c) in ranges.items()],
+    )
+    result.gaps += len(ranges)
 
 
 def _evict_outbox(conn: sqlite3.Connection, target: int, reason: str, result: Eviction) -> None:
-    rows = conn.execute("SELECT seq, readings, length(blob) FROM outbox ORDER BY seq").fetchall()
+    """Drop the oldest batches; their readings become gaps, their gaps and events go out again."""
+    cursor = conn.execute("SELECT seq, readings, length(blob) FROM outbox ORDER BY seq")
     doomed: list[tuple[int, int]] = []
-    for seq, readings, size in rows:
+    for seq, readings, size in cursor:
         if result.freed >= target:
             break
         doomed.append((seq, readings))
         result.freed += size + ROW_OVERHEAD
+    cursor.close()
     if not doomed:
         return
-    conn.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in doomed])
+    seqs = [(seq,) for seq, _ in doomed]
+    lost: dict[int, list[int]] = {}
+    for seq in seqs:
+        for sid, from_ms, to_ms, count in conn.execute(
+            "SELECT series_id, from_ms, to_ms, count FROM outbox_series WHERE seq = ?", seq
+        ):
+            _merge(lost, sid, from_ms, to_ms, count)
+    conn.executemany("DELETE FROM outbox_series WHERE seq = ?", seqs)
+    conn.executemany("DELETE FROM outbox WHERE seq = ?", seqs)  # first: the inserts need its pages
+    conn.executemany("UPDATE gap SET batch_seq = NULL WHERE batch_seq = ?", seqs)
+    conn.executemany("UPDATE event SET batch_seq = NULL WHERE batch_seq = ?", seqs)
+    _insert_gaps(conn, lost, reason, result)
     dropped = sum(n for _, n in doomed)
     detail = f"seq {doomed[0][0]}..{doomed[-1][0]} ({dropped} readings) dropped: {reason}"
     event = HealthEvent(int(time.time() * 1000), "buffer", "buffer.batches_dropped", detail)
     insert_events(conn, [event])
     result.outbox_rows += len(doomed)
     result.outbox_readings += dropped
+
+
+def unreadable_event(chunk_id: int, readings: int, min_ts: int, max_ts: int) -> HealthEvent:
+    """The health event for a chunk whose data cannot be decoded (its series are unknown: no gap)."""
+    detail = f"chunk {chunk_id}: {readings} readings between {min_ts} and {max_ts} unreadable, dropped"
+    return HealthEvent(int(time.time() * 1000), "buffer", "buffer.chunk_unreadable", detail)
 
 
 def insert_events(conn: sqlite3.Connection, events: Iterable[HealthEvent]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: outbox_series
 PAGE_SIZE = 1024
 BUSY_TIMEOUT_MS = 10_000
 
@@ -54,6 +54,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     readings INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
+-- per series of each outbox batch, the range its readings cover: if the batch has to be dropped
+-- (full disk, drop_oldest) these become the gap records that tell the backend what is missing
+CREATE TABLE IF NOT EXISTS outbox_series (
+    seq INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
+    from_ms INTEGER NOT NULL,
+    to_ms INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (seq, series_id)
+) WITHOUT ROWID;
 -- revision numbers of windows revised after their first emission (buffer/windowstate.py)
 CREATE TABLE IF NOT EXISTS window_rev (
     sensor TEXT NOT NULL,
@@ -101,6 +111,8 @@ def create(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"schema version {version} is newer than {SCHEMA_VERSION}")
+    if version == SCHEMA_VERSION:
+        return  # nothing to write: an up-to-date buffer opens even on a full disk
     conn.execute("BEGIN IMMEDIATE")
     for statement in _DDL.split(";"):
         if statement.strip():

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -61,7 +62,8 @@ class Store:
         """Open (or create) the buffer at `path` and start its writer thread; blocking.
 
         A corrupt or unreadable file is moved to <dir>/quarantine/ and a fresh one started; the
-        event "buffer.quarantined" is then queued for upload with the next batch.
+        event "buffer.quarantined" is then queued for upload with the next batch. On a disk too
+        full to open even a healthy file this waits for space (logged) rather than failing.
         """
         options = options or StoreOptions()
         try:
@@ -91,7 +93,10 @@ class Store:
         done: asyncio.Future[None] = loop.create_future()
 
         def settle(error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, done, error)
+            # runs on the writer thread: a loop that has closed meanwhile waits for nothing any
+            # more, and its RuntimeError must not end the writer (and with it all ingest)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, done, error)
 
         self._writer.request_flush(settle)
         await done
@@ -131,8 +136,17 @@ class Store:
     # -- batching (blocking) --------------------------------------------------------------------
 
     def pending(self, *, upto_ts_ms: int | None = None, limit: int = 10_000) -> PendingSlice | None:
-        """Oldest committed readings in no batch yet (ts < upto_ts_ms), each series in ts order."""
-        return self._call(lambda c: batching.read_pending(c, self._names, upto_ts_ms, limit))
+        """Oldest committed readings in no batch yet (ts < upto_ts_ms), each series in ts order.
+
+        A chunk whose data cannot be decoded (bit rot) is discarded with a "buffer.chunk_unreadable"
+        event instead of blocking every later batch.
+        """
+        while True:
+            try:
+                return self._call(lambda c: batching.read_pending(c, self._names, upto_ts_ms, limit))
+            except batching.UnreadableChunks as exc:
+                lost = self._call(partial(batching.discard, chunk_ids=exc.chunk_ids))
+                self._tally.add(dropped=lost, pending=-lost, errors=1, last_error=str(exc))
 
     def next_seq(self) -> int:
         """The seq the next batch must carry: persists, strictly increasing, never reused."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from buffer import chunk, quota, schema
+from buffer.condition import StorageCondition
 from buffer.quota import GapBook
 from buffer.records import GapRecord, SeriesKey, StoreOptions
 from buffer.tally import Tally
@@ -34,8 +35,6 @@ PRUNE_STEP = 256
 RETRY_INITIAL_S = 0.05
 RETRY_CAP_S = 5.0
 MAX_QUEUED_EVENTS = 10_000
-#: space held back in a file beside the database for a full disk (about one full WAL)
-BALLAST_BYTES = 2 << 20
 
 _series_key = operator.attrgetter("sensor", "quantity", "unit")
 
@@ -95,7 +94,8 @@ class Writer:
         self._series: dict[SeriesKey, int] = {}
         self._load_series()
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
-        self._ballast = quota.Ballast(path.with_name(path.name + ".reserve"), BALLAST_BYTES)
+        self._ballast = quota.Ballast.beside(path)
+        self._condition = StorageCondition(options.policy)
         self._ballast.ensure()
         self._thread = threading.Thread(target=self._run, name="buffer-writer", daemon=True)
 
@@ -262,6 +262,7 @@ class Writer:
             self._requeue(group)
             self._done(bad, StorageError(message))
             return True
+        self._condition.committed()
         self._done(len(group))
         return True
 
@@ -272,6 +273,7 @@ class Writer:
             self._failed(group, exc)
             return False
         self._tally.add(errors=1, last_error=f"disk full: {exc}")
+        self._condition.failed("disk full", exc)
         if self._ballast.release():
             self._shrink_wal()
         try:
@@ -287,6 +289,7 @@ class Writer:
             self._gaps.restore(retry)
             dropped = self._gaps.add_readings(group.readings, quota.REASON_DISK)
             self._tally.add(dropped=dropped, errors=1, last_error=f"disk full: {again}")
+            self._condition.lost(dropped, quota.REASON_DISK)
             group.readings = []
             self._requeue(group)  # events stay queued
             self._done(dropped)
@@ -301,6 +304,7 @@ class Writer:
 
     def _failed(self, group: _Group, exc: BaseException) -> None:
         self._tally.add(errors=1, last_error=f"{type(exc).__name__}: {exc}")
+        self._condition.failed("storage error", exc)
         self._requeue(group)
         self._done(0, StorageError(f"group commit failed: {exc}"))
         self._reopen()
@@ -348,9 +352,10 @@ class Writer:
         packed = self._pack(group.readings) if group.readings else None
         eviction = quota.Eviction()
         dropped = 0
-        if packed is not None and not self._fits(len(packed.data), eviction):
+        full = None if packed is None else self._fits(len(packed.data), eviction)
+        if full is not None:
             book = GapBook()
-            dropped = book.add_readings(group.readings, quota.REASON_QUOTA)
+            dropped = book.add_readings(group.readings, full)
             gaps = gaps + book.take()
             packed = None
         if packed is not None:
@@ -369,6 +374,8 @@ class Writer:
             dropped=dropped,
             gaps=len(gaps),
         )
+        if full is not None:
+            self._condition.lost(dropped, full)
         self._count(eviction, committed)
 
     def _pack(self, readings: list[Reading]) -> chunk.PackedChunk:
@@ -379,21 +386,22 @@ class Writer:
         quality = np.fromiter((r.quality for r in readings), np.uint16, n)
         return chunk.pack(ids, ts, value, quality)
 
-    def _fits(self, size: int, eviction: quota.Eviction) -> bool:
-        """Apply the quota policy before writing; False when the readings must become gaps."""
+    def _fits(self, size: int, eviction: quota.Eviction) -> str | None:
+        """Apply the quota policy before writing; the gap reason when the readings must become gaps."""
         need = size + quota.ROW_OVERHEAD
-        room = self._room()
+        room, reason = self._room()
         if need <= room:
-            return True
-        self._evict(need - room, eviction)
-        return need <= self._room()
+            return None
+        self._evict(need - room, eviction, reason)
+        room, reason = self._room()
+        return None if need <= room else reason
 
-    def _room(self) -> int:
+    def _room(self) -> tuple[int, str]:
         return quota.room(self._conn, self._path.parent, self._options)
 
-    def _evict(self, need: int, into: quota.Eviction) -> None:
-        drop_unbatched = self._options.policy == "drop_oldest"
-        quota.evict(self._conn, need, drop_unbatched=drop_unbatched, reason=quota.REASON_QUOTA, into=into)
+    def _evict(self, need: int, into: quota.Eviction, reason: str) -> None:
+        drop = self._options.policy == "drop_oldest"
+        quota.evict(self._conn, need, drop_undelivered=drop, reason=reason, into=into)
 
     def _count(self, eviction: quota.Eviction, committed: int) -> None:
         """Counters after a commit: what was evicted, what is now pending."""
@@ -404,6 +412,7 @@ class Writer:
             pending=committed - eviction.dropped,
             outbox_rows=-eviction.outbox_rows,
         )
+        self._condition.lost(eviction.dropped + eviction.outbox_readings, eviction.reason)
         with contextlib.suppress(sqlite3.Error):
             self._tally.set(used_bytes=schema.used_bytes(self._conn))
 
@@ -411,7 +420,7 @@ class Writer:
         """After SQLITE_FULL: evict in a transaction of its own."""
         eviction = quota.Eviction()
         self._conn.execute("BEGIN IMMEDIATE")
-        self._evict(size + quota.ROW_OVERHEAD, eviction)
+        self._evict(size + quota.ROW_OVERHEAD, eviction, quota.REASON_DISK)
         self._conn.execute("COMMIT")
         self._count(eviction, 0)
 

@@ -1,5 +1,9 @@
 """Crash loop: an agent ingesting, batching and delivering to a real Mosquitto is SIGKILLed 50+ times.
 
+Half the kills land at a random moment after launch (start-up, opening, schema creation), half at
+a random moment after the agent's first commit (ingest, seal, publish, acknowledgement), so the
+mix does not depend on how fast the machine starts Python.
+
 After every kill the database passes PRAGMA integrity_check and every outbox row is a whole,
 verifiable batch. At the end a last run drains the backlog, and the receiver (subscribed the whole
 time, deduplicating by seq) holds every reading the agent ever confirmed as committed exactly once.
@@ -195,6 +199,38 @@ def check_database(db: Path, keyring: wire.Keyring) -> None:
         conn.close()
 
 
+def write_key(path: Path, key: Ed25519PrivateKey) -> Path:
+    """The gateway's private key as the agent loads it (PEM, PKCS#8)."""
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def kill_at_random(child: subprocess.Popen[bytes], out: Path, *, early: bool, rng: random.Random) -> None:
+    """SIGKILL `child` anywhere after launch (early) or anywhere after its first commit."""
+    if early:
+        time.sleep(rng.uniform(0.02, 0.9))  # start-up, opening and schema creation included
+    else:
+        wait_for_first_commit(out, child)
+        time.sleep(rng.uniform(0.0, 0.4))  # ingest, seal, publish, acknowledgement
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+
+
+def wait_for_first_commit(out: Path, child: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """Until the agent confirms its first commit (progress, not time: a loaded machine starts slowly)."""
+    deadline = time.monotonic() + timeout_s
+    while confirmed_upto(out) is None:
+        assert child.poll() is None, f"the agent exited with {child.returncode} before its first commit"
+        assert time.monotonic() < deadline, "the agent did not commit within a minute"
+        time.sleep(0.005)
+
+
 def confirmed_upto(out: Path) -> int | None:
     """The highest reading number the agent confirmed as committed in this run."""
     last = None
@@ -207,14 +243,7 @@ def confirmed_upto(out: Path) -> int | None:
 @pytest.mark.slow
 def test_sigkill_crash_loop_loses_and_duplicates_nothing(tmp_path: Path, broker: Mosquitto) -> None:
     key = Ed25519PrivateKey.generate()
-    keyfile = tmp_path / "gw1.key"
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    keyfile = write_key(tmp_path / "gw1.key", key)
     keyring = wire.Keyring()
     keyring.add("gw1", key.public_key())
     agent = tmp_path / "agent.py"
@@ -237,10 +266,7 @@ def test_sigkill_crash_loop_loses_and_duplicates_nothing(tmp_path: Path, broker:
     try:
         for k in range(KILLS):
             out = tmp_path / f"agent{k}.out"
-            child = launch(k, "run", out)
-            time.sleep(rng.uniform(0.05, 0.9))  # anywhere: open, ingest, seal, publish, ack
-            child.send_signal(signal.SIGKILL)
-            child.wait(10)
+            kill_at_random(launch(k, "run", out), out, early=k % 2 == 0, rng=rng)
             upto = confirmed_upto(out)
             if upto is not None:
                 confirmed |= {reading_key(j) for j in range(k * RUN_SPAN, upto)}

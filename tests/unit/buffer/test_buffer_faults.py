@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 import buffer.schema
 from buffer import PendingSlice, Store, StoreOptions
@@ -190,3 +191,20 @@ def test_io_error_at_every_call_of_the_cycle(tmp_path: Path, faults: Faults, per
         check_after_restart(db, cycle)
         failed_runs += cycle.errors > 0
     assert failed_runs >= total // 2  # the faults were seen, not swallowed
+
+
+def test_a_failing_disk_is_logged_once_and_its_recovery_too(tmp_path: Path, faults: Faults) -> None:
+    with capture_logs() as logs, Store.open(tmp_path / "b.db", StoreOptions(commit_interval_s=60)) as store:
+        faults.armed, faults.fail_at, faults.persistent = True, 1, True
+        for first in (0, 100, 200):
+            store.submit(readings(first, 10))
+            with pytest.raises(StorageError):
+                store.flush_blocking(10)
+        faults.armed = False
+        store.flush_blocking(10)
+        p = store.pending(upto_ts_ms=None, limit=100)
+    assert p is not None and len(p) == 30  # nothing was lost while the disk failed
+    levels = [(e["log_level"], e["event"]) for e in logs if e["event"].startswith("buffer:")]
+    assert [lv for lv, _ in levels].count("warning") == 1
+    assert levels[0][0] == "warning" and "storage error" in levels[0][1]
+    assert levels[-1][0] == "info" and "succeed again" in levels[-1][1]

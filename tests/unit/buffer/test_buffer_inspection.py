@@ -1,7 +1,9 @@
-"""`gateway buffer stats|recent|outbox|gaps`: a technician's read-only look, also while the agent runs."""
+"""`gateway buffer status|recent|export|outbox|gaps`: a technician's read-only look, also while the agent runs."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 from collections.abc import Iterator
@@ -85,3 +87,53 @@ def test_gaps_lists_given_up_ranges(tmp_path: Path) -> None:
 def test_missing_buffer_exits_3(tmp_path: Path) -> None:
     code, out = invoke("stats", "--state-dir", str(tmp_path / "nope"))
     assert code == 3 and "no buffer" in out
+
+
+def test_status_is_the_name_and_stats_still_works(running: Store, tmp_path: Path) -> None:
+    code, out = invoke("status", "--state-dir", str(tmp_path), "--json")
+    assert code == 0 and json.loads(out)["pending"] == 25
+    code, out = invoke("stats", "--state-dir", str(tmp_path), "--json")
+    assert code == 0 and json.loads(out)["pending"] == 25
+
+
+def test_the_buffer_is_found_through_the_agents_config(running: Store, tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'gateway_id = "gw-test"\nkey_file = "gw.key"\nstate_dir = "{tmp_path}"\n')
+    code, out = invoke("status", "--config", str(config), "--json")
+    assert code == 0, out
+    assert json.loads(out)["readings"] == 35
+
+
+def test_export_csv_has_every_stored_reading_with_its_state(running: Store, tmp_path: Path) -> None:
+    code, out = invoke("export", "--state-dir", str(tmp_path))
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 35
+    first = rows[0]
+    assert first == {
+        "time": "1970-01-01 00:00:01.000Z",
+        "ts_ms": "1000",
+        "sensor": "pm-1",
+        "quantity": "pm10",
+        "value": "10.5",
+        "unit": "ug/m3",
+        "quality": "0",
+        "batched": "True",
+    }
+    assert sum(r["batched"] == "True" for r in rows) == 10  # the sealed batch
+
+
+def test_export_filters_by_sensor_and_time(running: Store, tmp_path: Path) -> None:
+    args = ["export", "--state-dir", str(tmp_path), "--format", "jsonl", "--sensor", "pm-1"]
+    code, out = invoke(*args, "--since", "1970-01-01T00:00:01.020", "--until", "1025")
+    assert code == 0
+    assert [json.loads(line)["ts_ms"] for line in out.splitlines()] == [1020, 1021, 1022, 1023, 1024]
+    code, out = invoke("export", "--state-dir", str(tmp_path), "--since", "yesterday")
+    assert code == 2 and "--since" in out
+
+
+def test_export_to_a_file(running: Store, tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    code, _ = invoke("export", "--state-dir", str(tmp_path), "--sensor", "wx-1", "-o", str(target))
+    assert code == 0
+    assert len(target.read_text().splitlines()) == 1 + 5

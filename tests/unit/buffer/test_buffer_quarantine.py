@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from structlog.testing import capture_logs
 
+import buffer.schema
 from buffer import Store, StoreOptions
+from gateway.cli.buffer import group
 from gateway.errors import StorageError
 from gateway.model import Reading
 
@@ -58,8 +64,10 @@ def test_corrupt_file_is_quarantined_and_a_fresh_buffer_works(tmp_path: Path, da
     healthy(db)
     damage(db)
     original = db.read_bytes()
-    with Store.open(db, FAST) as store:
+    with capture_logs() as logs, Store.open(db, FAST) as store:
         assert store.statistics().quarantined == 1
+        (logged,) = [e for e in logs if "quarantined" in e["event"]]
+        assert logged["log_level"] == "warning" and "quarantine" in logged["moved_to"]
         store.submit([Reading("a", "t", 1, 2.5, "C")])
         store.flush_blocking(5)
         p = store.pending(upto_ts_ms=None, limit=100)
@@ -99,3 +107,113 @@ def test_a_database_of_a_newer_schema_is_refused_not_destroyed(tmp_path: Path) -
     with pytest.raises(StorageError):
         Store.open(db, FAST)
     assert not (tmp_path / "quarantine").exists()
+
+
+def rot_chunk(db: Path, chunk_id: int) -> None:
+    """Flip bits inside one chunk's data: the pages stay valid, quick_check cannot see it."""
+    with sqlite3.connect(db) as conn:
+        (data,) = conn.execute("SELECT data FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+        rotten = bytes(b ^ 0x5A if 2 <= i < 12 else b for i, b in enumerate(data))
+        conn.execute("UPDATE chunk SET data = ? WHERE id = ?", (rotten, chunk_id))
+
+
+def test_a_rotten_chunk_is_reported_and_does_not_block_batching(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    healthy(db, 3000)  # 10 chunks of 300 readings
+    rot_chunk(db, 4)
+    with Store.open(db, FAST) as store:
+        assert store.statistics().quarantined == 0  # the file itself is fine
+        got = []
+        events = []
+        while (p := store.pending(upto_ts_ms=None, limit=700)) is not None:
+            got += p.ts_ms.tolist()
+            events += p.events
+            store.seal_batch(store.next_seq(), b"x", p)
+        stats = store.statistics()
+    assert len(got) == 2700 and stats.dropped == 300 and stats.pending == 0
+    assert not any(30_000 <= ts < 40_000 for ts in got)  # chunk 4 held k = 3
+    (event,) = events
+    assert event.kind == "buffer.chunk_unreadable" and "300 readings" in event.detail
+
+
+def test_a_technician_can_still_look_at_a_buffer_with_a_rotten_chunk(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    healthy(db, 3000)
+    rot_chunk(db, 10)  # the newest
+    result = CliRunner().invoke(group, ["recent", "--state-dir", str(tmp_path), "--json", "--limit", "5"])
+    assert result.exit_code == 0
+    assert [r["ts_ms"] // 10_000 for r in json.loads(result.output)] == [8] * 5
+
+
+class FailingChecks:
+    """Connections whose quick_check fails with an I/O error (a dying card, otherwise impossible here)."""
+
+    def __init__(self, code: int, times: int) -> None:
+        self.code = code
+        self.left = times
+        self.attempts = 0
+
+    def connect(self, real: Any) -> Any:
+        checks = self
+
+        class Connection:
+            def __init__(self, path: Path, **kw: str) -> None:
+                self._conn = real(path, **kw)
+
+            def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+                if sql == "PRAGMA quick_check":
+                    checks.attempts += 1
+                    if checks.left > 0:
+                        checks.left -= 1
+                        exc = sqlite3.OperationalError("disk I/O error")
+                        exc.sqlite_errorcode = checks.code  # type: ignore[attr-defined]
+                        raise exc
+                return self._conn.execute(sql, params)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._conn, name)
+
+        return Connection
+
+
+SQLITE_IOERR_READ, SQLITE_IOERR_WRITE = 266, 778
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> Any:
+    def install(code: int, times: int) -> FailingChecks:
+        failing = FailingChecks(code, times)
+        monkeypatch.setattr(buffer.schema, "connect", failing.connect(buffer.schema.connect))
+        return failing
+
+    return install
+
+
+def test_a_file_that_cannot_be_read_three_times_is_quarantined(tmp_path: Path, checks: Any) -> None:
+    db = tmp_path / "buffer.db"
+    healthy(db, 100)
+    failing = checks(SQLITE_IOERR_READ, times=3)
+    with Store.open(db, FAST) as store:
+        assert store.statistics().quarantined == 1 and store.statistics().pending == 0
+    assert failing.attempts == 3  # three looks before giving the file up
+    assert len(list((tmp_path / "quarantine").glob("*.db"))) == 1
+
+
+def test_a_read_error_that_goes_away_is_not_corruption(tmp_path: Path, checks: Any) -> None:
+    db = tmp_path / "buffer.db"
+    healthy(db, 100)
+    checks(SQLITE_IOERR_READ, times=2)
+    with Store.open(db, FAST) as store:
+        assert store.statistics().quarantined == 0 and store.statistics().pending == 100
+
+
+def test_a_write_error_with_space_left_is_refused_not_quarantined(tmp_path: Path, checks: Any) -> None:
+    db = tmp_path / "buffer.db"
+    healthy(db, 100)
+    failing = checks(SQLITE_IOERR_WRITE, times=3)
+    with pytest.raises(StorageError):
+        Store.open(db, FAST)
+    assert not (tmp_path / "quarantine").exists()
+    failing.left = 0  # the card is replaced, or the filesystem remounted read-write
+    with Store.open(db, FAST) as store:
+        assert store.statistics().pending == 100

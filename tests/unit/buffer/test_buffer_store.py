@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from buffer import StalePending, Store, StoreOptions
+from buffer.writer import Writer
 from gateway.errors import StorageError
 from gateway.model import HealthEvent, Quality, Reading
 
@@ -265,3 +269,29 @@ def test_an_unstorable_reading_does_not_block_the_others(store: Store) -> None:
     p = store.pending(upto_ts_ms=None, limit=10)
     assert p is not None and p.ts_ms.tolist() == [1, 9]
     assert store.statistics().dropped == 1
+
+
+def test_a_flush_abandoned_by_a_closed_event_loop_does_not_stop_ingest(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    real = Writer._commit
+
+    def held(self: Writer, group: Any) -> bool:
+        gate.wait(10)  # the writer is busy until the caller's loop is gone
+        return real(self, group)
+
+    monkeypatch.setattr(Writer, "_commit", held)
+    with Store.open(db, StoreOptions(commit_interval_s=60)) as s:
+
+        async def abandon() -> None:
+            s.submit(readings("a", 0, 5))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.01):
+                    await s.flush()
+
+        asyncio.run(abandon())  # the loop is closed; its flush still waits in the writer
+        gate.set()
+        s.submit(readings("a", 5000, 5))
+        s.flush_blocking(10)
+        assert s.statistics().committed == 10
