@@ -17,7 +17,6 @@ from numpy.typing import NDArray
 
 from gateway.aggregation.grouping import CHUNK, Grouping
 from gateway.aggregation.moments import moments
-from gateway.aggregation.parallel import map_spans
 from gateway.aggregation.quantiles import window_quantiles
 from gateway.aggregation.windows import Windows, check_window_ms
 
@@ -44,27 +43,6 @@ class _Extremes:
     max: Float64Array
     first_key: Int64Array
     last_key: Int64Array
-
-    @classmethod
-    def empty(cls, size: int) -> _Extremes:
-        """Accumulators of `size` groups that hold no reading yet."""
-        return cls(
-            count=np.zeros(size, np.int64),
-            nan_count=np.zeros(size, np.int64),
-            min=np.full(size, np.inf),
-            max=np.full(size, -np.inf),
-            first_key=np.full(size, np.iinfo(np.int64).max),
-            last_key=np.full(size, np.iinfo(np.int64).min),
-        )
-
-    def combine(self, other: _Extremes) -> None:
-        """Take in another span's accumulators (before NaN counts are subtracted)."""
-        np.add(self.count, other.count, out=self.count)
-        np.add(self.nan_count, other.nan_count, out=self.nan_count)
-        np.fmin(self.min, other.min, out=self.min)
-        np.fmax(self.max, other.max, out=self.max)
-        np.minimum(self.first_key, other.first_key, out=self.first_key)
-        np.maximum(self.last_key, other.last_key, out=self.last_key)
 
 
 def aggregate(
@@ -192,35 +170,21 @@ def _sweep(
 ) -> tuple[_Extremes, BoolArray | None]:
     """Counts, min, max and first/last keys of every group in one sweep; the NaN mask.
 
-    The sweep also computes the dense group ids, so every chunk is read from memory once. Large
-    inputs are swept by several threads, each into its own accumulators, combined at the end.
+    The sweep also computes the dense group ids, so every chunk is read from memory once.
     """
-    parts = map_spans(lambda span: _sweep_span(grouping, s, t, v, keys, span), len(t), CHUNK)
-    ext, seen_nan = parts[0]
-    for other, other_nan in parts[1:]:
-        ext.combine(other)
-        seen_nan = seen_nan or other_nan
-    np.subtract(ext.count, ext.nan_count, out=ext.count)  # now the count of valid values
-    empty = ext.count == 0
-    ext.min[empty] = np.nan
-    ext.max[empty] = np.nan
-    return ext, np.isnan(v) if seen_nan else None
-
-
-def _sweep_span(
-    grouping: Grouping,
-    s: NDArray[np.integer[Any]],
-    t: Int64Array,
-    v: Float64Array,
-    keys: _KeyPlan,
-    span: range,
-) -> tuple[_Extremes, bool]:
-    """The sweep over readings span.start..span.stop (whole chunks); count still includes NaNs."""
-    ext = _Extremes.empty(grouping.size)
-    total, nan_count = ext.count, ext.nan_count
+    size = grouping.size
+    total, nan_count = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    ext = _Extremes(
+        count=total,
+        nan_count=nan_count,
+        min=np.full(size, np.inf),
+        max=np.full(size, -np.inf),
+        first_key=np.full(size, np.iinfo(np.int64).max),
+        last_key=np.full(size, np.iinfo(np.int64).min),
+    )
     seen_nan = False
-    for start in range(span.start, span.stop, CHUNK):
-        chunk = slice(start, min(start + CHUNK, span.stop))
+    for start in range(0, len(t), CHUNK):
+        chunk = slice(start, start + CHUNK)
         g, x = grouping.chunk_ids(s, t, chunk), v[chunk]
         np.add.at(total, g, 1)
         key = keys.keys(t[chunk], start)
@@ -238,4 +202,8 @@ def _sweep_span(
             penalty = nan * _NAN_PENALTY
             np.minimum.at(ext.first_key, g, key + penalty)
             np.maximum.at(ext.last_key, g, key - penalty)
-    return ext, seen_nan
+    np.subtract(total, nan_count, out=total)  # now the count of valid values
+    empty = total == 0
+    ext.min[empty] = np.nan
+    ext.max[empty] = np.nan
+    return ext, np.isnan(v) if seen_nan else None

@@ -12,13 +12,13 @@ overflow nor underflow.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gateway.aggregation.grouping import CHUNK
-from gateway.aggregation.parallel import map_spans
 from gateway.aggregation.windows import two_sum
 
 Float64Array = NDArray[np.float64]
@@ -45,15 +45,6 @@ class ShiftedSums:
     def around(cls, shift: Float64Array) -> ShiftedSums:
         """Empty sums around the given per-group shift."""
         return cls(shift, np.zeros(len(shift)), np.zeros(len(shift)))
-
-    def like(self) -> ShiftedSums:
-        """Empty sums around the same shift (for another thread's span)."""
-        return ShiftedSums.around(self.shift)
-
-    def combine(self, other: ShiftedSums) -> None:
-        """Take in the sums of another span around the same shift."""
-        np.add(self.deviation_sum, other.deviation_sum, out=self.deviation_sum)
-        np.add(self.square_sum, other.square_sum, out=self.square_sum)
 
     def add(
         self, g: IntpArray, x: Float64Array, nan: BoolArray | None, only: BoolArray | None = None
@@ -92,7 +83,9 @@ def moments(
         _, exponent = np.frexp(np.where(magnitude > 0, magnitude, 1.0))
         scale_exponent = -exponent
         shift = np.ldexp(shift, scale_exponent)
-    sums = _accumulate(ShiftedSums.around(shift), ids, v, nan, scale_exponent, None)
+    sums = ShiftedSums.around(shift)
+    for start, g, x in _chunks(ids, v, scale_exponent):
+        sums.add(g, x, None if nan is None else nan[start : start + len(g)])
     results = _finish(ids, v, nan, count, sums, scale_exponent)
     if scale_exponent is None:
         return results
@@ -119,7 +112,8 @@ def _finish(
     redo = (condition > 1) & (3 * divisor * _EPS * (1 + condition) > VARIANCE_ERROR_BOUND)
     if redo.any():
         again = ShiftedSums.around(np.where(redo, shift + offset, shift))
-        again = _accumulate(again, ids, v, nan, scale_exponent, redo)
+        for start, g, x in _chunks(ids, v, scale_exponent):
+            again.add(g, x, None if nan is None else nan[start : start + len(g)], redo)
         shift = again.shift
         deviation_sum = np.where(redo, again.deviation_sum, deviation_sum)
         square_sum = np.where(redo, again.square_sum, square_sum)
@@ -130,27 +124,12 @@ def _finish(
     return shift * count + deviation_sum, mean, mean_error, std
 
 
-def _accumulate(
-    sums: ShiftedSums,
-    ids: IntpArray,
-    v: Float64Array,
-    nan: BoolArray | None,
-    scale_exponent: NDArray[np.int32] | None,
-    only: BoolArray | None,
-) -> ShiftedSums:
-    """`sums` plus every reading (of the groups in `only`), swept in chunks by one or more threads."""
-
-    def sweep(span: range) -> ShiftedSums:
-        part = sums if span.start == 0 else sums.like()
-        for start in range(span.start, span.stop, CHUNK):
-            stop = min(start + CHUNK, span.stop)
-            g, x = ids[start:stop], v[start:stop]
-            if scale_exponent is not None:
-                x = np.ldexp(x, scale_exponent.take(g))
-            part.add(g, x, None if nan is None else nan[start:stop], only)
-        return part
-
-    parts = map_spans(sweep, len(v), CHUNK)
-    for part in parts[1:]:
-        parts[0].combine(part)
-    return parts[0]
+def _chunks(
+    ids: IntpArray, v: Float64Array, scale_exponent: NDArray[np.int32] | None
+) -> Iterator[tuple[int, IntpArray, Float64Array]]:
+    """(start, group ids, values) per chunk, values times 2**scale_exponent[group] when given."""
+    for start in range(0, len(v), CHUNK):
+        g, x = ids[start : start + CHUNK], v[start : start + CHUNK]
+        if scale_exponent is not None:
+            x = np.ldexp(x, scale_exponent.take(g))
+        yield start, g, x
