@@ -10,6 +10,7 @@ windows revised after their first emission (so the next revision supersedes them
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,8 @@ def read_batched(
             " WHERE id > ? AND max_ts >= ? AND (id < ? OR done > 0) ORDER BY id LIMIT ?",
             (after_chunk, since_ts_ms, below, max_chunks),
         ).fetchall()
-        columns = chunk.unpack_many([(n, min_ts, scale, data) for _, n, _, min_ts, scale, data in rows])
+        last_chunk = int(rows[-1][0]) if rows else None
+        columns, rows = _decodable(rows)
         # each chunk's first `done` readings in canonical order are batched (all, below batched_below)
         batched = np.fromiter((n if cid < below else done for cid, n, done, *_ in rows), np.int64, len(rows))
         counts = np.fromiter((r[1] for r in rows), np.int64, len(rows))
@@ -79,5 +81,16 @@ def read_batched(
         ts_ms=columns.ts_ms,
         value=columns.value,
         quality=columns.quality,
-        last_chunk=int(rows[-1][0]) if rows else None,
+        last_chunk=last_chunk,
     )
+
+
+def _decodable(rows: list[Any]) -> tuple[chunk.Columns, list[Any]]:
+    """The readings of the chunks that decode, and those chunks: a replay skips bit-rotten ones
+    (pending() reports and discards unbatched ones; these were uploaded already)."""
+    try:
+        return chunk.unpack_many([(n, min_ts, scale, data) for _, n, _, min_ts, scale, data in rows]), rows
+    except chunk.CorruptChunk as exc:
+        bad = set(exc.indices)
+        rows = [row for i, row in enumerate(rows) if i not in bad]
+    return chunk.unpack_many([(n, min_ts, scale, data) for _, n, _, min_ts, scale, data in rows]), rows

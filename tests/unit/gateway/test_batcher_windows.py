@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,3 +231,20 @@ def test_windows_equal_aggregate_over_every_reading(gateway: Gateway, clock: Clo
         assert latest[start]["count"] == int(want.count[i])
         assert latest[start]["mean"] == pytest.approx(float(want.mean[i]), rel=1e-12)
         assert latest[start]["std"] == pytest.approx(float(want.std[i]), rel=1e-9)
+
+
+def test_a_bit_rotten_batched_chunk_is_skipped_when_the_windows_are_rebuilt(
+    gateway: Gateway, clock: Clock
+) -> None:
+    gateway.add(("dust", T0 + 1_000, 10.0))
+    gateway.add(("dust", T0 + 2_000, 20.0))  # a second group commit: a second chunk
+    clock.now_ms = T0 + W + ALLOWED
+    assert [w["count"] for w in windows_of(gateway.seal())] == [2]
+    gateway.store.close()
+    with sqlite3.connect(gateway.db) as db:
+        db.execute("UPDATE chunk SET data = zeroblob(length(data)) WHERE id = (SELECT min(id) FROM chunk)")
+    gateway.restart()
+    clock.now_ms += 1_000
+    gateway.add(("dust", T0 + 3_000, 30.0))
+    (revised,) = windows_of(gateway.seal())  # rebuilt from what can still be read
+    assert (revised["rev"], revised["count"], revised["mean"]) == (1, 2, 25.0)
