@@ -91,9 +91,9 @@ class Receiver:
             self._host, self._port, identifier=self._client_id, clean_session=False, keepalive=30
         )
         async with client:
-            self._connected = True
-            log.info("receiver connected", host=self._host, port=self._port)
             await client.subscribe(self._topic, qos=1)
+            self._connected = True  # only now: "connected" promises the subscription exists
+            log.info("receiver connected", host=self._host, port=self._port, topic=self._topic)
             async for message in client.messages:
                 payload = message.payload
                 if isinstance(payload, bytes | bytearray):

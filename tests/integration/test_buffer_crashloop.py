@@ -5,31 +5,31 @@ a random moment after the agent's first commit (ingest, seal, publish, acknowled
 mix does not depend on how fast the machine starts Python.
 
 After every kill the database passes PRAGMA integrity_check and every outbox row is a whole,
-verifiable batch. At the end a last run drains the backlog, and the receiver (subscribed the whole
-time, deduplicating by seq) holds every reading the agent ever confirmed as committed exactly once.
+verifiable batch. At the end a last run drains the backlog, and the reference receiver (`gateway
+receiver`, subscribed the whole time) holds every reading the agent ever confirmed as committed
+exactly once in its database.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import json
 import os
 import random
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import aiomqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway import wire
-from gateway.errors import WireError
 from hil.broker import Mosquitto
 
 KILLS = 52
@@ -127,55 +127,48 @@ asyncio.run(main())
 
 
 class Receiver:
-    """Subscribes for the whole test; keeps the readings of each accepted (verified, new) seq."""
+    """The reference receiver (`gateway receiver`), subscribed for the whole test."""
 
-    def __init__(self, port: int, keyring: wire.Keyring) -> None:
-        self.port = port
-        self.keyring = keyring
-        self.readings: list[tuple[str, int]] = []
-        self.seqs: set[int] = set()
-        self.duplicates_dropped = 0
-        self.rejected: list[str] = []
-        self.ready = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self.lock = threading.Lock()
+    def __init__(self, tmp_path: Path, port: int, public_pem: bytes) -> None:
+        keys = tmp_path / "receiver-keys"
+        keys.mkdir()
+        (keys / "gw1.pem").write_bytes(public_pem)
+        self.db = tmp_path / "received.db"
+        self.stats = tmp_path / "receiver.json"
+        self._log = (tmp_path / "receiver.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{port}",
+             "--keys", str(keys), "--db", str(self.db), "--topic", TOPIC,
+             "--client-id", "crashloop-receiver", "--stats-file", str(self.stats)],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
     def start(self) -> None:
-        self._thread.start()
-        assert self.ready.wait(10), "receiver did not subscribe"
+        deadline = time.monotonic() + 30
+        while self.statistics().get("connected") is not True:
+            assert self.process.poll() is None, "the receiver exited"
+            assert time.monotonic() < deadline, "receiver did not subscribe"
+            time.sleep(0.05)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(15)
+        self._log.close()
 
-    async def _main(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port, identifier="crashloop-receiver") as client:
-            await client.subscribe(TOPIC, qos=1)
-            self.ready.set()
-            listener = asyncio.create_task(self._listen(client))
-            await asyncio.to_thread(self._stop.wait)
-            listener.cancel()
-
-    async def _listen(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            assert isinstance(message.payload, bytes)
-            try:
-                batch = wire.verify_and_decode(message.payload, self.keyring)
-            except WireError as exc:
-                with self.lock:
-                    self.rejected.append(f"{type(exc).__name__}: {exc}")
-                continue
-            with self.lock:
-                if batch.seq in self.seqs:
-                    self.duplicates_dropped += 1
-                    continue
-                self.seqs.add(batch.seq)
-                self.readings += [(r.sensor, r.ts_ms) for r in batch.iter_readings()]
+    def statistics(self) -> dict[str, Any]:
+        try:
+            stats: dict[str, Any] = json.loads(self.stats.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return stats
 
     def count(self) -> int:
-        with self.lock:
-            return len(self.readings)
+        return int(self.statistics().get("readings_stored", 0))
+
+    def readings(self) -> Counter[tuple[str, int]]:
+        """(sensor, ts_ms) of every reading the receiver's database holds, with multiplicity."""
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            return Counter(conn.execute("SELECT sensor, ts_ms FROM readings").fetchall())
 
 
 def reading_key(j: int) -> tuple[str, int]:
@@ -249,7 +242,10 @@ def test_sigkill_crash_loop_loses_and_duplicates_nothing(tmp_path: Path, broker:
     agent = tmp_path / "agent.py"
     agent.write_text(AGENT)
     db = tmp_path / "state" / "buffer.db"
-    receiver = Receiver(broker.port, keyring)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    receiver = Receiver(tmp_path, broker.port, public_pem)
     receiver.start()
     rng = random.Random(20261126)
     confirmed: set[tuple[str, int]] = set()
@@ -283,9 +279,9 @@ def test_sigkill_crash_loop_loses_and_duplicates_nothing(tmp_path: Path, broker:
     finally:
         receiver.stop()
 
-    assert receiver.rejected == []
+    assert receiver.statistics()["rejected"] == 0
     assert len(produced) >= KILLS // 2  # most runs got far enough to commit something
-    counts = Counter(receiver.readings)
+    counts = receiver.readings()
     assert [key for key, n in counts.items() if n > 1] == []  # exactly once
     missing = confirmed - set(counts)
     assert not missing, f"{len(missing)} committed readings never arrived"
