@@ -12,10 +12,11 @@ import numpy as np
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from buffer import PendingSlice, SeriesKey, Store, WindowProgress
+from buffer import PendingSlice, Store, WindowProgress
 from gateway import wire
+from gateway.aggregation import WindowerStatistics
 from gateway.model import Quality
-from gateway.windowing import Closed, Taken, Windowing, WindowingStatistics
+from gateway.windowing import Closed, SeriesTable, Taken, Windowing
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +33,7 @@ class BatcherStatistics:
     readings_sealed: int
     windows_sealed: int
     last_seq: int | None
-    windowing: WindowingStatistics | None
+    windowing: WindowerStatistics | None
 
 
 def now_ms() -> int:
@@ -156,7 +157,7 @@ class Batcher:
 
     def encode(self, seq: int, pending: PendingSlice, taken: Taken, closed: Closed) -> bytes:
         """The compressed CBOR body of one batch: the raw part of `pending`, its gaps and events, `closed`."""
-        table = _SeriesTable()
+        table = SeriesTable()
         raw = np.flatnonzero(taken.raw)
         series_of_raw = pending.series[raw]
         index = np.full(len(pending.series_keys), -1, np.int32)
@@ -193,19 +194,3 @@ class Batcher:
         """Counters for status and metrics."""
         windowing = self._windowing.statistics() if self._windowing is not None else None
         return BatcherStatistics(self._batches, self._readings, self._windows, self._last_seq, windowing)
-
-
-class _SeriesTable:
-    """The series table of one batch, in order of first use."""
-
-    def __init__(self) -> None:
-        self.keys: list[SeriesKey] = []
-        self._index: dict[SeriesKey, int] = {}
-
-    def add(self, key: SeriesKey) -> int:
-        """The row of `key`, appended on first use."""
-        row = self._index.get(key)
-        if row is None:
-            row = self._index[key] = len(self.keys)
-            self.keys.append(key)
-        return row

@@ -9,6 +9,7 @@ starting a new one. Pure state over arrays: the batcher does the I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -18,7 +19,7 @@ import numpy.typing as npt
 
 from buffer import BatchedReadings, SeriesKey, WindowMark, WindowState
 from gateway import wire
-from gateway.aggregation import Windower, Windows
+from gateway.aggregation import Windower, WindowerStatistics, Windows
 from gateway.config import ALL_WINDOW_STATISTICS, GatewayConfig
 from gateway.model import Quality
 from gateway.wire.batch import WINDOW_FIELDS
@@ -77,18 +78,6 @@ class Closed:
         return cls((), wire.WindowColumns.empty(), ())
 
 
-@dataclass(frozen=True)
-class WindowingStatistics:
-    """The windowers' counters summed (open/retained are gauges, the rest counts since start)."""
-
-    open_windows: int
-    retained_windows: int
-    closed: int
-    revisions: int
-    too_late: int
-    readings: int
-
-
 def policies_of(config: GatewayConfig) -> dict[str, WindowPolicy]:
     """The window policy of every enabled sensor that has a `windows` section."""
     policies = {}
@@ -112,8 +101,8 @@ class Windowing:
     def __init__(self, policies: Mapping[str, WindowPolicy]) -> None:
         self._policies = dict(policies)
         self._windowers: dict[Clock, Windower] = {}
-        self._ids: dict[SeriesKey, int] = {}
-        self._keys: list[SeriesKey] = []
+        #: every windowed series ever seen, numbered for the windowers
+        self._series = SeriesTable()
         self.reset()
 
     @property
@@ -148,7 +137,9 @@ class Windowing:
         if not self.active or not len(ts_ms):
             return Taken.everything_raw(len(ts_ms))
         late = np.zeros(len(ts_ms), np.bool_)
-        ids = np.array([-1 if p is None else self._id(k) for k, p in zip(keys, policies, strict=True)])
+        ids = np.array(
+            [-1 if p is None else self._series.add(k) for k, p in zip(keys, policies, strict=True)]
+        )
         for clock, windower in self._windowers.items():
             in_clock = np.array([p is not None and p.clock == clock for p in policies], np.bool_)
             rows = np.flatnonzero(in_clock[series])
@@ -171,7 +162,7 @@ class Windowing:
         for _, windows in parts:
             for sid in np.unique(windows.series).tolist():
                 local.setdefault(sid, len(local))
-        keys = tuple(self._keys[sid] for sid in local)
+        keys = tuple(self._series.keys[sid] for sid in local)
         columns = _concat_columns([self._columns(w, local) for _, w in parts])
         marks = tuple(self._marks(keys, columns))
         return Closed(keys, columns, marks)
@@ -191,38 +182,28 @@ class Windowing:
         revisions: dict[Clock, dict[tuple[int, int], int]] = {}
         for mark in state.revisions:
             policy = self._policies.get(mark.sensor)
-            key = (mark.sensor, mark.quantity, mark.unit)
-            if policy is None or policy.window_ms != mark.window_ms or key not in self._ids:
+            sid = self._series.find((mark.sensor, mark.quantity, mark.unit))
+            if policy is None or policy.window_ms != mark.window_ms or sid is None:
                 continue  # the configuration changed since: that window is no longer kept
-            revisions.setdefault(policy.clock, {})[(self._ids[key], mark.window_start)] = mark.rev
+            revisions.setdefault(policy.clock, {})[(sid, mark.window_start)] = mark.rev
         for clock, windower in self._windowers.items():
             windower.resume(state.watermark_ms, revisions.get(clock, {}))
 
-    def statistics(self) -> WindowingStatistics:
-        """Counters of every windower, summed."""
+    def statistics(self) -> WindowerStatistics:
+        """The counters of every windower, summed."""
         stats = [w.statistics() for w in self._windowers.values()]
-        return WindowingStatistics(
-            open_windows=sum(s.open_windows for s in stats),
-            retained_windows=sum(s.retained_windows for s in stats),
-            closed=sum(s.closed for s in stats),
-            revisions=sum(s.revisions for s in stats),
-            too_late=sum(s.too_late for s in stats),
-            readings=sum(s.readings for s in stats),
+        return WindowerStatistics(
+            **{f.name: sum(getattr(s, f.name) for s in stats) for f in dataclasses.fields(WindowerStatistics)}
         )
-
-    def _id(self, key: SeriesKey) -> int:
-        sid = self._ids.get(key)
-        if sid is None:
-            sid = self._ids[key] = len(self._keys)
-            self._keys.append(key)
-        return sid
 
     def _columns(self, windows: Windows, local: Mapping[int, int]) -> wire.WindowColumns:
         """Aggregation rows as wire columns; statistics a sensor does not upload become NaN."""
         sids = windows.series.tolist()
         stats: dict[str, npt.NDArray[np.float64]] = {}
         for name in STATISTICS:
-            hidden = np.array([name not in self._policies[self._keys[s][0]].statistics for s in sids], bool)
+            hidden = np.array(
+                [name not in self._policies[self._series.keys[s][0]].statistics for s in sids], bool
+            )
             stats[name] = np.where(hidden, np.nan, getattr(windows, name))
         return wire.WindowColumns(
             series=np.array([local[s] for s in sids], np.int32),
@@ -243,6 +224,26 @@ class Windowing:
             start, window_ms = int(columns.window_start[row]), int(columns.window_ms[row])
             expires = start + window_ms + self._policies[key[0]].max_lateness_ms
             yield WindowMark(*key, window_ms, start, int(columns.rev[row]), expires)
+
+
+class SeriesTable:
+    """Series numbered in order of first use (a batch's series table, the windowers' ids)."""
+
+    def __init__(self) -> None:
+        self.keys: list[SeriesKey] = []
+        self._index: dict[SeriesKey, int] = {}
+
+    def add(self, key: SeriesKey) -> int:
+        """The number of `key`, given on first use."""
+        number = self._index.get(key)
+        if number is None:
+            number = self._index[key] = len(self.keys)
+            self.keys.append(key)
+        return number
+
+    def find(self, key: SeriesKey) -> int | None:
+        """The number of `key`, None if it was never added."""
+        return self._index.get(key)
 
 
 def _concat_columns(parts: Sequence[wire.WindowColumns]) -> wire.WindowColumns:

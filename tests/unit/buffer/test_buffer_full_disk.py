@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_buffer_quota import drain
 
 import buffer.quarantine
-from buffer import GapRecord, Store, StoreOptions
+from buffer import Store, StoreOptions
 from gateway.model import Reading
 
 GROUP = 1000
@@ -76,16 +77,6 @@ def fill_disk(folder: Path, name: str = "filler") -> Path:
     finally:
         os.close(fd)
     return path
-
-
-def drain(store: Store) -> tuple[list[int], list[GapRecord]]:
-    ts: list[int] = []
-    gaps: list[GapRecord] = []
-    while (p := store.pending(upto_ts_ms=None, limit=50_000)) is not None:
-        ts += p.ts_ms.tolist()
-        gaps += p.gaps
-        store.seal_batch(store.next_seq(), b"x", p)
-    return ts, gaps
 
 
 def ingest(store: Store, groups: range) -> None:
