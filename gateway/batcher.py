@@ -130,7 +130,11 @@ class Batcher:
                 windowing.replay(page)
                 after = page.last_chunk
             windowing.resume(state)
-            log.info("windows restored", watermark_ms=state.watermark_ms, **dataclasses.asdict(windowing.statistics()))
+            log.info(
+                "windows restored",
+                watermark_ms=state.watermark_ms,
+                **dataclasses.asdict(windowing.statistics()),
+            )
         self._restored = True
 
     def _seal_one(

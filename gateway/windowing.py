@@ -154,16 +154,15 @@ class Windowing:
 
     def close(self, now_ms: int) -> Closed:
         """The windows due at `now_ms` (first emissions and revisions), ready for a batch."""
-        parts = [(windower, windower.advance(now_ms)) for windower in self._windowers.values()]
-        parts = [(windower, windows) for windower, windows in parts if len(windows)]
+        parts = [windows for w in self._windowers.values() if len(windows := w.advance(now_ms))]
         if not parts:
             return Closed.nothing()
         local: dict[int, int] = {}
-        for _, windows in parts:
+        for windows in parts:
             for sid in np.unique(windows.series).tolist():
                 local.setdefault(sid, len(local))
         keys = tuple(self._series.keys[sid] for sid in local)
-        columns = _concat_columns([self._columns(w, local) for _, w in parts])
+        columns = _concat_columns([self._columns(w, local) for w in parts])
         marks = tuple(self._marks(keys, columns))
         return Closed(keys, columns, marks)
 
