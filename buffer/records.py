@@ -48,37 +48,35 @@ class GapRecord:
 
 
 @dataclass(frozen=True)
-class PendingSlice:
-    """Committed readings not yet in any batch, columnar, plus unbatched gaps and events."""
+class StoredReadings:
+    """Committed readings as columns; `series` indexes `series_keys`."""
 
     series_keys: tuple[SeriesKey, ...]
     series: npt.NDArray[np.int32]
     ts_ms: npt.NDArray[np.int64]
     value: npt.NDArray[np.float64]
     quality: npt.NDArray[np.uint16]
-    gaps: tuple[GapRecord, ...]
-    events: tuple[HealthEvent, ...]
-    #: opaque to callers: what seal_batch needs to mark exactly these rows as batched
-    token: object
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
 
 
 @dataclass(frozen=True)
-class BatchedReadings:
-    """Committed readings already in a batch, columnar (what the windowing replays at start)."""
+class PendingSlice(StoredReadings):
+    """Committed readings not yet in any batch, plus unbatched gaps and events."""
 
-    series_keys: tuple[SeriesKey, ...]
-    series: npt.NDArray[np.int32]
-    ts_ms: npt.NDArray[np.int64]
-    value: npt.NDArray[np.float64]
-    quality: npt.NDArray[np.uint16]
+    gaps: tuple[GapRecord, ...]
+    events: tuple[HealthEvent, ...]
+    #: opaque to callers: what seal_batch needs to mark exactly these rows as batched
+    token: object
+
+
+@dataclass(frozen=True)
+class BatchedReadings(StoredReadings):
+    """Committed readings already in a batch (what the windowing replays at start)."""
+
     #: id of the last chunk read: pass it as `after_chunk` for the next page (None: no more pages)
     last_chunk: int | None = None
-
-    def __len__(self) -> int:
-        return int(self.ts_ms.shape[0])
 
 
 @dataclass(frozen=True)
