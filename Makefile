@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DURATION ?= 90
 MOSQUITTO := $(shell command -v mosquitto 2>/dev/null || ls /usr/sbin/mosquitto 2>/dev/null)
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup demo test lint typecheck pytest bench hil clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ pytest: setup
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
+
+# on a real gateway, with the agent stopped: every configured sensor must deliver readings
+hil: setup
+	GATEWAY_HIL=1 $(PY) -m pytest -q -rs tests/hardware
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
