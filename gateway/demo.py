@@ -156,9 +156,8 @@ class Demo:
         drops QoS 1 messages that no session subscribed to (docs/decisions.md)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, json.JSONDecodeError):
-                if json.loads(self.receiver_stats.read_text()).get("connected") is True:
-                    return
+            if self.receiver_statistics().get("connected") is True:
+                return
             time.sleep(0.1)
         raise GatewayError(f"the receiver did not connect within {timeout_s:g} s; see receiver.log")
 
@@ -248,13 +247,20 @@ class Demo:
         uplink = status.get("uplink") or {}
         snap.delivered = int(uplink.get("readings_acked", 0))
         snap.uplink = str(uplink.get("state", "-"))
-        if self.receiver_stats.exists():
-            with_stats = json.loads(self.receiver_stats.read_text() or "{}")
-            snap.verified = with_stats.get("verified", 0)
-            snap.rejected = with_stats.get("rejected", 0)
-            snap.duplicates = with_stats.get("duplicates_dropped", 0)
-            snap.stored = with_stats.get("readings_stored", 0)
+        received = self.receiver_statistics()
+        snap.verified = received.get("verified", 0)
+        snap.rejected = received.get("rejected", 0)
+        snap.duplicates = received.get("duplicates_dropped", 0)
+        snap.stored = received.get("readings_stored", 0)
         return snap
+
+    def receiver_statistics(self) -> dict[str, Any]:
+        """The receiver's statistics file ({} before it wrote one)."""
+        try:
+            stats: dict[str, Any] = json.loads(self.receiver_stats.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return stats
 
     def stored_counted(self) -> int:
         """Readings at the receiver from the sensors whose simulators count every reading they send.
@@ -272,16 +278,16 @@ class Demo:
 
     def windows_stored(self) -> int:
         """Window rows at the receiver (the latest revision of each window)."""
-        return self._receiver_count("SELECT count(*) FROM windows", None)
+        return self._receiver_count("SELECT count(*) FROM windows", [])
 
-    def _receiver_count(self, query: str, sensors: list[str] | None) -> int:
-        """One number from the receiver's database; `{}` in `query` takes placeholders for `sensors`."""
-        if not self.receiver_db.exists() or sensors == []:
+    def _receiver_count(self, query: str, sensors: list[str]) -> int:
+        """One number from the receiver's database; `{}` in `query` takes placeholders for `sensors`
+        (SQLite's `IN ()` matches nothing, so an empty list counts 0)."""
+        if not self.receiver_db.exists():
             return 0
-        params = sensors or []
         with contextlib.closing(sqlite3.connect(self.receiver_db, timeout=5)) as db:
             try:
-                return int(db.execute(query.format(",".join("?" * len(params))), params).fetchone()[0])
+                return int(db.execute(query.format(",".join("?" * len(sensors))), sensors).fetchone()[0])
             except sqlite3.OperationalError:  # the receiver has not created its tables yet
                 return 0
 
@@ -338,7 +344,7 @@ class Demo:
         receiver = next(c for c in self.children if c.name == "receiver")
         receiver.terminate()
         stored = self.stored_counted()
-        final = json.loads(self.receiver_stats.read_text())
+        final = self.receiver_statistics()
         return {
             "produced": produced,
             "committed": snap.committed,
