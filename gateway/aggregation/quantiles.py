@@ -50,7 +50,13 @@ def _interpolate(
     low = sorted_values[starts + below]
     high = sorted_values[starts + above]
     # numpy's lerp: exact at both ends and monotone in the fraction
-    result: Float64Array = np.where(
-        fraction >= 0.5, high - (high - low) * (1 - fraction), low + (high - low) * fraction
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = high - low
+        result: Float64Array = np.where(fraction >= 0.5, high - span * (1 - fraction), low + span * fraction)
+    # finite ends whose difference overflows have opposite signs near the ends of the float range:
+    # there the weighted sum cannot overflow
+    wide = np.isinf(span) & np.isfinite(low) & np.isfinite(high)
+    if wide.any():
+        f = fraction[wide]
+        result[wide] = low[wide] * (1 - f) + high[wide] * f
     return result
