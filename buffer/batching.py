@@ -303,6 +303,22 @@ def deliver(conn: sqlite3.Connection, seq: int) -> int | None:
     return int(row[0]) if row else None
 
 
+def reject(conn: sqlite3.Connection, seq: int) -> quota.Eviction | None:
+    """Drop batch `seq`, which the backend refused, as gaps; what was dropped, None if it is gone."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT readings FROM outbox WHERE seq = ?", (seq,)).fetchone()
+        eviction = quota.Eviction(reason=quota.REASON_REJECTED)
+        if row is not None:
+            quota.drop_batches(conn, [(seq, int(row[0]))], quota.REASON_REJECTED, eviction)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return eviction if row is not None else None
+
+
 def discard(conn: sqlite3.Connection, chunk_ids: list[int]) -> int:
     """Delete undecodable unbatched chunks, each reported by an event; returns the readings lost."""
     conn.execute("BEGIN IMMEDIATE")

@@ -29,6 +29,8 @@ FS_SLACK = 128 << 10
 REASON_QUOTA = "buffer_full"
 REASON_DISK = "disk_full"
 REASON_STORAGE = "storage_error"
+#: the backend refused a batch for good (it does not verify, or its seq holds other content there)
+REASON_REJECTED = "rejected_by_backend"
 
 
 #: space held back in a file beside the database for a full disk (about one full WAL)
@@ -301,6 +303,15 @@ def _evict_outbox(conn: sqlite3.Connection, target: int, reason: str, result: Ev
         doomed.append((seq, readings))
         result.freed += size + ROW_OVERHEAD
     cursor.close()
+    drop_batches(conn, doomed, reason, result)
+
+
+def drop_batches(
+    conn: sqlite3.Connection, doomed: list[tuple[int, int]], reason: str, result: Eviction
+) -> None:
+    """Give up the outbox batches (seq, readings): their readings become gaps with `reason`, the gaps and
+    events they carried go out again, and one health event says which were dropped (in the caller's
+    transaction)."""
     if not doomed:
         return
     seqs = [(seq,) for seq, _ in doomed]

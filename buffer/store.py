@@ -206,6 +206,17 @@ class Store:
         if readings is not None:
             self._tally.add(delivered=readings, outbox_rows=-1)
 
+    def reject_batch(self, seq: int) -> int | None:
+        """The backend refused batch `seq` for good: drop it, recording its readings as gaps
+        (reason rejected_by_backend) that travel in the next batch; its readings, None if gone."""
+        eviction = self._call(lambda c: batching.reject(c, seq))
+        if eviction is None:
+            return None
+        self._tally.add(
+            dropped=eviction.outbox_readings, gaps=eviction.gaps, outbox_rows=-eviction.outbox_rows
+        )
+        return eviction.outbox_readings
+
     # -- inspection -----------------------------------------------------------------------------
 
     def statistics(self) -> StoreStatistics:

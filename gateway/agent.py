@@ -20,7 +20,7 @@ from gateway.control import ControlServer
 from gateway.model import HealthEvent, Reading
 from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.supervisor import Supervised
-from gateway.uplink.mqtt import MqttUplink
+from gateway.uplink import Uplink, open_uplink
 from gateway.windowing import Windowing, policies_of
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,7 @@ class Agent:
         self._drivers: list[Driver] = []
         self._store: Store | None = None
         self._batcher: Batcher | None = None
-        self._uplink: MqttUplink | None = None
+        self._uplink: Uplink | None = None
         self._sink: StoreSink | None = None
 
     def stop(self) -> None:
@@ -103,7 +103,7 @@ class Agent:
             sealed=sealed,
             windowing=Windowing(policies_of(config)),
         )
-        uplink = self._uplink = MqttUplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
+        uplink = self._uplink = open_uplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
         control = ControlServer(config.state_dir / "control.sock", self.status)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -137,7 +137,7 @@ class Agent:
         self._supervised.append(supervised)
         return supervised.run()
 
-    async def _drain_briefly(self, store: Store, uplink: MqttUplink) -> None:
+    async def _drain_briefly(self, store: Store, uplink: Uplink) -> None:
         """Give a connected uplink a moment to send what was just sealed; the rest waits in the outbox."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_SEND_GRACE_S):

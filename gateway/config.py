@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,6 +19,9 @@ EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "example.to
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_Section = TypeVar("_Section", bound=_Strict)
 
 
 class BufferConfig(_Strict):
@@ -53,13 +56,48 @@ class MqttConfig(_Strict):
     ca_file: Path | None = None
 
 
+class HttpsConfig(_Strict):
+    """HTTPS endpoint every batch is POSTed to, one per request (docs/wire-format.md, 6.1)."""
+
+    url: str | None = Field(
+        default=None, description="https://host[:port]/path; {gateway_id} is replaced by the gateway's id"
+    )
+    ca_file: Path | None = Field(default=None, description="PEM trust anchors; the system's when not given")
+    client_cert_file: Path | None = Field(default=None, description="PEM client certificate, for mutual TLS")
+    client_key_file: Path | None = None
+    token_file: Path | None = Field(default=None, description="a bearer token, sent as Authorization")
+
+    @field_validator("url")
+    @classmethod
+    def _https_only(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() != "https" or not rest or rest.startswith("/"):
+            raise ValueError(f"expected an https:// URL with a host, got {url!r}")
+        return url
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> HttpsConfig:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together")
+        return self
+
+
 class UplinkConfig(_Strict):
     """Which transport carries the outbox to the backend."""
 
-    transport: Literal["mqtt"] = "mqtt"
+    transport: Literal["mqtt", "https"] = "mqtt"
     mqtt: MqttConfig = MqttConfig()
+    https: HttpsConfig = HttpsConfig()
     ack_timeout_s: float = Field(default=15.0, gt=0)
     max_inflight: int = Field(default=8, gt=0, le=64)
+
+    @model_validator(mode="after")
+    def _https_has_url(self) -> UplinkConfig:
+        if self.transport == "https" and self.https.url is None:
+            raise ValueError("transport 'https' needs https.url")
+        return self
 
 
 WindowStatistic = Literal["min", "max", "mean", "std", "first", "last"]
@@ -241,10 +279,26 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None) -> Gatew
                 if not profiles.is_absolute():
                     sensor.modbus = sensor.modbus.model_copy(update={"profiles_dir": base_dir / profiles})
         config.key_file = base_dir / config.key_file if not config.key_file.is_absolute() else config.key_file
+        uplink = config.uplink
+        uplink.mqtt = _files_from(base_dir, uplink.mqtt, ("ca_file",))
+        uplink.https = _files_from(base_dir, uplink.https, _HTTPS_FILES)
         config.state_dir = (
             base_dir / config.state_dir if not config.state_dir.is_absolute() else config.state_dir
         )
     return config
+
+
+_HTTPS_FILES = ("ca_file", "client_cert_file", "client_key_file", "token_file")
+
+
+def _files_from(base_dir: Path, section: _Section, names: tuple[str, ...]) -> _Section:
+    """The section with its relative file paths taken from base_dir."""
+    update = {}
+    for name in names:
+        path = getattr(section, name)
+        if path is not None and not path.is_absolute():
+            update[name] = base_dir / path
+    return section.model_copy(update=update) if update else section
 
 
 def load_config(path: Path) -> GatewayConfig:

@@ -32,6 +32,11 @@ def config_check(file: Path) -> None:
         from gateway.sensors import build_drivers
 
         build_drivers(config)  # keys, profiles and codecs are checked when drivers are built
+        if config.uplink.transport == "https":
+            from gateway.uplink.https import bearer_token, tls_context
+
+            tls_context(config.uplink.https)  # the TLS and token files must be usable
+            bearer_token(config.uplink.https)
     except ConfigError as exc:
         click.echo(f"{file}: invalid configuration", err=True)
         for line in str(exc).splitlines():

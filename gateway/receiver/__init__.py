@@ -1,6 +1,7 @@
 """The reference receiver: verify every batch, deduplicate by (gateway id, seq), store each reading once."""
 
-from gateway.receiver.service import Receiver, ReceiverStatistics
+from gateway.receiver.http import BatchEndpoint
+from gateway.receiver.service import Receiver, ReceiverStatistics, Rejection
 from gateway.receiver.storage import Outcome, ReceiverDatabase
 
-__all__ = ["Outcome", "Receiver", "ReceiverDatabase", "ReceiverStatistics"]
+__all__ = ["BatchEndpoint", "Outcome", "Receiver", "ReceiverDatabase", "ReceiverStatistics", "Rejection"]

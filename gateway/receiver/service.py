@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -25,6 +26,14 @@ KEY_RELOAD_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """Why a batch was not stored: the wire error's class name, "topic_mismatch" or "malformed"."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class ReceiverStatistics:
     """Counters the demo and operators read."""
 
@@ -36,7 +45,10 @@ class ReceiverStatistics:
     #: window rows received in stored batches (a revision counts again; the database keeps the latest)
     windows_stored: int
     batches_stored: int
+    #: subscribed at the MQTT broker
     connected: bool
+    #: the HTTPS endpoint accepts batches
+    listening: bool
 
 
 class Receiver:
@@ -66,6 +78,9 @@ class Receiver:
         self._windows = 0
         self._batches = 0
         self._connected = False
+        #: set by the HTTPS endpoint while it accepts batches
+        self.listening = False
+        self._lock = threading.Lock()
 
     async def run(self) -> None:
         """Receive forever, reconnecting with backoff; a persistent session keeps what arrives meanwhile."""
@@ -103,15 +118,26 @@ class Receiver:
 
     def handle(self, topic: str, blob: bytes) -> Outcome | None:
         """Verify, decode and store one message; returns what happened (None when rejected)."""
+        verdict = self.receive(topic, blob)
+        return None if isinstance(verdict, Rejection) else verdict
+
+    def receive(self, topic: str, blob: bytes) -> Outcome | Rejection:
+        """Verify, decode and store one batch that arrived on `topic` (an MQTT topic or an HTTP path of
+        the form gateways/<id>/batches); a replay is counted as rejected and returned as Outcome.REPLAY.
+
+        Thread-safe: concurrent HTTPS requests and MQTT messages take turns (one database connection).
+        """
+        with self._lock:
+            return self._receive(topic, blob)
+
+    def _receive(self, topic: str, blob: bytes) -> Outcome | Rejection:
         try:
             batch = self._verify(blob)
         except WireError as exc:
-            self._reject(type(exc).__name__, topic, str(exc))
-            return None
+            return self._reject(type(exc).__name__, topic, str(exc))
         parts = topic.split("/")
         if len(parts) == 3 and parts[1] != batch.gateway_id:
-            self._reject("topic_mismatch", topic, f"body says gateway {batch.gateway_id}")
-            return None
+            return self._reject("topic_mismatch", topic, f"body says gateway {batch.gateway_id}")
         self._verified += 1
         try:
             outcome = self._db.store(batch, blob)
@@ -146,9 +172,10 @@ class Receiver:
             self._keys_loaded = time.monotonic()
             return wire.verify_and_decode(blob, self._keyring)
 
-    def _reject(self, reason: str, topic: str, detail: str) -> None:
+    def _reject(self, reason: str, topic: str, detail: str) -> Rejection:
         self._rejected[reason] += 1
         log.warning("batch rejected", reason=reason, topic=topic, detail=detail)
+        return Rejection(reason, detail)
 
     def statistics(self) -> ReceiverStatistics:
         """Counters so far."""
@@ -161,6 +188,7 @@ class Receiver:
             windows_stored=self._windows,
             batches_stored=self._batches,
             connected=self._connected,
+            listening=self.listening,
         )
 
     async def write_statistics(self, path: Path, every_s: float = 0.5) -> None:

@@ -1,1 +1,37 @@
-"""Transports that carry sealed outbox batches to the backend."""
+"""Transports that carry sealed outbox batches to the backend: MQTT QoS 1 or HTTPS (uplink.transport)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from buffer import Store
+from gateway.config import UplinkConfig
+from gateway.uplink.delivery import UplinkState, UplinkStatistics
+
+
+class Uplink(Protocol):
+    """What the agent needs of a transport."""
+
+    state: UplinkState
+
+    @property
+    def delivered(self) -> asyncio.Event:
+        """Set after every acknowledged batch (waiters clear it themselves)."""
+
+    async def run(self) -> None:
+        """Send the outbox until the link fails with UplinkError (the supervisor retries)."""
+
+    def statistics(self) -> UplinkStatistics:
+        """Counters for status and metrics."""
+
+
+def open_uplink(store: Store, config: UplinkConfig, *, gateway_id: str, sealed: asyncio.Event) -> Uplink:
+    """The configured transport; ConfigError when its files (TLS, token) cannot be used."""
+    if config.transport == "https":
+        from gateway.uplink.https import HttpsUplink
+
+        return HttpsUplink(store, config, gateway_id=gateway_id, sealed=sealed)
+    from gateway.uplink.mqtt import MqttUplink
+
+    return MqttUplink(store, config, gateway_id=gateway_id, sealed=sealed)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
-from typing import Literal
+from functools import partial
 
 import aiomqtt
 import structlog
@@ -13,39 +12,20 @@ import structlog
 from buffer import OutboxEntry, Store
 from gateway.config import UplinkConfig
 from gateway.errors import UplinkError
+from gateway.uplink.delivery import Delivery, Transport, UplinkState
 
 log = structlog.get_logger(__name__)
 
-UplinkState = Literal["connecting", "connected", "disconnected"]
 
-
-@dataclass(frozen=True)
-class UplinkStatistics:
-    """What the uplink did so far."""
-
-    state: UplinkState
-    connects: int
-    batches_acked: int
-    readings_acked: int
-    last_acked_seq: int | None
-
-
-class MqttUplink:
+class MqttUplink(Transport):
     """Sends the outbox in seq order with a bounded number of batches in flight; reconnects via its supervisor."""
 
     def __init__(self, store: Store, config: UplinkConfig, *, gateway_id: str, sealed: asyncio.Event) -> None:
-        self._store = store
         self._config = config
         self._topic = config.mqtt.topic.format(gateway_id=gateway_id)
         self._client_id = config.mqtt.client_id or f"gateway-{gateway_id}"
-        self._sealed = sealed
         self.state: UplinkState = "connecting"
-        #: set after every acknowledged batch (waiters clear it themselves)
-        self.delivered = asyncio.Event()
-        self._connects = 0
-        self._acked = 0
-        self._readings = 0
-        self._last_seq: int | None = None
+        self._delivery = Delivery(store, sealed=sealed, max_inflight=config.max_inflight)
 
     def _client(self) -> aiomqtt.Client:
         mqtt = self._config.mqtt
@@ -70,11 +50,12 @@ class MqttUplink:
         try:
             async with self._client() as client:
                 self.state = "connected"
-                self._connects += 1
+                self._delivery.connects += 1
                 log.info("uplink connected", host=self._config.mqtt.host, port=self._config.mqtt.port)
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._watch(client))
-                    tasks.create_task(self._send_forever(client))
+                    send = partial(self._send, client)
+                    tasks.create_task(self._delivery.send_forever(send, timeout_s=self._config.ack_timeout_s))
         except* (aiomqtt.MqttError, TimeoutError, OSError) as group:
             raise UplinkError(f"MQTT: {group.exceptions[0]!r}") from None
         finally:
@@ -86,26 +67,6 @@ class MqttUplink:
         async for _message in client.messages:
             pass  # reserved for backend -> gateway control messages
 
-    async def _send_forever(self, client: aiomqtt.Client) -> None:
-        while True:
-            self._sealed.clear()
-            entries = await asyncio.to_thread(self._store.undelivered, limit=self._config.max_inflight)
-            if not entries:
-                await self._sealed.wait()
-                continue
-            async with asyncio.timeout(self._config.ack_timeout_s), asyncio.TaskGroup() as tasks:
-                for entry in entries:  # tasks start in creation order: publishes leave in seq order
-                    tasks.create_task(self._send(client, entry))
-
     async def _send(self, client: aiomqtt.Client, entry: OutboxEntry) -> None:
         await client.publish(self._topic, entry.blob, qos=1)
-        await asyncio.to_thread(self._store.mark_delivered, entry.seq)
-        self._acked += 1
-        self._readings += entry.readings
-        self._last_seq = entry.seq
-        self.delivered.set()
-        log.info("batch delivered", seq=entry.seq, readings=entry.readings)
-
-    def statistics(self) -> UplinkStatistics:
-        """Counters for status and metrics."""
-        return UplinkStatistics(self.state, self._connects, self._acked, self._readings, self._last_seq)
+        await self._delivery.acknowledged(entry)

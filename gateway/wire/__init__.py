@@ -15,12 +15,13 @@ from gateway.wire.batch import (
     WindowColumns,
 )
 from gateway.wire.body import encode_batch
-from gateway.wire.cose import sign
+from gateway.wire.cose import MEDIA_TYPE, sign
 from gateway.wire.keyring import Keyring, kid_for
 from gateway.wire.verify import verify_and_decode, verify_with_key
 
 __all__ = [
     "FORMAT_VERSION",
+    "MEDIA_TYPE",
     "Batch",
     "Event",
     "Gap",

@@ -20,6 +20,8 @@ HEADER_ALG = 1
 HEADER_KID = 4
 ALG_EDDSA = -8
 SIGNATURE_LENGTH = 64
+#: the media type of a signed batch over HTTP (application/cose with its cose-type parameter, RFC 9052 section 2)
+MEDIA_TYPE = 'application/cose; cose-type="cose-sign1"'
 
 
 @dataclass(frozen=True)

@@ -166,3 +166,35 @@ def test_raw_readings_must_outlive_the_windows_that_can_still_be_revised() -> No
         parse_config(data)
     data["buffer"] = {"keep_raw_s": 10800}
     assert parse_config(data).sensors[0].windows is not None
+
+
+def test_https_transport_needs_an_https_url_and_takes_its_files_from_the_config_folder(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"transport 'https' needs https\.url"):
+        parse_config(minimal(uplink={"transport": "https"}))
+    with pytest.raises(ConfigError, match=r"uplink\.https\.url: got 'http://backend/x'"):
+        parse_config(minimal(uplink={"transport": "https", "https": {"url": "http://backend/x"}}))
+    with pytest.raises(ConfigError, match="client_cert_file and client_key_file go together"):
+        parse_config(minimal(uplink={"https": {"url": "https://backend/x", "client_cert_file": "c.pem"}}))
+    https = {
+        "url": "https://backend.example/gw/{gateway_id}",
+        "ca_file": "tls/ca.pem",
+        "token_file": "/etc/t",
+    }
+    config = parse_config(minimal(uplink={"transport": "https", "https": https}), base_dir=tmp_path)
+    assert config.uplink.https.ca_file == tmp_path / "tls" / "ca.pem"
+    assert config.uplink.https.token_file == Path("/etc/t")
+
+
+def test_cli_config_check_opens_the_https_files(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        'gateway_id = "gw-1"\nkey_file = "k"\nstate_dir = "s"\n[uplink]\ntransport = "https"\n'
+        '[uplink.https]\nurl = "https://backend.example/g/{gateway_id}"\ntoken_file = "token"\n'
+    )
+    (tmp_path / "token").write_text("\n")
+    result = _check(path)
+    assert result.returncode == 2 and "uplink.https.token_file" in result.stderr and "is empty" in result.stderr
+    (tmp_path / "token").write_text("s3cret\n")
+    assert _check(path).returncode == 0

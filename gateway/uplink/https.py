@@ -1,0 +1,104 @@
+"""HTTPS uplink: every outbox batch is POSTed on its own; the response's status settles it.
+
+2xx: delivered (deleted from the outbox). 409 or 422: the backend refuses these exact bytes for
+good, so resending cannot help: the batch is given up as gap records that travel in the next batch
+(`Store.reject_batch`), and the rest of the outbox moves on. Anything else (403 for a key not
+registered yet, 5xx, 429, a timeout, no route) keeps the batch and raises UplinkError; the agent's
+supervisor retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from functools import partial
+
+import aiohttp
+import structlog
+
+from buffer import OutboxEntry, Store
+from gateway.config import HttpsConfig, UplinkConfig
+from gateway.errors import ConfigError, UplinkError
+from gateway.uplink.delivery import Delivery, Transport, UplinkState
+from gateway.wire import MEDIA_TYPE
+
+log = structlog.get_logger(__name__)
+
+#: statuses that refuse a batch's bytes for good (the receiver's 409 replay and 422 invalid batch)
+REFUSED_FOR_GOOD = frozenset({409, 422})
+
+
+def tls_context(config: HttpsConfig) -> ssl.SSLContext:
+    """Server verification against ca_file (or the system's anchors), a client certificate if given."""
+    try:
+        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+        if config.client_cert_file is not None:
+            key = str(config.client_key_file) if config.client_key_file else None
+            context.load_cert_chain(str(config.client_cert_file), key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"uplink.https: cannot load the TLS files: {exc}") from exc
+    return context
+
+
+def bearer_token(config: HttpsConfig) -> str | None:
+    if config.token_file is None:
+        return None
+    try:
+        token = config.token_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"uplink.https.token_file: {exc}") from exc
+    if not token:
+        raise ConfigError(f"uplink.https.token_file: {config.token_file} is empty")
+    return token
+
+
+class HttpsUplink(Transport):
+    """Sends the outbox in seq order, up to max_inflight requests at a time."""
+
+    def __init__(self, store: Store, config: UplinkConfig, *, gateway_id: str, sealed: asyncio.Event) -> None:
+        assert config.https.url is not None  # the config model requires it for this transport
+        self._config = config
+        self._url = config.https.url.format(gateway_id=gateway_id)
+        self._tls = tls_context(config.https)  # a bad file is a ConfigError at start, not a retry loop
+        self._headers = {"Content-Type": MEDIA_TYPE}
+        token = bearer_token(config.https)
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self.state: UplinkState = "connecting"
+        self._delivery = Delivery(store, sealed=sealed, max_inflight=config.max_inflight)
+
+    async def run(self) -> None:
+        """Send until a request fails (raises UplinkError; the supervisor retries)."""
+        self.state = "connecting"
+        connector = aiohttp.TCPConnector(ssl=self._tls, limit=self._config.max_inflight)
+        timeout = aiohttp.ClientTimeout(total=self._config.ack_timeout_s)
+        try:
+            async with aiohttp.ClientSession(
+                connector=connector, timeout=timeout, headers=self._headers
+            ) as session:
+                await self._delivery.send_forever(partial(self._send, session))
+        except* (UplinkError, aiohttp.ClientError, TimeoutError, OSError) as group:
+            first = _first_leaf(group)
+            raise first if isinstance(first, UplinkError) else UplinkError(f"HTTPS: {first!r}") from None
+        finally:
+            self.state = "disconnected"
+
+    async def _send(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
+        async with session.post(self._url, data=entry.blob) as response:
+            detail = (await response.text())[:200]
+            status = response.status
+        if status in REFUSED_FOR_GOOD:
+            await self._delivery.refused(entry, f"{status} {detail}")
+            return
+        if not 200 <= status < 300:
+            raise UplinkError(f"HTTPS: batch {entry.seq}: {status} {detail}")
+        if self.state != "connected":
+            self.state = "connected"
+            self._delivery.connects += 1
+            log.info("uplink connected", url=self._url)
+        await self._delivery.acknowledged(entry)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -1,0 +1,265 @@
+"""The HTTPS uplink against the reference receiver's endpoint over real TLS on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import Processes, read_json, wait_until
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from test_skeleton_path import start_station, station_total, status, stored_rows, write_config
+
+from buffer import Store
+from gateway import tomlwriter, wire
+from gateway.config import UplinkConfig
+from gateway.errors import UplinkError
+from gateway.model import Reading
+from gateway.receiver import BatchEndpoint, Receiver, ReceiverDatabase
+from gateway.receiver import service as receiver_service
+from gateway.uplink.https import HttpsUplink
+from hil.broker import free_port
+from hil.tls import ServerCertificate, loopback_certificate
+
+GATEWAY = "gw-1"
+T0 = 1_767_225_600_000
+
+
+def seal(store: Store, key: Ed25519PrivateKey, sensor: str, n: int) -> int:
+    """Commit n readings of one sensor and seal them as one batch; its seq."""
+    store.submit([Reading(sensor, "pm10", T0 + i * 1000, 10.0 + i, "ug/m3") for i in range(n)])
+    store.flush_blocking(timeout=10)
+    pending = store.pending(upto_ts_ms=None)
+    assert pending is not None
+    seq = store.next_seq()
+    keys = list(pending.series_keys)  # the readings' series indices; gaps may add more
+    for gap in pending.gaps:
+        if (gap.sensor, gap.quantity, gap.unit) not in keys:
+            keys.append((gap.sensor, gap.quantity, gap.unit))
+    body = wire.encode_batch(
+        gateway_id=GATEWAY,
+        seq=seq,
+        created_ms=T0,
+        series=[wire.SeriesInfo(s, q, u) for s, q, u in keys],
+        readings=wire.ReadingColumns(
+            series=pending.series, ts_ms=pending.ts_ms, value=pending.value, quality=pending.quality
+        ),
+        gaps=[
+            wire.Gap(keys.index((g.sensor, g.quantity, g.unit)), g.from_ms, g.to_ms, g.count, g.reason)
+            for g in pending.gaps
+        ],
+        events=[wire.Event(e.ts_ms, e.source, e.kind, e.detail) for e in pending.events],
+    )
+    store.seal_batch(seq, wire.sign(body, key, wire.kid_for(key.public_key())), pending)
+    return seq
+
+
+def server_tls(cert: ServerCertificate) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert.cert_file, cert.key_file)
+    return context
+
+
+def uplink_config(port: int, ca_file: Path) -> UplinkConfig:
+    url = f"https://127.0.0.1:{port}/gateways/{{gateway_id}}/batches"
+    return UplinkConfig(transport="https", https={"url": url, "ca_file": ca_file}, ack_timeout_s=5.0)
+
+
+class Backend:
+    """The reference receiver with its HTTPS endpoint, in this process."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.keys = tmp_path / "receiver-keys"
+        self.keys.mkdir()
+        self.database = ReceiverDatabase(tmp_path / "received.db")
+        self.receiver = Receiver(host="", port=0, keys_dir=self.keys, database=self.database)
+        self.port = free_port()
+        self.cert = loopback_certificate(tmp_path / "tls")
+
+    def register(self, key: Ed25519PrivateKey) -> None:
+        pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        (self.keys / f"{GATEWAY}.pem").write_bytes(pem)
+
+
+@pytest.fixture
+async def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
+    monkeypatch.setattr(receiver_service, "KEY_RELOAD_INTERVAL_S", 0.0)  # a new key is seen at once
+    running = Backend(tmp_path)
+    endpoint = BatchEndpoint(
+        running.receiver, host="127.0.0.1", port=running.port, tls=server_tls(running.cert)
+    )
+    task = asyncio.create_task(endpoint.run())
+    while not running.receiver.listening:
+        await asyncio.sleep(0.01)
+    yield running
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    running.database.close()
+
+
+async def until(condition: Callable[[], object], timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_an_unregistered_key_keeps_the_batches_and_a_refused_batch_becomes_a_reported_gap(
+    tmp_path: Path, backend: Backend
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    store = Store.open(tmp_path / "buffer.db")
+    try:
+        first, refused, third = (seal(store, key, f"dust-{i}", 5) for i in range(3))
+        sealed = asyncio.Event()  # what the batcher sets after sealing
+        uplink = HttpsUplink(
+            store, uplink_config(backend.port, backend.cert.ca_file), gateway_id=GATEWAY, sealed=sealed
+        )
+
+        # the backend does not know the gateway's key yet: 403, nothing leaves the outbox
+        with pytest.raises(UplinkError, match="403"):
+            await uplink.run()
+        assert [e.seq for e in store.undelivered()] == [first, refused, third]
+        assert set(backend.receiver.statistics().rejected_by_reason) == {"UnknownKey"}
+
+        # registered now; batch `refused` rotted in the outbox (one flipped signature bit): 422
+        backend.register(key)
+        with sqlite3.connect(tmp_path / "buffer.db") as conn:
+            (blob,) = conn.execute("SELECT blob FROM outbox WHERE seq = ?", (refused,)).fetchone()
+            conn.execute(
+                "UPDATE outbox SET blob = ? WHERE seq = ?", (blob[:-1] + bytes([blob[-1] ^ 1]), refused)
+            )
+        task = asyncio.create_task(uplink.run())
+        await until(lambda: not store.undelivered())
+        assert backend.database.count_readings(GATEWAY) == 10  # batches first and third
+        stats = uplink.statistics()
+        assert (stats.state, stats.batches_acked, stats.batches_rejected) == ("connected", 2, 1)
+        assert store.statistics().dropped == 5
+
+        # the refused readings are a gap, which reaches the backend with the next batch
+        seal(store, key, "dust-3", 2)
+        sealed.set()
+        await until(lambda: not store.undelivered())
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        store.close()
+    gaps = stored_rows(tmp_path / "received.db", "SELECT sensor, from_ms, to_ms, count, reason FROM gaps")
+    assert gaps == [("dust-1", T0, T0 + 4000, 5, "rejected_by_backend")]
+    (event,) = stored_rows(tmp_path / "received.db", "SELECT kind, detail FROM events")
+    assert event == (
+        "buffer.batches_dropped",
+        f"seq {refused}..{refused} (5 readings) dropped: rejected_by_backend",
+    )
+    rejected = backend.receiver.statistics().rejected_by_reason
+    assert set(rejected) == {"UnknownKey", "BadSignature"} and rejected["BadSignature"] == 1
+
+
+async def test_a_server_the_gateway_does_not_trust_gets_nothing(tmp_path: Path, backend: Backend) -> None:
+    key = Ed25519PrivateKey.generate()
+    backend.register(key)
+    stranger = loopback_certificate(tmp_path / "other-ca")  # a CA the backend's certificate is not from
+    store = Store.open(tmp_path / "buffer.db")
+    try:
+        seal(store, key, "dust-0", 3)
+        uplink = HttpsUplink(
+            store, uplink_config(backend.port, stranger.ca_file), gateway_id=GATEWAY, sealed=asyncio.Event()
+        )
+        with pytest.raises(UplinkError, match="CERTIFICATE_VERIFY_FAILED"):
+            await uplink.run()
+        assert len(store.undelivered()) == 1
+    finally:
+        store.close()
+    assert backend.receiver.statistics().verified == 0
+
+
+def test_agent_backlog_arrives_once_over_https_after_the_backend_was_down(
+    tmp_path: Path, processes: Processes
+) -> None:
+    link = tmp_path / "ttyWEATHER"
+    station = start_station(processes, link, rate=10)
+    config_file, receiver_keys = write_config(tmp_path, free_port(), link)
+    cert = loopback_certificate(tmp_path / "tls")
+    port = free_port()
+    config = tomllib.loads(config_file.read_text())
+    config["uplink"] = {
+        "transport": "https",
+        "https": {
+            "url": f"https://127.0.0.1:{port}/gateways/{{gateway_id}}/batches",
+            "ca_file": str(cert.ca_file),
+        },
+        "ack_timeout_s": 3.0,
+    }
+    config_file.write_text(tomlwriter.dumps(config))
+    agent = processes.start("agent", "-m", "gateway", "run", "--config", str(config_file))
+
+    def backlog() -> bool:
+        store = status(tmp_path).get("store") or {}
+        assert isinstance(store, dict)
+        return int(store.get("outbox_rows", 0)) >= 2
+
+    wait_until(backlog, 30, "batches sealed while the backend is down")
+    db, stats_file = tmp_path / "received.db", tmp_path / "receiver.json"
+    receiver = processes.start(
+        "receiver", "-m", "gateway", "receiver", "--listen", f"127.0.0.1:{port}",
+        "--tls-cert", str(cert.cert_file), "--tls-key", str(cert.key_file),
+        "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
+    )  # fmt: skip
+    wait_until(lambda: read_json(stats_file).get("listening") is True, 30, "the receiver's endpoint")
+    time.sleep(1)
+    produced = station_total(station)
+    wait_until(lambda: read_json(stats_file).get("readings_stored", 0) >= produced, 30, "the backlog")
+    uplink = status(tmp_path)["uplink"]
+    assert isinstance(uplink, dict) and uplink["state"] == "connected"
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=10) == 0, processes.log("agent")
+    receiver.send_signal(signal.SIGTERM)
+    assert receiver.wait(timeout=10) == 0, processes.log("receiver")
+
+    received = read_json(stats_file)
+    assert (received["rejected"], received["readings_stored"]) == (0, produced)
+    assert stored_rows(db, "SELECT count(*) FROM readings")[0][0] == produced
+    seqs = [row[0] for row in stored_rows(db, "SELECT seq FROM batches ORDER BY seq")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert '"task failed"' in processes.log("agent")  # the outage was noticed and retried
+
+
+@contextmanager
+def listening_socket() -> Iterator[int]:
+    """A loopback port somebody else is listening on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+def test_receiver_needs_a_source_and_names_a_taken_port(tmp_path: Path) -> None:
+    base = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "receiver",
+        "--keys",
+        str(tmp_path),
+        "--db",
+        str(tmp_path / "r.db"),
+    ]
+    nothing = subprocess.run(base, check=False, capture_output=True, text=True, timeout=30)
+    assert nothing.returncode == 2 and "give --broker, --listen or both" in nothing.stderr
+    with listening_socket() as port:
+        taken = subprocess.run(
+            [*base, "--listen", f"127.0.0.1:{port}"], check=False, capture_output=True, text=True, timeout=30
+        )
+    assert taken.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
