@@ -1,11 +1,13 @@
 """The receiver's HTTPS endpoint: `POST /gateways/<gateway id>/batches`, one signed batch per request.
 
-The request body is the COSE_Sign1 batch exactly as the gateway's outbox holds it
-(`Content-Type: application/cose; cose-type="cose-sign1"`, `gateway.wire.MEDIA_TYPE`). The status tells the gateway what to do
-with it (docs/wire-format.md, 6.1):
+The request body is the COSE_Sign1 batch exactly as the gateway's outbox holds it (Content-Type
+`application/cose; cose-type="cose-sign1"`, `gateway.wire.MEDIA_TYPE`). The status tells the gateway
+what to do with it (docs/wire-format.md, 6.1):
 
 - 200: stored, or already stored (a resend): the gateway deletes it from its outbox
-- 403: the signing key is not registered here (yet): the gateway keeps the batch and retries
+- 403: the signing key is not registered here (yet), or the URL names another gateway: the gateway
+  keeps the batch and retries (someone has to fix a registration or a config)
+- 415: a wire format version this receiver does not know yet: kept and retried (until an upgrade)
 - 409: this seq is already stored with other content: the gateway gives the batch up, as a gap
 - 422: the batch does not verify or decode: the gateway gives it up, as a gap
 - 503: the receiver cannot store right now: the gateway retries
@@ -19,14 +21,15 @@ import ssl
 import structlog
 from aiohttp import web
 
-from gateway.errors import StorageError, UnknownKey, UplinkError
+from gateway.errors import StorageError, UnknownKey, UnsupportedVersion, UplinkError
 from gateway.receiver.service import Receiver, Rejection
 from gateway.receiver.storage import Outcome
 from gateway.wire.body import MAX_BODY_BYTES
 
 log = structlog.get_logger(__name__)
 
-_STATUS_OF_OUTCOME = {Outcome.STORED: 200, Outcome.DUPLICATE: 200, Outcome.REPLAY: 409}
+#: rejections the gateway should retry, by reason; any other reason is 422 (the bytes are bad)
+_STATUS_OF_REJECTION = {UnknownKey.__name__: 403, "topic_mismatch": 403, UnsupportedVersion.__name__: 415}
 
 
 class BatchEndpoint:
@@ -70,6 +73,9 @@ class BatchEndpoint:
         except StorageError as exc:
             return web.json_response({"error": "storage", "detail": str(exc)}, status=503)
         if isinstance(verdict, Rejection):
-            status = 403 if verdict.reason == UnknownKey.__name__ else 422
+            status = _STATUS_OF_REJECTION.get(verdict.reason, 422)
             return web.json_response({"error": verdict.reason, "detail": verdict.detail}, status=status)
-        return web.json_response({"outcome": verdict.value}, status=_STATUS_OF_OUTCOME[verdict])
+        if verdict is Outcome.REPLAY:
+            detail = "this seq is stored with other content"
+            return web.json_response({"error": "replay", "detail": detail}, status=409)
+        return web.json_response({"outcome": verdict.value})

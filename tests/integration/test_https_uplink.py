@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
+import numpy as np
 import pytest
 from conftest import Processes, read_json, wait_until
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -263,3 +265,36 @@ def test_receiver_needs_a_source_and_names_a_taken_port(tmp_path: Path) -> None:
             [*base, "--listen", f"127.0.0.1:{port}"], check=False, capture_output=True, text=True, timeout=30
         )
     assert taken.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+
+
+async def test_the_endpoint_answers_each_case_with_its_status(backend: Backend) -> None:
+    key = Ed25519PrivateKey.generate()
+    backend.register(key)
+
+    def batch(seq: int, value: float) -> bytes:
+        readings = wire.ReadingColumns(
+            series=np.zeros(1, np.int32),
+            ts_ms=np.full(1, T0),
+            value=np.full(1, value),
+            quality=np.zeros(1, np.uint16),
+        )
+        series = [wire.SeriesInfo("dust-0", "pm10", "ug/m3")]
+        body = wire.encode_batch(gateway_id=GATEWAY, seq=seq, created_ms=T0, series=series, readings=readings)
+        return wire.sign(body, key, wire.kid_for(key.public_key()))
+
+    tls = ssl.create_default_context(cafile=str(backend.cert.ca_file))
+    base = f"https://127.0.0.1:{backend.port}/gateways"
+    cases = [
+        (f"{base}/{GATEWAY}/batches", batch(1, 1.0), 200, {"outcome": "stored"}),
+        (f"{base}/{GATEWAY}/batches", batch(1, 1.0), 200, {"outcome": "duplicate"}),
+        (f"{base}/{GATEWAY}/batches", batch(1, 2.0), 409, {"error": "replay"}),
+        (f"{base}/gw-other/batches", batch(2, 1.0), 403, {"error": "topic_mismatch"}),
+        (f"{base}/{GATEWAY}/batches", b"\xd2garbage", 422, {"error": "MalformedBatch"}),
+    ]
+    async with aiohttp.ClientSession(headers={"Content-Type": wire.MEDIA_TYPE}) as session:
+        for url, body, want_status, want in cases:
+            async with session.post(url, data=body, ssl=tls) as response:
+                answer = await response.json()
+                assert response.status == want_status, (url, answer)
+                assert {k: answer[k] for k in want} == want
+    assert backend.database.count_readings(GATEWAY) == 1

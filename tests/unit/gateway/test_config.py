@@ -195,6 +195,8 @@ def test_cli_config_check_opens_the_https_files(tmp_path: Path) -> None:
     )
     (tmp_path / "token").write_text("\n")
     result = _check(path)
-    assert result.returncode == 2 and "uplink.https.token_file" in result.stderr and "is empty" in result.stderr
+    assert (
+        result.returncode == 2 and "uplink.https.token_file" in result.stderr and "is empty" in result.stderr
+    )
     (tmp_path / "token").write_text("s3cret\n")
     assert _check(path).returncode == 0
