@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -15,9 +17,10 @@ from drivers.base import Driver
 from gateway import keys, wire
 from gateway.backoff import Backoff
 from gateway.batcher import Batcher
+from gateway.clock import ClockWatch, kernel_clock_synchronised, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
-from gateway.model import HealthEvent, Reading
+from gateway.model import HealthEvent, Quality, Reading
 from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
@@ -25,6 +28,8 @@ from gateway.windowing import Windowing, policies_of
 
 log = structlog.get_logger(__name__)
 
+#: how often the wall clock's sync state and steps are checked
+CLOCK_SAMPLE_S = 1.0
 #: how long a stopping agent lets the uplink send what is already sealed
 SHUTDOWN_SEND_GRACE_S = 1.5
 
@@ -36,9 +41,18 @@ class StoreSink:
         self._store = store
         self.readings: Counter[str] = Counter()
         self.events = 0
+        #: cleared while the wall clock is not synchronised: readings are then flagged CLOCK_UNSYNCED
+        self.clock_synchronised = True
+        self.unsynced_readings = 0
 
     def reading(self, reading: Reading) -> None:
         """Queue one reading for the next group commit."""
+        if not self.clock_synchronised:
+            r = reading
+            reading = Reading(
+                r.sensor, r.quantity, r.ts_ms, r.value, r.unit, r.quality | Quality.CLOCK_UNSYNCED
+            )
+            self.unsynced_readings += 1
         self._store.submit((reading,))
         self.readings[reading.sensor] += 1
 
@@ -52,8 +66,12 @@ class StoreSink:
 class Agent:
     """Runs a validated configuration until SIGTERM/SIGINT (or `stop()`)."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, clock_source: Callable[[], bool | None] = kernel_clock_synchronised
+    ) -> None:
         self.config = config
+        self._clock_source = clock_source
+        self._clock: ClockWatch | None = None
         self._stop = asyncio.Event()
         self._supervised: list[Supervised] = []
         self._drivers: list[Driver] = []
@@ -91,6 +109,9 @@ class Agent:
         config = self.config
         sealed = asyncio.Event()
         self._sink = sink = StoreSink(store)
+        if config.clock.check == "kernel":
+            self._clock = ClockWatch(step_threshold_ms=config.clock.step_threshold_ms)
+            self._observe_clock(sink)  # before the drivers start: their first readings are judged too
         self._drivers = build_drivers(config)
         batcher = self._batcher = Batcher(
             store,
@@ -120,6 +141,7 @@ class Agent:
                     self._supervise("uplink", uplink.run, Backoff(initial_s=0.5, cap_s=30.0))
                 )
                 control_task = tasks.create_task(control.run())
+                clock_task = tasks.create_task(self._watch_clock(sink))
                 await self._stop.wait()
                 log.info("agent stopping")
                 await _cancel(*driver_tasks)
@@ -127,7 +149,7 @@ class Agent:
                 await _cancel(batcher_task)
                 await batcher.seal(upto_ts_ms=None)
                 await self._drain_briefly(store, uplink)
-                await _cancel(uplink_task, control_task)
+                await _cancel(uplink_task, control_task, clock_task)
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
@@ -136,6 +158,17 @@ class Agent:
         supervised = Supervised(name, factory, backoff)
         self._supervised.append(supervised)
         return supervised.run()
+
+    async def _watch_clock(self, sink: StoreSink) -> None:
+        while self._clock is not None:
+            await asyncio.sleep(CLOCK_SAMPLE_S)
+            self._observe_clock(sink)
+
+    def _observe_clock(self, sink: StoreSink) -> None:
+        assert self._clock is not None
+        for event in self._clock.observe(sample_now(self._clock_source)):
+            sink.event(event)
+        sink.clock_synchronised = self._clock.synchronised is not False
 
     async def _drain_briefly(self, store: Store, uplink: Uplink) -> None:
         """Give a connected uplink a moment to send what was just sealed; the rest waits in the outbox."""
@@ -155,9 +188,16 @@ class Agent:
             "store": self._store.statistics() if self._store else None,
             "batcher": self._batcher.statistics() if self._batcher else None,
             "uplink": self._uplink.statistics() if self._uplink else None,
+            "clock": self._clock_status(),
             "drivers": {d.name: d.statistics() for d in self._drivers},
             "tasks": [s.statistics() for s in self._supervised],
         }
+
+    def _clock_status(self) -> dict[str, Any] | None:
+        if self._clock is None:
+            return None
+        flagged = self._sink.unsynced_readings if self._sink else 0
+        return {**dataclasses.asdict(self._clock.statistics()), "unsynced_readings": flagged}
 
 
 def _runner(driver: Driver, sink: StoreSink) -> Any:

@@ -193,6 +193,18 @@ class LoggingConfig(_Strict):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class ClockConfig(_Strict):
+    """How the agent judges its wall clock (gateway.clock; docs/buffer.md, "Clock")."""
+
+    check: Literal["kernel", "off"] = Field(
+        default="kernel",
+        description="kernel: flag readings CLOCK_UNSYNCED while adjtimex says unsynchronised; off: never",
+    )
+    step_threshold_ms: int = Field(
+        default=1_000, ge=1, description="a jump of the wall clock reported as a step"
+    )
+
+
 class GatewayConfig(_Strict):
     """The whole agent configuration."""
 
@@ -203,6 +215,7 @@ class GatewayConfig(_Strict):
     batching: BatchingConfig = BatchingConfig()
     uplink: UplinkConfig = UplinkConfig()
     logging: LoggingConfig = LoggingConfig()
+    clock: ClockConfig = ClockConfig()
     sensors: list[Sensor] = Field(default_factory=list)
 
     @field_validator("sensors")

@@ -12,7 +12,7 @@ def render_status(status: dict[str, Any]) -> None:
     """Print the status of a running agent as tables."""
     console = Console()
     console.print(f"[bold]gateway {status.get('gateway_id')}[/bold]")
-    for part in ("store", "batcher", "uplink"):
+    for part in ("store", "batcher", "uplink", "clock"):
         values = status.get(part) or {}
         table = Table(title=part, show_header=False)
         for key, value in values.items():

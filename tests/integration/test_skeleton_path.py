@@ -21,8 +21,10 @@ from pycose.keys.okp import OKPKey
 from pycose.messages import Sign1Message
 
 from gateway import keys, tomlwriter
+from gateway.clock import kernel_clock_synchronised
 from gateway.control import query_status
 from gateway.errors import GatewayError
+from gateway.model import Quality
 from hil.broker import Mosquitto, free_port
 
 
@@ -87,6 +89,7 @@ def test_backlog_from_an_outage_arrives_once_in_seq_order_and_sigterm_is_clean(
 ) -> None:
     link = tmp_path / "ttyWEATHER"
     port = free_port()
+    clock_before = kernel_clock_synchronised() is not False
     station = start_station(processes, link, rate=10)
     config, receiver_keys = write_config(tmp_path, port, link)
     db = tmp_path / "received.db"
@@ -136,6 +139,13 @@ def test_backlog_from_an_outage_arrives_once_in_seq_order_and_sigterm_is_clean(
     received = read_json(stats_file)
     assert received["rejected"] == 0
     assert stored_rows(db, "SELECT count(*) FROM readings")[0][0] == produced
+    if clock_before == (kernel_clock_synchronised() is not False):  # the kernel did not change its mind
+        # readings are flagged exactly when the kernel says the clock is not synchronised, and the
+        # backend hears why
+        flagged = {row[0] for row in stored_rows(db, "SELECT DISTINCT quality & 2 FROM readings")}
+        assert flagged == ({0} if clock_before else {int(Quality.CLOCK_UNSYNCED)})
+        events = [row[0] for row in stored_rows(db, "SELECT kind FROM events WHERE source = 'clock'")]
+        assert events == ([] if clock_before else ["clock.unsynchronised"])
     seqs = [row[0] for row in stored_rows(db, "SELECT seq FROM batches ORDER BY seq")]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     # each series arrives in timestamp order
