@@ -4,8 +4,9 @@ A Raspberry Pi has no battery-backed clock: after a boot without network it runs
 fake-hwclock saved at shutdown until NTP (systemd-timesyncd, chrony) steps it, often by hours or days.
 Readings taken meanwhile carry Quality.CLOCK_UNSYNCED (the agent's StoreSink sets it). `ClockWatch`
 reports every transition and every step of the wall clock as a health event, which travels with the
-next batch; the `clock.synchronised` event says by how much the flagged readings are off, so the
-backend can correct them (docs/buffer.md, "Clock").
+next batch. The details are JSON ({"boot", "since_ms", "step_ms", ...}). The `clock.synchronised`
+event says by how much the flagged readings are off, so the backend can correct them (docs/buffer.md,
+"Clock"; the reference receiver's `readings_corrected` view does).
 
 The sync state is what `adjtimex(2)` returns (TIME_ERROR, or the STA_UNSYNC status bit, means not
 synchronised), the state every NTP daemon on Linux maintains.
@@ -16,10 +17,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from gateway.model import HealthEvent
 
@@ -82,6 +85,14 @@ def kernel_clock_synchronised() -> bool | None:
     return state != TIME_ERROR and not timex.status & STA_UNSYNC
 
 
+def boot_id() -> str:
+    """The kernel's id of this boot: wall clock timelines before and after a reboot differ."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class ClockSample:
     """The wall clock and the monotonic clock read together, and whether the wall clock is synchronised."""
@@ -108,8 +119,9 @@ class ClockStatistics:
 class ClockWatch:
     """Sans-I/O: feed it samples, get health events for transitions and steps of the wall clock."""
 
-    def __init__(self, *, step_threshold_ms: int = 1_000) -> None:
+    def __init__(self, *, step_threshold_ms: int = 1_000, boot: str | None = None) -> None:
         self._threshold = step_threshold_ms
+        self._boot = boot_id() if boot is None else boot
         self.synchronised: bool | None = None  # None until the first sample
         self._offset: int | None = None  # wall - monotonic at the last sample
         self._steps = 0
@@ -126,24 +138,23 @@ class ClockWatch:
             self._steps += 1
             if self.synchronised is False or not sample.synchronised:
                 self._pending_step += step
-            events.append(self._event(sample, "clock.stepped", f"the wall clock stepped by {step:+d} ms"))
+            events.append(
+                self._event(sample, "clock.stepped", step_ms=step, synchronised=sample.synchronised)
+            )
         if sample.synchronised and self.synchronised is False:
             since = self._unsynced_since
-            detail = (
-                f"synchronised; readings flagged CLOCK_UNSYNCED since {since} (unsynchronised time) "
-                f"are {self._pending_step:+d} ms off (add it to correct them)"
+            events.append(
+                self._event(sample, "clock.synchronised", since_ms=since, step_ms=self._pending_step)
             )
-            events.append(self._event(sample, "clock.synchronised", detail))
         elif not sample.synchronised and self.synchronised is not False:
             self._unsynced_since = sample.wall_ms
             self._pending_step = 0
-            detail = "not synchronised: readings are flagged CLOCK_UNSYNCED until it is"
-            events.append(self._event(sample, "clock.unsynchronised", detail))
+            events.append(self._event(sample, "clock.unsynchronised", since_ms=sample.wall_ms))
         self.synchronised = sample.synchronised
         return events
 
-    @staticmethod
-    def _event(sample: ClockSample, kind: str, detail: str) -> HealthEvent:
+    def _event(self, sample: ClockSample, kind: str, **facts: object) -> HealthEvent:
+        detail = json.dumps({"boot": self._boot, **facts}, separators=(",", ":"))
         return HealthEvent(sample.wall_ms, "clock", kind, detail)
 
     def statistics(self) -> ClockStatistics:

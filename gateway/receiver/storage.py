@@ -39,6 +39,29 @@ CREATE TABLE IF NOT EXISTS events (
     gateway_id TEXT NOT NULL, ts_ms INTEGER NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL,
     detail TEXT NOT NULL, seq INTEGER NOT NULL
 );
+-- each time a gateway's clock got synchronised: the batches (from_seq..to_seq) whose readings flagged
+-- CLOCK_UNSYNCED are step_ms off. from_seq is the first clock.unsynchronised event of the same boot
+-- since that boot's previous clock.synchronised one (docs/buffer.md, "Clock")
+CREATE VIEW IF NOT EXISTS clock_corrections AS
+SELECT s.gateway_id AS gateway_id, json_extract(s.detail, '$.boot') AS boot,
+    (SELECT min(u.seq) FROM events u
+     WHERE u.gateway_id = s.gateway_id AND u.source = 'clock' AND u.kind = 'clock.unsynchronised'
+       AND json_extract(u.detail, '$.boot') = json_extract(s.detail, '$.boot') AND u.seq <= s.seq
+       AND u.seq > coalesce((SELECT max(p.seq) FROM events p
+           WHERE p.gateway_id = s.gateway_id AND p.source = 'clock' AND p.kind = 'clock.synchronised'
+             AND json_extract(p.detail, '$.boot') = json_extract(s.detail, '$.boot')
+             AND p.seq < s.seq), -1)) AS from_seq,
+    s.seq AS to_seq, json_extract(s.detail, '$.step_ms') AS step_ms
+FROM events s WHERE s.source = 'clock' AND s.kind = 'clock.synchronised';
+-- the readings with the timestamps of flagged ones corrected where a correction is known (quality keeps
+-- the flag: the reading was taken on an unsynchronised clock)
+CREATE VIEW IF NOT EXISTS readings_corrected AS
+SELECT r.gateway_id, r.sensor, r.quantity, r.unit,
+    r.ts_ms + coalesce((SELECT c.step_ms FROM clock_corrections c
+        WHERE r.quality & 2 AND c.gateway_id = r.gateway_id AND r.seq BETWEEN c.from_seq AND c.to_seq
+        ORDER BY c.to_seq LIMIT 1), 0) AS ts_ms,
+    r.value, r.quality, r.seq
+FROM readings r;
 """
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from gateway.agent import StoreSink
 from gateway.clock import ClockSample, ClockWatch, sample_now
 from gateway.model import Quality, Reading
@@ -16,7 +18,7 @@ def kinds(events: list) -> list[str]:  # type: ignore[type-arg]
 
 
 def test_a_boot_without_network_is_flagged_until_ntp_steps_the_clock_and_the_step_is_reported() -> None:
-    watch = ClockWatch()
+    watch = ClockWatch(boot="b-1")
     first = watch.observe(ClockSample(SAVED, 5_000, synchronised=False))
     assert kinds(first) == ["clock.unsynchronised"] and watch.synchronised is False
     assert watch.observe(ClockSample(SAVED + 1_003, 6_000, synchronised=False)) == []  # 3 ms drift: no step
@@ -24,8 +26,9 @@ def test_a_boot_without_network_is_flagged_until_ntp_steps_the_clock_and_the_ste
     events = watch.observe(ClockSample(TRUE + 2_000, 7_000, synchronised=True))
     assert kinds(events) == ["clock.stepped", "clock.synchronised"]
     step = TRUE - SAVED - 3
-    assert f"{step:+d} ms" in events[0].detail
-    assert f"since {SAVED}" in events[1].detail and f"are {step:+d} ms off" in events[1].detail
+    assert json.loads(first[0].detail) == {"boot": "b-1", "since_ms": SAVED}
+    assert json.loads(events[0].detail) == {"boot": "b-1", "step_ms": step, "synchronised": True}
+    assert json.loads(events[1].detail) == {"boot": "b-1", "since_ms": SAVED, "step_ms": step}
     assert all(e.source == "clock" and e.ts_ms == TRUE + 2_000 for e in events)
     stats = watch.statistics()
     assert (stats.synchronised, stats.steps, stats.unsynced_step_ms) == (True, 1, step)
@@ -35,7 +38,7 @@ def test_a_synchronised_clock_reports_steps_and_losing_sync() -> None:
     watch = ClockWatch(step_threshold_ms=500)
     assert watch.observe(ClockSample(TRUE, 1_000, synchronised=True)) == []
     stepped = watch.observe(ClockSample(TRUE + 1_000 - 600, 2_000, synchronised=True))
-    assert kinds(stepped) == ["clock.stepped"] and "-600 ms" in stepped[0].detail
+    assert kinds(stepped) == ["clock.stepped"] and json.loads(stepped[0].detail)["step_ms"] == -600
     assert kinds(watch.observe(ClockSample(TRUE + 2_000, 3_600, synchronised=False))) == [
         "clock.unsynchronised"
     ]

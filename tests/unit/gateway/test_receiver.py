@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway import wire
+from gateway.clock import ClockSample, ClockWatch
+from gateway.model import HealthEvent, Quality
 from gateway.receiver import Outcome, Receiver, ReceiverDatabase
 
 
@@ -119,3 +121,58 @@ def test_a_higher_window_revision_supersedes_and_a_lower_one_arriving_later_is_i
         rows = db.execute("SELECT sensor, window_start, rev, count, mean, std FROM windows").fetchall()
     assert rows == [("dust-1", 1_700_000_040_000, 2, 3, 30.0, None)]  # NaN is stored as NULL
     assert receiver.statistics().windows_stored == 3
+
+
+def clock_batch(
+    key: Ed25519PrivateKey, seq: int, readings: list[tuple[int, int]], events: list[HealthEvent]
+) -> bytes:
+    """A batch of (ts_ms, quality) readings of one series, with health events."""
+    columns = wire.ReadingColumns(
+        series=np.zeros(len(readings), np.int32),
+        ts_ms=np.array([t for t, _ in readings], np.int64),
+        value=np.arange(len(readings), dtype=np.float64),
+        quality=np.array([q for _, q in readings], np.uint16),
+    )
+    body = wire.encode_batch(
+        gateway_id="gw-1",
+        seq=seq,
+        created_ms=1_700_000_000_000,
+        series=[wire.SeriesInfo("dust-1", "pm10", "ug/m3")],
+        readings=columns,
+        events=[wire.Event(e.ts_ms, e.source, e.kind, e.detail) for e in events],
+    )
+    return wire.sign(body, key, wire.kid_for(key.public_key()))
+
+
+def test_readings_taken_on_an_unsynchronised_clock_are_corrected_by_the_step_once_it_is(
+    tmp_path: Path,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    receiver, database = receiver_with(tmp_path, key)
+    saved, week = 1_700_000_000_000, 7 * 86_400_000
+    flag = int(Quality.CLOCK_UNSYNCED)
+    watch = ClockWatch(boot="boot-a")
+    unsync = watch.observe(ClockSample(saved, 1_000, synchronised=False))
+    synced = watch.observe(ClockSample(saved + week + 2_000, 3_000, synchronised=True))
+    batches = [
+        clock_batch(key, 1, [(saved, flag), (saved + 1_000, flag)], unsync),
+        # the batch sealed just after NTP stepped the clock: one reading before, one after
+        clock_batch(key, 2, [(saved + 1_500, flag), (saved + week + 2_500, 0)], synced),
+        clock_batch(key, 3, [(saved + week + 3_500, 0)], []),
+    ]
+    for blob in reversed(batches):  # arrival order does not matter
+        assert receiver.handle("gateways/gw-1/batches", blob) is Outcome.STORED
+    database.close()
+    with sqlite3.connect(tmp_path / "received.db") as db:
+        corrections = db.execute("SELECT boot, from_seq, to_seq, step_ms FROM clock_corrections").fetchall()
+        corrected = db.execute("SELECT ts_ms, quality FROM readings_corrected ORDER BY seq, value").fetchall()
+        raw = db.execute("SELECT ts_ms FROM readings ORDER BY seq, value").fetchall()
+    assert corrections == [("boot-a", 1, 2, week)]
+    assert corrected == [
+        (saved + week, flag),
+        (saved + week + 1_000, flag),
+        (saved + week + 1_500, flag),
+        (saved + week + 2_500, 0),
+        (saved + week + 3_500, 0),
+    ]
+    assert [t for (t,) in raw][:3] == [saved, saved + 1_000, saved + 1_500]  # stored as delivered
