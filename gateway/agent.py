@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import signal
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,7 +16,7 @@ from drivers.base import Driver
 from gateway import keys, wire
 from gateway.backoff import Backoff
 from gateway.batcher import Batcher
-from gateway.clock import ClockWatch, kernel_clock_synchronised, sample_now
+from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.model import HealthEvent, Quality, Reading
@@ -66,11 +65,8 @@ class StoreSink:
 class Agent:
     """Runs a validated configuration until SIGTERM/SIGINT (or `stop()`)."""
 
-    def __init__(
-        self, config: GatewayConfig, *, clock_source: Callable[[], bool | None] = kernel_clock_synchronised
-    ) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self._clock_source = clock_source
         self._clock: ClockWatch | None = None
         self._stop = asyncio.Event()
         self._supervised: list[Supervised] = []
@@ -166,7 +162,7 @@ class Agent:
 
     def _observe_clock(self, sink: StoreSink) -> None:
         assert self._clock is not None
-        for event in self._clock.observe(sample_now(self._clock_source)):
+        for event in self._clock.observe(sample_now()):
             sink.event(event)
         sink.clock_synchronised = self._clock.synchronised is not False
 
