@@ -85,7 +85,7 @@ class HttpsUplink(Transport):
 
     async def _send(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
         async with session.post(self._url, data=entry.blob) as response:
-            detail = (await response.text())[:200]
+            detail = (await response.content.read(200)).decode("utf-8", "replace")  # any bytes, bounded
             status = response.status
         if status in REFUSED_FOR_GOOD:
             await self._delivery.refused(entry, f"{status} {detail}")
