@@ -45,3 +45,10 @@ class UnsupportedVersion(WireError):
 
 class MalformedBatch(WireError):
     """The bytes are not a well-formed signed batch of the documented format."""
+
+
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside the groups a TaskGroup wraps it in."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

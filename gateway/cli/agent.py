@@ -11,7 +11,7 @@ import click
 
 from gateway.config import GatewayConfig, load_config
 from gateway.control import query_status
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, first_leaf
 from gateway.logs import configure_logging
 
 #: exit status for an invalid configuration (systemd's RestartPreventExitStatus uses it)
@@ -66,7 +66,7 @@ def run_command(config_file: Path) -> None:
     try:
         asyncio.run(Agent(config).run())
     except Exception as exc:
-        error = _first_leaf(exc)
+        error = first_leaf(exc)
         if isinstance(error, ConfigError):
             click.echo(f"cannot start: {error}", err=True)
             sys.exit(EXIT_CONFIG)
@@ -74,13 +74,6 @@ def run_command(config_file: Path) -> None:
             click.echo(f"agent failed: {error}", err=True)
             sys.exit(1)
         raise
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    """The first real exception inside the groups a TaskGroup wraps it in."""
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 @click.command(name="status")

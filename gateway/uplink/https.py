@@ -18,7 +18,7 @@ import structlog
 
 from buffer import OutboxEntry, Store
 from gateway.config import HttpsConfig, UplinkConfig
-from gateway.errors import ConfigError, UplinkError
+from gateway.errors import ConfigError, UplinkError, first_leaf
 from gateway.uplink.delivery import Delivery, Transport, UplinkState
 from gateway.wire import MEDIA_TYPE
 
@@ -78,7 +78,7 @@ class HttpsUplink(Transport):
             ) as session:
                 await self._delivery.send_forever(partial(self._send, session))
         except* (UplinkError, aiohttp.ClientError, TimeoutError, OSError) as group:
-            first = _first_leaf(group)
+            first = first_leaf(group)
             raise first if isinstance(first, UplinkError) else UplinkError(f"HTTPS: {first!r}") from None
         finally:
             self.state = "disconnected"
@@ -97,8 +97,3 @@ class HttpsUplink(Transport):
             self._delivery.connects += 1
             log.info("uplink connected", url=self._url)
         await self._delivery.acknowledged(entry)
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
