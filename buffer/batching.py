@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,6 +182,19 @@ def _read_chunks(
     return takes, columns
 
 
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One BEGIN IMMEDIATE transaction: committed at the end, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def seal(
     conn: sqlite3.Connection,
     seq: int,
@@ -189,8 +203,7 @@ def seal(
     also: Callable[[sqlite3.Connection], None] | None = None,
 ) -> None:
     """Outbox row + batched marks (+ `also`) in one synchronous=FULL transaction; StalePending on mismatch."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(conn):
         last = schema.meta(conn, schema.LAST_SEQ)
         if seq != last + 1:
             raise StorageError(f"seq {seq} is not the next batch seq {last + 1}")
@@ -208,11 +221,6 @@ def seal(
         schema.set_meta(conn, schema.LAST_SEQ, seq)
         if also is not None:
             also(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _mark_chunks(conn: sqlite3.Connection, takes: tuple[Take, ...]) -> None:
@@ -288,41 +296,28 @@ def undelivered(conn: sqlite3.Connection, after_seq: int | None, limit: int) -> 
 
 def deliver(conn: sqlite3.Connection, seq: int) -> int | None:
     """Delete an acknowledged batch with its gaps and events; its reading count, None if gone."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(conn):
         row = conn.execute("SELECT readings FROM outbox WHERE seq = ?", (seq,)).fetchone()
         conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
         conn.execute("DELETE FROM outbox_series WHERE seq = ?", (seq,))
         conn.execute("DELETE FROM gap WHERE batch_seq = ?", (seq,))
         conn.execute("DELETE FROM event WHERE batch_seq = ?", (seq,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return int(row[0]) if row else None
 
 
 def reject(conn: sqlite3.Connection, seq: int) -> quota.Eviction | None:
     """Drop batch `seq`, which the backend refused, as gaps; what was dropped, None if it is gone."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(conn):
         row = conn.execute("SELECT readings FROM outbox WHERE seq = ?", (seq,)).fetchone()
         eviction = quota.Eviction(reason=quota.REASON_REJECTED)
         if row is not None:
             quota.drop_batches(conn, [(seq, int(row[0]))], quota.REASON_REJECTED, eviction)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return eviction if row is not None else None
 
 
 def discard(conn: sqlite3.Connection, chunk_ids: list[int]) -> int:
     """Delete undecodable unbatched chunks, each reported by an event; returns the readings lost."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(conn):
         lost = 0
         events = []
         for chunk_id in chunk_ids:
@@ -336,9 +331,4 @@ def discard(conn: sqlite3.Connection, chunk_ids: list[int]) -> int:
             events.append(quota.unreadable_event(chunk_id, n - done, min_ts, max_ts))
             lost += n - done
         quota.insert_events(conn, events)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return lost
