@@ -21,7 +21,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-_Section = TypeVar("_Section", bound=_Strict)
+_Section = TypeVar("_Section", bound=BaseModel)
 
 
 class BufferConfig(_Strict):
@@ -287,17 +287,11 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None) -> Gatew
         raise ConfigError("\n".join(describe_errors(exc))) from None
     if base_dir is not None:
         for sensor in config.sensors:
-            if isinstance(sensor, ModbusSensor) and sensor.modbus.profiles_dir is not None:
-                profiles = sensor.modbus.profiles_dir
-                if not profiles.is_absolute():
-                    sensor.modbus = sensor.modbus.model_copy(update={"profiles_dir": base_dir / profiles})
-        config.key_file = base_dir / config.key_file if not config.key_file.is_absolute() else config.key_file
-        uplink = config.uplink
-        uplink.mqtt = _files_from(base_dir, uplink.mqtt, ("ca_file",))
-        uplink.https = _files_from(base_dir, uplink.https, _HTTPS_FILES)
-        config.state_dir = (
-            base_dir / config.state_dir if not config.state_dir.is_absolute() else config.state_dir
-        )
+            if isinstance(sensor, ModbusSensor):
+                sensor.modbus = _files_from(base_dir, sensor.modbus, ("profiles_dir",))
+        config.uplink.mqtt = _files_from(base_dir, config.uplink.mqtt, ("ca_file",))
+        config.uplink.https = _files_from(base_dir, config.uplink.https, _HTTPS_FILES)
+        config = _files_from(base_dir, config, ("key_file", "state_dir"))
     return config
 
 
