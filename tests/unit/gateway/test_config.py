@@ -32,10 +32,15 @@ def test_example_config_is_valid() -> None:
 
 def test_relative_paths_are_taken_from_the_config_folder(tmp_path: Path) -> None:
     path = tmp_path / "gw.toml"
-    path.write_text('gateway_id = "gw-1"\nkey_file = "keys/k.pem"\nstate_dir = "state"\n')
+    path.write_text(
+        'gateway_id = "gw-1"\nkey_file = "keys/k.pem"\nstate_dir = "state"\n[[sensors]]\nid = "m1"\n'
+        'driver = "modbus"\n[sensors.modbus]\nhost = "127.0.0.1"\nunit = 1\nprofile = "sdm630"\n'
+        'profiles_dir = "profiles"\n'
+    )
     config = load_config(path)
     assert config.key_file == tmp_path / "keys" / "k.pem"
     assert config.state_dir == tmp_path / "state"
+    assert config.sensors[0].modbus.profiles_dir == tmp_path / "profiles"  # type: ignore[union-attr]
 
 
 def test_every_error_is_reported_with_path_value_and_expectation() -> None:
