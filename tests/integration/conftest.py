@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
+from drivers.base import Sink
+from drivers.lora.forwarder import PacketForwarderServer
 from hil.broker import Mosquitto
 
 
@@ -82,3 +86,18 @@ def read_json(path: Path) -> dict[str, Any]:
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
     return result
+
+
+@asynccontextmanager
+async def forwarder_running(server: PacketForwarderServer, sink: Sink) -> AsyncIterator[tuple[str, int]]:
+    """`server` serving `sink` until the block ends; the (host, port) it is bound to."""
+    task = asyncio.create_task(server.run(sink))
+    try:
+        async with asyncio.timeout(5):
+            while server.bound is None:
+                await asyncio.sleep(0.01)
+        yield server.bound
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from conftest import forwarder_running
 
 from drivers.lora import gwmp
 from drivers.lora.codecs import codec_for
@@ -62,16 +63,8 @@ async def serving(
     sink: RecordingSink, state_path: Path | None = None, window: float = 0.05
 ) -> AsyncIterator[PacketForwarderServer]:
     server = PacketForwarderServer("127.0.0.1", 0, devices(), state_path=state_path, dedup_window_s=window)
-    task = asyncio.create_task(server.run(sink))
-    async with asyncio.timeout(5):
-        while server.bound is None:
-            await asyncio.sleep(0.01)
-    try:
+    async with forwarder_running(server, sink):
         yield server
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 async def settle(server: PacketForwarderServer, uplinks: int) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 
 import pytest
+from conftest import forwarder_running
 from structlog.testing import capture_logs
 
 from drivers.lora import gwmp
@@ -43,12 +44,8 @@ async def test_join_then_uplink_and_devnonce_replay() -> None:
     )
     sink = Sink()
     with capture_logs() as captured:
-        task = asyncio.create_task(server.run(sink))
-        try:
-            async with asyncio.timeout(5):
-                while server.bound is None:
-                    await asyncio.sleep(0.01)
-            async with ForwarderEmulator(server.bound, 0x1122334455667788) as fw, asyncio.timeout(5):
+        async with forwarder_running(server, sink) as address:
+            async with ForwarderEmulator(address, 0x1122334455667788) as fw, asyncio.timeout(5):
                 await fw.pull()
                 request = gwmp.RxPacket(
                     DEVICE.join_request(0x0102), 868.3, rssi=-80.0, lsnr=7.0, tmst=1_000_000, datr="SF9BW125"
@@ -71,10 +68,6 @@ async def test_join_then_uplink_and_devnonce_replay() -> None:
                 while server.statistics().uplinks < 1 or server.statistics().tx_ack_ok < 1:
                     await asyncio.sleep(0.02)
             stats = server.statistics()
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
     # keys are never logged: not the AppKey, not the session keys derived from it
     assert "lorawan.joined" in {entry["event"] for entry in captured}  # the capture did see the join
     logged = repr(captured)
@@ -100,20 +93,15 @@ async def test_join_accept_timing_in_rx1_or_rx2(window: int, expected: tuple[int
     server = PacketForwarderServer(
         "127.0.0.1", 0, [LorawanDevice(profile, codec_for("raw"))], dedup_window_s=0.02, join_rx_window=window
     )
-    task = asyncio.create_task(server.run(Sink()))
-    try:
-        async with asyncio.timeout(5):
-            while server.bound is None:
-                await asyncio.sleep(0.01)
-        async with ForwarderEmulator(server.bound, 0x0102030405060708) as fw, asyncio.timeout(5):
-            await fw.pull()
-            await fw.push(
-                [gwmp.RxPacket(DEVICE.join_request(7), 868.3, rssi=-80.0, tmst=1_000_000, datr="SF9BW125")]
-            )
-            txpk = (await fw.next_downlink())["txpk"]
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    async with (
+        forwarder_running(server, Sink()) as address,
+        ForwarderEmulator(address, 0x0102030405060708) as fw,
+        asyncio.timeout(5),
+    ):
+        await fw.pull()
+        await fw.push(
+            [gwmp.RxPacket(DEVICE.join_request(7), 868.3, rssi=-80.0, tmst=1_000_000, datr="SF9BW125")]
+        )
+        txpk = (await fw.next_downlink())["txpk"]
     assert (txpk["tmst"], txpk["freq"], txpk["datr"]) == expected
     DEVICE.accept(base64.b64decode(txpk["data"]), 7)  # a join-accept whose MIC verifies
