@@ -26,19 +26,28 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def loopback_certificate(folder: Path, *, days: int = 2) -> ServerCertificate:
-    """A CA and a certificate it signed for 127.0.0.1, ::1 and localhost, written into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, days: int
+) -> x509.CertificateBuilder:
+    """A certificate valid from five minutes ago for `days` days, with a random serial number."""
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name("gateway test CA"))
-        .issuer_name(_name("gateway test CA"))
-        .public_key(ca_key.public_key())
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
+def loopback_certificate(folder: Path, *, days: int = 2) -> ServerCertificate:
+    """A CA and a certificate it signed for 127.0.0.1, ::1 and localhost, written into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        _builder(_name("gateway test CA"), _name("gateway test CA"), ca_key.public_key(), days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -64,13 +73,7 @@ def loopback_certificate(folder: Path, *, days: int = 2) -> ServerCertificate:
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
     server = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        _builder(_name("localhost"), ca.subject, key.public_key(), days)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
