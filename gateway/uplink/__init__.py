@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
 
 from buffer import Store
 from gateway.config import UplinkConfig
-from gateway.uplink.delivery import UplinkState, UplinkStatistics
+from gateway.uplink.delivery import Uplink
 
-
-class Uplink(Protocol):
-    """What the agent needs of a transport."""
-
-    state: UplinkState
-
-    @property
-    def delivered(self) -> asyncio.Event:
-        """Set after every acknowledged batch (waiters clear it themselves)."""
-
-    async def run(self) -> None:
-        """Send the outbox until the link fails with UplinkError (the supervisor retries)."""
-
-    def statistics(self) -> UplinkStatistics:
-        """Counters for status and metrics."""
+__all__ = ["Uplink", "open_uplink"]
 
 
 def open_uplink(store: Store, config: UplinkConfig, *, gateway_id: str, sealed: asyncio.Event) -> Uplink:

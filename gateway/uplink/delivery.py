@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -79,11 +80,15 @@ class Delivery:
         )
 
 
-class Transport:
-    """What the MQTT and HTTPS uplinks share: their state, the delivered event, their counters."""
+class Uplink(abc.ABC):
+    """A transport to the backend (MQTT or HTTPS): what the agent needs of it, and what both share."""
 
     state: UplinkState
     _delivery: Delivery
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Send the outbox until the link fails with UplinkError (the supervisor retries)."""
 
     @property
     def delivered(self) -> asyncio.Event:

@@ -19,7 +19,7 @@ import structlog
 from buffer import OutboxEntry, Store
 from gateway.config import HttpsConfig, UplinkConfig
 from gateway.errors import ConfigError, UplinkError, first_leaf
-from gateway.uplink.delivery import Delivery, Transport, UplinkState
+from gateway.uplink.delivery import Delivery, Uplink, UplinkState
 from gateway.wire import MEDIA_TYPE
 
 log = structlog.get_logger(__name__)
@@ -52,7 +52,7 @@ def bearer_token(config: HttpsConfig) -> str | None:
     return token
 
 
-class HttpsUplink(Transport):
+class HttpsUplink(Uplink):
     """Sends the outbox in seq order, up to max_inflight requests at a time."""
 
     def __init__(self, store: Store, config: UplinkConfig, *, gateway_id: str, sealed: asyncio.Event) -> None:

@@ -12,12 +12,12 @@ import structlog
 from buffer import OutboxEntry, Store
 from gateway.config import UplinkConfig
 from gateway.errors import UplinkError
-from gateway.uplink.delivery import Delivery, Transport, UplinkState
+from gateway.uplink.delivery import Delivery, Uplink, UplinkState
 
 log = structlog.get_logger(__name__)
 
 
-class MqttUplink(Transport):
+class MqttUplink(Uplink):
     """Sends the outbox in seq order with a bounded number of batches in flight; reconnects via its supervisor."""
 
     def __init__(self, store: Store, config: UplinkConfig, *, gateway_id: str, sealed: asyncio.Event) -> None:
