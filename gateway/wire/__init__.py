@@ -6,10 +6,14 @@ A backend needs only this package (plus numpy, cbor2, zstandard, cryptography) t
 from __future__ import annotations
 
 from gateway.wire.batch import (
+    EPOCH_LENGTH,
     FORMAT_VERSION,
+    NO_EPOCH,
+    READABLE_VERSIONS,
     Batch,
     Event,
     Gap,
+    KeyRollover,
     ReadingColumns,
     SeriesInfo,
     WindowColumns,
@@ -17,20 +21,26 @@ from gateway.wire.batch import (
 from gateway.wire.body import encode_batch
 from gateway.wire.cose import MEDIA_TYPE, sign
 from gateway.wire.keyring import Keyring, kid_for
+from gateway.wire.rollover import make_rollover
 from gateway.wire.verify import verify_and_decode, verify_with_key
 
 __all__ = [
+    "EPOCH_LENGTH",
     "FORMAT_VERSION",
     "MEDIA_TYPE",
+    "NO_EPOCH",
+    "READABLE_VERSIONS",
     "Batch",
     "Event",
     "Gap",
+    "KeyRollover",
     "Keyring",
     "ReadingColumns",
     "SeriesInfo",
     "WindowColumns",
     "encode_batch",
     "kid_for",
+    "make_rollover",
     "sign",
     "verify_and_decode",
     "verify_with_key",

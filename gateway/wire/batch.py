@@ -11,8 +11,15 @@ import numpy.typing as npt
 
 from gateway.model import Quality, Reading
 
-#: the body format version this library writes (and the only one it reads)
-FORMAT_VERSION = 1
+#: the body format version this library writes
+FORMAT_VERSION = 2
+#: the versions it reads: 1 has no epoch and no key rollover (docs/wire-format.md, "Versions")
+READABLE_VERSIONS = frozenset({1, 2})
+#: length of a batch epoch: 128 random bits drawn with each new buffer database
+EPOCH_LENGTH = 16
+#: the epoch of tools and tests that have no buffer database, and of every version-1 batch's key
+#: at the receiver (version 1 carries no epoch)
+NO_EPOCH = bytes(EPOCH_LENGTH)
 
 Int32Array = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
@@ -165,9 +172,25 @@ class Event:
     detail: str
 
 
+@dataclass(frozen=True)
+class KeyRollover:
+    """A gateway's statement, inside a batch signed by its current key, that `new_public_key` follows it.
+
+    `proof` is the new key's Ed25519 signature over `rollover_message(...)`: the gateway holds the
+    new private key (docs/wire-format.md, "Key rollover").
+    """
+
+    new_public_key: bytes
+    proof: bytes
+
+
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """A verified, decoded batch as the backend sees it."""
+    """A verified, decoded batch as the backend sees it.
+
+    Its identity is (gateway_id, epoch, seq): the epoch is drawn anew with each buffer database, so a
+    seq that starts again after a quarantine, an SD card swap or a reinstall is a new batch.
+    """
 
     version: int
     gateway_id: str
@@ -179,6 +202,13 @@ class Batch:
     windows: WindowColumns
     gaps: tuple[Gap, ...] = field(default=())
     events: tuple[Event, ...] = field(default=())
+    #: 16 bytes; NO_EPOCH for a version-1 batch
+    epoch: bytes = NO_EPOCH
+    #: a verified key rollover statement (its proof checked), or None
+    rollover: KeyRollover | None = None
+    #: SHA-256 over the signed content (protected header and payload): two envelopes of the same
+    #: signed content have the same digest, so a receiver deduplicates on it
+    digest: bytes = b""
 
     def iter_readings(self) -> Iterator[Reading]:
         """The raw readings as domain objects, ordered by series then timestamp."""

@@ -12,8 +12,12 @@ import zstandard
 from gateway.errors import MalformedBatch, UnsupportedVersion, WireError
 from gateway.wire import intcol
 from gateway.wire.batch import (
+    EPOCH_LENGTH,
     FORMAT_VERSION,
+    NO_EPOCH,
+    READABLE_VERSIONS,
     Event,
+    KeyRollover,
     Gap,
     ReadingColumns,
     SeriesInfo,
@@ -24,7 +28,7 @@ from gateway.wire.scale import resolution_of, scale_of
 from gateway.wire.windows import decode_windows, encode_windows
 
 # keys of the body map (docs/wire-format.md, "Body")
-VERSION, GATEWAY, SEQ, CREATED, SERIES, READINGS, WINDOWS, GAPS, EVENTS = range(9)
+VERSION, GATEWAY, SEQ, CREATED, SERIES, READINGS, WINDOWS, GAPS, EVENTS, EPOCH, ROLLOVER = range(11)
 #: zstd level: 9 is within 0.1 % of 19 on the bench batches (the columns are entropy-coded
 #: already) and encodes about 20 % faster
 ZSTD_LEVEL = 9
@@ -48,10 +52,18 @@ def encode_batch(
     windows: WindowColumns | None = None,
     gaps: Sequence[Gap] = (),
     events: Sequence[Event] = (),
+    epoch: bytes = NO_EPOCH,
+    rollover: KeyRollover | None = None,
 ) -> bytes:
-    """The compressed body of one batch (sign it with `sign`); readings travel sorted by series, ts."""
+    """The compressed body of one batch (sign it with `sign`); readings travel sorted by series, ts.
+
+    `epoch` is the buffer database's random id (tools and tests may leave NO_EPOCH); `rollover`
+    announces the gateway's next key in a batch signed by its current one.
+    """
     if seq < 0:
         raise ValueError(f"seq must be >= 0, got {seq}")
+    if len(epoch) != EPOCH_LENGTH:
+        raise ValueError(f"epoch must be {EPOCH_LENGTH} bytes, got {len(epoch)}")
     if max(len(readings), len(windows) if windows is not None else 0) > MAX_ROWS:
         raise ValueError(f"a batch holds at most {MAX_ROWS} readings and {MAX_ROWS} windows")
     body: dict[int, Any] = {
@@ -62,7 +74,10 @@ def encode_batch(
         SERIES: [
             [s.sensor, s.quantity, s.unit, scale_of(s.resolution), int(s.time_resolution_ms)] for s in series
         ],
+        EPOCH: bytes(epoch),
     }
+    if rollover is not None:
+        body[ROLLOVER] = [bytes(rollover.new_public_key), bytes(rollover.proof)]
     if len(readings):
         body[READINGS] = encode_readings(readings, series)
     if windows is not None and len(windows):
@@ -80,8 +95,16 @@ def encode_batch(
 class DecodedBody:
     """The fields of a body, checked against the format."""
 
-    def __init__(self, fields: dict[Any, Any]) -> None:
-        self.version: int = FORMAT_VERSION
+    def __init__(self, fields: dict[Any, Any], version: int) -> None:
+        self.version = version
+        self.epoch = NO_EPOCH
+        #: field 10 as decoded; `verify` checks it against the signer's kid
+        self.rollover: object = None
+        if version >= 2:
+            self.epoch = _typed(fields.get(EPOCH), bytes, "epoch")
+            if len(self.epoch) != EPOCH_LENGTH:
+                raise MalformedBatch(f"epoch must be {EPOCH_LENGTH} bytes, got {len(self.epoch)}")
+            self.rollover = fields.get(ROLLOVER)
         self.gateway_id = _typed(fields.get(GATEWAY), str, "gateway id")
         self.seq = _typed(fields.get(SEQ), int, "seq")
         if self.seq < 0:
@@ -104,10 +127,11 @@ def decode_body(payload: bytes) -> DecodedBody:
     """Decompress and decode a body; only MalformedBatch or UnsupportedVersion escape."""
     fields = _fields(_decompress(payload))
     version = fields.get(VERSION)
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        raise UnsupportedVersion(f"batch format version {version!r}, this reader knows {FORMAT_VERSION}")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
+        known = ", ".join(str(v) for v in sorted(READABLE_VERSIONS))
+        raise UnsupportedVersion(f"batch format version {version!r}, this reader knows {known}")
     try:
-        return DecodedBody(fields)
+        return DecodedBody(fields, version)
     except WireError:
         raise
     except Exception as exc:  # the safety net of the "only wire errors escape" contract

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ class SignedMessage:
     kid: bytes
     payload: bytes
     signature: bytes
+
+    @property
+    def content_digest(self) -> bytes:
+        """SHA-256 over the signed bytes (the Sig_structure): the same for every envelope of this content."""
+        return hashlib.sha256(_to_be_signed(self.protected, self.payload)).digest()
 
     def verify(self, public_key: Ed25519PublicKey) -> None:
         """Check the signature over the Sig_structure; BadSignature when it does not hold."""

@@ -7,8 +7,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.errors import BadSignature, UnknownKey
 from gateway.wire.batch import Batch
 from gateway.wire.body import DecodedBody, decode_body
-from gateway.wire.cose import parse_sign1
+from gateway.wire.cose import SignedMessage, parse_sign1
 from gateway.wire.keyring import Keyring, kid_for
+from gateway.wire.rollover import check_rollover
 
 
 def verify_and_decode(blob: bytes, keyring: Keyring) -> Batch:
@@ -26,7 +27,7 @@ def verify_and_decode(blob: bytes, keyring: Keyring) -> Batch:
             f"batch claims gateway {body.gateway_id!r} but key {message.kid.hex()}"
             f" belongs to gateway {trusted.gateway_id!r}"
         )
-    return _batch(body, message.kid)
+    return _batch(body, message)
 
 
 def verify_with_key(blob: bytes, public_key: Ed25519PublicKey) -> Batch:
@@ -35,10 +36,12 @@ def verify_with_key(blob: bytes, public_key: Ed25519PublicKey) -> Batch:
     if message.kid != kid_for(public_key):
         raise UnknownKey(f"batch is signed with key {message.kid.hex()}, not {kid_for(public_key).hex()}")
     message.verify(public_key)
-    return _batch(decode_body(message.payload), message.kid)
+    return _batch(decode_body(message.payload), message)
 
 
-def _batch(body: DecodedBody, kid: bytes) -> Batch:
+def _batch(body: DecodedBody, message: SignedMessage) -> Batch:
+    kid = message.kid
+    rollover = None if body.rollover is None else check_rollover(body.rollover, body.gateway_id, kid)
     return Batch(
         version=body.version,
         gateway_id=body.gateway_id,
@@ -50,4 +53,7 @@ def _batch(body: DecodedBody, kid: bytes) -> Batch:
         windows=body.windows,
         gaps=body.gaps,
         events=body.events,
+        epoch=body.epoch,
+        rollover=rollover,
+        digest=message.content_digest,
     )

@@ -25,6 +25,7 @@ from gateway.wire import (
     WindowColumns,
     encode_batch,
     kid_for,
+    make_rollover,
     sign,
     verify_and_decode,
 )
@@ -217,9 +218,15 @@ def reference_decode(blob: bytes, public_key_raw: bytes) -> dict[str, Any]:
     to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
     Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
     body = cbor2.loads(zstandard.ZstdDecompressor().decompress(payload))
-    assert body[0] == 1
+    assert body[0] in (1, 2)
     table = body[4]
+    rollover = body.get(10)
+    if rollover is not None:  # section 3.4: the new key signs [context, gateway, old kid, new key]
+        statement = cbor2.dumps(["rostock-gateway key rollover v1", body[1], header[4], rollover[0]])
+        Ed25519PublicKey.from_public_bytes(rollover[0]).verify(rollover[1], statement)
     return {
+        "epoch": body[9] if body[0] == 2 else bytes(16),
+        "rollover": rollover,
         "gateway_id": body[1],
         "seq": body[2],
         "created_ms": body[3],
@@ -301,6 +308,10 @@ def rich_batch() -> tuple[bytes, list[SeriesInfo], ReadingColumns, WindowColumns
         windows=window_columns,
         gaps=[Gap(2, T0, T0 + 10, 3, "buffer full")],
         events=[Event(T0, "uplink", "reconnected", "after 3 attempts")],
+        epoch=bytes(range(16)),
+        rollover=make_rollover(
+            "gw-spec", kid_for(key.public_key()), Ed25519PrivateKey.from_private_bytes(bytes(31) + b"\x01")
+        ),
     )
     return sign(body, key, kid_for(key.public_key())), table, columns, window_columns, key
 
@@ -342,11 +353,14 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
 
 def test_reference_decoder_agrees_on_everything_else(decoded: tuple[dict[str, Any], Any]) -> None:
     reference, batch = decoded
-    assert (reference["gateway_id"], reference["seq"], reference["created_ms"]) == (
+    assert (reference["gateway_id"], reference["seq"], reference["created_ms"], reference["epoch"]) == (
         batch.gateway_id,
         batch.seq,
         batch.created_ms,
+        batch.epoch,
     )
+    assert batch.rollover is not None
+    assert reference["rollover"] == [batch.rollover.new_public_key, batch.rollover.proof]
     assert [row[:3] for row in reference["series"]] == [[s.sensor, s.quantity, s.unit] for s in batch.series]
     for name, column in reference["windows"].items():
         assert np.array_equal(np.array(column), getattr(batch.windows, name)), name
@@ -384,5 +398,6 @@ def test_the_example_in_the_spec_is_what_the_library_writes() -> None:
             value=[12.34, 12.36, 12.35],
             quality=[0, 0, 0],
         ),
+        epoch=bytes(range(16)),
     )
     assert sign(body, key, kid_for(key.public_key())).hex() == "".join(example.split())
