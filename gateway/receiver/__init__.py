@@ -1,7 +1,42 @@
-"""The reference receiver: verify every batch, deduplicate by (gateway id, seq), store each reading once."""
+"""The reference receiver: verify every batch, quarantine what cannot be verified yet, store each
+batch once per (gateway id, epoch, seq), acknowledge only after the commit."""
 
+from gateway.receiver.core import Arrival, CoreStatistics, ReceiverCore
 from gateway.receiver.http import BatchEndpoint
-from gateway.receiver.service import Receiver, ReceiverStatistics, Rejection
-from gateway.receiver.storage import Outcome, ReceiverDatabase
+from gateway.receiver.intake import Committer
+from gateway.receiver.mqtt import BatchSubscriber, BrokerSettings
+from gateway.receiver.service import Receiver, ReceiverStatistics, import_key_dir
+from gateway.receiver.sqlite import SqliteStore
+from gateway.receiver.store import (
+    Outcome,
+    QuarantinedBatch,
+    QuarantineEntry,
+    QuarantineReason,
+    ReceiverStore,
+    RegisteredKey,
+    VerifiedBatch,
+)
+from gateway.receiver.verdict import HTTP_STATUS, Verdict
 
-__all__ = ["BatchEndpoint", "Outcome", "Receiver", "ReceiverDatabase", "ReceiverStatistics", "Rejection"]
+__all__ = [
+    "HTTP_STATUS",
+    "Arrival",
+    "BatchEndpoint",
+    "BatchSubscriber",
+    "BrokerSettings",
+    "Committer",
+    "CoreStatistics",
+    "Outcome",
+    "QuarantineEntry",
+    "QuarantineReason",
+    "QuarantinedBatch",
+    "Receiver",
+    "ReceiverCore",
+    "ReceiverStatistics",
+    "ReceiverStore",
+    "RegisteredKey",
+    "SqliteStore",
+    "Verdict",
+    "VerifiedBatch",
+    "import_key_dir",
+]

@@ -1,48 +1,76 @@
-"""The receiver's HTTPS endpoint: `POST /gateways/<gateway id>/batches`, one signed batch per request.
+"""The receiver's HTTPS transport: `POST /gateways/<gateway id>/batches`, one signed batch per request.
 
 The request body is the COSE_Sign1 batch exactly as the gateway's outbox holds it (Content-Type
-`application/cose; cose-type="cose-sign1"`, `gateway.wire.MEDIA_TYPE`). The status tells the gateway
-what to do with it (docs/wire-format.md, 6.1):
-
-- 200: stored, or already stored (a resend): the gateway deletes it from its outbox
-- 403: the signing key is not registered here (yet), or the URL names another gateway: the gateway
-  keeps the batch and retries (someone has to fix a registration or a config)
-- 415: a wire format version this receiver does not know yet: kept and retried (until an upgrade)
-- 409: this seq is already stored with other content: the gateway gives the batch up, as a gap
-- 422: the batch does not verify or decode: the gateway gives it up, as a gap
-- 503: the receiver cannot store right now: the gateway retries
+`application/cose; cose-type="cose-sign1"`). The answer comes after the transaction holding the batch
+committed; its status is `verdict.HTTP_STATUS` (docs/wire-format.md, 6.1). Bodies are read only
+within a byte budget shared by all requests, so concurrent large bodies wait instead of piling up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 
-from gateway.errors import StorageError, UnknownKey, UnsupportedVersion, UplinkError
-from gateway.receiver.service import Receiver, Rejection
-from gateway.receiver.storage import Outcome
-from gateway.wire.body import MAX_BODY_BYTES
+from gateway.errors import StorageError, UplinkError
+from gateway.receiver.core import Arrival
+from gateway.receiver.envelope import MAX_ENVELOPE_BYTES
+from gateway.receiver.intake import Committer
+from gateway.receiver.verdict import HTTP_STATUS, valid_gateway_id
 
 log = structlog.get_logger(__name__)
 
-#: rejections the gateway should retry, by reason; any other reason is 422 (the bytes are bad)
-_STATUS_OF_REJECTION = {UnknownKey.__name__: 403, "topic_mismatch": 403, UnsupportedVersion.__name__: 415}
+#: bytes of request bodies held in memory at once: one largest batch plus change. Ten concurrent
+#: 60 MB bodies took 734 MB before this bound; now they are read one after another.
+BODY_BUDGET_BYTES = 80 * 1024 * 1024
+
+
+class ByteBudget:
+    """A semaphore counted in bytes (asyncio, fair: first come first served)."""
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._free = total
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, size: int) -> None:
+        """Wait until `size` bytes are free and take them."""
+        size = min(size, self._total)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free >= size)
+            self._free -= size
+
+    async def release(self, size: int) -> None:
+        """Give `size` bytes back."""
+        async with self._changed:
+            self._free += min(size, self._total)
+            self._changed.notify_all()
 
 
 class BatchEndpoint:
-    """Serves `POST /gateways/{gateway_id}/batches` for a Receiver until cancelled."""
+    """Serves `POST /gateways/{gateway_id}/batches` until cancelled."""
 
     def __init__(
-        self, receiver: Receiver, *, host: str, port: int, tls: ssl.SSLContext | None = None
+        self,
+        committer: Committer,
+        *,
+        host: str,
+        port: int,
+        clock: Callable[[], int],
+        tls: ssl.SSLContext | None = None,
+        body_budget: int = BODY_BUDGET_BYTES,
     ) -> None:
-        self._receiver = receiver
+        self._committer = committer
         self._host, self._port = host, port
         self._tls = tls
-        self._app = web.Application(client_max_size=MAX_BODY_BYTES)
+        self._clock = clock
+        self._budget = ByteBudget(body_budget)
+        self._app = web.Application(client_max_size=MAX_ENVELOPE_BYTES)
         self._app.router.add_post("/gateways/{gateway_id}/batches", self._post)
+        self.listening = False
 
     async def run(self) -> None:
         """Listen until cancelled."""
@@ -54,28 +82,37 @@ class BatchEndpoint:
                 await site.start()
             except OSError as exc:
                 raise UplinkError(f"cannot listen on {self._host}:{self._port}: {exc}") from exc
-            self._receiver.listening = True
+            self.listening = True
             scheme = "https" if self._tls else "http"
-            log.info(
-                "receiver listening", url=f"{scheme}://{self._host}:{self._port}/gateways/{{id}}/batches"
-            )
+            url = f"{scheme}://{self._host}:{self._port}/gateways/{{id}}/batches"
+            log.info("receiver listening", url=url)
             await asyncio.Event().wait()
         finally:
-            self._receiver.listening = False
+            self.listening = False
             await runner.cleanup()
 
     async def _post(self, request: web.Request) -> web.Response:
         gateway_id = request.match_info["gateway_id"]
-        blob = await request.read()
-        topic = f"gateways/{gateway_id}/batches"
+        if not valid_gateway_id(gateway_id):
+            detail = "a gateway id is 1 to 64 of A-Z a-z 0-9 . _ -"
+            return web.json_response({"error": "bad_gateway_id", "detail": detail}, status=400)
+        size = request.content_length
+        if size is None:
+            return web.json_response({"error": "length_required"}, status=411)
+        if size > MAX_ENVELOPE_BYTES:
+            return web.json_response({"error": "too_large", "limit": MAX_ENVELOPE_BYTES}, status=413)
+        await self._budget.acquire(size)
         try:
-            verdict = await asyncio.to_thread(self._receiver.receive, topic, blob)
+            blob = await request.read()
+            verdict = await self._committer.judge(Arrival(blob, gateway_id, self._clock()))
         except StorageError as exc:
             return web.json_response({"error": "storage", "detail": str(exc)}, status=503)
-        if isinstance(verdict, Rejection):
-            status = _STATUS_OF_REJECTION.get(verdict.reason, 422)
-            return web.json_response({"error": verdict.reason, "detail": verdict.detail}, status=status)
-        if verdict is Outcome.REPLAY:
-            detail = "this seq is stored with other content"
-            return web.json_response({"error": "replay", "detail": detail}, status=409)
-        return web.json_response({"outcome": verdict.value})
+        finally:
+            await self._budget.release(size)
+        status = HTTP_STATUS[verdict.result]
+        if status >= 300:
+            return web.json_response({"error": verdict.name, "detail": verdict.detail}, status=status)
+        answer = {"outcome": "quarantined" if status == 202 else verdict.name}
+        if status == 202:
+            answer["reason"] = verdict.name
+        return web.json_response(answer, status=status)

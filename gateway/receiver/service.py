@@ -1,201 +1,110 @@
-"""The receiver process: subscribe to every gateway's batches, verify, deduplicate, store."""
+"""The receiver process: a store, the core, the committer and its transports under one TaskGroup."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import aiomqtt
-import structlog
-
-from gateway import wire
-from gateway.backoff import Backoff
-from gateway.errors import StorageError, UnknownKey, UplinkError, WireError
-from gateway.receiver.storage import Outcome, ReceiverDatabase
-
-log = structlog.get_logger(__name__)
-
-#: a gateway whose key is unknown may have been added since: reload the key directory at most this often
-KEY_RELOAD_INTERVAL_S = 5.0
+from gateway.receiver.core import CoreStatistics, ReceiverCore
+from gateway.receiver.http import BatchEndpoint
+from gateway.receiver.intake import Committer
+from gateway.receiver.mqtt import BatchSubscriber
+from gateway.receiver.store import RegisteredKey
+from gateway.wire import kid_for
+from gateway.wire.keyring import load_public_pem
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """Why a batch was not stored: the wire error's class name, "topic_mismatch" or "malformed"."""
-
-    reason: str
-    detail: str
+def now_ms() -> int:
+    """Wall-clock UTC milliseconds (received times of batches)."""
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
 class ReceiverStatistics:
-    """Counters the demo and operators read."""
+    """What `gateway receiver` prints on exit and rewrites into --stats-file."""
 
-    verified: int
-    rejected: int
-    rejected_by_reason: dict[str, int]
-    duplicates_dropped: int
-    readings_stored: int
-    #: window rows received in stored batches (a revision counts again; the database keeps the latest)
-    windows_stored: int
-    batches_stored: int
+    core: CoreStatistics
     #: subscribed at the MQTT broker
     connected: bool
     #: the HTTPS endpoint accepts batches
     listening: bool
+    #: MQTT messages acknowledged (each after its commit)
+    acknowledged: int
+    #: transactions committed by the committer (each holding one or more batches)
+    groups: int
+
+    def as_dict(self) -> dict[str, object]:
+        """Flat JSON-ready counters."""
+        flat: dict[str, object] = asdict(self.core)
+        flat.update(connected=self.connected, listening=self.listening)
+        flat.update(acknowledged=self.acknowledged, groups=self.groups)
+        return flat
 
 
 class Receiver:
-    """Verifies batches with the gateways' registered public keys and stores each reading exactly once."""
+    """Runs the transports given until cancelled."""
 
     def __init__(
         self,
-        *,
-        host: str,
-        port: int,
-        keys_dir: Path,
-        database: ReceiverDatabase,
-        topic: str = "gateways/+/batches",
-        client_id: str = "gateway-receiver",
+        core: ReceiverCore,
+        committer: Committer,
+        subscriber: BatchSubscriber | None = None,
+        endpoint: BatchEndpoint | None = None,
     ) -> None:
-        self._host, self._port = host, port
-        self._keys_dir = keys_dir
-        self._keyring = wire.Keyring.load_dir(keys_dir)
-        self._keys_loaded = time.monotonic()
-        self._db = database
-        self._topic = topic
-        self._client_id = client_id
-        self._verified = 0
-        self._rejected: Counter[str] = Counter()
-        self._duplicates = 0
-        self._readings = 0
-        self._windows = 0
-        self._batches = 0
-        self._connected = False
-        #: set by the HTTPS endpoint while it accepts batches
-        self.listening = False
-        self._lock = threading.Lock()
+        self.core = core
+        self.committer = committer
+        self.subscriber = subscriber
+        self.endpoint = endpoint
 
-    async def run(self) -> None:
-        """Receive forever, reconnecting with backoff; a persistent session keeps what arrives meanwhile."""
-        backoff = Backoff(initial_s=0.2, cap_s=10.0)
-        warned = False
-        while True:
-            try:
-                await self._session()
-            except (aiomqtt.MqttError, UplinkError) as exc:
-                self._connected = False
-                delay = backoff.next_delay()
-                if not warned:
-                    log.warning("broker unreachable", error=str(exc), retry_in_s=round(delay, 2))
-                    warned = True
-                await asyncio.sleep(delay)
-            else:
-                return
-            if self._connected:
-                backoff.reset()
-
-    async def _session(self) -> None:
-        client = aiomqtt.Client(
-            self._host, self._port, identifier=self._client_id, clean_session=False, keepalive=30
-        )
-        async with client:
-            await client.subscribe(self._topic, qos=1)
-            self._connected = True  # only now: "connected" promises the subscription exists
-            log.info("receiver connected", host=self._host, port=self._port, topic=self._topic)
-            async for message in client.messages:
-                payload = message.payload
-                if isinstance(payload, bytes | bytearray):
-                    await asyncio.to_thread(self.handle, str(message.topic), bytes(payload))
-                else:
-                    self._reject("malformed", str(message.topic), "payload is not bytes")
-
-    def handle(self, topic: str, blob: bytes) -> Outcome | None:
-        """Verify, decode and store one message; returns what happened (None when rejected)."""
-        verdict = self.receive(topic, blob)
-        return None if isinstance(verdict, Rejection) else verdict
-
-    def receive(self, topic: str, blob: bytes) -> Outcome | Rejection:
-        """Verify, decode and store one batch that arrived on `topic` (an MQTT topic or an HTTP path of
-        the form gateways/<id>/batches); a replay is counted as rejected and returned as Outcome.REPLAY.
-
-        Thread-safe: concurrent HTTPS requests and MQTT messages take turns (one database connection).
-        """
-        with self._lock:
-            return self._receive(topic, blob)
-
-    def _receive(self, topic: str, blob: bytes) -> Outcome | Rejection:
-        try:
-            batch = self._verify(blob)
-        except WireError as exc:
-            return self._reject(type(exc).__name__, topic, str(exc))
-        parts = topic.split("/")
-        if len(parts) == 3 and parts[1] != batch.gateway_id:
-            return self._reject("topic_mismatch", topic, f"body says gateway {batch.gateway_id}")
-        self._verified += 1
-        try:
-            outcome = self._db.store(batch, blob)
-        except StorageError as exc:
-            log.error("cannot store batch", gateway_id=batch.gateway_id, seq=batch.seq, error=str(exc))
-            raise
-        if outcome is Outcome.STORED:
-            self._batches += 1
-            self._readings += len(batch.readings)
-            self._windows += len(batch.windows)
-            log.info(
-                "batch stored",
-                gateway_id=batch.gateway_id,
-                seq=batch.seq,
-                readings=len(batch.readings),
-                windows=len(batch.windows),
-            )
-        elif outcome is Outcome.DUPLICATE:
-            self._duplicates += 1
-            log.info("duplicate batch dropped", gateway_id=batch.gateway_id, seq=batch.seq)
-        else:
-            self._reject("replay", topic, f"seq {batch.seq} already stored with other content")
-        return outcome
-
-    def _verify(self, blob: bytes) -> wire.Batch:
-        try:
-            return wire.verify_and_decode(blob, self._keyring)
-        except UnknownKey:
-            if time.monotonic() - self._keys_loaded < KEY_RELOAD_INTERVAL_S:
-                raise
-            self._keyring = wire.Keyring.load_dir(self._keys_dir)
-            self._keys_loaded = time.monotonic()
-            return wire.verify_and_decode(blob, self._keyring)
-
-    def _reject(self, reason: str, topic: str, detail: str) -> Rejection:
-        self._rejected[reason] += 1
-        log.warning("batch rejected", reason=reason, topic=topic, detail=detail)
-        return Rejection(reason, detail)
+    async def run(self, stats_file: Path | None = None) -> None:
+        """The committer, the transports and the statistics file, until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.committer.run())
+            if self.subscriber is not None:
+                tasks.create_task(self.subscriber.run())
+            if self.endpoint is not None:
+                tasks.create_task(self.endpoint.run())
+            if stats_file is not None:
+                tasks.create_task(self.write_statistics(stats_file))
 
     def statistics(self) -> ReceiverStatistics:
         """Counters so far."""
         return ReceiverStatistics(
-            verified=self._verified,
-            rejected=sum(self._rejected.values()),
-            rejected_by_reason=dict(self._rejected),
-            duplicates_dropped=self._duplicates,
-            readings_stored=self._readings,
-            windows_stored=self._windows,
-            batches_stored=self._batches,
-            connected=self._connected,
-            listening=self.listening,
+            core=self.core.statistics(),
+            connected=self.subscriber is not None and self.subscriber.connected,
+            listening=self.endpoint is not None and self.endpoint.listening,
+            acknowledged=0 if self.subscriber is None else self.subscriber.acknowledged,
+            groups=self.committer.groups,
         )
 
     async def write_statistics(self, path: Path, every_s: float = 0.5) -> None:
         """Rewrite a JSON statistics file atomically, forever (the demo and tests read it)."""
         while True:
-            write_json_atomically(path, self.statistics().__dict__)
+            write_json_atomically(path, self.statistics().as_dict())
             await asyncio.sleep(every_s)
+
+
+def import_key_dir(core: ReceiverCore, directory: Path, at_ms: int) -> int:
+    """Register the keys of a --keys directory (`<gateway>.pem` or `<gateway>/<name>.pem`; a
+    `.retired.pem` file is skipped) in the registry; returns how many quarantined batches that released."""
+    released = 0
+    for gateway_id, pem in _key_files(directory):
+        public = load_public_pem(pem)
+        raw = public.public_bytes_raw()
+        key = RegisteredKey(kid_for(public), gateway_id, raw, at_ms, "import")
+        released += core.enrol(key)
+    return released
+
+
+def _key_files(directory: Path) -> list[tuple[str, Path]]:
+    found = [(p.name.removesuffix(".pem"), p) for p in sorted(directory.glob("*.pem"))]
+    for sub in sorted(p for p in directory.iterdir() if p.is_dir()):
+        found += [(sub.name, p) for p in sorted(sub.glob("*.pem"))]
+    return [(g, p) for g, p in found if not p.name.endswith(".retired.pem")]
 
 
 def write_json_atomically(path: Path, value: object) -> None:

@@ -22,7 +22,7 @@ from gateway.wire.body import encode_batch
 from gateway.wire.cose import MEDIA_TYPE, sign
 from gateway.wire.keyring import Keyring, kid_for
 from gateway.wire.rollover import make_rollover
-from gateway.wire.verify import verify_and_decode, verify_with_key
+from gateway.wire.verify import verify_and_decode, verify_message, verify_with_key
 
 __all__ = [
     "EPOCH_LENGTH",
@@ -43,5 +43,6 @@ __all__ = [
     "make_rollover",
     "sign",
     "verify_and_decode",
+    "verify_message",
     "verify_with_key",
 ]

@@ -20,12 +20,18 @@ def verify_and_decode(blob: bytes, keyring: Keyring) -> Batch:
     """
     message = parse_sign1(bytes(blob))
     trusted = keyring.trusted(message.kid)
-    message.verify(trusted.public_key)
+    return verify_message(message, trusted.public_key, trusted.gateway_id)
+
+
+def verify_message(message: SignedMessage, public_key: Ed25519PublicKey, gateway_id: str) -> Batch:
+    """Steps 3-5 of verification for an envelope already parsed and a key already looked up (the
+    receiver parses the canonical envelope itself and keeps its key registry in its database)."""
+    message.verify(public_key)
     body = decode_body(message.payload)
-    if body.gateway_id != trusted.gateway_id:
+    if body.gateway_id != gateway_id:
         raise BadSignature(
             f"batch claims gateway {body.gateway_id!r} but key {message.kid.hex()}"
-            f" belongs to gateway {trusted.gateway_id!r}"
+            f" belongs to gateway {gateway_id!r}"
         )
     return _batch(body, message)
 

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from conftest import Processes, read_json, wait_until
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from test_skeleton_path import start_station, station_total, status, stored_rows, write_config
 
 from buffer import Store
@@ -28,10 +27,11 @@ from gateway import tomlwriter, wire
 from gateway.config import UplinkConfig
 from gateway.errors import UplinkError
 from gateway.model import Reading
-from gateway.receiver import BatchEndpoint, Receiver, ReceiverDatabase
-from gateway.receiver import service as receiver_service
+from gateway.receiver import BatchEndpoint, Committer, ReceiverCore, RegisteredKey, SqliteStore
+from gateway.receiver.service import now_ms
 from gateway.uplink.https import HttpsUplink
 from hil.broker import free_port
+from hil.fleet import SimulatedGateway
 from hil.tls import ServerCertificate, loopback_certificate
 
 GATEWAY = "gw-1"
@@ -82,32 +82,34 @@ class Backend:
     """The reference receiver with its HTTPS endpoint, in this process."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.keys = tmp_path / "receiver-keys"
-        self.keys.mkdir()
-        self.database = ReceiverDatabase(tmp_path / "received.db")
-        self.receiver = Receiver(host="", port=0, keys_dir=self.keys, database=self.database)
+        self.database = SqliteStore(tmp_path / "received.db")
+        self.receiver = ReceiverCore(self.database)
+        self.committer = Committer(self.receiver)
         self.port = free_port()
         self.cert = loopback_certificate(tmp_path / "tls")
 
-    def register(self, key: Ed25519PrivateKey) -> None:
-        pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        (self.keys / f"{GATEWAY}.pem").write_bytes(pem)
+    def register(self, key: Ed25519PrivateKey) -> int:
+        """Enrol the gateway's key; returns the quarantined batches that released."""
+        raw = key.public_key().public_bytes_raw()
+        return self.receiver.enrol(
+            RegisteredKey(wire.kid_for(key.public_key()), GATEWAY, raw, now_ms(), "cli")
+        )
 
 
 @pytest.fixture
-async def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
-    monkeypatch.setattr(receiver_service, "KEY_RELOAD_INTERVAL_S", 0.0)  # a new key is seen at once
+async def backend(tmp_path: Path) -> AsyncIterator[Backend]:
     running = Backend(tmp_path)
     endpoint = BatchEndpoint(
-        running.receiver, host="127.0.0.1", port=running.port, tls=server_tls(running.cert)
+        running.committer, host="127.0.0.1", port=running.port, clock=now_ms, tls=server_tls(running.cert)
     )
-    task = asyncio.create_task(endpoint.run())
-    while not running.receiver.listening:
+    tasks = [asyncio.create_task(endpoint.run()), asyncio.create_task(running.committer.run())]
+    while not endpoint.listening:
         await asyncio.sleep(0.01)
     yield running
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
     running.database.close()
 
 
@@ -117,34 +119,35 @@ async def until(condition: Callable[[], object], timeout_s: float = 10.0) -> Non
             await asyncio.sleep(0.02)
 
 
-async def test_an_unregistered_key_keeps_the_batches_and_a_refused_batch_becomes_a_reported_gap(
+async def test_an_unregistered_key_is_held_in_quarantine_and_a_refused_batch_becomes_a_reported_gap(
     tmp_path: Path, backend: Backend
 ) -> None:
     key = Ed25519PrivateKey.generate()
     store = Store.open(tmp_path / "buffer.db")
     try:
-        first, refused, third = (seal(store, key, f"dust-{i}", 5) for i in range(3))
+        seal(store, key, "dust-0", 5)
         sealed = asyncio.Event()  # what the batcher sets after sealing
         uplink = HttpsUplink(
             store, uplink_config(backend.port, backend.cert.ca_file), gateway_id=GATEWAY, sealed=sealed
         )
+        task = asyncio.create_task(uplink.run())
+        # the backend does not know the gateway's key yet: 202, held verbatim in its quarantine
+        await until(lambda: not store.undelivered())
+        assert backend.database.count_readings() == 0
+        assert [q.reason.value for q in backend.database.quarantined()] == ["not_enrolled"]
+        assert backend.register(key) == 1  # enrolling the key stores the quarantined batch
+        assert backend.database.count_readings(GATEWAY) == 5
 
-        # the backend does not know the gateway's key yet: 403, nothing leaves the outbox
-        with pytest.raises(UplinkError, match="403"):
-            await uplink.run()
-        assert [e.seq for e in store.undelivered()] == [first, refused, third]
-        assert set(backend.receiver.statistics().rejected_by_reason) == {"UnknownKey"}
-
-        # registered now; batch `refused` rotted in the outbox (one flipped signature bit): 422
-        backend.register(key)
+        # batch `refused` rotted in the outbox (one flipped signature bit): 422
+        refused, _ = seal(store, key, "dust-1", 5), seal(store, key, "dust-2", 5)
         with sqlite3.connect(tmp_path / "buffer.db") as conn:
             (blob,) = conn.execute("SELECT blob FROM outbox WHERE seq = ?", (refused,)).fetchone()
             conn.execute(
                 "UPDATE outbox SET blob = ? WHERE seq = ?", (blob[:-1] + bytes([blob[-1] ^ 1]), refused)
             )
-        task = asyncio.create_task(uplink.run())
+        sealed.set()
         await until(lambda: not store.undelivered())
-        assert backend.database.count_readings(GATEWAY) == 10  # batches first and third
+        assert backend.database.count_readings(GATEWAY) == 10  # batches dust-0 and dust-2
         stats = uplink.statistics()
         assert (stats.state, stats.batches_acked, stats.batches_rejected) == ("connected", 2, 1)
         assert store.statistics().dropped == 5
@@ -165,8 +168,7 @@ async def test_an_unregistered_key_keeps_the_batches_and_a_refused_batch_becomes
         "buffer.batches_dropped",
         f"seq {refused}..{refused} (5 readings) dropped: rejected_by_backend",
     )
-    rejected = backend.receiver.statistics().rejected_by_reason
-    assert set(rejected) == {"UnknownKey", "BadSignature"} and rejected["BadSignature"] == 1
+    assert backend.receiver.statistics().by_reason["bad_signature"] == 1
 
 
 async def test_a_server_the_gateway_does_not_trust_gets_nothing(tmp_path: Path, backend: Backend) -> None:
@@ -282,6 +284,7 @@ async def test_the_endpoint_answers_each_case_with_its_status(backend: Backend) 
         body = wire.encode_batch(gateway_id=GATEWAY, seq=seq, created_ms=T0, series=series, readings=readings)
         return wire.sign(body, key, wire.kid_for(key.public_key()))
 
+    stranger = SimulatedGateway(GATEWAY).batch()
     tls = ssl.create_default_context(cafile=str(backend.cert.ca_file))
     base = f"https://127.0.0.1:{backend.port}/gateways"
     cases = [
@@ -289,7 +292,10 @@ async def test_the_endpoint_answers_each_case_with_its_status(backend: Backend) 
         (f"{base}/{GATEWAY}/batches", batch(1, 1.0), 200, {"outcome": "duplicate"}),
         (f"{base}/{GATEWAY}/batches", batch(1, 2.0), 409, {"error": "replay"}),
         (f"{base}/gw-other/batches", batch(2, 1.0), 403, {"error": "topic_mismatch"}),
-        (f"{base}/{GATEWAY}/batches", b"\xd2garbage", 422, {"error": "MalformedBatch"}),
+        (f"{base}/{GATEWAY}/batches", b"\xd2garbage", 422, {"error": "malformed"}),
+        (f"{base}/gw-2/batches", stranger, 202, {"outcome": "quarantined", "reason": "not_enrolled"}),
+        (f"{base}/{GATEWAY}/batches", stranger, 202, {"outcome": "quarantined", "reason": "unknown_key"}),
+        (f"{base}/gw-b%2Fx/batches", batch(3, 1.0), 400, {"error": "bad_gateway_id"}),
     ]
     async with aiohttp.ClientSession(headers={"Content-Type": wire.MEDIA_TYPE}) as session:
         for url, body, want_status, want in cases:

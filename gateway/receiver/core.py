@@ -1,0 +1,288 @@
+"""The receiver core, free of any transport: `receive_many(arrivals)` -> one Verdict per arrival.
+
+The MQTT and HTTP transports (mqtt.py, http.py) feed it; it verifies against the key registry in
+the store, quarantines what cannot be verified now, stores the rest in one group commit, enrols keys
+announced by verified rollover statements and then re-verifies that gateway's quarantine. Calls are
+serialised by a lock (one store connection); callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway import wire
+from gateway.errors import BadSignature, ConfigError, MalformedBatch, UnsupportedVersion
+from gateway.receiver.envelope import parse_canonical
+from gateway.receiver.store import (
+    Outcome,
+    QuarantineEntry,
+    QuarantineReason,
+    ReceiverStore,
+    RegisteredKey,
+    VerifiedBatch,
+)
+from gateway.receiver.verdict import Verdict
+
+log = structlog.get_logger(__name__)
+
+#: re-read the key registry at most this often, so keys added or revoked by `gateway receiver keys`
+#: in another process take effect in a running receiver
+KEY_REFRESH_MS = 5000
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Bytes as a transport received them: `claimed_gateway` is the id its topic or URL names."""
+
+    blob: bytes
+    claimed_gateway: str
+    received_ms: int
+
+
+@dataclass(frozen=True)
+class CoreStatistics:
+    """Counters since start (the CLI prints them, the demo and tests read them)."""
+
+    verified: int
+    batches_stored: int
+    readings_stored: int
+    windows_stored: int
+    duplicates_dropped: int
+    quarantined: int
+    rejected: int
+    by_reason: dict[str, int]
+    keys_enrolled: int
+    released_from_quarantine: int
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """One arrival after verification: exactly one of the two is set."""
+
+    verified: VerifiedBatch | None = None
+    quarantine: QuarantineEntry | None = None
+
+
+class ReceiverCore:
+    """Verify, quarantine, group-commit; thread-safe (one call at a time)."""
+
+    def __init__(self, store: ReceiverStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._registry: dict[bytes, RegisteredKey] = {}
+        self._public: dict[bytes, Ed25519PublicKey] = {}
+        self._refreshed_ms: int | None = None
+        self._counts: Counter[str] = Counter()
+
+    def receive(self, arrival: Arrival) -> Verdict:
+        """One arrival in its own transaction."""
+        return self.receive_many([arrival])[0]
+
+    def receive_many(self, arrivals: Sequence[Arrival]) -> list[Verdict]:
+        """Judge every arrival and commit them all in ONE transaction; returns after the commit.
+
+        StorageError when the commit failed: nothing of this call is stored, nothing may be acknowledged.
+        """
+        with self._lock:
+            if arrivals:
+                self._refresh_keys(max(a.received_ms for a in arrivals))
+            return self._commit(arrivals, release=())
+
+    def _commit(self, arrivals: Sequence[Arrival], release: Sequence[int]) -> list[Verdict]:
+        judged = [self._judge(a) for a in arrivals]
+        batches = [j.verified for j in judged if j.verified is not None]
+        quarantine = [j.quarantine for j in judged if j.quarantine is not None]
+        outcomes = iter(self._store.commit(batches, quarantine, release))
+        verdicts = []
+        for j in judged:
+            if j.verified is not None:
+                verdicts.append(Verdict(next(outcomes)))
+            else:
+                assert j.quarantine is not None
+                verdicts.append(Verdict(j.quarantine.reason, j.quarantine.detail))
+        self._after_commit(arrivals, judged, verdicts)
+        return verdicts
+
+    def _after_commit(
+        self, arrivals: Sequence[Arrival], judged: Sequence[_Judged], verdicts: Sequence[Verdict]
+    ) -> None:
+        """Count and log; keep replays' bytes aside; enrol rolled-over keys, then retry their gateways."""
+        replays = []
+        rolled_over: set[str] = set()
+        for arrival, j, verdict in zip(arrivals, judged, verdicts, strict=True):
+            self._count(arrival, verdict)
+            if verdict.result is Outcome.REPLAY:
+                detail = "identity stored with other content"
+                replays.append(self._entry(arrival, QuarantineReason.REPLAY, detail))
+            if j.verified is None or verdict.result is Outcome.REPLAY:
+                continue
+            batch = j.verified.batch
+            if verdict.result is Outcome.STORED:
+                self._count_stored(batch)
+            if batch.rollover is not None and self._enrol_rollover(batch, arrival):
+                rolled_over.add(batch.gateway_id)
+        if replays:
+            self._store.commit([], replays)
+        for gateway_id in sorted(rolled_over):
+            self._retry(gateway_id, max(a.received_ms for a in arrivals))
+
+    def _enrol_rollover(self, batch: wire.Batch, arrival: Arrival) -> bool:
+        """Register the key a verified rollover statement announces; True when it is new."""
+        assert batch.rollover is not None
+        public = Ed25519PublicKey.from_public_bytes(batch.rollover.new_public_key)
+        key = RegisteredKey(
+            kid=wire.kid_for(public), gateway_id=batch.gateway_id, public_key=batch.rollover.new_public_key,
+            added_ms=arrival.received_ms, source="rollover",
+        )  # fmt: skip
+        try:
+            added = self._store.add_key(key)
+        except ConfigError as exc:  # a kid collision with another gateway: keep the old key only
+            log.error("rollover refused", gateway_id=batch.gateway_id, error=str(exc))
+            return False
+        if added:
+            self._remember(key)
+            self._counts["keys_enrolled"] += 1
+            log.info(
+                "key enrolled by rollover", gateway_id=batch.gateway_id, kid=key.kid.hex(), seq=batch.seq
+            )
+        return added
+
+    def enrol(self, key: RegisteredKey) -> int:
+        """Register a key (CLI, --keys import) and re-verify its gateway's quarantine; returns how many
+        quarantined batches that released."""
+        with self._lock:
+            self._store.add_key(key)
+            stored = self._store.key(key.kid)  # perhaps registered (and revoked) before
+            self._remember(stored if stored is not None else key)
+            return self._retry(key.gateway_id, key.added_ms)
+
+    def retry(self, gateway_id: str | None, now_ms: int) -> int:
+        """Re-verify the retryable quarantine (of one gateway, or all); returns how many were released."""
+        with self._lock:
+            self._refreshed_ms = None
+            self._refresh_keys(now_ms)
+            return self._retry(gateway_id, now_ms)
+
+    def _retry(self, gateway_id: str | None, now_ms: int) -> int:
+        released = 0
+        while rows := self._store.quarantined(gateway_id=gateway_id, retryable_only=True, limit=200):
+            arrivals = [Arrival(r.blob, r.gateway_id or "", r.received_ms) for r in rows]
+            judged = [self._judge(a) for a in arrivals]
+            done = [r.id for r, j in zip(rows, judged, strict=True) if j.verified is not None]
+            if not done:
+                break
+            keep = [a for a, j in zip(arrivals, judged, strict=True) if j.verified is not None]
+            self._commit(keep, release=done)
+            released += len(done)
+        self._counts["released_from_quarantine"] += released
+        if released:
+            log.info("quarantine released", gateway_id=gateway_id, batches=released, at_ms=now_ms)
+        return released
+
+    def _judge(self, arrival: Arrival) -> _Judged:
+        """Verify one arrival against the registry: a VerifiedBatch, or why to keep it aside."""
+        try:
+            message = parse_canonical(arrival.blob)
+        except MalformedBatch as exc:
+            return _Judged(quarantine=self._entry(arrival, QuarantineReason.MALFORMED, str(exc)))
+        known = self._registry.get(message.kid)
+        reason = self._unverifiable(known, arrival.claimed_gateway)
+        if reason is not None:
+            detail = f"kid {message.kid.hex()}: {reason.value}"
+            entry = self._entry(arrival, reason, detail, message.kid, message.content_digest)
+            return _Judged(quarantine=entry)
+        assert known is not None
+        try:
+            batch = wire.verify_message(message, self._public[known.kid], known.gateway_id)
+        except (BadSignature, MalformedBatch, UnsupportedVersion) as exc:
+            reason = _REASON_OF_ERROR[type(exc)]
+            return _Judged(
+                quarantine=self._entry(arrival, reason, str(exc), message.kid, message.content_digest)
+            )
+        if batch.gateway_id != arrival.claimed_gateway:
+            detail = f"signed for gateway {batch.gateway_id!r}, arrived for {arrival.claimed_gateway!r}"
+            return _Judged(
+                quarantine=self._entry(arrival, QuarantineReason.TOPIC_MISMATCH, detail, message.kid)
+            )
+        return _Judged(verified=VerifiedBatch(batch, arrival.blob, arrival.received_ms))
+
+    def _unverifiable(self, known: RegisteredKey | None, claimed: str) -> QuarantineReason | None:
+        if known is None:
+            enrolled = any(k.gateway_id == claimed for k in self._registry.values())
+            return QuarantineReason.UNKNOWN_KEY if enrolled else QuarantineReason.NOT_ENROLLED
+        return QuarantineReason.REVOKED if known.revoked_ms is not None else None
+
+    @staticmethod
+    def _entry(
+        arrival: Arrival,
+        reason: QuarantineReason,
+        detail: str,
+        kid: bytes | None = None,
+        digest: bytes | None = None,
+    ) -> QuarantineEntry:
+        return QuarantineEntry(
+            arrival.blob, reason, detail, arrival.received_ms, arrival.claimed_gateway, kid, digest
+        )
+
+    def _refresh_keys(self, now_ms: int) -> None:
+        if self._refreshed_ms is not None and now_ms - self._refreshed_ms < KEY_REFRESH_MS:
+            return
+        registry = {k.kid: k for k in self._store.keys()}  # noqa: SIM118 - a store, not a dict
+        for kid in list(self._registry):
+            if kid not in registry:
+                self._forget(kid)
+        for key in registry.values():
+            self._remember(key)
+        self._refreshed_ms = now_ms
+
+    def _remember(self, key: RegisteredKey) -> None:
+        self._registry[key.kid] = key
+        self._public[key.kid] = Ed25519PublicKey.from_public_bytes(key.public_key)
+
+    def _forget(self, kid: bytes) -> None:
+        self._registry.pop(kid, None)
+        self._public.pop(kid, None)
+
+    def _count(self, arrival: Arrival, verdict: Verdict) -> None:
+        self._counts[f"reason:{verdict.name}"] += 1
+        if isinstance(verdict.result, QuarantineReason):
+            kind = "quarantined" if verdict.result.retryable else "rejected"
+            self._counts[kind] += 1
+            log.warning(
+                f"batch {kind}", reason=verdict.name, gateway_id=arrival.claimed_gateway,
+                bytes=len(arrival.blob), detail=verdict.detail,
+            )  # fmt: skip
+        elif verdict.result is Outcome.REPLAY:
+            self._counts["rejected"] += 1
+            log.warning("batch rejected", reason="replay", gateway_id=arrival.claimed_gateway)
+        else:
+            self._counts["verified"] += 1
+
+    def _count_stored(self, batch: wire.Batch) -> None:
+        self._counts["batches_stored"] += 1
+        self._counts["readings_stored"] += len(batch.readings)
+        self._counts["windows_stored"] += len(batch.windows)
+
+    def statistics(self) -> CoreStatistics:
+        """Counters so far."""
+        c = self._counts
+        by_reason = {k.removeprefix("reason:"): v for k, v in c.items() if k.startswith("reason:")}
+        return CoreStatistics(
+            verified=c["verified"], batches_stored=c["batches_stored"], readings_stored=c["readings_stored"],
+            windows_stored=c["windows_stored"], duplicates_dropped=by_reason.get("duplicate", 0),
+            quarantined=c["quarantined"], rejected=c["rejected"], by_reason=by_reason,
+            keys_enrolled=c["keys_enrolled"], released_from_quarantine=c["released_from_quarantine"],
+        )  # fmt: skip
+
+
+_REASON_OF_ERROR: dict[type[Exception], QuarantineReason] = {
+    BadSignature: QuarantineReason.BAD_SIGNATURE,
+    MalformedBatch: QuarantineReason.MALFORMED,
+    UnsupportedVersion: QuarantineReason.UNSUPPORTED_VERSION,
+}

@@ -1,0 +1,71 @@
+"""Simulated gateways that sign batches the way the agent does: for receiver tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway import wire
+
+#: 2026-01-01T00:00:00Z, the simulated fleet's first reading
+T0_MS = 1_767_225_600_000
+
+
+@dataclass
+class SimulatedGateway:
+    """One gateway: its key, a random epoch and the next seq; `batch` signs the next batch."""
+
+    gateway_id: str
+    series: int = 1
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    epoch: bytes = field(default_factory=lambda: os.urandom(wire.EPOCH_LENGTH))
+    seq: int = 0
+
+    @property
+    def kid(self) -> bytes:
+        """The current key's id."""
+        return wire.kid_for(self.key.public_key())
+
+    @property
+    def public_raw(self) -> bytes:
+        """The current public key's 32 raw bytes."""
+        return self.key.public_key().public_bytes_raw()
+
+    def batch(self, per_series: int = 5, *, offset: float = 0.0, seq: int | None = None) -> bytes:
+        """Sign the next batch (or the batch `seq` again, with values shifted by `offset`)."""
+        if seq is None:
+            seq, self.seq = self.seq, self.seq + 1
+        return wire.sign(self.body(seq, per_series, offset=offset), self.key, self.kid)
+
+    def body(
+        self, seq: int, per_series: int, *, offset: float = 0.0, rollover: wire.KeyRollover | None = None
+    ) -> bytes:
+        """The encoded body of batch `seq`: `per_series` readings, one a second, of each series."""
+        n = self.series * per_series
+        start = T0_MS + seq * per_series * 1000
+        readings = wire.ReadingColumns(
+            series=np.repeat(np.arange(self.series, dtype=np.int32), per_series),
+            ts_ms=np.tile(np.arange(per_series, dtype=np.int64) * 1000 + start, self.series),
+            value=np.round(np.sin(np.arange(n) / 7.0) * 10 + 15 + offset, 1),
+            quality=np.zeros(n, dtype=np.uint16),
+        )
+        names = [
+            wire.SeriesInfo(f"sensor-{i}", "air_temperature", "Cel", resolution=0.1)
+            for i in range(self.series)
+        ]
+        return wire.encode_batch(
+            gateway_id=self.gateway_id, seq=seq, created_ms=start + per_series * 1000, series=names,
+            readings=readings, epoch=self.epoch, rollover=rollover,
+        )  # fmt: skip
+
+    def rotate(self, per_series: int = 5) -> bytes:
+        """Move to a new key: the next batch, signed by the OLD key, carries the rollover statement."""
+        new_key = Ed25519PrivateKey.generate()
+        seq, self.seq = self.seq, self.seq + 1
+        statement = wire.make_rollover(self.gateway_id, self.kid, new_key)
+        blob = wire.sign(self.body(seq, per_series, rollover=statement), self.key, self.kid)
+        self.key = new_key
+        return blob
