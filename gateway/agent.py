@@ -119,6 +119,7 @@ class Agent:
             max_readings=config.batching.max_readings,
             sealed=sealed,
             windowing=Windowing(policies_of(config)),
+            rollover=keys.pending_rollover(config.key_file, config.gateway_id),
         )
         uplink = self._uplink = open_uplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
         control = ControlServer(config.state_dir / "control.sock", self.status)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from buffer import PendingSlice, Store, WindowProgress
 from gateway import wire
 from gateway.aggregation import WindowerStatistics
+from gateway.keys import PendingRollover
 from gateway.model import Quality
 from gateway.windowing import Closed, SeriesTable, Taken, Windowing
 
@@ -57,6 +58,7 @@ class Batcher:
         sealed: asyncio.Event,
         windowing: Windowing | None = None,
         clock: Callable[[], int] = now_ms,
+        rollover: PendingRollover | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -74,6 +76,8 @@ class Batcher:
         self._readings = 0
         self._windows = 0
         self._last_seq: int | None = None
+        #: a `gateway keys rotate` the backend has not heard of: announced by the next batch
+        self._rollover = rollover
 
     async def run(self) -> None:
         """Seal each time slice shortly after it closes, forever."""
@@ -142,8 +146,17 @@ class Batcher:
     ) -> None:
         """Encode, sign and store one batch."""
         seq = self._store.next_seq()
-        blob = wire.sign(self.encode(seq, pending, taken, closed), self._key, self._kid)
+        rollover = self._rollover
+        body = self.encode(seq, pending, taken, closed, None if rollover is None else rollover.statement)
+        if rollover is None:
+            blob = wire.sign(body, self._key, self._kid)
+        else:  # signed by the key the backend knows, announcing the current one
+            blob = wire.sign(body, rollover.old_key, rollover.old_kid)
         self._store.seal_batch(seq, blob, pending, progress)
+        if rollover is not None:
+            rollover.complete()
+            self._rollover = None
+            log.info("key rollover sealed", seq=seq, old_kid=rollover.old_kid.hex(), kid=self._kid.hex())
         raw = int(np.count_nonzero(taken.raw))
         self._batches += 1
         self._readings += raw
@@ -159,7 +172,14 @@ class Batcher:
             gaps=len(pending.gaps),
         )
 
-    def encode(self, seq: int, pending: PendingSlice, taken: Taken, closed: Closed) -> bytes:
+    def encode(
+        self,
+        seq: int,
+        pending: PendingSlice,
+        taken: Taken,
+        closed: Closed,
+        rollover: wire.KeyRollover | None = None,
+    ) -> bytes:
         """The compressed CBOR body of one batch: the raw part of `pending`, its gaps and events, `closed`."""
         table = SeriesTable()
         raw = np.flatnonzero(taken.raw)
@@ -192,6 +212,7 @@ class Batcher:
             windows=windows,
             gaps=gaps,
             events=events,
+            rollover=rollover,
         )
 
     def statistics(self) -> BatcherStatistics:

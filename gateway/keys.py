@@ -5,6 +5,9 @@ Layout of a key directory (docs/wire-format.md, "Keys"):
     gateway.pub.pem              the current public key (give it to the backend)
     previous/<kid-hex>.key.pem   keys replaced by `rotate`, kept until the operator deletes them
     previous/<kid-hex>.pub.pem
+    rollover.pending             after `rotate`: the hex kid the backend knows; the agent's next batch
+                                 is signed by that key and announces the current one (docs/wire-format.md
+                                 3.4), then the agent deletes this file
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.errors import ConfigError
+from gateway.wire.batch import KeyRollover
 from gateway.wire.keyring import kid_for, load_public_pem
+from gateway.wire.rollover import make_rollover
 
 PRIVATE_NAME = "gateway.key.pem"
 PUBLIC_NAME = "gateway.pub.pem"
 PREVIOUS_DIR = "previous"
+ROLLOVER_PENDING = "rollover.pending"
 #: permission bits that must be clear on a private key file (like OpenSSH, refuse group/other access)
 _FORBIDDEN_MODE = stat.S_IRWXG | stat.S_IRWXO
 
@@ -53,16 +59,23 @@ def generate_keypair(directory: Path) -> tuple[Path, Path]:
 
 
 def rotate_keypair(directory: Path) -> tuple[Path, Path, bytes]:
-    """Move the current pair to previous/<kid>.*.pem and write a new one; returns the old kid."""
+    """Move the current pair to previous/<kid>.*.pem, write a new one owned and moded like the old
+    one (run as root, the service user can still read it) and mark the rollover pending; returns the
+    old kid."""
     private_path, public_path = directory / PRIVATE_NAME, directory / PUBLIC_NAME
     old_kid = kid_for(load_public_key(public_path))
     previous = directory / PREVIOUS_DIR
     new_private, new_public = directory / f".{PRIVATE_NAME}.new", directory / f".{PUBLIC_NAME}.new"
     try:
+        like_private, like_public = private_path.stat(), public_path.stat()
         previous.mkdir(mode=0o700, exist_ok=True)
+        _same_owner(previous, like_private, mode=0o700)
         for leftover in (new_private, new_public):
             leftover.unlink(missing_ok=True)  # from a rotation interrupted before its renames
         _write_pair(Ed25519PrivateKey.generate(), new_private, new_public)
+        _same_owner(new_private, like_private)
+        _same_owner(new_public, like_public)
+        _mark_rollover(directory, old_kid, like_private)
         private_path.replace(previous / f"{old_kid.hex()}.key.pem")
         public_path.replace(previous / f"{old_kid.hex()}.pub.pem")
         new_private.replace(private_path)
@@ -70,6 +83,59 @@ def rotate_keypair(directory: Path) -> tuple[Path, Path, bytes]:
     except OSError as exc:
         raise ConfigError(f"cannot rotate the key pair in {directory}: {exc}") from None
     return private_path, public_path, old_kid
+
+
+def _mark_rollover(directory: Path, old_kid: bytes, like: os.stat_result) -> None:
+    """Name the kid the backend knows, unless a rollover from an older one is still pending: two
+    rotations before a batch was sealed announce the newest key from the key the backend knows."""
+    marker = directory / ROLLOVER_PENDING
+    if marker.exists():
+        return
+    tmp = directory / f".{ROLLOVER_PENDING}.new"
+    tmp.write_text(old_kid.hex() + "\n", encoding="ascii")
+    _same_owner(tmp, like)
+    tmp.replace(marker)
+
+
+def _same_owner(path: Path, like: os.stat_result, mode: int | None = None) -> None:
+    """Give `path` the owner, group and mode of `like` (the owner only when we are root)."""
+    if os.geteuid() == 0:
+        os.chown(path, like.st_uid, like.st_gid)
+    os.chmod(path, stat.S_IMODE(like.st_mode) if mode is None else mode)
+
+
+@dataclass(frozen=True)
+class PendingRollover:
+    """A rotation the backend has not been told of: the next batch is signed by `old_key` and carries
+    `statement`; `complete` once that batch is sealed into the outbox."""
+
+    old_key: Ed25519PrivateKey
+    old_kid: bytes
+    statement: KeyRollover
+    marker: Path
+
+    def complete(self) -> None:
+        """The statement is sealed into a batch: later batches are signed by the current key only."""
+        self.marker.unlink(missing_ok=True)
+
+
+def pending_rollover(key_file: Path, gateway_id: str) -> PendingRollover | None:
+    """The rollover `rotate` left pending beside `key_file`, or None; ConfigError when the marker
+    names a key that is not under previous/."""
+    directory = key_file.parent
+    marker = directory / ROLLOVER_PENDING
+    try:
+        text = marker.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {marker}: {exc}") from None
+    if not _is_hex(text):
+        raise ConfigError(f"{marker} must hold the hex kid of the previous key, got {text!r}")
+    old_kid = bytes.fromhex(text)
+    old_key = load_private_key(directory / PREVIOUS_DIR / f"{text}.key.pem")
+    statement = make_rollover(gateway_id, old_kid, load_private_key(key_file))
+    return PendingRollover(old_key, old_kid, statement, marker)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

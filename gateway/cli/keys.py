@@ -79,8 +79,10 @@ def show_command(directory: Path, as_json: bool) -> None:
 @_DIR
 @_JSON
 def rotate_command(directory: Path, as_json: bool) -> None:
-    """Replace the key pair; the old one moves to previous/. Register the new public key at the
-    backend, and retire the old kid there once every batch signed with it has arrived."""
+    """Replace the key pair; the old one moves to previous/. After the agent restarts, its next batch is
+    signed by the old key and announces the new one, which the receiver then enrols by itself.
+
+    Run as root, the new files keep the owner and modes of the old ones (the service user reads them)."""
     try:
         _, public_path, old_kid = rotate_keypair(directory)
         public = load_public_key(public_path)

@@ -1,0 +1,96 @@
+"""`gateway keys rotate` -> the agent's next batch, signed by the old key, announces the new one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from buffer import Store, StoreOptions
+from gateway import wire
+from gateway.batcher import Batcher
+from gateway.keys import (
+    PRIVATE_NAME,
+    PUBLIC_NAME,
+    ROLLOVER_PENDING,
+    generate_keypair,
+    load_private_key,
+    pending_rollover,
+    rotate_keypair,
+)
+from gateway.model import Reading
+from gateway.receiver import Arrival, Outcome, ReceiverCore, RegisteredKey, SqliteStore
+
+T0 = 1_780_000_000_000
+
+
+def test_rotate_marks_the_rollover_from_the_kid_the_backend_knows_even_after_two_rotations(
+    tmp_path: Path,
+) -> None:
+    private_path, _ = generate_keypair(tmp_path)
+    known = wire.kid_for(load_private_key(private_path).public_key())
+    assert pending_rollover(private_path, "gw-1") is None
+    rotate_keypair(tmp_path)
+    rotate_keypair(tmp_path)  # before the agent sealed a batch
+    pending = pending_rollover(private_path, "gw-1")
+    assert pending is not None and pending.old_kid == known
+    new_raw = load_private_key(private_path).public_key().public_bytes_raw()
+    assert pending.statement.new_public_key == new_raw
+    pending.complete()
+    assert not (tmp_path / ROLLOVER_PENDING).exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_rotate_as_root_keeps_the_owner_and_modes_of_the_key_files(tmp_path: Path) -> None:
+    generate_keypair(tmp_path)
+    for name, mode in ((PRIVATE_NAME, 0o600), (PUBLIC_NAME, 0o644)):
+        os.chown(tmp_path / name, 4321, 4322)  # the service user, say
+        os.chmod(tmp_path / name, mode)
+    rotate_keypair(tmp_path)
+    for name, mode in ((PRIVATE_NAME, 0o600), (PUBLIC_NAME, 0o644), (ROLLOVER_PENDING, 0o600)):
+        info = (tmp_path / name).stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4321, 4322, mode), name
+    assert (tmp_path / "previous").stat().st_uid == 4321
+
+
+def seal(store: Store, batcher: Batcher, ts: int) -> bytes:
+    store.submit([Reading("dust-1", "pm10", ts, 1.0, "ug/m3")])
+    store.flush_blocking(5)
+    before = {e.seq for e in store.undelivered(limit=1000)}
+    asyncio.run(batcher.seal(upto_ts_ms=None))
+    (new,) = [e for e in store.undelivered(limit=1000) if e.seq not in before]
+    return new.blob
+
+
+def batcher_for(store: Store, key_file: Path) -> Batcher:
+    key = load_private_key(key_file)
+    return Batcher(
+        store, gateway_id="gw-1", private_key=key, kid=wire.kid_for(key.public_key()), declare=wire.SeriesInfo,
+        slice_s=1.0, max_readings=1000, sealed=asyncio.Event(),
+        rollover=pending_rollover(key_file, "gw-1"),
+    )  # fmt: skip
+
+
+def test_after_a_rotation_and_a_restart_the_backend_learns_the_new_key_from_the_next_batch(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "keys"
+    key_file, _ = generate_keypair(keys)
+    old = load_private_key(key_file).public_key()
+    received = SqliteStore(tmp_path / "received.db")
+    backend = ReceiverCore(received)
+    backend.enrol(RegisteredKey(wire.kid_for(old), "gw-1", old.public_bytes_raw(), T0, "cli"))
+    store = Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01))
+    rotate_keypair(keys)
+    batcher = batcher_for(store, key_file)  # the agent restarted after the rotation
+    announcing, after = seal(store, batcher, T0), seal(store, batcher, T0 + 1000)
+    store.close()
+    assert not (keys / ROLLOVER_PENDING).exists()
+    # one group commit: the second is judged before the first enrolled its key, and released after
+    verdicts = backend.receive_many([Arrival(b, "gw-1", T0) for b in (announcing, after)])
+    assert verdicts[0].result is Outcome.STORED
+    assert received.count_readings("gw-1") == 2 and received.quarantined() == []
+    assert wire.verify_with_key(announcing, old).rollover is not None
