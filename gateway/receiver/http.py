@@ -103,8 +103,11 @@ class BatchEndpoint:
             return web.json_response({"error": "too_large", "limit": MAX_ENVELOPE_BYTES}, status=413)
         await self._budget.acquire(size)
         try:
-            blob = await request.read()
+            blob = await _body(request, size)
+            if blob is None:
+                return web.json_response({"error": "length_mismatch"}, status=400)
             verdict = await self._committer.judge(Arrival(blob, gateway_id, self._clock()))
+            del blob  # not kept past the verdict
         except StorageError as exc:
             return web.json_response({"error": "storage", "detail": str(exc)}, status=503)
         finally:
@@ -116,3 +119,21 @@ class BatchEndpoint:
         if status == 202:
             answer["reason"] = verdict.name
         return web.json_response(answer, status=status)
+
+
+async def _body(request: web.Request, size: int) -> bytes | None:
+    """Exactly `size` bytes of body into one buffer, or None when the body is longer or shorter.
+
+    Not `request.read()`: it keeps the body on the request object, which a kept-alive connection
+    holds on to; ten concurrent 60 MB bodies over kept-alive connections then reached 749 MB.
+    """
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    async for chunk in request.content.iter_any():
+        if filled + len(chunk) > size:
+            return None
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    view.release()
+    return bytes(buffer) if filled == size else None

@@ -78,3 +78,4 @@ class Committer:
             self.groups += 1
             for pending, verdict in zip(group, verdicts, strict=True):
                 pending.settle(verdict)
+            del group, arrivals  # the bodies: not held while waiting for the next group

@@ -23,6 +23,7 @@ from gateway.wire.batch import (
     SeriesInfo,
     WindowColumns,
 )
+from gateway.wire.cbor_limits import check_items
 from gateway.wire.readings import decode_readings, encode_readings
 from gateway.wire.scale import resolution_of, scale_of
 from gateway.wire.windows import decode_windows, encode_windows
@@ -153,6 +154,7 @@ def _decompress(payload: bytes) -> bytes:
 
 
 def _fields(data: bytes) -> dict[Any, Any]:
+    check_items(data)  # before cbor2 builds an object per item
     stream = io.BytesIO(data)
     try:
         fields = cbor2.CBORDecoder(stream).decode()
