@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from conftest import Processes, read_json, wait_until
+from test_skeleton_path import start_station, station_total, write_config
 
-from hil.broker import Mosquitto
+from hil.broker import Mosquitto, free_port
 from hil.fleet import SimulatedGateway, publish_all, topic_of, write_public_keys
 
 GATEWAYS, BATCHES_EACH, SERIES, PER_SERIES = 20, 40, 5, 20  # 800 batches of 100 readings
@@ -117,3 +120,42 @@ def test_three_receivers_share_the_load_and_a_killed_ones_batches_wait_for_it_in
         assert child.wait(timeout=15) == 0
     assert_each_batch_stored_once(receivers.db, len(messages))
     print(f"{waiting} of {len(messages)} batches waited for the killed member")
+
+
+def test_a_key_rotation_the_backend_was_not_told_of_loses_nothing(
+    tmp_path: Path, processes: Processes
+) -> None:
+    link = tmp_path / "ttyWEATHER"
+    station = start_station(processes, link, rate=10)
+    port = free_port()
+    config, receiver_keys = write_config(tmp_path, port, link)
+    db, stats_file = tmp_path / "received.db", tmp_path / "receiver.json"
+    with Mosquitto(tmp_path / "broker", port=port):
+        processes.start(
+            "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{port}",
+            "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
+        )  # fmt: skip
+        wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+        agent = processes.start("agent-1", "-m", "gateway", "run", "--config", str(config))
+        wait_until(lambda: read_json(stats_file).get("readings_stored", 0) > 0, 30, "the first batch")
+        rotated = subprocess.run(
+            [sys.executable, "-m", "gateway", "keys", "rotate", "--dir", str(tmp_path / "keys"), "--json"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        new_kid = json.loads(rotated.stdout)["kid"]
+        agent.send_signal(signal.SIGTERM)  # restarted with the new key; nobody told the backend
+        assert agent.wait(timeout=10) == 0
+        agent = processes.start("agent-2", "-m", "gateway", "run", "--config", str(config))
+        wait_until(lambda: read_json(stats_file).get("keys_enrolled", 0) == 1, 30, "the rollover")
+        time.sleep(1.5)
+        produced = station_total(station)
+        wait_until(lambda: read_json(stats_file).get("readings_stored", 0) >= produced, 30, "every reading")
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=10) == 0
+    assert stored(db, "SELECT count(*) FROM readings") == produced
+    assert stored(db, "SELECT count(*) FROM quarantine") == 0
+    assert (
+        stored(db, f"SELECT count(*) FROM keys WHERE hex(kid) = upper('{new_kid}') AND source = 'rollover'")
+        == 1
+    )
+    assert not (tmp_path / "keys" / "rollover.pending").exists()
