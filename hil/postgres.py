@@ -98,7 +98,9 @@ class PostgresCluster:
         for attempt in range(3):
             # another process may take the free port between free_port() and the server's bind
             self.port = free_port()
-            options = " ".join(f"-c {key}={value!r}" for key, value in {**self.settings, "port": self.port}.items())
+            options = " ".join(
+                f"-c {key}={value!r}" for key, value in {**self.settings, "port": self.port}.items()
+            )
             try:
                 self._run("pg_ctl", "start", "-w", "-t", str(int(timeout_s)), "-D", str(self.datadir),
                           "-l", str(self.logfile), "-o", options)  # fmt: skip
@@ -130,7 +132,9 @@ class PostgresCluster:
         if not (self.datadir / "postmaster.pid").exists():
             return
         try:
-            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-t", str(int(timeout_s)), "-D", str(self.datadir))
+            self._run(
+                "pg_ctl", "stop", "-w", "-m", "fast", "-t", str(int(timeout_s)), "-D", str(self.datadir)
+            )
         except GatewayError:
             self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(self.datadir))
 
