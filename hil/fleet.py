@@ -75,7 +75,9 @@ class SimulatedGateway:
         return keyring
 
 
-def fleet(count: int, prefix: str = "gw-", **options: int) -> list[SimulatedGateway]:
+def fleet(
+    count: int, prefix: str = "gw-", *, series_count: int = 20, per_series: int = 5
+) -> list[SimulatedGateway]:
     """`count` gateways gw-000, gw-001, ..."""
     width = len(str(count - 1))
-    return [SimulatedGateway(f"{prefix}{i:0{width}d}", **options) for i in range(count)]
+    return [SimulatedGateway(f"{prefix}{i:0{width}d}", series_count, per_series) for i in range(count)]

@@ -71,14 +71,15 @@ class PostgresStore:
                 self._dsn, autocommit=True, connect_timeout=self._connect_timeout_s,
                 application_name="gateway-receiver",
             )  # fmt: skip
-            # the contract: `commit` returns only once the transaction is durable
-            if conn.execute("SHOW synchronous_commit").fetchone() == ("off",):
-                conn.execute("SET synchronous_commit TO on")
-            migrate(conn)
-            conn.execute(INCOMING_WINDOWS)
-            self._days = existing_partition_days(conn)
         except psycopg.Error as exc:
             raise StorageError(f"receiver database: {_message(exc)}") from None
+        try:
+            self._days = _set_up(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise StorageError(f"receiver database: {_message(exc)}") from None
+            raise
         self._conn = conn
         return conn
 
@@ -179,6 +180,17 @@ class PostgresStore:
         """Close the connection."""
         if self._conn is not None:
             self._conn.close()
+
+
+def _set_up(conn: Connection[TupleRow]) -> set[int]:
+    """Make a new connection ready: durable commits, the schema migrated, the windows' staging table;
+    returns the days that have a partition."""
+    # the contract: `commit` returns only once the transaction is durable
+    if conn.execute("SHOW synchronous_commit").fetchone() == ("off",):
+        conn.execute("SET synchronous_commit TO on")
+    migrate(conn)
+    conn.execute(INCOMING_WINDOWS)
+    return existing_partition_days(conn)
 
 
 def _register_series(conn: Connection[TupleRow], names: list[SeriesName]) -> dict[SeriesName, int]:
