@@ -24,14 +24,13 @@ from multiprocessing.synchronize import Barrier
 
 import numpy as np
 import psycopg
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway import wire
 from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.postgres.copy_stream import binary_copy
 from gateway.receiver.store import VerifiedBatch
-from hil.fleet import fleet
+from hil.fleet import SimulatedGateway
 from hil.postgres import PostgresCluster
 
 GATEWAYS = 500
@@ -43,10 +42,9 @@ def log(*parts: object) -> None:
 
 def make_work(seqs: int) -> tuple[list[bytes], dict[str, bytes]]:
     """Signed batches, seq-major (as gateways upload in step), and each gateway's raw public key."""
-    gateways = fleet(GATEWAYS)
-    blobs = [g.batch(seq) for seq in range(seqs) for g in gateways]
-    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    return blobs, {g.gateway_id: g.key.public_key().public_bytes(*raw) for g in gateways}
+    gateways = [SimulatedGateway(f"gw-{i:03d}", series=20) for i in range(GATEWAYS)]
+    blobs = [g.batch(5) for _ in range(seqs) for g in gateways]
+    return blobs, {g.gateway_id: g.public_raw for g in gateways}
 
 
 def verify_all(blobs: list[bytes], keys: dict[str, bytes]) -> list[VerifiedBatch]:

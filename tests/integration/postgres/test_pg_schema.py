@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import psycopg
 import pytest
+from pg_batches import signed, verified
 
 from gateway import wire
 from gateway.errors import StorageError
@@ -37,12 +38,11 @@ def across_midnight(gateway: SimulatedGateway, seq: int) -> VerifiedBatch:
     readings = wire.ReadingColumns(
         np.zeros(4, np.int32), ts, np.arange(4.0), np.array([0, 0, 0, 2], np.uint16)
     )
-    blob = gateway.batch(seq, readings=readings)
-    return VerifiedBatch(wire.verify_and_decode(blob, gateway.keyring()), blob, 1)
+    return verified(gateway, signed(gateway, seq, readings=readings))
 
 
 def test_readings_across_midnight_land_in_the_partition_of_their_day(fresh_dsn: str) -> None:
-    gateway = SimulatedGateway("gw-p", series_count=1)
+    gateway = SimulatedGateway("gw-p")
     store = PostgresStore(fresh_dsn)
     assert store.commit([across_midnight(gateway, 1)]) == [Outcome.STORED]
     assert partitions(fresh_dsn) == [

@@ -8,9 +8,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 
-import numpy as np
 import psycopg
 import pytest
+from pg_batches import keyring_of, signed, verified
 
 from gateway import wire
 from gateway.errors import ConfigError, UnknownKey
@@ -22,7 +22,7 @@ from gateway.receiver.store import (
     RegisteredKey,
     VerifiedBatch,
 )
-from hil.fleet import SimulatedGateway, fleet
+from hil.fleet import SimulatedGateway
 
 
 @pytest.fixture
@@ -32,18 +32,14 @@ def store(fresh_dsn: str) -> Iterator[PostgresStore]:
     opened.close()
 
 
-def verified(gateway: SimulatedGateway, blob: bytes, received_ms: int = 1) -> VerifiedBatch:
-    return VerifiedBatch(wire.verify_and_decode(blob, gateway.keyring()), blob, received_ms)
-
-
 def rows(dsn: str, query: str, *params: object) -> list[tuple[object, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(query, params).fetchall()
 
 
 def test_three_receivers_committing_the_same_batches_store_each_exactly_once(fresh_dsn: str) -> None:
-    gateways = fleet(6)
-    batches = [verified(g, g.batch(seq)) for g in gateways for seq in range(10)]
+    gateways = [SimulatedGateway(f"gw-{i}", series=20) for i in range(6)]
+    batches = [verified(g, g.batch(seq=seq)) for g in gateways for seq in range(10)]
     stores = [PostgresStore(fresh_dsn) for _ in range(3)]
     start = threading.Barrier(3)
     outcomes: list[list[Outcome]] = [[] for _ in stores]
@@ -74,18 +70,18 @@ def test_three_receivers_committing_the_same_batches_store_each_exactly_once(fre
 def test_same_content_is_a_duplicate_other_content_a_replay_another_epoch_a_new_batch(
     store: PostgresStore, fresh_dsn: str
 ) -> None:
-    gateway = SimulatedGateway("gw-a")
-    original, forged = gateway.batch(7), gateway.batch(7, offset=5.0)
+    gateway = SimulatedGateway("gw-a", series=20)
+    original, forged = gateway.batch(seq=7), gateway.batch(seq=7, offset=5.0)
     outcomes = store.commit(
         [verified(gateway, original), verified(gateway, forged), verified(gateway, original)]
     )
     assert outcomes == [Outcome.STORED, Outcome.REPLAY, Outcome.DUPLICATE]
     assert store.commit([verified(gateway, forged)]) == [Outcome.REPLAY]
     assert store.commit([verified(gateway, original)]) == [Outcome.DUPLICATE]
-    reinstalled = SimulatedGateway("gw-a", key=gateway.key)  # a new buffer database: a new epoch
-    assert store.commit([verified(reinstalled, reinstalled.batch(7, offset=5.0))]) == [Outcome.STORED]
+    reinstalled = SimulatedGateway("gw-a", series=20, key=gateway.key)  # a new buffer database: a new epoch
+    assert store.commit([verified(reinstalled, reinstalled.batch(seq=7, offset=5.0))]) == [Outcome.STORED]
     values = rows(fresh_dsn, "SELECT epoch, sum(value) FROM readings GROUP BY epoch ORDER BY 2")
-    expected = [sum(gateway.readings(7).value.tolist()), sum(gateway.readings(7, offset=5.0).value.tolist())]
+    expected = [float(verified(gateway, b).batch.readings.value.sum()) for b in (original, forged)]
     assert [(bytes(e), round(v, 6)) for e, v in values] == [
         (gateway.epoch, round(expected[0], 6)),
         (reinstalled.epoch, round(expected[1], 6)),
@@ -102,12 +98,11 @@ def window(series: int, start: int, rev: int, mean: float) -> dict[str, list[flo
 
 def windows_batch(gateway: SimulatedGateway, seq: int, *revisions: dict[str, list[float]]) -> VerifiedBatch:
     columns = {name: [v for r in revisions for v in r[name]] for name in revisions[0]}
-    empty = wire.ReadingColumns(*(np.zeros(0, t) for t in (np.int32, np.int64, np.float64, np.uint16)))
-    return verified(gateway, gateway.batch(seq, readings=empty, windows=wire.WindowColumns(**columns)))
+    return verified(gateway, signed(gateway, seq, windows=wire.WindowColumns(**columns)))
 
 
 def test_a_window_is_replaced_only_by_a_higher_revision(store: PostgresStore, fresh_dsn: str) -> None:
-    gateway = SimulatedGateway("gw-w", series_count=2)
+    gateway = SimulatedGateway("gw-w", series=2)
     t = 1_767_225_600_000
     store.commit([windows_batch(gateway, 1, window(0, t, 0, 10.0), window(1, t, 0, 20.0))])
     store.commit([windows_batch(gateway, 2, window(0, t, 2, 12.0))])
@@ -117,17 +112,17 @@ def test_a_window_is_replaced_only_by_a_higher_revision(store: PostgresStore, fr
         [windows_batch(gateway, 4, window(1, t, 3, 23.0)), windows_batch(gateway, 5, window(1, t, 1, 21.0))]
     )
     got = rows(fresh_dsn, "SELECT sensor, rev, mean, std, seq FROM windows ORDER BY sensor")
-    assert got == [("s-0", 2, 12.0, None, 2), ("s-1", 3, 23.0, None, 4)]
+    assert got == [("sensor-0", 2, 12.0, None, 2), ("sensor-1", 3, 23.0, None, 4)]
 
 
 def test_gaps_and_events_keep_their_batch(store: PostgresStore, fresh_dsn: str) -> None:
-    gateway = SimulatedGateway("gw-g", series_count=2)
+    gateway = SimulatedGateway("gw-g", series=2)
     gaps = [wire.Gap(1, 1_000, 5_000, 4, "disk_full")]
     events = [wire.Event(2_000, "clock", "clock.stepped", '{"boot":"b","step_ms":3}'),
               wire.Event(3_000, "sds011", "sensor.stale", "not json \x00 at all")]  # fmt: skip
-    assert store.commit([verified(gateway, gateway.batch(3, gaps=gaps, events=events))]) == [Outcome.STORED]
+    assert store.commit([verified(gateway, signed(gateway, 3, gaps=gaps, events=events))]) == [Outcome.STORED]
     assert rows(fresh_dsn, "SELECT sensor, from_ms, to_ms, count, reason, seq FROM gaps") == [
-        ("s-1", 1_000, 5_000, 4, "disk_full", 3)
+        ("sensor-1", 1_000, 5_000, 4, "disk_full", 3)
     ]
     assert rows(fresh_dsn, "SELECT ts_ms, source, kind, detail, seq FROM events ORDER BY ts_ms") == [
         (2_000, "clock", "clock.stepped", '{"boot":"b","step_ms":3}', 3),
@@ -136,15 +131,13 @@ def test_gaps_and_events_keep_their_batch(store: PostgresStore, fresh_dsn: str) 
 
 
 def test_the_signed_bytes_kept_re_verify_to_the_stored_readings(store: PostgresStore, fresh_dsn: str) -> None:
-    gateways = fleet(3)
-    store.commit([verified(g, g.batch(seq)) for g in gateways for seq in range(2)])
-    keyring = wire.Keyring()
-    for g in gateways:
-        g.keyring(keyring)
-    for gateway_id, epoch, seq, signed in rows(
+    gateways = [SimulatedGateway(f"gw-{i}", series=3) for i in range(3)]
+    store.commit([verified(g, g.batch(seq=seq)) for g in gateways for seq in range(2)])
+    keyring = keyring_of(*gateways)
+    for gateway_id, epoch, seq, envelope in rows(
         fresh_dsn, "SELECT gateway_id, epoch, seq, signed FROM batches"
     ):
-        batch = wire.verify_and_decode(bytes(signed), keyring)
+        batch = wire.verify_and_decode(bytes(envelope), keyring)
         assert (batch.gateway_id, batch.epoch, batch.seq) == (gateway_id, bytes(epoch), seq)
         stored = rows(
             fresh_dsn,

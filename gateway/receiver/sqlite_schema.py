@@ -1,0 +1,119 @@
+"""The SQLite store's schema and its versioned migrations (PRAGMA user_version)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+#: the schema version this code writes; 0 is the pre-epoch layout (batches keyed by gateway id, seq)
+SCHEMA_VERSION = 1
+ZERO_EPOCH = "x'00000000000000000000000000000000'"
+
+TABLES = f"""
+CREATE TABLE IF NOT EXISTS batches (
+    gateway_id TEXT NOT NULL, seq INTEGER NOT NULL, kid BLOB NOT NULL, digest BLOB NOT NULL,
+    created_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, readings INTEGER NOT NULL,
+    epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH},
+    -- the signed bytes as they arrived: any stored reading can be re-verified from them
+    signed BLOB,
+    PRIMARY KEY (gateway_id, epoch, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS readings (
+    gateway_id TEXT NOT NULL, sensor TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL, value REAL, quality INTEGER NOT NULL, seq INTEGER NOT NULL,
+    epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH}
+);
+CREATE INDEX IF NOT EXISTS readings_by_series ON readings (gateway_id, sensor, quantity, ts_ms);
+CREATE TABLE IF NOT EXISTS windows (
+    gateway_id TEXT NOT NULL, sensor TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT NOT NULL,
+    window_start INTEGER NOT NULL, window_ms INTEGER NOT NULL, rev INTEGER NOT NULL,
+    count INTEGER NOT NULL, nan_count INTEGER NOT NULL, min REAL, max REAL, mean REAL, std REAL,
+    first REAL, last REAL, first_ts INTEGER, last_ts INTEGER, seq INTEGER NOT NULL,
+    epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH},
+    PRIMARY KEY (gateway_id, sensor, quantity, window_start, window_ms)
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    gateway_id TEXT NOT NULL, sensor TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT NOT NULL,
+    from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL, count INTEGER NOT NULL, reason TEXT NOT NULL,
+    seq INTEGER NOT NULL, epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH}
+);
+CREATE TABLE IF NOT EXISTS events (
+    gateway_id TEXT NOT NULL, ts_ms INTEGER NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL,
+    detail TEXT NOT NULL, seq INTEGER NOT NULL, epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH}
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, reason TEXT NOT NULL, retryable INTEGER NOT NULL,
+    detail TEXT NOT NULL, gateway_id TEXT, kid BLOB, digest BLOB, size INTEGER NOT NULL, blob BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_retryable_digest ON quarantine (digest)
+    WHERE retryable AND digest IS NOT NULL;
+CREATE TABLE IF NOT EXISTS keys (
+    kid BLOB PRIMARY KEY, gateway_id TEXT NOT NULL, public_key BLOB NOT NULL, added_ms INTEGER NOT NULL,
+    source TEXT NOT NULL, revoked_ms INTEGER
+);
+"""
+
+# each time a gateway's clock got synchronised: the batches (from_seq..to_seq of one epoch) whose
+# readings flagged CLOCK_UNSYNCED are step_ms off. from_seq is the first clock.unsynchronised event of
+# the same boot since that boot's previous clock.synchronised one (docs/buffer.md, "Clock")
+VIEWS = """
+DROP VIEW IF EXISTS readings_corrected;
+DROP VIEW IF EXISTS clock_corrections;
+CREATE VIEW clock_corrections AS
+SELECT s.gateway_id AS gateway_id, s.epoch AS epoch, json_extract(s.detail, '$.boot') AS boot,
+    (SELECT min(u.seq) FROM events u
+     WHERE u.gateway_id = s.gateway_id AND u.epoch = s.epoch AND u.source = 'clock'
+       AND u.kind = 'clock.unsynchronised'
+       AND json_extract(u.detail, '$.boot') = json_extract(s.detail, '$.boot') AND u.seq <= s.seq
+       AND u.seq > coalesce((SELECT max(p.seq) FROM events p
+           WHERE p.gateway_id = s.gateway_id AND p.epoch = s.epoch AND p.source = 'clock'
+             AND p.kind = 'clock.synchronised'
+             AND json_extract(p.detail, '$.boot') = json_extract(s.detail, '$.boot')
+             AND p.seq < s.seq), -1)) AS from_seq,
+    s.seq AS to_seq, json_extract(s.detail, '$.step_ms') AS step_ms
+FROM events s WHERE s.source = 'clock' AND s.kind = 'clock.synchronised';
+-- the readings with the timestamps of flagged ones corrected where a correction is known (quality keeps
+-- the flag: the reading was taken on an unsynchronised clock)
+CREATE VIEW readings_corrected AS
+SELECT r.gateway_id, r.sensor, r.quantity, r.unit,
+    r.ts_ms + coalesce((SELECT c.step_ms FROM clock_corrections c
+        WHERE r.quality & 2 AND c.gateway_id = r.gateway_id AND c.epoch = r.epoch
+          AND r.seq BETWEEN c.from_seq AND c.to_seq
+        ORDER BY c.to_seq LIMIT 1), 0) AS ts_ms,
+    r.value, r.quality, r.seq, r.epoch
+FROM readings r;
+"""
+
+# version 0 -> 1: the batch identity gains the epoch (a rebuilt batches table: SQLite cannot change a
+# primary key), every row an epoch column (the zero epoch: those batches were version 1)
+_MIGRATE_0_TO_1 = f"""
+ALTER TABLE batches RENAME TO batches_v0;
+{TABLES.split(";", maxsplit=1)[0]};
+INSERT INTO batches (gateway_id, seq, kid, digest, created_ms, received_ms, readings)
+    SELECT gateway_id, seq, kid, digest, created_ms, received_ms, readings FROM batches_v0;
+DROP TABLE batches_v0;
+ALTER TABLE readings ADD COLUMN epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH};
+ALTER TABLE windows ADD COLUMN epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH};
+ALTER TABLE gaps ADD COLUMN epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH};
+ALTER TABLE events ADD COLUMN epoch BLOB NOT NULL DEFAULT {ZERO_EPOCH};
+"""
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the database to SCHEMA_VERSION in one transaction (a fresh file gets the tables)."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    has_batches = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'batches'").fetchone()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if version == 0 and has_batches is not None:
+            for statement in _MIGRATE_0_TO_1.split(";\n"):
+                if statement.strip():
+                    db.execute(statement)
+        for script in (TABLES, VIEWS):
+            for statement in script.split(";\n"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
