@@ -1,9 +1,10 @@
 """PostgreSQL's binary COPY format built from numpy columns in one vectorised pass.
 
-psycopg's `Copy.write_row` formats each row in Python (about 2 us a row for five numbers, measured
-here), which alone would cost more than the receiver's whole budget per reading. The binary format of
-fixed-width, non-NULL fields is a fixed record per row (a field count, then a length and a big-endian
-value per field), so a numpy structured array with that layout *is* the COPY stream.
+The binary format of fixed-width, non-NULL fields is a fixed record per row (a field count, then a length
+and a big-endian value per field), so a numpy structured array with that layout *is* the COPY stream.
+Measured here on 100,000 rows of five numbers (client CPU): 0.12-0.15 us a row built this way and sent,
+against 0.6 us for psycopg's `Copy.write_row` (0.22 us) fed with tuples from `tolist` and `zip` (0.38 us),
+of a receiver budget of 6 us per reading for everything.
 """
 
 from __future__ import annotations
