@@ -13,7 +13,7 @@ import pytest
 from pg_batches import keyring_of, signed, verified
 
 from gateway import wire
-from gateway.errors import ConfigError, UnknownKey
+from gateway.errors import ConfigError, StorageError, UnknownKey
 from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.store import (
     Outcome,
@@ -181,3 +181,22 @@ def test_key_registry_refuses_a_kid_of_another_gateway_and_keeps_the_first_revoc
     assert store.keys("gw-none") == []
     with pytest.raises(UnknownKey):
         store.revoke_key(b"x" * 8, 40)
+
+
+def test_a_receiver_outlives_a_lost_database_connection(store: PostgresStore, fresh_dsn: str) -> None:
+    gateway = SimulatedGateway("gw-r", series=2)
+    assert store.commit([verified(gateway, gateway.batch(seq=0))]) == [Outcome.STORED]
+    with psycopg.connect(fresh_dsn, autocommit=True) as admin:  # a server restart, as the store sees it
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'gateway-receiver' AND datname = current_database()"
+        )
+    with pytest.raises(StorageError, match="receiver database"):
+        store.commit([verified(gateway, gateway.batch(seq=1))])  # nothing acknowledged: redelivered
+    assert store.commit([verified(gateway, gateway.batch(seq=1))]) == [Outcome.STORED]
+    assert store.count_readings("gw-r") == 20
+
+
+def test_an_unreachable_database_is_a_storage_error(postgres_cluster: object) -> None:
+    with pytest.raises(StorageError, match="receiver database"):
+        PostgresStore("postgresql://gateway@127.0.0.1:1/none", connect_timeout_s=2)
