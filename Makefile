@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DURATION ?= 90
 MOSQUITTO := $(shell command -v mosquitto 2>/dev/null || ls /usr/sbin/mosquitto 2>/dev/null)
+# Debian puts initdb/pg_ctl in /usr/lib/postgresql/<major>/bin, off PATH (hil/postgres.py finds them the same way)
+INITDB := $(shell command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n1)
 
-.PHONY: setup demo test lint typecheck pytest bench hil clean
+.PHONY: setup mosquitto postgresql demo test lint typecheck pytest bench hil clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +22,16 @@ mosquitto:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto; \
 	fi
 
-setup: $(VENV)/.installed mosquitto
+# the receiver's PostgreSQL store is tested against a private cluster (hil/postgres.py), never a system service;
+# the cluster runs as Debian's `postgres` user when the tests run as root (PostgreSQL refuses root)
+postgresql:
+	@if [ -z "$(INITDB)" ]; then \
+		echo "installing Debian's postgresql package"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	fi
+
+setup: $(VENV)/.installed mosquitto postgresql
 
 demo: setup
 	$(VENV)/bin/gateway demo --duration $(DURATION)

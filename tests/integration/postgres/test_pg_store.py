@@ -1,0 +1,202 @@
+"""The PostgreSQL store against a real PostgreSQL 15: exactly once across concurrent group commits,
+replay against duplicate, window revisions, quarantine, keys, and the audit bytes."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from pg_batches import keyring_of, signed, verified
+
+from gateway import wire
+from gateway.errors import ConfigError, StorageError, UnknownKey
+from gateway.receiver.postgres import PostgresStore
+from gateway.receiver.store import (
+    Outcome,
+    QuarantineEntry,
+    QuarantineReason,
+    RegisteredKey,
+    VerifiedBatch,
+)
+from hil.fleet import SimulatedGateway
+
+
+@pytest.fixture
+def store(fresh_dsn: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore(fresh_dsn)
+    yield opened
+    opened.close()
+
+
+def rows(dsn: str, query: str, *params: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def test_three_receivers_committing_the_same_batches_store_each_exactly_once(fresh_dsn: str) -> None:
+    gateways = [SimulatedGateway(f"gw-{i}", series=20) for i in range(6)]
+    batches = [verified(g, g.batch(seq=seq)) for g in gateways for seq in range(10)]
+    stores = [PostgresStore(fresh_dsn) for _ in range(3)]
+    start = threading.Barrier(3)
+    outcomes: list[list[Outcome]] = [[] for _ in stores]
+
+    def receive(i: int) -> None:
+        mine = batches[:]  # every receiver gets every batch (a redelivery storm), in its own order
+        random.Random(i).shuffle(mine)
+        start.wait()
+        for group in range(0, len(mine), 12):
+            outcomes[i] += stores[i].commit(mine[group : group + 12])
+
+    threads = [threading.Thread(target=receive, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for opened in stores:
+        opened.close()
+    counts = Counter(o for per_store in outcomes for o in per_store)
+    assert counts == {Outcome.STORED: 60, Outcome.DUPLICATE: 120}
+    assert rows(fresh_dsn, "SELECT count(*), count(DISTINCT (gateway_id, epoch, seq)) FROM batches") == [
+        (60, 60)
+    ]
+    stored = rows(fresh_dsn, "SELECT count(*), count(DISTINCT (gateway_id, sensor, ts_ms)) FROM readings")
+    assert stored == [(6000, 6000)]
+
+
+def test_same_content_is_a_duplicate_other_content_a_replay_another_epoch_a_new_batch(
+    store: PostgresStore, fresh_dsn: str
+) -> None:
+    gateway = SimulatedGateway("gw-a", series=20)
+    original, forged = gateway.batch(seq=7), gateway.batch(seq=7, offset=5.0)
+    outcomes = store.commit(
+        [verified(gateway, original), verified(gateway, forged), verified(gateway, original)]
+    )
+    assert outcomes == [Outcome.STORED, Outcome.REPLAY, Outcome.DUPLICATE]
+    assert store.commit([verified(gateway, forged)]) == [Outcome.REPLAY]
+    assert store.commit([verified(gateway, original)]) == [Outcome.DUPLICATE]
+    reinstalled = SimulatedGateway("gw-a", series=20, key=gateway.key)  # a new buffer database: a new epoch
+    assert store.commit([verified(reinstalled, reinstalled.batch(seq=7, offset=5.0))]) == [Outcome.STORED]
+    values = rows(fresh_dsn, "SELECT epoch, sum(value) FROM readings GROUP BY epoch ORDER BY 2")
+    expected = [float(verified(gateway, b).batch.readings.value.sum()) for b in (original, forged)]
+    assert [(bytes(e), round(v, 6)) for e, v in values] == [
+        (gateway.epoch, round(expected[0], 6)),
+        (reinstalled.epoch, round(expected[1], 6)),
+    ]
+
+
+def window(series: int, start: int, rev: int, mean: float) -> dict[str, list[float]]:
+    return {
+        "series": [series], "window_start": [start], "window_ms": [60_000], "rev": [rev], "count": [60],
+        "nan_count": [0], "min": [mean - 1], "max": [mean + 1], "mean": [mean], "std": [float("nan")],
+        "first": [mean], "last": [mean], "first_ts": [start], "last_ts": [start + 59_000],
+    }  # fmt: skip
+
+
+def windows_batch(gateway: SimulatedGateway, seq: int, *revisions: dict[str, list[float]]) -> VerifiedBatch:
+    columns = {name: [v for r in revisions for v in r[name]] for name in revisions[0]}
+    return verified(gateway, signed(gateway, seq, windows=wire.WindowColumns(**columns)))
+
+
+def test_a_window_is_replaced_only_by_a_higher_revision(store: PostgresStore, fresh_dsn: str) -> None:
+    gateway = SimulatedGateway("gw-w", series=2)
+    t = 1_767_225_600_000
+    store.commit([windows_batch(gateway, 1, window(0, t, 0, 10.0), window(1, t, 0, 20.0))])
+    store.commit([windows_batch(gateway, 2, window(0, t, 2, 12.0))])
+    store.commit([windows_batch(gateway, 3, window(0, t, 1, 11.0))])  # late and older: ignored
+    # two revisions of one window in one group commit: the higher wins, whatever the order
+    store.commit(
+        [windows_batch(gateway, 4, window(1, t, 3, 23.0)), windows_batch(gateway, 5, window(1, t, 1, 21.0))]
+    )
+    got = rows(fresh_dsn, "SELECT sensor, rev, mean, std, seq FROM windows ORDER BY sensor")
+    assert got == [("sensor-0", 2, 12.0, None, 2), ("sensor-1", 3, 23.0, None, 4)]
+
+
+def test_gaps_and_events_keep_their_batch(store: PostgresStore, fresh_dsn: str) -> None:
+    gateway = SimulatedGateway("gw-g", series=2)
+    gaps = [wire.Gap(1, 1_000, 5_000, 4, "disk_full")]
+    events = [wire.Event(2_000, "clock", "clock.stepped", '{"boot":"b","step_ms":3}'),
+              wire.Event(3_000, "sds011", "sensor.stale", "not json \x00 at all")]  # fmt: skip
+    assert store.commit([verified(gateway, signed(gateway, 3, gaps=gaps, events=events))]) == [Outcome.STORED]
+    assert rows(fresh_dsn, "SELECT sensor, from_ms, to_ms, count, reason, seq FROM gaps") == [
+        ("sensor-1", 1_000, 5_000, 4, "disk_full", 3)
+    ]
+    assert rows(fresh_dsn, "SELECT ts_ms, source, kind, detail, seq FROM events ORDER BY ts_ms") == [
+        (2_000, "clock", "clock.stepped", '{"boot":"b","step_ms":3}', 3),
+        (3_000, "sds011", "sensor.stale", "not json \ufffd at all", 3),  # PostgreSQL text holds no NUL
+    ]
+
+
+def test_the_signed_bytes_kept_re_verify_to_the_stored_readings(store: PostgresStore, fresh_dsn: str) -> None:
+    gateways = [SimulatedGateway(f"gw-{i}", series=3) for i in range(3)]
+    store.commit([verified(g, g.batch(seq=seq)) for g in gateways for seq in range(2)])
+    keyring = keyring_of(*gateways)
+    for gateway_id, epoch, seq, envelope in rows(
+        fresh_dsn, "SELECT gateway_id, epoch, seq, signed FROM batches"
+    ):
+        batch = wire.verify_and_decode(bytes(envelope), keyring)
+        assert (batch.gateway_id, batch.epoch, batch.seq) == (gateway_id, bytes(epoch), seq)
+        stored = rows(
+            fresh_dsn,
+            "SELECT sensor, ts_ms, value FROM readings WHERE gateway_id = %s AND epoch = %s AND seq = %s"
+            " ORDER BY sensor, ts_ms",
+            gateway_id, epoch, seq,
+        )  # fmt: skip
+        signed_readings = sorted((r.sensor, r.ts_ms, r.value) for r in batch.iter_readings())
+        assert stored == signed_readings
+
+
+def test_quarantine_keeps_retryable_bytes_once_and_cuts_rejected_ones(store: PostgresStore) -> None:
+    blob = b"\xd2" + bytes(100_000)
+    unknown = QuarantineEntry(blob, QuarantineReason.UNKNOWN_KEY, "kid 00", 5, "gw-q", b"k" * 8, b"d" * 32)
+    tampered = QuarantineEntry(blob, QuarantineReason.BAD_SIGNATURE, "bad", 6, "gw-q")
+    store.commit([], [unknown, unknown, tampered])
+    store.commit([], [unknown])
+    kept = store.quarantined()
+    assert [(q.reason, q.size, len(q.blob)) for q in kept] == [
+        (QuarantineReason.UNKNOWN_KEY, 100_001, 100_001),
+        (QuarantineReason.BAD_SIGNATURE, 100_001, 64 * 1024),
+    ]
+    assert [q.reason for q in store.quarantined(retryable_only=True)] == [QuarantineReason.UNKNOWN_KEY]
+    assert store.quarantined(gateway_id="gw-other") == []
+    store.release([kept[0].id])
+    assert [q.reason for q in store.quarantined()] == [QuarantineReason.BAD_SIGNATURE]
+
+
+def test_key_registry_refuses_a_kid_of_another_gateway_and_keeps_the_first_revocation(
+    store: PostgresStore,
+) -> None:
+    key = RegisteredKey(b"k" * 8, "gw-k", b"p" * 32, added_ms=10, source="cli")
+    assert store.add_key(key) is True
+    assert store.add_key(key) is False
+    with pytest.raises(ConfigError, match="already registered for gateway 'gw-k'"):
+        store.add_key(RegisteredKey(b"k" * 8, "gw-other", b"p" * 32, added_ms=11, source="cli"))
+    store.revoke_key(b"k" * 8, 20)
+    store.revoke_key(b"k" * 8, 30)
+    assert store.key(b"k" * 8) == RegisteredKey(b"k" * 8, "gw-k", b"p" * 32, 10, "cli", revoked_ms=20)
+    assert store.keys("gw-k") == [store.key(b"k" * 8)]
+    assert store.keys("gw-none") == []
+    with pytest.raises(UnknownKey):
+        store.revoke_key(b"x" * 8, 40)
+
+
+def test_a_receiver_outlives_a_lost_database_connection(store: PostgresStore, fresh_dsn: str) -> None:
+    gateway = SimulatedGateway("gw-r", series=2)
+    assert store.commit([verified(gateway, gateway.batch(seq=0))]) == [Outcome.STORED]
+    with psycopg.connect(fresh_dsn, autocommit=True) as admin:  # a server restart, as the store sees it
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'gateway-receiver' AND datname = current_database()"
+        )
+    with pytest.raises(StorageError, match="receiver database"):
+        store.commit([verified(gateway, gateway.batch(seq=1))])  # nothing acknowledged: redelivered
+    assert store.commit([verified(gateway, gateway.batch(seq=1))]) == [Outcome.STORED]
+    assert store.count_readings("gw-r") == 20
+
+
+def test_an_unreachable_database_is_a_storage_error(postgres_cluster: object) -> None:
+    with pytest.raises(StorageError, match="receiver database"):
+        PostgresStore("postgresql://gateway@127.0.0.1:1/none", connect_timeout_s=2)
