@@ -52,6 +52,8 @@ class Store:
         self._conn = conn  # batching connection, guarded by _lock
         self._names = SeriesNames()
         self._closed = False
+        #: this database's 16 random bytes: every batch sealed from it carries them (batch identity)
+        self.epoch = schema.epoch(conn)
         self._tally.pending = _count_pending(conn)
         self._tally.outbox_rows = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         self._tally.used_bytes = schema.used_bytes(conn)

@@ -16,7 +16,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     gateway_id TEXT NOT NULL, seq INTEGER NOT NULL, kid BLOB NOT NULL, digest BLOB NOT NULL,
     created_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, readings INTEGER NOT NULL,
-    PRIMARY KEY (gateway_id, seq)
+    epoch BLOB NOT NULL,
+    PRIMARY KEY (gateway_id, epoch, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS readings (
     gateway_id TEXT NOT NULL, sensor TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT NOT NULL,
@@ -91,7 +92,8 @@ class ReceiverDatabase:
         digest = hashlib.sha256(blob).digest()
         try:
             row = self._db.execute(
-                "SELECT digest FROM batches WHERE gateway_id = ? AND seq = ?", (batch.gateway_id, batch.seq)
+                "SELECT digest FROM batches WHERE gateway_id = ? AND epoch = ? AND seq = ?",
+                (batch.gateway_id, batch.epoch, batch.seq),
             ).fetchone()
             if row is not None:
                 return Outcome.DUPLICATE if bytes(row[0]) == digest else Outcome.REPLAY
@@ -111,8 +113,17 @@ class ReceiverDatabase:
         names = [(s.sensor, s.quantity, s.unit) for s in batch.series]
         r = batch.readings
         self._db.execute(
-            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (gid, seq, batch.kid, digest, batch.created_ms, time.time_ns() // 1_000_000, len(r.ts_ms)),
+            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                gid,
+                seq,
+                batch.kid,
+                digest,
+                batch.created_ms,
+                time.time_ns() // 1_000_000,
+                len(r.ts_ms),
+                batch.epoch,
+            ),
         )
         self._db.executemany(
             "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -1,0 +1,60 @@
+"""The agent after a hostile event: a quarantined buffer keeps delivering under a new epoch at the real receiver."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+from pathlib import Path
+
+from conftest import Processes, read_json, wait_until
+from test_skeleton_path import start_station, stored_rows, write_config
+
+from hil.broker import Mosquitto
+
+
+def test_after_a_quarantine_delivery_goes_on_with_no_replay_and_the_backend_hears_of_it(
+    tmp_path: Path, processes: Processes, broker: Mosquitto
+) -> None:
+    link = tmp_path / "ttyWEATHER"
+    start_station(processes, link, rate=10)
+    config, receiver_keys = write_config(tmp_path, broker.port, link)
+    db, stats_file = tmp_path / "received.db", tmp_path / "receiver.json"
+    processes.start(
+        "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{broker.port}",
+        "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
+    )  # fmt: skip
+    wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+
+    def batches_stored() -> int:
+        return int(read_json(stats_file).get("batches_stored", 0))
+
+    first = processes.start("agent", "-m", "gateway", "run", "--config", str(config))
+    wait_until(lambda: batches_stored() >= 3, 30, "three batches of the first database")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=10) == 0, processes.log("agent")
+    before = batches_stored()
+    zero_page(tmp_path / "state" / "buffer.db", "chunk")  # quick_check fails: quarantined
+
+    processes.start("agent2", "-m", "gateway", "run", "--config", str(config))
+    wait_until(lambda: batches_stored() >= before + 3, 30, "three batches of the fresh database")
+    received = read_json(stats_file)
+    assert received["rejected"] == 0, received  # no batch of the new database is taken for a replay
+    epochs = stored_rows(
+        db, "SELECT lower(hex(epoch)), min(seq) FROM batches GROUP BY epoch ORDER BY min(received_ms)"
+    )
+    assert [row[1] for row in epochs] == [1, 1]  # two databases, each starting at seq 1
+    (detail,) = stored_rows(db, "SELECT detail FROM events WHERE kind = 'buffer.quarantined'")
+    event = json.loads(str(detail[0]))
+    assert (event["old_epoch"], event["epoch"]) == (epochs[0][0], epochs[1][0])
+    assert (tmp_path / "state" / "quarantine" / event["file"]).exists()
+
+
+def zero_page(db: Path, table: str) -> None:
+    """Zero the root page of `table`: the b-tree is broken, the rest of the file still reads."""
+    with sqlite3.connect(db) as conn:
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\0" * page_size)
