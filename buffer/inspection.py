@@ -73,7 +73,7 @@ def open_readonly(state_dir: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         conn.execute("SELECT COUNT(*) FROM meta").fetchone()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, *schema.GARBAGE_ERRORS) as exc:
         raise StorageError(f"cannot read buffer {path}: {exc}") from exc
     return conn
 

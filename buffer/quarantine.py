@@ -39,9 +39,7 @@ SPACE_WAIT_INITIAL_S = 1.0
 SPACE_WAIT_CAP_S = 30.0
 
 CORRUPT, UNREADABLE, NO_SPACE, OTHER = "corrupt", "unreadable", "no space", "other"
-#: Python's own errors on garbage SQLite hands back: error text or a TEXT value that is not UTF-8
-#: (3 of 10 random single-byte corruptions in issue 13), a value of the wrong type in a column
-_UNREADABLE_TEXT = (UnicodeDecodeError, ValueError, TypeError, OverflowError)
+_NOT_UTF8 = "Could not decode to UTF-8"
 #: how much of an error text the quarantine event carries
 MAX_REASON = 300
 
@@ -94,7 +92,7 @@ def _open_or_replace(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None
     for attempt in range(OPEN_ATTEMPTS):
         try:
             return _open_verified(path), None
-        except _UNREADABLE_TEXT as exc:
+        except schema.GARBAGE_ERRORS as exc:
             reason = _describe(exc)  # error text or content that is not UTF-8: garbage in the file
             break
         except sqlite3.DatabaseError as exc:
@@ -171,7 +169,7 @@ def epoch_of(path: Path) -> bytes | None:
             return schema.epoch(conn)
         finally:
             conn.close()
-    except (sqlite3.Error, *_UNREADABLE_TEXT):
+    except (sqlite3.Error, *schema.GARBAGE_ERRORS):
         return None
 
 
@@ -179,6 +177,8 @@ def classify(exc: sqlite3.Error, folder: Path) -> str:
     """What an error at open means: CORRUPT, UNREADABLE (retry, then quarantine), NO_SPACE or OTHER."""
     if isinstance(exc, _Corrupt | schema.CorruptContent):
         return CORRUPT
+    if str(exc).startswith(_NOT_UTF8):
+        return CORRUPT  # sqlite3's own error for a TEXT value that is not UTF-8
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         text = str(exc)

@@ -6,6 +6,7 @@ Readings are stored one row per group commit (`chunk`), packed and compressed by
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 from pathlib import Path
@@ -88,6 +89,9 @@ CREATE TABLE IF NOT EXISTS identity (
     value BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+_TABLES = frozenset(
+    ("series", "chunk", "gap", "event", "outbox", "outbox_series", "window_rev", "meta", "identity")
+)
 
 #: meta keys
 LAST_SEQ = "last_seq"  # highest seq ever sealed (outbox rows are deleted on delivery)
@@ -99,6 +103,11 @@ EPOCH_LENGTH = 16
 #: buffer.db, its WAL and SHM: readable by the agent's group (metrics, technicians), by no one else
 FILE_MODE = 0o640
 _SIDE_SUFFIXES = ("-wal", "-shm")
+
+
+#: Python's own errors on garbage SQLite hands back: error text or a TEXT value that is not UTF-8
+#: (3 of 10 random single-byte corruptions in issue 13 hit it), a value of the wrong type or size
+GARBAGE_ERRORS = (UnicodeDecodeError, ValueError, TypeError, OverflowError)
 
 
 class CorruptContent(sqlite3.DatabaseError):
@@ -178,6 +187,7 @@ def validate(conn: sqlite3.Connection) -> None:
     a TEXT that is not UTF-8 (sqlite3 then raises UnicodeDecodeError on every later read), a counter
     of the wrong type, or a batched_below past the newest chunk (new readings would never be batched).
     """
+    _check_columns(conn)
     epoch(conn)
     values = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     if any(not isinstance(v, int) or v < 0 for v in values.values()):
@@ -191,6 +201,31 @@ def validate(conn: sqlite3.Connection) -> None:
         for row in conn.execute(f"SELECT {columns} FROM {table}"):
             if not all(isinstance(v, str) for v in row):
                 raise CorruptContent(f"{table} holds a name that is not text")
+
+
+def _check_columns(conn: sqlite3.Connection) -> None:
+    """Every table has the columns of _DDL: a flipped byte in sqlite_master renames one silently."""
+    if _columns(conn) != _expected_columns():
+        raise CorruptContent("the tables do not have the columns of the schema")
+
+
+@functools.cache
+def _expected_columns() -> dict[str, list[tuple[str, str, int, int]]]:
+    reference = sqlite3.connect(":memory:")
+    try:
+        reference.executescript(_DDL)
+        return _columns(reference)
+    finally:
+        reference.close()
+
+
+def _columns(conn: sqlite3.Connection) -> dict[str, list[tuple[str, str, int, int]]]:
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {
+        table: [(c[1], c[2], c[3], c[5]) for c in conn.execute(f"PRAGMA table_info({table!r})")]
+        for table in tables
+        if table in _TABLES
+    }
 
 
 #: every TEXT column the store hands out (sqlite3 decodes them on read)

@@ -217,3 +217,36 @@ def test_a_write_error_with_space_left_is_refused_not_quarantined(tmp_path: Path
     failing.left = 0  # the card is replaced, or the filesystem remounted read-write
     with Store.open(db, FAST) as store:
         assert store.statistics().pending == 100
+
+
+def unparsable_schema(db: Path) -> None:
+    """The chunk table's CREATE statement ends in bytes that are not UTF-8: SQLite's error text then is not either."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA writable_schema=ON")
+        conn.execute(
+            "UPDATE sqlite_master SET sql = CAST(? AS TEXT) WHERE name = 'chunk'",
+            (b"CREATE TABLE chunk \xff\xfe",),
+        )
+
+
+def test_an_error_text_that_is_not_utf8_is_a_quarantine_and_one_line_in_the_cli(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    healthy(db, count=300)
+    epoch = sqlite3.connect(db).execute("SELECT value FROM identity").fetchone()[0]
+    unparsable_schema(db)
+    result = CliRunner().invoke(group, ["status", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 3
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert result.output.startswith("error: cannot read buffer")
+    with Store.open(db, FAST) as store:
+        assert store.statistics().quarantined == 1
+        assert store.epoch != epoch
+        store.submit([Reading("a", "t", 1, 2.5, "C")])
+        store.flush_blocking(5)
+        pending = store.pending()
+        assert pending is not None and pending.value.tolist() == [2.5]
+    (event,) = pending.events
+    detail = json.loads(event.detail)
+    assert "UnicodeDecodeError" in detail["reason"]
+    assert (detail["old_epoch"], detail["epoch"]) == (None, store.epoch.hex())  # its schema cannot be read
+    assert (tmp_path / "quarantine" / detail["file"]).exists()
