@@ -21,6 +21,7 @@ from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.model import HealthEvent, Quality, Reading
 from gateway.sensors import SeriesCatalog, build_drivers
+from gateway.statelock import StateLock
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
 from gateway.windowing import Windowing, policies_of
@@ -86,6 +87,11 @@ class Agent:
         private_key = await asyncio.to_thread(keys.load_private_key, config.key_file)
         kid = wire.kid_for(private_key.public_key())
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        with StateLock.acquire(config.state_dir):  # before the buffer and the control socket are touched
+            await self._run_locked(private_key, kid)
+
+    async def _run_locked(self, private_key: Any, kid: bytes) -> None:
+        config = self.config
         options = StoreOptions(
             commit_interval_s=config.buffer.commit_interval_s,
             max_rows_per_commit=config.buffer.max_rows_per_commit,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import Processes, read_json, wait_until
-from test_skeleton_path import start_station, stored_rows, write_config
+from test_skeleton_path import start_station, status, stored_rows, write_config
 
-from hil.broker import Mosquitto
+from hil.broker import Mosquitto, free_port
 
 
 def test_after_a_quarantine_delivery_goes_on_with_no_replay_and_the_backend_hears_of_it(
@@ -58,3 +60,26 @@ def zero_page(db: Path, table: str) -> None:
     with open(db, "r+b") as f:
         f.seek((root - 1) * page_size)
         f.write(b"\0" * page_size)
+
+
+def test_a_second_agent_on_the_same_state_directory_is_refused_and_the_first_stays_visible(
+    tmp_path: Path, processes: Processes
+) -> None:
+    config, _ = write_config(tmp_path, free_port(), tmp_path / "ttyNONE")
+    first = processes.start("agent", "-m", "gateway", "run", "--config", str(config))
+    wait_until(lambda: status(tmp_path), 30, "the first agent's control socket")
+    second = subprocess.run(
+        [sys.executable, "-m", "gateway", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert second.returncode == 2
+    assert second.stderr.strip().count("\n") == 0  # one line
+    assert f"another agent (PID {first.pid})" in second.stderr
+    assert status(tmp_path)["gateway_id"] == "gw-test"  # the socket is still the first agent's
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=10) == 0
+    # the lock went with the first agent: a new one starts
+    third = processes.start("agent3", "-m", "gateway", "run", "--config", str(config))
+    wait_until(lambda: status(tmp_path), 30, "the next agent's control socket")
+    third.send_signal(signal.SIGTERM)
+    assert third.wait(timeout=10) == 0
