@@ -105,6 +105,27 @@ def _open_or_replace(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None
             if kind == CORRUPT or attempt == OPEN_ATTEMPTS - 1:
                 break
             time.sleep(0.1)  # a read error may be transient: look again before giving up
+    return _replace(path, reason)
+
+
+def replace_corrupt(path: Path, reason: str) -> tuple[sqlite3.Connection, HealthEvent]:
+    """Quarantine a database found corrupt while running (every connection to it closed) and
+    start a fresh one; StorageError when that cannot be done."""
+    try:
+        return _replace(path, reason)
+    except _NoSpace as exc:
+        raise StorageError(f"cannot start a fresh buffer {path}: disk full: {exc}") from exc
+
+
+def is_corruption(exc: BaseException, folder: Path) -> bool:
+    """Whether an error while running means the file is corrupt (not busy, full or failing I/O)."""
+    if isinstance(exc, schema.GARBAGE_ERRORS):
+        return True
+    return isinstance(exc, sqlite3.DatabaseError) and classify(exc, folder) == CORRUPT
+
+
+def _replace(path: Path, reason: str) -> tuple[sqlite3.Connection, HealthEvent]:
+    """Move the corrupt database aside and create a fresh one with a new epoch."""
     old_epoch = epoch_of(path)
     try:
         moved = quarantine(path)

@@ -250,3 +250,36 @@ def test_an_error_text_that_is_not_utf8_is_a_quarantine_and_one_line_in_the_cli(
     assert "UnicodeDecodeError" in detail["reason"]
     assert (detail["old_epoch"], detail["epoch"]) == (None, store.epoch.hex())  # its schema cannot be read
     assert (tmp_path / "quarantine" / detail["file"]).exists()
+
+
+def test_corruption_found_while_running_is_quarantined_and_ingest_goes_on(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    with Store.open(db, StoreOptions(commit_interval_s=3600)) as store:
+        first_epoch = store.epoch
+        store.submit([Reading("a", "t", 1, 1.0, "C")])
+        store.flush_blocking(5)
+        with sqlite3.connect(db) as other:  # garbage behind the running store's back (bit rot in a name)
+            other.execute("UPDATE series SET sensor = CAST(? AS TEXT)", (b"\xff\xfe",))
+        store.submit([Reading("b", "t", 2, 2.0, "C")])  # queued, not committed yet
+        with pytest.raises(StorageError, match="quarantined"):
+            store.pending()
+        store.submit([Reading("c", "t", 3, 3.0, "C")])
+        store.flush_blocking(5)
+        pending = store.pending()
+        assert pending is not None
+        assert sorted(zip([k[0] for k in pending.series_keys], pending.value.tolist(), strict=True)) == [
+            ("b", 2.0),
+            ("c", 3.0),
+        ]  # what was queued moved over; "a" stays in the quarantined file
+        (event,) = pending.events
+        detail = json.loads(event.detail)
+        assert (detail["old_epoch"], detail["epoch"]) == (first_epoch.hex(), store.epoch.hex())
+        assert store.statistics().quarantined == 1
+        store.seal_batch(store.next_seq(), b"x", pending)
+        (entry,) = store.undelivered()
+        assert entry.seq == 1 and entry.epoch == store.epoch
+        store.mark_delivered(1, first_epoch)  # an acknowledgement for the old database's seq 1
+        assert len(store.undelivered()) == 1  # does not delete the new database's seq 1
+        store.mark_delivered(1, store.epoch)
+        assert store.undelivered() == []
+    assert len(list((tmp_path / "quarantine").glob("*.db"))) == 1
