@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import sqlite3
 import subprocess
@@ -50,6 +51,63 @@ def test_after_a_quarantine_delivery_goes_on_with_no_replay_and_the_backend_hear
     event = json.loads(str(detail[0]))
     assert (event["old_epoch"], event["epoch"]) == (epochs[0][0], epochs[1][0])
     assert (tmp_path / "state" / "quarantine" / event["file"]).exists()
+
+
+def unparsable_schema(db: Path) -> None:
+    """A CREATE statement ending in bytes that are not UTF-8: SQLite's error text is not either."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA writable_schema=ON")
+        sql = b"CREATE TABLE chunk \xff\xfe"
+        conn.execute("UPDATE sqlite_master SET sql = CAST(? AS TEXT) WHERE name = 'chunk'", (sql,))
+
+
+def truncated(db: Path) -> None:
+    with open(db, "r+b") as f:
+        f.truncate(db.stat().st_size // 2)
+
+
+def noisy_wal_frame(db: Path) -> None:
+    wal = Path(f"{db}-wal")
+    size = wal.stat().st_size
+    with open(wal, "r+b") as f:
+        f.seek(32 + 24 + ((size - 32) // (24 + 1024) - 1) * (24 + 1024))  # the last frame's page
+        f.write(random.Random(5).randbytes(1024))
+
+
+def test_the_agent_survives_damaged_buffers_in_a_row_and_keeps_delivering(
+    tmp_path: Path, processes: Processes, broker: Mosquitto
+) -> None:
+    link = tmp_path / "ttyWEATHER"
+    start_station(processes, link, rate=10)
+    config, receiver_keys = write_config(tmp_path, broker.port, link)
+    db, stats_file = tmp_path / "received.db", tmp_path / "receiver.json"
+    processes.start(
+        "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{broker.port}",
+        "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
+    )  # fmt: skip
+    wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+    buffer_db = tmp_path / "state" / "buffer.db"
+    for round_, damage in enumerate((None, unparsable_schema, truncated, noisy_wal_frame)):
+        if damage is not None:
+            damage(buffer_db)
+        stored = int(read_json(stats_file).get("batches_stored", 0))
+        agent = processes.start(f"agent{round_}", "-m", "gateway", "run", "--config", str(config))
+        wait_until(
+            lambda: int(read_json(stats_file).get("batches_stored", 0)) >= stored + 2,  # noqa: B023
+            30,
+            f"batches after round {round_}",
+        )
+        assert agent.poll() is None
+        if damage is truncated:  # leave the WAL behind for the next round's damage
+            agent.kill()
+            agent.wait(timeout=10)
+        else:
+            agent.send_signal(signal.SIGTERM)
+            assert agent.wait(timeout=10) == 0
+        assert "Traceback" not in processes.log(f"agent{round_}")
+    assert read_json(stats_file)["rejected"] == 0
+    quarantined = stored_rows(db, "SELECT count(*) FROM events WHERE kind = 'buffer.quarantined'")[0][0]
+    assert quarantined >= 1 and len(list((tmp_path / "state" / "quarantine").glob("*.db"))) == quarantined
 
 
 def zero_page(db: Path, table: str) -> None:
