@@ -16,9 +16,8 @@ from test_skeleton_path import start_station, status, stored_rows, write_config
 from hil.broker import Mosquitto, free_port
 
 
-def test_after_a_quarantine_delivery_goes_on_with_no_replay_and_the_backend_hears_of_it(
-    tmp_path: Path, processes: Processes, broker: Mosquitto
-) -> None:
+def station_and_receiver(tmp_path: Path, processes: Processes, broker: Mosquitto) -> tuple[Path, Path, Path]:
+    """A weather station on a pty, the agent's config and a receiver on the broker: (config, db, stats)."""
     link = tmp_path / "ttyWEATHER"
     start_station(processes, link, rate=10)
     config, receiver_keys = write_config(tmp_path, broker.port, link)
@@ -28,6 +27,13 @@ def test_after_a_quarantine_delivery_goes_on_with_no_replay_and_the_backend_hear
         "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
     )  # fmt: skip
     wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+    return config, db, stats_file
+
+
+def test_after_a_quarantine_delivery_goes_on_with_no_replay_and_the_backend_hears_of_it(
+    tmp_path: Path, processes: Processes, broker: Mosquitto
+) -> None:
+    config, db, stats_file = station_and_receiver(tmp_path, processes, broker)
 
     def batches_stored() -> int:
         return int(read_json(stats_file).get("batches_stored", 0))
@@ -77,15 +83,7 @@ def noisy_wal_frame(db: Path) -> None:
 def test_the_agent_survives_damaged_buffers_in_a_row_and_keeps_delivering(
     tmp_path: Path, processes: Processes, broker: Mosquitto
 ) -> None:
-    link = tmp_path / "ttyWEATHER"
-    start_station(processes, link, rate=10)
-    config, receiver_keys = write_config(tmp_path, broker.port, link)
-    db, stats_file = tmp_path / "received.db", tmp_path / "receiver.json"
-    processes.start(
-        "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{broker.port}",
-        "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
-    )  # fmt: skip
-    wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+    config, db, stats_file = station_and_receiver(tmp_path, processes, broker)
     buffer_db = tmp_path / "state" / "buffer.db"
     for round_, damage in enumerate((None, unparsable_schema, truncated, noisy_wal_frame)):
         if damage is not None:
