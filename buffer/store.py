@@ -217,9 +217,11 @@ class Store:
         if readings is not None:
             self._tally.add(delivered=readings, outbox_rows=-1)
 
-    def reject_batch(self, seq: int) -> int | None:
+    def reject_batch(self, seq: int, epoch: bytes | None = None) -> int | None:
         """The backend refused batch `seq` for good: drop it, recording its readings as gaps
         (reason rejected_by_backend) that travel in the next batch; its readings, None if gone."""
+        if epoch is not None and epoch != self.epoch:
+            return None  # a batch of a database quarantined meanwhile: not this database's `seq`
         eviction = self._call(lambda c: batching.reject(c, seq))
         if eviction is None:
             return None
