@@ -285,13 +285,15 @@ def _mark_rows(conn: sqlite3.Connection, table: str, ids: tuple[int, ...], seq: 
         raise StalePending(f"{table} rows changed since pending() read them")
 
 
-def undelivered(conn: sqlite3.Connection, after_seq: int | None, limit: int) -> list[OutboxEntry]:
-    """Outbox rows in seq order."""
+def undelivered(
+    conn: sqlite3.Connection, after_seq: int | None, limit: int, epoch: bytes
+) -> list[OutboxEntry]:
+    """Outbox rows in seq order (of the database whose epoch is `epoch`)."""
     rows = conn.execute(
         "SELECT seq, blob, readings, created_ms FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
         (after_seq if after_seq is not None else -1, limit),
     ).fetchall()
-    return [OutboxEntry(int(s), bytes(b), int(r), int(c)) for s, b, r, c in rows]
+    return [OutboxEntry(int(s), bytes(b), int(r), int(c), epoch) for s, b, r, c in rows]
 
 
 def deliver(conn: sqlite3.Connection, seq: int) -> int | None:

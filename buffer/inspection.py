@@ -35,6 +35,7 @@ class BufferSummary:
     gaps_unsent: int
     events_unsent: int
     next_seq: int
+    epoch: str | None  # hex; the batch identity is (gateway id, epoch, seq); None before schema 3
     db_bytes: int
     wal_bytes: int
     used_bytes: int
@@ -73,7 +74,7 @@ def open_readonly(state_dir: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         conn.execute("SELECT COUNT(*) FROM meta").fetchone()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, *schema.GARBAGE_ERRORS) as exc:
         raise StorageError(f"cannot read buffer {path}: {exc}") from exc
     return conn
 
@@ -107,11 +108,19 @@ def summary(conn: sqlite3.Connection) -> BufferSummary:
         gaps_unsent=int(gaps),
         events_unsent=int(events),
         next_seq=schema.meta(conn, schema.LAST_SEQ) + 1,
+        epoch=_epoch_hex(conn),
         db_bytes=_size(name),
         wal_bytes=_size(f"{name}-wal"),
         used_bytes=schema.used_bytes(conn),
         page_size=int(conn.execute("PRAGMA page_size").fetchone()[0]),
     )
+
+
+def _epoch_hex(conn: sqlite3.Connection) -> str | None:
+    try:
+        return schema.epoch(conn).hex()
+    except sqlite3.Error:  # a database of an agent before schema 3 (no identity table)
+        return None
 
 
 @dataclass(frozen=True)

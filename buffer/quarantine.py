@@ -8,6 +8,7 @@ space (logging it) instead of failing, so a full disk never becomes a restart lo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -38,6 +39,9 @@ SPACE_WAIT_INITIAL_S = 1.0
 SPACE_WAIT_CAP_S = 30.0
 
 CORRUPT, UNREADABLE, NO_SPACE, OTHER = "corrupt", "unreadable", "no space", "other"
+_NOT_UTF8 = "Could not decode to UTF-8"
+#: how much of an error text the quarantine event carries
+MAX_REASON = 300
 
 
 class _NoSpace(Exception):
@@ -88,6 +92,9 @@ def _open_or_replace(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None
     for attempt in range(OPEN_ATTEMPTS):
         try:
             return _open_verified(path), None
+        except schema.GARBAGE_ERRORS as exc:
+            reason = _describe(exc)  # error text or content that is not UTF-8: garbage in the file
+            break
         except sqlite3.DatabaseError as exc:
             kind = classify(exc, path.parent)
             if kind == NO_SPACE:
@@ -98,25 +105,62 @@ def _open_or_replace(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None
             if kind == CORRUPT or attempt == OPEN_ATTEMPTS - 1:
                 break
             time.sleep(0.1)  # a read error may be transient: look again before giving up
+    return _replace(path, reason)
+
+
+def replace_corrupt(path: Path, reason: str) -> tuple[sqlite3.Connection, HealthEvent]:
+    """Quarantine a database found corrupt while running (every connection to it closed) and
+    start a fresh one; StorageError when that cannot be done."""
+    try:
+        return _replace(path, reason)
+    except _NoSpace as exc:
+        raise StorageError(f"cannot start a fresh buffer {path}: disk full: {exc}") from exc
+
+
+def is_corruption(exc: BaseException, folder: Path) -> bool:
+    """Whether an error while running means the file is corrupt (not busy, full or failing I/O)."""
+    if isinstance(exc, schema.GARBAGE_ERRORS):
+        return True
+    return isinstance(exc, sqlite3.DatabaseError) and classify(exc, folder) == CORRUPT
+
+
+def _replace(path: Path, reason: str) -> tuple[sqlite3.Connection, HealthEvent]:
+    """Move the corrupt database aside and create a fresh one with a new epoch."""
+    old_epoch = epoch_of(path)
     try:
         moved = quarantine(path)
     except OSError as exc:
         if not _no_space(path.parent):
             raise StorageError(f"cannot move the corrupt buffer {path} aside: {exc}") from exc
         raise _NoSpace(str(exc)) from exc
-    detail = f"corrupt database moved to {moved}: {reason}"
-    log.warning(
-        "buffer: corrupt database quarantined, starting a fresh one", moved_to=str(moved), error=reason
-    )
-    event = HealthEvent(int(time.time() * 1000), "buffer", "buffer.quarantined", detail)
     try:
         conn = schema.connect(path)
         schema.create(conn)
+        new_epoch = schema.epoch(conn)
     except sqlite3.Error as exc:
         if classify(exc, path.parent) == NO_SPACE:
-            raise _NoSpace(str(exc), event) from exc
+            raise _NoSpace(str(exc), _quarantined(moved, reason, old_epoch, None)) from exc
         raise StorageError(f"cannot create a fresh buffer {path}: {exc}") from exc
-    return conn, event
+    return conn, _quarantined(moved, reason, old_epoch, new_epoch)
+
+
+def _quarantined(moved: Path, reason: str, old: bytes | None, new: bytes | None) -> HealthEvent:
+    """Log the move and make the event the backend gets: which file, why, the old and the new epoch."""
+    log.warning(
+        "buffer: corrupt database quarantined, starting a fresh one", moved_to=str(moved), error=reason
+    )
+    detail = {
+        "moved_to": str(moved),
+        "file": moved.name,
+        "reason": reason[:MAX_REASON],
+        "old_epoch": None if old is None else old.hex(),
+        "epoch": None if new is None else new.hex(),
+    }
+    return HealthEvent(int(time.time() * 1000), "buffer", "buffer.quarantined", json.dumps(detail))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _open_verified(path: Path) -> sqlite3.Connection:
@@ -127,6 +171,7 @@ def _open_verified(path: Path) -> sqlite3.Connection:
             problems = "; ".join(str(row[0]) for row in rows[:3])
             raise _Corrupt(f"quick_check: {problems}")
         schema.create(conn)
+        schema.validate(conn)
     except BaseException:
         conn.close()
         raise
@@ -137,10 +182,24 @@ class _Corrupt(sqlite3.DatabaseError):
     """quick_check answered with something else than ok."""
 
 
+def epoch_of(path: Path) -> bytes | None:
+    """The epoch of a database that failed to open, when it can still be read (read-only); else None."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
+        try:
+            return schema.epoch(conn)
+        finally:
+            conn.close()
+    except (sqlite3.Error, *schema.GARBAGE_ERRORS):
+        return None
+
+
 def classify(exc: sqlite3.Error, folder: Path) -> str:
     """What an error at open means: CORRUPT, UNREADABLE (retry, then quarantine), NO_SPACE or OTHER."""
-    if isinstance(exc, _Corrupt):
+    if isinstance(exc, _Corrupt | schema.CorruptContent):
         return CORRUPT
+    if str(exc).startswith(_NOT_UTF8):
+        return CORRUPT  # sqlite3's own error for a TEXT value that is not UTF-8
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         text = str(exc)
@@ -175,6 +234,7 @@ def quarantine(path: Path) -> Path:
     target = folder / f"{stamp}.db"
     with contextlib.suppress(FileNotFoundError):
         os.replace(path, target)
+        _restrict(target)
     for suffix in _SIDE_FILES:
         side = Path(f"{path}{suffix}")
         if suffix == "-shm":
@@ -183,4 +243,11 @@ def quarantine(path: Path) -> Path:
             continue
         with contextlib.suppress(FileNotFoundError):
             os.replace(side, Path(f"{target}{suffix}"))
+            _restrict(Path(f"{target}{suffix}"))
     return target
+
+
+def _restrict(moved: Path) -> None:
+    """A quarantined file holds readings: 0640 like the live database (files of old versions were 0644)."""
+    with contextlib.suppress(OSError):
+        moved.chmod(schema.FILE_MODE)

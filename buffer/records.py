@@ -117,6 +117,8 @@ class OutboxEntry:
     blob: bytes
     readings: int
     created_ms: int
+    #: the epoch of the database it was read from (acknowledge it with this: docs/buffer.md, "Epoch")
+    epoch: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from buffer import batching, schema, windowstate
 from buffer.batching import SeriesNames, StalePending, Token
-from buffer.quarantine import open_checked
+from buffer.quarantine import is_corruption, open_checked, replace_corrupt
 from buffer.records import (
     BatchedReadings,
     OutboxEntry,
@@ -49,9 +49,13 @@ class Store:
         self.options = options
         self._tally = Tally()
         self._lock = threading.Lock()
+        #: held while a corrupt database is replaced: submit() never reaches a writer that stopped
+        self._swap = threading.Lock()
         self._conn = conn  # batching connection, guarded by _lock
         self._names = SeriesNames()
         self._closed = False
+        #: this database's 16 random bytes: every batch sealed from it carries them (batch identity)
+        self.epoch = schema.epoch(conn)
         self._tally.pending = _count_pending(conn)
         self._tally.outbox_rows = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         self._tally.used_bytes = schema.used_bytes(conn)
@@ -81,11 +85,13 @@ class Store:
 
     def submit(self, readings: Sequence[Reading]) -> None:
         """Queue readings for the next group commit; non-blocking, thread-safe."""
-        self._writer.submit(readings)
+        with self._swap:
+            self._writer.submit(readings)
 
     def submit_event(self, event: HealthEvent) -> None:
         """Queue a health event for the next group commit; non-blocking, thread-safe."""
-        self._writer.submit_event(event)
+        with self._swap:
+            self._writer.submit_event(event)
 
     async def flush(self) -> None:
         """Return once everything submitted before the call is committed (or raise StorageError)."""
@@ -198,17 +204,24 @@ class Store:
 
     def undelivered(self, *, after_seq: int | None = None, limit: int = 100) -> list[OutboxEntry]:
         """Outbox rows waiting for acknowledgement, in seq order."""
-        return self._call(lambda c: batching.undelivered(c, after_seq, limit))
+        return self._call(lambda c: batching.undelivered(c, after_seq, limit, self.epoch))
 
-    def mark_delivered(self, seq: int) -> None:
-        """The backend acknowledged batch `seq`: delete it (idempotent)."""
+    def mark_delivered(self, seq: int, epoch: bytes | None = None) -> None:
+        """The backend acknowledged batch `seq` (of `epoch`, when given): delete it (idempotent).
+
+        A batch of a database quarantined meanwhile (another epoch) is not this database's `seq`.
+        """
+        if epoch is not None and epoch != self.epoch:
+            return
         readings = self._call(lambda c: batching.deliver(c, seq))
         if readings is not None:
             self._tally.add(delivered=readings, outbox_rows=-1)
 
-    def reject_batch(self, seq: int) -> int | None:
+    def reject_batch(self, seq: int, epoch: bytes | None = None) -> int | None:
         """The backend refused batch `seq` for good: drop it, recording its readings as gaps
         (reason rejected_by_backend) that travel in the next batch; its readings, None if gone."""
+        if epoch is not None and epoch != self.epoch:
+            return None  # a batch of a database quarantined meanwhile: not this database's `seq`
         eviction = self._call(lambda c: batching.reject(c, seq))
         if eviction is None:
             return None
@@ -242,14 +255,26 @@ class Store:
         )
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the batching connection; a corrupt file is quarantined and StorageError raised."""
+        if self._writer.corrupt is not None:
+            self._recover(self._writer.corrupt)
+        try:
+            return self._call_once(work)
+        except _CorruptWhileRunning as exc:
+            self._recover(str(exc))
+            raise StorageError(f"buffer: {exc}; quarantined, going on with a fresh database") from None
+
+    def _call_once(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._connection() as conn:
             try:
                 return work(conn)
             except StorageError:
                 raise
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, *schema.GARBAGE_ERRORS) as exc:
                 self._tally.add(errors=1, last_error=f"{type(exc).__name__}: {exc}")
-                if not is_full(exc):
+                if is_corruption(exc, self.path.parent):
+                    raise _CorruptWhileRunning(f"{type(exc).__name__}: {exc}") from exc
+                if not isinstance(exc, sqlite3.Error) or not is_full(exc):
                     raise StorageError(f"buffer: {exc}") from exc
             # a full filesystem: give the WAL's space back once and try again
             with contextlib.suppress(sqlite3.Error):
@@ -259,12 +284,37 @@ class Store:
             except sqlite3.Error as exc:
                 raise StorageError(f"buffer: {exc}") from exc
 
+    def _recover(self, reason: str) -> None:
+        """The file turned out corrupt while running: move it aside, go on with a fresh database.
+
+        What the writer had queued moves to the new writer; what the old file held stays in the
+        quarantined copy, and the "buffer.quarantined" event (old and new epoch) tells the backend.
+        """
+        with self._swap, self._lock:
+            if self._closed:
+                return
+            readings, events, gaps = self._writer.hand_over()
+            self._writer.close_connection()
+            self._conn.close()
+            self._conn, event = replace_corrupt(self.path, reason)
+            self.epoch = schema.epoch(self._conn)
+            self._names = SeriesNames()
+            self._tally.set(pending=0, outbox_rows=0, used_bytes=schema.used_bytes(self._conn))
+            self._tally.add(quarantined=1)
+            self._writer = Writer(self.path, schema.connect(self.path), self.options, self._tally)
+            self._writer.take_over(readings, [*events, event], gaps)
+            self._writer.start()
+
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._closed:
                 raise StorageError("the buffer is closed")
             yield self._conn
+
+
+class _CorruptWhileRunning(Exception):
+    """The database file is corrupt (found by a read or a commit after open)."""
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

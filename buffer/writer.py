@@ -20,6 +20,7 @@ import numpy as np
 
 from buffer import chunk, quota, schema
 from buffer.condition import StorageCondition
+from buffer.quarantine import is_corruption
 from buffer.quota import GapBook
 from buffer.records import GapRecord, SeriesKey, StoreOptions
 from buffer.tally import Tally
@@ -90,6 +91,9 @@ class Writer:
         self._processed = 0  # items committed or recorded as gaps
         self._waiters: list[tuple[int, Waiter]] = []
         self._stopping = False
+        self._handing_over = False
+        #: set (by the writer thread) when a commit failed because the file is corrupt
+        self.corrupt: str | None = None
         self._gaps = GapBook()
         self._series: dict[SeriesKey, int] = {}
         self._load_series()
@@ -147,6 +151,34 @@ class Writer:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def hand_over(self) -> tuple[list[Reading], list[HealthEvent], list[GapRecord]]:
+        """Stop without committing (the file is corrupt): what is queued, for the next writer.
+
+        Flushes waiting for these items fail: their readings now wait in another writer.
+        """
+        with self._cond:
+            self._handing_over = self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+        with self._cond:
+            readings = [r for part in self._queue for r in part]
+            self._queue.clear()
+            self._queued = 0
+            events, self._events = self._events, []
+            waiters, self._waiters = self._waiters, []
+        error = StorageError("the buffer was quarantined while running; queued readings moved to a fresh one")
+        for _, waiter in waiters:
+            waiter(error)
+        return readings, events, self._gaps.take()
+
+    def take_over(self, readings: list[Reading], events: list[HealthEvent], gaps: list[GapRecord]) -> None:
+        """Queue what another writer handed over (before start())."""
+        self.submit(readings)
+        for event in events:
+            self.submit_event(event)
+        self._gaps.restore(gaps)
+
     @property
     def queued(self) -> int:
         """Readings waiting for a commit."""
@@ -166,6 +198,9 @@ class Writer:
         delay = 0.0
         while True:
             group, stop = self._next_group(delay)
+            if self._handing_over:
+                self._requeue(group)  # for the writer of the fresh database, not this corrupt one
+                return
             ok = self._commit(group)
             delay = 0.0 if ok else min(RETRY_CAP_S, max(RETRY_INITIAL_S, delay * 2))
             if ok:
@@ -303,6 +338,8 @@ class Writer:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _failed(self, group: _Group, exc: BaseException) -> None:
+        if is_corruption(exc, self._path.parent):
+            self.corrupt = f"{type(exc).__name__}: {exc}"  # the store quarantines the file
         self._tally.add(errors=1, last_error=f"{type(exc).__name__}: {exc}")
         self._condition.failed("storage error", exc)
         self._requeue(group)

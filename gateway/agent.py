@@ -20,7 +20,9 @@ from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.model import HealthEvent, Quality, Reading
+from gateway.plausibility import Plausibility
 from gateway.sensors import SeriesCatalog, build_drivers
+from gateway.statelock import StateLock
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
 from gateway.windowing import Windowing, policies_of
@@ -36,8 +38,9 @@ SHUTDOWN_SEND_GRACE_S = 1.5
 class StoreSink:
     """Where drivers push: straight into the store's group-commit queue (non-blocking)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, plausibility: Plausibility | None = None) -> None:
         self._store = store
+        self.plausibility = plausibility or Plausibility()
         self.readings: Counter[str] = Counter()
         self.events = 0
         #: cleared while the wall clock is not synchronised: readings are then flagged CLOCK_UNSYNCED
@@ -45,7 +48,8 @@ class StoreSink:
         self.unsynced_readings = 0
 
     def reading(self, reading: Reading) -> None:
-        """Queue one reading for the next group commit."""
+        """Queue one reading for the next group commit (flagged when implausible or taken on a bad clock)."""
+        reading = self.plausibility.check(reading)
         if not self.clock_synchronised:
             r = reading
             reading = Reading(
@@ -86,6 +90,11 @@ class Agent:
         private_key = await asyncio.to_thread(keys.load_private_key, config.key_file)
         kid = wire.kid_for(private_key.public_key())
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        with StateLock.acquire(config.state_dir):  # before the buffer and the control socket are touched
+            await self._run_locked(private_key, kid)
+
+    async def _run_locked(self, private_key: Any, kid: bytes) -> None:
+        config = self.config
         options = StoreOptions(
             commit_interval_s=config.buffer.commit_interval_s,
             max_rows_per_commit=config.buffer.max_rows_per_commit,
@@ -104,7 +113,8 @@ class Agent:
     async def _run_with(self, store: Store, private_key: Any, kid: bytes) -> None:
         config = self.config
         sealed = asyncio.Event()
-        self._sink = sink = StoreSink(store)
+        limits = {sensor.id: sensor.limits for sensor in config.sensors if sensor.limits}
+        self._sink = sink = StoreSink(store, Plausibility(limits))
         if config.clock.check == "kernel":
             self._clock = ClockWatch(step_threshold_ms=config.clock.step_threshold_ms)
             self._observe_clock(sink)  # before the drivers start: their first readings are judged too
@@ -182,6 +192,7 @@ class Agent:
         return {
             "gateway_id": self.config.gateway_id,
             "produced": dict(self._sink.readings) if self._sink else {},
+            "out_of_range": dict(self._sink.plausibility.out_of_range) if self._sink else {},
             "store": self._store.statistics() if self._store else None,
             "batcher": self._batcher.statistics() if self._batcher else None,
             "uplink": self._uplink.statistics() if self._uplink else None,

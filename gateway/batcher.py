@@ -206,6 +206,7 @@ class Batcher:
         return wire.encode_batch(
             gateway_id=self._gateway_id,
             seq=seq,
+            epoch=self._store.epoch,
             created_ms=self._clock(),
             series=[self._declare(*key) for key in table.keys],
             readings=readings,

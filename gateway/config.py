@@ -144,6 +144,24 @@ class SensorBase(_Strict):
     )
     windows: WindowConfig | None = None
 
+    limits: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description=(
+            "quantity -> [low, high]: physical limits replacing the default (gateway/plausibility.py);"
+            " a value outside is stored flagged OUT_OF_RANGE"
+        ),
+    )
+
+    @field_validator("limits")
+    @classmethod
+    def _ordered_limits(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for quantity, (low, high) in value.items():
+            if not low < high:
+                raise ValueError(
+                    f"limits of {quantity!r} must be [low, high] with low < high, got {[low, high]}"
+                )
+        return value
+
     @field_validator("resolution")
     @classmethod
     def _positive_steps(cls, value: dict[str, float]) -> dict[str, float]:

@@ -11,6 +11,10 @@ class ConfigError(GatewayError):
     """A configuration file or value is invalid."""
 
 
+class AgentRunning(ConfigError):
+    """Another agent holds the state directory: like a bad configuration, restarting cannot help (exit 2)."""
+
+
 class DeviceError(GatewayError):
     """A bus or device could not be opened, read or written (unplugged, timeout, I/O error)."""
 

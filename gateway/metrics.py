@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 #: parts of the status keyed by a name: the name becomes this label
-_NAMED = {"produced": "sensor", "drivers": "driver"}
+_NAMED = {"produced": "sensor", "out_of_range": "sensor", "drivers": "driver"}
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 

@@ -20,6 +20,8 @@ class Quality(enum.IntFlag):
     DEVICE_WARNING = 8
     #: the value was clamped, saturated or otherwise estimated by the device
     ESTIMATED = 16
+    #: outside the physical limits of its quantity (gateway/plausibility.py): kept, left out of windows
+    OUT_OF_RANGE = 32
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,7 @@ class Windowing:
             rows = np.flatnonzero(in_clock[series])
             if not len(rows):
                 continue
-            invalid = (quality[rows] & int(Quality.INVALID)) != 0
+            invalid = (quality[rows] & int(Quality.INVALID | Quality.OUT_OF_RANGE)) != 0
             values = np.where(invalid, np.nan, value[rows])
             too_late = windower.add(ids[series[rows]], ts_ms[rows], values, arrived_ms=arrived_ms)
             late[rows[too_late]] = True

@@ -24,6 +24,7 @@ import structlog
 from drivers.base import Sink
 from drivers.lora import gwmp
 from drivers.lora.codecs import PayloadCodec
+from drivers.lora.junklog import JunkLog
 from drivers.lora.lorawan.devices import DeviceProfile
 from drivers.lora.lorawan.join import JOIN_ACCEPT_DELAY1_US, JOIN_ACCEPT_DELAY2_US, JoinAnswer
 from drivers.lora.lorawan.network import LorawanNetwork, Uplink
@@ -68,6 +69,10 @@ class ForwarderStatistics:
     tx_ack_failed: int
     #: downlinks sent with a limitation (SX1302 `warn`, e.g. lower TX power); also in tx_ack_ok
     tx_ack_warnings: int
+    #: TX_ACKs whose body is not GWMP JSON (not in tx_ack_ok/failed)
+    tx_ack_junk: int
+    #: datagrams whose handling failed on a bug (counted and logged quietly instead of raising)
+    handler_errors: int
     forwarders: int
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -97,6 +102,7 @@ class PacketForwarderServer:
         self._on_packet = on_packet
         self._network = LorawanNetwork([d.profile for d in devices], NetworkState(), dedup_window_s, net_id)
         self._counts: Counter[str] = Counter()
+        self._junk = JunkLog("lorawan.junk")
         self._downlink_addr: dict[int, tuple[tuple[Any, ...], int]] = {}
         self._tx_tokens: dict[int, str] = {}
         self._transport: asyncio.DatagramTransport | None = None
@@ -121,6 +127,8 @@ class PacketForwarderServer:
             tx_ack_ok=c["tx_ack_ok"],
             tx_ack_failed=c["tx_ack_failed"],
             tx_ack_warnings=c["tx_ack_warnings"],
+            tx_ack_junk=c["tx_ack_junk"],
+            handler_errors=c["handler_errors"],
             forwarders=len(self._downlink_addr),
             dropped=dict(self._network.dropped),
         )
@@ -180,29 +188,37 @@ class PacketForwarderServer:
         """Handle one datagram (called by the protocol; never raises)."""
         self._counts["datagrams"] += 1
         try:
-            message = gwmp.parse_datagram(data)
+            self._handle(data, addr, sink)
         except ProtocolError as exc:
             self._counts["malformed_datagrams"] += 1
-            log.debug("lorawan.malformed_datagram", source=addr[0], error=str(exc))
-            return
+            self._junk.note("malformed_datagram", time.monotonic(), source=addr[0], error=str(exc)[:200])
+        except Exception as exc:  # a bug must cost this datagram, never the socket or a log flood
+            self._counts["handler_errors"] += 1
+            self._junk.note("handler_error", time.monotonic(), source=addr[0], error=repr(exc)[:200])
+
+    def _handle(self, data: bytes, addr: tuple[Any, ...], sink: Sink) -> None:
+        message = gwmp.parse_datagram(data)
         if isinstance(message, gwmp.PullData):
             self._counts["pull_data"] += 1
             self._downlink_addr[message.gateway_eui] = (addr, message.version)
             self._send(gwmp.pull_ack(message.version, message.token), addr)
         elif isinstance(message, gwmp.TxAck):
-            self._tx_ack(message)
+            self._tx_ack(message, addr)
         else:
             self._send(gwmp.push_ack(message.version, message.token), addr)
-            self._push_data(message, sink)
+            self._push_data(message, sink, addr)
 
-    def _push_data(self, message: gwmp.PushData, sink: Sink) -> None:
+    def _push_data(self, message: gwmp.PushData, sink: Sink, addr: tuple[Any, ...]) -> None:
         self._counts["push_data"] += 1
+        now = time.monotonic()
         if message.body_error is not None:
             self._counts["malformed_datagrams"] += 1
+            self._junk.note("malformed_push_data", now, source=addr[0], error=message.body_error[:200])
             return
-        self._counts["bad_rxpk"] += message.bad_rxpk
+        if message.bad_rxpk:
+            self._counts["bad_rxpk"] += message.bad_rxpk
+            self._junk.note("bad_rxpk", now, source=addr[0], packets=message.bad_rxpk)
         wall_ms = time.time_ns() // 1_000_000
-        now = time.monotonic()
         for rx in message.rxpk:
             self._counts["rxpk"] += 1
             if self._on_packet is not None:
@@ -236,16 +252,27 @@ class PacketForwarderServer:
         self._send(gwmp.pull_resp(version, token, txpk), addr)
         log.info("lorawan.joined", device=answer.device_id, devaddr=f"{answer.devaddr:08x}")
 
-    def _tx_ack(self, message: gwmp.TxAck) -> None:
+    def _tx_ack(self, message: gwmp.TxAck, addr: tuple[Any, ...]) -> None:
         device = self._tx_tokens.pop(message.token, None)
+        now = time.monotonic()
+        if message.error == "MALFORMED":  # junk: counted and logged quietly, never one WARNING each
+            self._counts["tx_ack_junk"] += 1
+            self._junk.note("tx_ack_malformed", now, source=addr[0], token=message.token)
+            return
+        if device is None:  # for no downlink waiting here: sent before a restart, or forged
+            self._junk.note(
+                "tx_ack_unknown_token", now, source=addr[0], token=message.token, error=message.error
+            )
         if message.ok:
             self._counts["tx_ack_ok"] += 1
             if message.warning is not None:
                 self._counts["tx_ack_warnings"] += 1
-                log.info("lorawan.downlink_limited", device=device, warning=message.warning)
+                if device is not None:
+                    log.info("lorawan.downlink_limited", device=device, warning=message.warning)
         else:
             self._counts["tx_ack_failed"] += 1
-            log.warning("lorawan.downlink_refused", device=device, error=message.error)
+            if device is not None:
+                log.warning("lorawan.downlink_refused", device=device, error=message.error)
 
     def _emit(self, uplink: Uplink, sink: Sink) -> None:
         device = self._devices[uplink.device_id]

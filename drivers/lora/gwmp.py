@@ -4,7 +4,10 @@ Layout from Semtech's packet_forwarder PROTOCOL.TXT (protocol versions 1 and 2) 
 HAL's additions (`tmms`, `rssis`, `foff`, `rsig`): a 4-byte header (version, 2-byte token,
 identifier), an 8-byte gateway EUI for upstream messages, then a JSON object.
 `parse_datagram` raises only ProtocolError; a PUSH_DATA with a broken JSON body still parses
-(it must be acknowledged) and says what was wrong in `body_error`.
+(it must be acknowledged) and says what was wrong in `body_error`. Bodies are bounded before
+json.loads sees them: nesting deeper than MAX_DEPTH (Python's json recurses once per level, and
+a 64 KB datagram of brackets raised RecursionError, issue 13) or a datagram longer than
+MAX_DATAGRAM is refused like any other malformed body.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import binascii
 import enum
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +28,48 @@ SUPPORTED_VERSIONS = frozenset({1, 2})
 _HEADER = struct.Struct(">BHB")
 _UPSTREAM = struct.Struct(">BHBQ")
 _INT_LIMIT = 1 << 63  # no GWMP field needs more; JSON integers have no bound
+#: the deepest GWMP JSON is {"rxpk": [{"rsig": [{...}]}]}, 4 levels; 8 leaves room for extensions
+MAX_DEPTH = 8
+#: the largest UDP payload over IPv4; Semtech's forwarders send at most a few KB per PUSH_DATA
+MAX_DATAGRAM = 65_507
+#: where the nesting depth can change: a bracket, or a string (whose brackets do not count)
+_STRUCTURE = re.compile(rb'[\[\]{}"]')
+#: the rest of a JSON string after its opening quote; possessive, so a scan is linear in its length
+_STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*+"', re.DOTALL)
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether `body` nests brackets deeper than MAX_DEPTH; linear in its length."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:  # most bodies stop here
+        return False
+    depth, at = 0, 0
+    while (found := _STRUCTURE.search(body, at)) is not None:
+        at = found.end()
+        char = found.group()
+        if char == b'"':
+            rest = _STRING_REST.match(body, at)
+            if rest is None:
+                return False  # unterminated: json.loads refuses it at this depth
+            at = rest.end()
+        elif char in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+            if depth <= 0:
+                return False  # the document ends here: json.loads refuses anything after it
+    return False
+
+
+def _loads(body: bytes) -> Any:
+    """json.loads of a bounded body: ValueError (like any malformed JSON) when it nests too deep."""
+    if _too_deep(body):
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(body.decode())  # str: skips json's encoding detection on the hot path
+    except RecursionError:  # cannot happen after _too_deep; kept so that it never escapes if it did
+        raise ValueError("JSON nested too deep") from None
 
 
 class Identifier(enum.IntEnum):
@@ -128,6 +174,8 @@ class TxPacket:
 
 def parse_datagram(data: bytes) -> Upstream:
     """Read one datagram sent by a packet forwarder."""
+    if len(data) > MAX_DATAGRAM:
+        raise ProtocolError(f"datagram too long ({len(data)} bytes)")
     if len(data) < 4:
         raise ProtocolError(f"datagram too short ({len(data)} bytes)")
     version, token, ident = _HEADER.unpack_from(data)
@@ -151,7 +199,7 @@ def _tx_ack_status(body: bytes) -> tuple[str | None, str | None]:
     if not body.strip(b"\x00 \n"):
         return None, None
     try:
-        status = json.loads(body.rstrip(b"\x00"))["txpk_ack"]
+        status = _loads(body.rstrip(b"\x00"))["txpk_ack"]
         if not isinstance(status, dict):
             raise TypeError
     except (ValueError, KeyError, TypeError):
@@ -165,8 +213,8 @@ def _tx_ack_status(body: bytes) -> tuple[str | None, str | None]:
 
 def _push_data(version: int, token: int, eui: int, body: bytes) -> PushData:
     try:
-        obj = json.loads(body.decode())  # str: skips json's encoding detection on the hot path
-    except ValueError as exc:  # UnicodeDecodeError included
+        obj = _loads(body)
+    except ValueError as exc:  # UnicodeDecodeError and too deep included
         return PushData(version, token, eui, body_error=f"JSON: {exc}")
     if not isinstance(obj, dict):
         return PushData(version, token, eui, body_error="JSON body is not an object")
@@ -348,7 +396,7 @@ def parse_downstream(data: bytes) -> tuple[int, int, Identifier, dict[str, Any] 
     body = None
     if ident == Identifier.PULL_RESP:
         try:
-            body = json.loads(data[4:])
+            body = _loads(data[4:])
         except ValueError as exc:
             raise ProtocolError(f"PULL_RESP JSON: {exc}") from None
     return version, token, Identifier(ident), body

@@ -23,7 +23,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from buffer import inspection
+from buffer import inspection, schema
 from gateway.errors import StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,8 +80,9 @@ def _opened(state_dir: Path | None, config_file: Path | None) -> Iterator[sqlite
         raise SystemExit(EXIT_UNREADABLE) from None
     try:
         yield conn
-    except sqlite3.Error as exc:
-        click.echo(f"error: cannot read the buffer: {exc}", err=True)
+    except (sqlite3.Error, *schema.GARBAGE_ERRORS) as exc:
+        # a corrupt file: one line, never a traceback (the agent quarantines it at its next start)
+        click.echo(f"error: cannot read the buffer: {type(exc).__name__}: {exc}", err=True)
         raise SystemExit(EXIT_UNREADABLE) from None
     finally:
         conn.close()

@@ -61,7 +61,7 @@ class Delivery:
 
     async def acknowledged(self, entry: OutboxEntry) -> None:
         """The backend (or the broker) has batch `entry`: delete it from the outbox."""
-        await asyncio.to_thread(self._store.mark_delivered, entry.seq)
+        await asyncio.to_thread(self._store.mark_delivered, entry.seq, entry.epoch or None)
         self._acked += 1
         self._readings += entry.readings
         self._last_seq = entry.seq
@@ -70,7 +70,7 @@ class Delivery:
 
     async def refused(self, entry: OutboxEntry, why: str) -> None:
         """The backend refuses batch `entry` for good: the outbox gives it up as gap records."""
-        await asyncio.to_thread(self._store.reject_batch, entry.seq)
+        await asyncio.to_thread(self._store.reject_batch, entry.seq, entry.epoch or None)
         self._rejected += 1
         log.error("batch refused by the backend, dropped as gaps", seq=entry.seq, why=why)
 

@@ -43,6 +43,7 @@ def test_stats_json_counts_what_the_buffer_holds(running: Store, tmp_path: Path)
     assert stats["readings"] == 35 and stats["pending"] == 25
     assert stats["outbox_rows"] == 1 and stats["outbox_readings"] == 10
     assert stats["next_seq"] == 2 and stats["oldest_pending_ms"] == 1010
+    assert stats["epoch"] == running.epoch.hex()  # a technician sees which database's seqs these are
 
 
 def test_recent_newest_first_and_by_sensor(running: Store, tmp_path: Path) -> None:

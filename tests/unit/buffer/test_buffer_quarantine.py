@@ -217,3 +217,69 @@ def test_a_write_error_with_space_left_is_refused_not_quarantined(tmp_path: Path
     failing.left = 0  # the card is replaced, or the filesystem remounted read-write
     with Store.open(db, FAST) as store:
         assert store.statistics().pending == 100
+
+
+def unparsable_schema(db: Path) -> None:
+    """The chunk table's CREATE statement ends in bytes that are not UTF-8: SQLite's error text then is not either."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA writable_schema=ON")
+        conn.execute(
+            "UPDATE sqlite_master SET sql = CAST(? AS TEXT) WHERE name = 'chunk'",
+            (b"CREATE TABLE chunk \xff\xfe",),
+        )
+
+
+def test_an_error_text_that_is_not_utf8_is_a_quarantine_and_one_line_in_the_cli(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    healthy(db, count=300)
+    epoch = sqlite3.connect(db).execute("SELECT value FROM identity").fetchone()[0]
+    unparsable_schema(db)
+    result = CliRunner().invoke(group, ["status", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 3
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert result.output.startswith("error: cannot read buffer")
+    with Store.open(db, FAST) as store:
+        assert store.statistics().quarantined == 1
+        assert store.epoch != epoch
+        store.submit([Reading("a", "t", 1, 2.5, "C")])
+        store.flush_blocking(5)
+        pending = store.pending()
+        assert pending is not None and pending.value.tolist() == [2.5]
+    (event,) = pending.events
+    detail = json.loads(event.detail)
+    assert "UnicodeDecodeError" in detail["reason"]
+    assert (detail["old_epoch"], detail["epoch"]) == (None, store.epoch.hex())  # its schema cannot be read
+    assert (tmp_path / "quarantine" / detail["file"]).exists()
+
+
+def test_corruption_found_while_running_is_quarantined_and_ingest_goes_on(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    with Store.open(db, StoreOptions(commit_interval_s=3600)) as store:
+        first_epoch = store.epoch
+        store.submit([Reading("a", "t", 1, 1.0, "C")])
+        store.flush_blocking(5)
+        with sqlite3.connect(db) as other:  # garbage behind the running store's back (bit rot in a name)
+            other.execute("UPDATE series SET sensor = CAST(? AS TEXT)", (b"\xff\xfe",))
+        store.submit([Reading("b", "t", 2, 2.0, "C")])  # queued, not committed yet
+        with pytest.raises(StorageError, match="quarantined"):
+            store.pending()
+        store.submit([Reading("c", "t", 3, 3.0, "C")])
+        store.flush_blocking(5)
+        pending = store.pending()
+        assert pending is not None
+        assert sorted(zip([k[0] for k in pending.series_keys], pending.value.tolist(), strict=True)) == [
+            ("b", 2.0),
+            ("c", 3.0),
+        ]  # what was queued moved over; "a" stays in the quarantined file
+        (event,) = pending.events
+        detail = json.loads(event.detail)
+        assert (detail["old_epoch"], detail["epoch"]) == (first_epoch.hex(), store.epoch.hex())
+        assert store.statistics().quarantined == 1
+        store.seal_batch(store.next_seq(), b"x", pending)
+        (entry,) = store.undelivered()
+        assert entry.seq == 1 and entry.epoch == store.epoch
+        store.mark_delivered(1, first_epoch)  # an acknowledgement for the old database's seq 1
+        assert len(store.undelivered()) == 1  # does not delete the new database's seq 1
+        store.mark_delivered(1, store.epoch)
+        assert store.undelivered() == []
+    assert len(list((tmp_path / "quarantine").glob("*.db"))) == 1

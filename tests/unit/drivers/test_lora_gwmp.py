@@ -252,3 +252,22 @@ def test_server_counts_tx_acks_sent_refused_and_limited() -> None:
         1,
         0,
     )
+
+
+@pytest.mark.parametrize("depth", [9, 1_000, 30_000])
+def test_nesting_deeper_than_the_bound_is_a_malformed_body_never_a_recursion_error(depth: int) -> None:
+    nested = b"[" * depth + b"]" * depth
+    push = gwmp.parse_datagram(HEADER + b'{"rxpk":' + nested + b"}")
+    assert isinstance(push, gwmp.PushData) and push.body_error is not None and "nested" in push.body_error
+    ack = gwmp.parse_datagram(HEADER[:3] + b"\x05" + HEADER[4:] + b'{"txpk_ack":' + nested + b"}")
+    assert isinstance(ack, gwmp.TxAck) and ack.error == "MALFORMED"
+    with pytest.raises(ProtocolError):
+        gwmp.parse_downstream(bytes([2, 0, 0, gwmp.Identifier.PULL_RESP]) + nested)
+
+
+def test_brackets_inside_strings_do_not_count_and_an_oversized_datagram_is_refused() -> None:
+    body = b'{"rxpk":[],"stat":{"desc":"[[[[[[[[[[[[{{{{{{{{\\"]]]"}}'
+    push = gwmp.parse_datagram(HEADER + body)
+    assert isinstance(push, gwmp.PushData) and push.body_error is None and push.stat is not None
+    with pytest.raises(ProtocolError, match="too long"):
+        gwmp.parse_datagram(HEADER + b" " * gwmp.MAX_DATAGRAM)
