@@ -283,3 +283,32 @@ def test_corruption_found_while_running_is_quarantined_and_ingest_goes_on(tmp_pa
         store.mark_delivered(1, store.epoch)
         assert store.undelivered() == []
     assert len(list((tmp_path / "quarantine").glob("*.db"))) == 1
+
+
+def test_a_group_commit_that_finds_the_file_corrupt_leads_to_a_quarantine_keeping_the_queue(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "buffer.db"
+    with Store.open(db, FAST) as store:
+        for k in range(20):
+            store.submit([Reading(f"s{i % 3}", "t", k * 1000 + i, float(i), "C") for i in range(200)])
+            store.flush_blocking(5)
+        with sqlite3.connect(db) as other:
+            other.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the pages in the main file, caches reset
+        with open(db, "r+b") as f:  # the chunk table's root page overwritten behind the store's back
+            f.seek((root_page(db, "chunk") - 1) * 1024)
+            f.write(b"\xff" * 1024)
+        store.submit([Reading("x", "t", 10**9, 1.0, "C")])
+        with pytest.raises(StorageError, match="malformed"):
+            store.flush_blocking(5)  # the commit fails: the file is corrupt
+        store.pending()  # the next batching call quarantines it
+        store.flush_blocking(5)
+        pending = store.pending()
+    assert pending is not None and pending.series_keys == (("x", "t", "C"),)  # the queued reading
+    assert [e.kind for e in pending.events] == ["buffer.quarantined"]
+    assert store.statistics().quarantined == 1
+
+
+def root_page(db: Path, table: str) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return int(conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0])
