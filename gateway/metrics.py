@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 #: parts of the status keyed by a name: the name becomes this label
-_NAMED = {"produced": "sensor", "drivers": "driver"}
+_NAMED = {"produced": "sensor", "drivers": "driver", "sensors": "sensor", "lora": "sensor"}
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -74,6 +74,18 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def unreachable(reason: str) -> str:
+    """The metrics file when the agent cannot be read: down, and why (`config` or `agent`)."""
+    return (
+        "# HELP gateway_agent_up Whether the agent answered on its control socket.\n"
+        "# TYPE gateway_agent_up gauge\n"
+        "gateway_agent_up 0\n"
+        "# HELP gateway_metrics_error Why the agent could not be read (config: its file; agent: its socket).\n"
+        "# TYPE gateway_metrics_error gauge\n"
+        f'gateway_metrics_error{{reason="{_escape(reason)}"}} 1\n'
+    )
 
 
 def _escape(text: str) -> str:

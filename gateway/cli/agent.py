@@ -9,13 +9,11 @@ from pathlib import Path
 
 import click
 
+from gateway.cli.configfile import EXIT_CONFIG, chosen, config_option, load_or_exit
 from gateway.config import GatewayConfig, load_config
 from gateway.control import query_status
 from gateway.errors import ConfigError, GatewayError, first_leaf
 from gateway.logs import configure_logging
-
-#: exit status for an invalid configuration (systemd's RestartPreventExitStatus uses it)
-EXIT_CONFIG = 2
 
 
 @click.group(name="config")
@@ -52,19 +50,20 @@ def config_schema() -> None:
 
 
 @click.command(name="run")
-@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path, dir_okay=False))
-def run_command(config_file: Path) -> None:
+@config_option
+def run_command(config_file: Path | None) -> None:
     """Run the agent until SIGTERM/SIGINT."""
     from gateway.agent import Agent  # the agent pulls in every driver: only load it when running
 
+    path = chosen(config_file)
     try:
-        config = load_config(config_file)
+        config = load_config(path)
     except ConfigError as exc:
-        click.echo(f"{config_file}: invalid configuration\n{exc}", err=True)
+        click.echo(f"{path}: invalid configuration\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)
     configure_logging(config.logging.level, config.logging.format)
     try:
-        asyncio.run(Agent(config).run())
+        asyncio.run(Agent(config, path.resolve()).run())
     except Exception as exc:
         error = first_leaf(exc)
         if isinstance(error, ConfigError):
@@ -77,15 +76,15 @@ def run_command(config_file: Path) -> None:
 
 
 @click.command(name="status")
-@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="print the raw JSON status")
-def status_command(config_file: Path, as_json: bool) -> None:
-    """Show what the running agent is doing (asks its control socket)."""
-    config = load_config(config_file)
+def status_command(config_file: Path | None, as_json: bool) -> None:
+    """Show what the running agent is doing: sensors, uplink, buffer, clock (asks its control socket)."""
+    config = load_or_exit(config_file)
     try:
         status = asyncio.run(query_status(config.state_dir / "control.sock"))
     except GatewayError as exc:
-        click.echo(str(exc), err=True)
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(status))
@@ -96,28 +95,33 @@ def status_command(config_file: Path, as_json: bool) -> None:
 
 
 @click.command(name="metrics")
-@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="write here atomically (node_exporter's textfile directory) instead of printing",
 )
-def metrics_command(config_file: Path, out: Path | None) -> None:
+def metrics_command(config_file: Path | None, out: Path | None) -> None:
     """The running agent's counters in Prometheus text format (gateway_agent_up 0 when it is down)."""
-    from gateway.metrics import render
+    from gateway.metrics import render, unreachable
 
-    config = load_config(config_file)
     try:
+        config = load_or_exit(config_file)
         status = asyncio.run(query_status(config.state_dir / "control.sock"))
         text = render(status) + "gateway_agent_up 1\n"
+        failed: int | None = None
+    except SystemExit as exc:  # the configuration: said on stderr already
+        text, failed = unreachable("config"), int(exc.code or 1)
     except GatewayError as exc:
-        click.echo(str(exc), err=True)
-        if out is None:
-            sys.exit(1)
-        text = "gateway_agent_up 0\n"  # the file still says so: a stale file would look healthy
+        click.echo(f"error: {exc}", err=True)
+        text, failed = unreachable("agent"), 1
     if out is None:
-        click.echo(text, nl=False)
-        return
+        if failed is None:
+            click.echo(text, nl=False)
+        sys.exit(failed or 0)
+    # the file always says what is known now: a stale file would look healthy
     temporary = out.with_name(f".{out.name}.tmp")
     temporary.write_text(text)
     temporary.replace(out)
+    # an agent that is down is what the file reports (the timer succeeds); a broken config is not
+    sys.exit(failed if failed == EXIT_CONFIG else 0)
