@@ -222,7 +222,7 @@ class AgentOperations:
                 kind=RegisterKind(arguments["kind"]),
                 address=int(arguments["address"]),
                 count=int(arguments.get("count", 1)),
-                timeout_s=min(float(arguments.get("timeout_s", 1.0)), MAX_BUS_TIMEOUT_S),
+                timeout_s=min(float(arguments.get("answer_timeout_s", 1.0)), MAX_BUS_TIMEOUT_S),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise RequestFailed("bad_request", f"modbus_read needs unit, kind, address: {exc}") from None

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,9 +19,10 @@ from drivers.serial import PROTOCOLS, codec_for, poller_for
 from drivers.serial.codec import Codec, Sample
 from drivers.serial.config import PollingOptions, RegexField, RegexOptions, SerialSection
 from drivers.serial.driver import wall_clock_ms
-from drivers.serial.ports import unstable_name_advice
+from drivers.serial.ports import BY_ID, unstable_name_advice
 from drivers.serial.transport import SerialLine
 from gateway.errors import DeviceError, ProtocolError
+from gateway.health import quality_names
 
 _PRINTABLE = frozenset(string.printable.encode()) - frozenset(b"\t\n\r\x0b\x0c")
 
@@ -81,26 +83,63 @@ def probe_command(
     """Open PORT and print decoded readings as they arrive (protocol errors go to stderr)."""
     section = _section(port, protocol, baud, pattern, query)
     _note_port_name(port)
+    tally = _Tally()
     try:
-        got = asyncio.run(_probe(section, count, timeout_s, as_json))
+        asyncio.run(_probe(section, count, timeout_s, as_json, tally))
     except KeyboardInterrupt:
         return
     except DeviceError as exc:
-        raise click.ClickException(f"{exc} (is the agent running on this port?)") from None
-    if timeout_s and count and got < count:
-        raise click.ClickException(f"only {got} of {count} readings within {timeout_s} s")
+        raise click.ClickException(open_failure_hint(port, str(exc))) from None
+    if timeout_s and count and tally.shown < count:
+        message = f"only {tally.shown} of {count} readings within {timeout_s:g} s"
+        if tally.bytes and not tally.shown:
+            message += (
+                f"; {tally.bytes} bytes arrived but no {protocol} frame: another protocol or baud rate?"
+                f" (gateway serial sniff {port} --baud {baud} shows them)"
+            )
+        elif not tally.bytes:
+            message += "; nothing arrived at all (wiring, power, or a sensor that must be polled: --query)"
+        raise click.ClickException(message)
+
+
+def open_failure_hint(port: str, error: str) -> str:
+    """What a technician can do when PORT does not open: plug it in, or go through the agent that holds it."""
+    if not Path(port).exists():
+        return f"{port} does not exist: is the adapter plugged in? (ls -l {BY_ID}/)"
+    if "lock" in error or "busy" in error.lower():
+        holder = _configured_sensor(port)
+        via = f"gateway watch {holder}" if holder else "gateway watch SENSOR"
+        return f"{port} is held by another process, normally the running agent: watch it through the agent: {via}"
+    return error
+
+
+def _configured_sensor(port: str) -> str | None:
+    """The sensor of the installed configuration on `port`, if that file is readable."""
+    from gateway.cli.configfile import default_config
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    try:
+        config = load_config(default_config())
+    except ConfigError:
+        return None
+    for sensor in config.sensors:
+        section = getattr(sensor, "serial", None) or getattr(sensor, "lora_modem", None)
+        if section is not None and str(getattr(section, "port", "")) == port:
+            return sensor.id
+    return None
 
 
 @dataclass
 class _Tally:
     shown: int = 0
+    bytes: int = 0
 
 
-async def _probe(section: SerialSection, count: int, timeout_s: float, as_json: bool) -> int:
+async def _probe(section: SerialSection, count: int, timeout_s: float, as_json: bool, tally: _Tally) -> int:
     line = await SerialLine.open(section)
     codec = codec_for(section)
     poller = poller_for(section)
-    tally = _Tally()
     try:
         async with asyncio.timeout(timeout_s or None):
             try:
@@ -122,6 +161,7 @@ async def _print_readings(line: SerialLine, codec: Codec, count: int, as_json: b
     while not count or tally.shown < count:
         data = await line.read()
         ts_ms = wall_clock_ms()
+        tally.bytes += len(data)
         codec.feed(data)
         for event in codec.events():
             if isinstance(event, ProtocolError):
@@ -140,7 +180,7 @@ def _print_reading(ts_ms: int, quantity: str, value: float, unit: str, quality: 
         record: dict[str, Any] = {"ts_ms": ts_ms, "quantity": quantity, "value": value, "unit": unit}
         click.echo(json.dumps(record))
     else:
-        flag = f"  quality={quality}" if quality else ""
+        flag = f"  [{', '.join(quality_names(quality))}]" if quality else ""
         click.echo(f"{_clock(ts_ms)}  {quantity:<24} {value:>12g} {unit}{flag}")
     sys.stdout.flush()
 
@@ -159,7 +199,7 @@ def sniff_command(port: str, baud: int, duration_s: float, as_json: bool) -> Non
     except KeyboardInterrupt:
         return
     except DeviceError as exc:
-        raise click.ClickException(f"{exc} (is the agent running on this port?)") from None
+        raise click.ClickException(open_failure_hint(port, str(exc))) from None
 
 
 async def _sniff(section: SerialSection, duration_s: float, as_json: bool) -> None:

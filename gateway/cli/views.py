@@ -60,27 +60,30 @@ def _values(last: Mapping[str, Mapping[str, Any]], limit: int = 3) -> str:
 
 def sensor_table(sensors: Mapping[str, Mapping[str, Any]], now_ms: int) -> Table:
     """One row per configured sensor: state, last reading and values, rate, errors, why stale."""
-    table = Table(
-        "sensor", "state", "last reading", "values", "/min", "errors", "last error", title="sensors"
-    )
+    table = Table(title="sensors")
+    table.add_column("sensor", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("last reading", no_wrap=True)
+    table.add_column("/min", justify="right")
+    table.add_column("errors", justify="right")
+    table.add_column("values / last error")
     for sensor, view in sensors.items():
         style = _STATE_STYLE.get(view["state"], "")
-        error = view.get("last_error")
-        error_text = (
-            "-" if error is None else f"{clock_time(error['ts_ms'])} {error['kind']}: {error['detail']}"
-        )
-        state = f"[{style}]{view['state']}[/{style}]"
         table.add_row(
             sensor,
-            state,
+            f"[{style}]{view['state']}[/{style}]",
             ago(view["last_reading_ms"], now_ms),
-            _values(view.get("last", {})),
             f"{view['readings_per_min']:g}",
             str(view["errors"]),
-            error_text[:60],
+            _values(view.get("last", {})),
         )
+        error = view.get("last_error")
+        if error is not None:
+            table.add_row(
+                "", "", "", "", "", f"{clock_time(error['ts_ms'])} {error['kind']}: {error['detail']}"
+            )
         if view.get("reason"):
-            table.add_row("", f"[{style}]↳ {view['reason']}[/{style}]", "", "", "", "", "")
+            table.add_row("", "", "", "", "", f"[{style}]↳ {view['reason']}[/{style}]")
     return table
 
 
@@ -177,9 +180,15 @@ def modbus_table(drivers: Mapping[str, Any]) -> Table | None:
     return table if rows else None
 
 
+def _console() -> Console:
+    """A terminal's own width; 140 columns when piped (rich would squeeze the tables into 80)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
 def render_status(status: dict[str, Any], console: Console | None = None) -> None:
     """Print the status of a running agent as tables."""
-    console = console or Console()
+    console = console or _console()
     now_ms = time.time_ns() // 1_000_000
     agent = status.get("agent") or {}
     console.print(
@@ -218,7 +227,7 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
 
 def render_selftest(result: Mapping[str, Any], console: Console | None = None) -> None:
     """The selftest as a table with a closing verdict."""
-    console = console or Console()
+    console = console or _console()
     table = Table("check", "result", "detail", title=f"selftest ({result.get('mode', 'agent')})")
     for check in result["checks"]:
         verdict = "[green]pass[/green]" if check["passed"] else "[bold red]FAIL[/bold red]"
