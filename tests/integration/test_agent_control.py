@@ -1,0 +1,289 @@
+"""Technicians and the running agent: status, watch, flush, selftest and a Modbus read through its socket.
+
+One agent runs for the module, with real parts: an SDS011 simulator on a pty, a second SDS011 on a pty
+this test writes itself (silent until a test makes it talk), two Modbus RTU slaves on a pty, and a real
+Mosquitto. Every command is run as a child process, as a technician would run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import Processes, wait_until
+
+from drivers.serial import sds011
+from gateway import keys, tomlwriter
+from gateway.control import query_status, request
+from gateway.errors import GatewayError
+from hil.broker import Mosquitto, free_port
+
+
+@dataclass
+class Rig:
+    """The running agent and what it talks to."""
+
+    config: Path
+    state: Path
+    broker: Mosquitto
+    processes: Processes
+    quiet_master: int
+
+    def gateway(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+        """`gateway ARGS --config <the agent's config>` as a child process."""
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", *args, "--config", str(self.config)],
+            capture_output=True, text=True, timeout=timeout_s,
+        )  # fmt: skip
+
+    def status(self) -> dict[str, object]:
+        try:
+            return asyncio.run(query_status(self.state / "control.sock", timeout_s=2.0))
+        except GatewayError:
+            return {}
+
+    def sensor(self, sensor: str) -> dict[str, object]:
+        sensors = self.status().get("sensors") or {}
+        assert isinstance(sensors, dict)
+        view: dict[str, object] = sensors.get(sensor, {})
+        return view
+
+
+class QuietSensor:
+    """An SDS011 on a pty whose frames this test writes: silent until `talk`, silent again after `hush`."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def talk(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def hush(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _write(self) -> None:
+        while not self._stop.wait(0.2):
+            os.write(self.master, sds011.data_frame(5.0, 8.0))
+
+
+def _config(tmp_path: Path, port: int, dust: Path, quiet: Path, rtu: Path) -> Path:
+    private, _public = keys.generate_keypair(tmp_path / "keys")
+    serial = {"baud": 9600, "protocol": "sds011"}
+    modbus = {"port": str(rtu), "baud": 19200, "poll_interval_s": 0.2, "timeout_s": 0.5}
+    config = {
+        "gateway_id": "gw-ctl",
+        "key_file": str(private),
+        "state_dir": str(tmp_path / "state"),
+        "batching": {"slice_s": 1.0},
+        "buffer": {"commit_interval_s": 0.2},
+        "clock": {"check": "off"},  # CI machines rarely run NTP: the clock check has its own unit test
+        "uplink": {"mqtt": {"host": "127.0.0.1", "port": port}, "ack_timeout_s": 3.0},
+        "logging": {"format": "json", "level": "debug"},
+        "sensors": [
+            {"id": "dust-1", "driver": "serial", "stale_after_s": 5, "resolution": {"pm2_5": 0.1},
+             "serial": {"port": str(dust), **serial}},
+            {"id": "quiet-1", "driver": "serial", "stale_after_s": 2, "serial": {"port": str(quiet), **serial}},
+            {"id": "meter-1", "driver": "modbus", "stale_after_s": 10,
+             "modbus": {"unit": 1, "profile": "sdm630", **modbus}},
+            {"id": "level-1", "driver": "modbus", "stale_after_s": 10,
+             "modbus": {"unit": 4, "profile": "radar_level", **modbus}},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "agent.toml"
+    path.write_text(tomlwriter.dumps(config))
+    return path
+
+
+def _ready(process: subprocess.Popen[str]) -> None:
+    """Simulators print one JSON line once their port exists."""
+    assert process.stdout is not None
+    assert json.loads(process.stdout.readline())
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    tmp_path = tmp_path_factory.mktemp("control")
+    processes = Processes(tmp_path)
+    port = free_port()
+    broker = Mosquitto(tmp_path / "broker", port=port)
+    broker.start()
+    master, slave = os.openpty()
+    quiet = tmp_path / "ttyQUIET"
+    quiet.symlink_to(os.ttyname(slave))
+    dust, rtu = tmp_path / "ttyDUST", tmp_path / "ttyRTU"
+    try:
+        _ready(
+            processes.start("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5", pipe=True)
+        )
+        slaves = ("--slave", "1:sdm630", "--slave", "4:radar_level")
+        _ready(processes.start("modbus", "-m", "hil.sims.modbus_slave", "--rtu", str(rtu), "--baud", "19200",
+                               *slaves, pipe=True))  # fmt: skip
+        config = _config(tmp_path, port, dust, quiet, rtu)
+        processes.start("agent", "-m", "gateway", "run", "--config", str(config))
+        rig = Rig(config, tmp_path / "state", broker, processes, master)
+        wait_until(lambda: rig.sensor("dust-1").get("state") == "ok", 30, "dust-1 delivering")
+        wait_until(lambda: rig.sensor("level-1").get("state") == "ok", 30, "the Modbus slaves delivering")
+        yield rig
+    finally:
+        processes.stop_all()
+        broker.stop()
+        os.close(master)
+        os.close(slave)
+
+
+def _sensor_rows(table: str, sensor: str) -> str:
+    """The table's row of `sensor` and the continuation rows under it."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.search(rf"│ {re.escape(sensor)}\s", line))
+    rows = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("│  "):
+            break
+        rows.append(line)
+    return "\n".join(rows)
+
+
+def test_the_status_table_shows_a_silent_sensor_as_stale_with_the_reason(rig: Rig) -> None:
+    wait_until(lambda: rig.sensor("quiet-1").get("state") == "stale", 20, "quiet-1 stale")
+    result = rig.gateway("status")
+    assert result.returncode == 0, result.stderr
+    quiet = _sensor_rows(result.stdout, "quiet-1")
+    assert "stale" in quiet and "no reading for" in quiet and "stale after 2 s" in quiet
+    dust = _sensor_rows(result.stdout, "dust-1")
+    assert " ok " in dust and "pm2_5=" in dust
+    assert re.search(r"level-1 .*alive", result.stdout), "the Modbus breaker state"
+    assert "kid " in result.stdout and str(rig.config) in result.stdout
+
+
+def test_watch_streams_one_sensor_while_the_agent_keeps_delivering_upstream(rig: Rig) -> None:
+    before = rig.status()["uplink"]
+    assert isinstance(before, dict)
+    result = rig.gateway("watch", "dust-1", "--json", "--count", "12")
+    assert result.returncode == 0, result.stderr
+    readings = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(readings) == 12
+    assert {r["sensor"] for r in readings} == {"dust-1"}
+    assert {r["quantity"] for r in readings} == {"pm2_5", "pm10"}
+    timestamps = [r["ts_ms"] for r in readings]
+    assert timestamps == sorted(timestamps)
+
+    def acked_more() -> bool:
+        uplink = rig.status()["uplink"]
+        return isinstance(uplink, dict) and uplink["readings_acked"] > before["readings_acked"]
+
+    wait_until(acked_more, 15, "the agent still delivering while watched")
+    assert rig.status()["agent"]["watchers"] == 0  # type: ignore[index]
+
+
+def test_a_modbus_read_through_the_agent_is_queued_between_its_polls(rig: Rig) -> None:
+    before = rig.status()["drivers"]
+    sock = rig.state / "control.sock"
+
+    async def reads() -> list[list[int]]:
+        answers = []
+        for _ in range(15):
+            # holding 1..5 of the radar: distance, hole, level, hole, installation height (5.00 m = 500)
+            answer = await request(sock, "modbus_read", timeout_s=10, sensor="level-1", unit=4,
+                                   kind="holding", address=1, count=5)  # fmt: skip
+            answers.append(answer["words"])
+        return answers
+
+    answers = asyncio.run(reads())
+    assert all(len(words) == 5 and words[4] == 500 for words in answers), answers
+    after = rig.status()["drivers"]
+    bus = next(name for name in after if name.startswith("modbus:"))  # type: ignore[union-attr]
+    slaves_before = {s["sensor"]: s for s in before[bus]["slaves"]}  # type: ignore[index]
+    for slave in after[bus]["slaves"]:  # type: ignore[index]
+        assert slave["polls_failed"] == 0, slave
+        assert slave["polls_ok"] > slaves_before[slave["sensor"]]["polls_ok"], "polling went on"
+    # and the CLI's way to it
+    cli = rig.gateway("modbus", "read", "--via-agent", "--serial", str(rig.config.parent / "ttyRTU"),
+                      "--unit", "4", "--kind", "holding", "--address", "5", "--json")  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == {"address": 5, "value": 500}
+
+
+def test_a_direct_modbus_read_on_the_agents_port_offers_the_way_through_it(rig: Rig) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "modbus", "read", "--serial", str(rig.config.parent / "ttyRTU"),
+         "--baud", "19200", "--unit", "4", "--kind", "holding", "--address", "5"],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "GATEWAY_CONFIG": str(rig.config)},
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert "--via-agent" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_selftest_fails_on_a_silent_sensor_and_passes_once_it_talks(rig: Rig) -> None:
+    wait_until(lambda: rig.sensor("quiet-1").get("state") == "stale", 20, "quiet-1 stale")
+    failing = rig.gateway("selftest", "--json")
+    assert failing.returncode == 1, failing.stderr
+    lines = [json.loads(line) for line in failing.stdout.splitlines()]
+    verdicts = {line["check"]: line["passed"] for line in lines[:-1]}
+    assert verdicts["sensor quiet-1"] is False
+    assert verdicts["sensor dust-1"] and verdicts["uplink"] and verdicts["key"] and verdicts["disk"]
+    assert lines[-1]["failed"] == ["sensor quiet-1"]
+    quiet = QuietSensor(rig.quiet_master)
+    quiet.talk()
+    try:
+        wait_until(lambda: rig.sensor("quiet-1").get("state") == "ok", 20, "quiet-1 talking")
+        passing = rig.gateway("selftest")
+        assert passing.returncode == 0, passing.stdout + passing.stderr
+        assert "all" in passing.stdout and "checks passed" in passing.stdout
+    finally:
+        quiet.hush()
+
+
+def test_a_one_megabyte_request_line_is_refused_and_the_agent_answers_on(rig: Rig) -> None:
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(10)
+        client.connect(str(rig.state / "control.sock"))
+        try:
+            client.sendall(b'{"request": "status", "pad": "' + b"x" * (1 << 20) + b'"}\n')
+        except BrokenPipeError:
+            pass  # the agent may close before the whole line is sent
+        answer = client.makefile("rb").readline()
+    assert json.loads(answer)["error"]["code"] == "too_long"
+    assert rig.status().get("gateway_id") == "gw-ctl"
+    assert "Traceback" not in rig.processes.log("agent")
+
+
+def test_flush_reconnects_the_uplink_now_instead_of_after_its_backoff(rig: Rig) -> None:
+    """Last in the module: it stops and restarts the broker."""
+    rig.broker.stop()
+    log_lines = lambda: rig.processes.log("agent").splitlines()  # noqa: E731
+
+    def long_backoff() -> float:
+        for line in reversed(log_lines()):
+            if '"task": "uplink"' in line and "retry_in_s" in line:
+                delay = float(json.loads(line)["retry_in_s"])
+                return delay if delay >= 8.0 else 0.0
+        return 0.0
+
+    delay = wait_until(long_backoff, 30, "the uplink backing off for 8 s or more")
+    waiting_since = len(log_lines())
+    rig.broker.start()
+    result = rig.gateway("flush", "--wait", "3", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["reconnecting"] is True and answer["drained"] is True
+    # drained within the 3 s of --wait, when the supervisor would have waited `delay` (>= 8 s): the
+    # broker's start and this command's own start-up take well under the 5 s in between
+    assert delay >= 8.0
+    connected = [line for line in log_lines()[waiting_since:] if "uplink connected" in line]
+    assert connected, "the uplink reconnected"
