@@ -105,6 +105,8 @@ class PacketForwarderServer:
         self._wake = asyncio.Event()
         self.bound: tuple[str, int] | None = None
         self._recent: dict[str, deque[dict[str, Any]]] = {}
+        #: set once the UDP socket is bound (`gateway lorawan listen` says "listening" only then)
+        self.listening = asyncio.Event()
 
     def statistics(self) -> ForwarderStatistics:
         """A snapshot of the counters."""
@@ -145,6 +147,7 @@ class PacketForwarderServer:
             raise DeviceError(f"{self.name}: cannot bind UDP socket: {exc.strerror}") from None
         self._transport = transport
         self.bound = transport.get_extra_info("sockname")[:2]
+        self.listening.set()
         log.info("lorawan.listening", address=f"{self.bound[0]}:{self.bound[1]}", devices=len(self._devices))
         try:
             await self._serve(sink)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import click
 
 from gateway.cli.configfile import config_option, load_or_exit
-from gateway.cli.views import clock_time
+from gateway.cli.views import clock_time, shown_value
 from gateway.config import GatewayConfig
 from gateway.control import AgentUnreachable, RequestFailed, request, subscribe
 from gateway.errors import GatewayError
@@ -26,21 +25,6 @@ EXIT_FAILED = 1
 
 def _socket(config: GatewayConfig) -> Path:
     return config.state_dir / "control.sock"
-
-
-def decimals_of(step: float | None) -> int | None:
-    """Digits after the point a value with resolution `step` has (0.1 -> 1, 5 -> 0); None: not declared."""
-    if step is None or step <= 0:
-        return None
-    return max(0, -math.floor(math.log10(step) + 1e-9))
-
-
-def shown_value(value: float, step: float | None) -> str:
-    """A value as a technician reads it: at the sensor's declared resolution, else 6 significant digits."""
-    digits = decimals_of(step)
-    if digits is None or math.isnan(value):
-        return f"{value:.6g}"
-    return f"{round(value / step) * step:.{digits}f}" if step else f"{value:.6g}"
 
 
 def _reading_line(reading: dict[str, Any], config: GatewayConfig) -> str:

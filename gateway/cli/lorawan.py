@@ -137,6 +137,15 @@ async def _listen(host: str, port: int, as_json: bool, count: int | None) -> Non
     server = PacketForwarderServer(host, port, [], on_packet=on_packet)
     async with asyncio.TaskGroup() as tasks:
         serving = tasks.create_task(server.run(_NoSink()))
+        bound = tasks.create_task(server.listening.wait())
+        await asyncio.wait(
+            (bound, serving), return_when=asyncio.FIRST_COMPLETED
+        )  # a bind failure ends serving
+        if server.bound is not None and not as_json:
+            bound_host, bound_port = server.bound
+            click.echo(
+                f"listening for packet forwarders on {bound_host}:{bound_port} (Ctrl-C stops)", err=True
+            )
         await enough.wait()
         serving.cancel()
 
@@ -153,8 +162,6 @@ def listen_command(host: str, port: int, count: int | None, as_json: bool) -> No
     forwarder at another port).
     """
     configure_logging("warning", stream=sys.stderr)  # stdout carries only the packet lines
-    if not as_json:
-        click.echo(f"listening for packet forwarders on {host}:{port} (Ctrl-C stops)", err=True)
     try:
         asyncio.run(_listen(host, port, as_json, count))
     except KeyboardInterrupt:

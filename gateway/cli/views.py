@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -37,6 +38,21 @@ def duration(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600} h {s % 3600 // 60:02d} min"
     return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def decimals_of(step: float | None) -> int | None:
+    """Digits after the point a value with resolution `step` has (0.1 -> 1, 5 -> 0); None: not declared."""
+    if step is None or step <= 0:
+        return None
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def shown_value(value: float, step: float | None) -> str:
+    """A value as a technician reads it: at the sensor's declared resolution, else 6 significant digits."""
+    digits = decimals_of(step)
+    if digits is None or math.isnan(value):
+        return f"{value:.6g}"
+    return f"{round(value / step) * step:.{digits}f}" if step else f"{value:.6g}"
 
 
 def size(n: int | None) -> str:
