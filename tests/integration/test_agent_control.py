@@ -287,3 +287,51 @@ def test_flush_reconnects_the_uplink_now_instead_of_after_its_backoff(rig: Rig) 
     assert delay >= 8.0
     connected = [line for line in log_lines()[waiting_since:] if "uplink connected" in line]
     assert connected, "the uplink reconnected"
+
+
+def test_selftest_with_the_agent_stopped_runs_the_drivers_itself(
+    tmp_path: Path, processes: Processes
+) -> None:
+    port = free_port()
+    dust, silent = tmp_path / "ttyDUST", tmp_path / "ttySILENT"
+    _ready(processes.start("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5", pipe=True))
+    master, slave = os.openpty()
+    silent.symlink_to(os.ttyname(slave))
+    private, _ = keys.generate_keypair(tmp_path / "keys")
+    serial = {"baud": 9600, "protocol": "sds011"}
+    config = tmp_path / "agent.toml"
+    config.write_text(tomlwriter.dumps({
+        "gateway_id": "gw-off", "key_file": str(private), "state_dir": str(tmp_path / "state"),
+        "clock": {"check": "off"}, "uplink": {"mqtt": {"host": "127.0.0.1", "port": port}, "ack_timeout_s": 3.0},
+        "sensors": [
+            {"id": "dust-1", "driver": "serial", "serial": {"port": str(dust), **serial}},
+            {"id": "silent-1", "driver": "serial", "serial": {"port": str(silent), **serial}},
+        ],
+    }))  # fmt: skip
+    gateway = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "selftest",
+        "--config",
+        str(config),
+        "--json",
+        "--timeout",
+        "3",
+    ]
+    try:
+        with Mosquitto(tmp_path / "broker", port=port):
+            result = subprocess.run(gateway, capture_output=True, text=True, timeout=60, check=False)
+            assert result.returncode == 1, result.stderr
+            lines = [json.loads(line) for line in result.stdout.splitlines()]
+            summary = lines[-1]
+            assert summary["mode"] == "agent stopped" and summary["failed"] == ["sensor silent-1"]
+            verdicts = {line["check"]: line for line in lines[:-1]}
+            assert verdicts["sensor dust-1"]["passed"] and verdicts["uplink"]["passed"]
+            assert "no reading within 3 s" in verdicts["sensor silent-1"]["detail"]
+        no_broker = subprocess.run(gateway, capture_output=True, text=True, timeout=60, check=False)
+        uplink = next(json.loads(line) for line in no_broker.stdout.splitlines() if '"uplink"' in line)
+        assert uplink["passed"] is False and "cannot connect" in uplink["detail"]
+    finally:
+        os.close(master)
+        os.close(slave)
