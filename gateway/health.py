@@ -75,6 +75,7 @@ class SensorHealth:
         recent = sum(1 for t in self.arrivals if now - t <= RATE_WINDOW_S)
         return {
             "state": state,
+            "stale": state == "stale",
             "reason": reason,
             "stale_after_s": self.stale_after_s,
             "silent_s": round(silent_s, 1),

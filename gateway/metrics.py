@@ -44,6 +44,14 @@ def _samples(status: Mapping[str, Any]) -> Iterator[Sample]:
         if part in _NAMED and isinstance(value, Mapping):
             label = _NAMED[part]
             for name, inner in value.items():
+                if part == "sensors" and isinstance(inner, Mapping):
+                    # per-quantity last values would make one metric name per quantity: left to `status`
+                    yield from _walk(
+                        f"gateway_{part}",
+                        {k: v for k, v in inner.items() if k != "last"},
+                        ((label, str(name)),),
+                    )
+                    continue
                 yield from _walk(f"gateway_{part}", inner, ((label, str(name)),))
         elif part == "tasks" and isinstance(value, list):
             for task in value:
