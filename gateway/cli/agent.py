@@ -30,6 +30,9 @@ def config_check(file: Path | None, as_json: bool) -> None:
 
     configure_logging("warning", stream=sys.stderr)  # drivers' advice must not mix into --json
     path = chosen(file)
+    if file is None and not path.exists():
+        click.echo(f"{path} does not exist: give FILE or set GATEWAY_CONFIG", err=True)
+        sys.exit(EXIT_CONFIG)
     config, problems = check_file(path)
     if as_json:
         errors = [{"where": p.where, "message": p.message} for p in problems]
