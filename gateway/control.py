@@ -161,6 +161,9 @@ class ControlServer:
                 writer.write(_line(reply))
         except RequestFailed as exc:
             writer.write(error_line(exc.code, str(exc)))
+        except GatewayError as exc:  # a part of the agent failed (the buffer, a bus): say so, serve on
+            log.warning("control request failed", error=str(exc))
+            writer.write(error_line("failed", str(exc)))
         await writer.drain()
         return True
 

@@ -34,7 +34,16 @@ class LastValue:
     ts_ms: int
     value: float
     unit: str
-    quality: list[str]
+    quality: int
+
+    def as_json(self) -> dict[str, Any]:
+        """With the quality flags by name."""
+        return {
+            "ts_ms": self.ts_ms,
+            "value": self.value,
+            "unit": self.unit,
+            "quality": quality_names(self.quality),
+        }
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class SensorHealth:
             "readings": self.readings,
             "readings_per_min": round(recent * 60.0 / RATE_WINDOW_S, 1),
             "last_reading_ms": self.last_reading_ms,
-            "last": {q: v.__dict__ for q, v in sorted(self.last.items())},
+            "last": {q: v.as_json() for q, v in sorted(self.last.items())},
             "errors": self.errors,
             "last_error": None if self.last_error is None else self.last_error.__dict__,
         }
@@ -112,7 +121,7 @@ class SensorBoard:
         health.arrivals.append(now)
         health.last_reading_ms = reading.ts_ms
         health.last[reading.quantity] = LastValue(
-            reading.ts_ms, reading.value, reading.unit, quality_names(reading.quality)
+            reading.ts_ms, reading.value, reading.unit, int(reading.quality)
         )
 
     def event(self, event: HealthEvent) -> None:

@@ -205,9 +205,11 @@ class ModbusBus:
         self._one_off_ready.clear()
         napping = asyncio.ensure_future(self._sleep(delay))
         woken = asyncio.ensure_future(self._one_off_ready.wait())
-        await asyncio.wait((napping, woken), return_when=asyncio.FIRST_COMPLETED)
-        for task in (napping, woken):
-            task.cancel()
+        try:
+            await asyncio.wait((napping, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the bus is cancelled meanwhile: nothing is left pending
+            for task in (napping, woken):
+                task.cancel()
         return bool(self._one_off)
 
     async def _serve_one_offs(self) -> None:
