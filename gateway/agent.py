@@ -40,10 +40,12 @@ SHUTDOWN_SEND_GRACE_S = 1.5
 class StoreSink:
     """Where drivers push: straight into the store's group-commit queue (non-blocking)."""
 
-    def __init__(self, store: Store, board: SensorBoard, monotonic: Any = time.monotonic) -> None:
+    def __init__(
+        self, store: Store, board: SensorBoard | None = None, monotonic: Any = time.monotonic
+    ) -> None:
         self._store = store
         #: per-sensor health for `gateway status`, and the live feed `gateway watch` reads
-        self.board = board
+        self.board = board if board is not None else SensorBoard({}, monotonic())
         self.feed = ReadingFeed()
         self._monotonic = monotonic
         self.readings: Counter[str] = Counter()
