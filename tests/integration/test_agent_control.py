@@ -250,6 +250,18 @@ def test_the_last_uplinks_of_a_lorawan_device_come_from_the_agent_holding_the_ud
     assert taken.returncode == 2 and "no sensor 'nobody'" in taken.stderr
 
 
+def test_serial_probe_on_the_agents_port_points_to_the_agent_and_reads_through_it(rig: Rig) -> None:
+    dust = str(rig.config.parent / "ttyDUST")
+    held = rig.gateway("serial", "probe", dust, "--protocol", "sds011", "--count", "1")
+    assert held.returncode == 1
+    assert f"held by another process, normally the running agent: read it through the agent: " \
+           f"gateway serial probe {dust} --via-agent (or gateway watch dust-1)" in held.stderr  # fmt: skip
+    through = rig.gateway("serial", "probe", dust, "--via-agent", "--count", "4", "--json")
+    assert through.returncode == 0, through.stderr
+    readings = [json.loads(line) for line in through.stdout.splitlines()]
+    assert len(readings) == 4 and {r["quantity"] for r in readings} <= {"pm2_5", "pm10"}
+
+
 def test_a_direct_modbus_read_on_the_agents_port_offers_the_way_through_it(rig: Rig) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "modbus", "read", "--serial", str(rig.config.parent / "ttyRTU"),
