@@ -40,6 +40,8 @@ class Rig:
     broker: Mosquitto
     processes: Processes
     quiet_master: int
+    #: HOST:PORT of the Modbus TCP slave
+    tcp: str
 
     def gateway(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
         """`gateway ARGS --config <the agent's config>` as a child process."""
@@ -92,7 +94,7 @@ LORA_DEVICE = {
 }  # fmt: skip
 
 
-def _config(tmp_path: Path, port: int, dust: Path, quiet: Path, rtu: Path, lora_port: int) -> Path:
+def _config(tmp_path: Path, port: int, dust: Path, quiet: Path, rtu: Path, lora_port: int, tcp: str) -> Path:
     private, _public = keys.generate_keypair(tmp_path / "keys")
     serial = {"baud": 9600, "protocol": "sds011"}
     modbus = {"port": str(rtu), "baud": 19200, "poll_interval_s": 0.2, "timeout_s": 0.5}
@@ -113,6 +115,9 @@ def _config(tmp_path: Path, port: int, dust: Path, quiet: Path, rtu: Path, lora_
              "modbus": {"unit": 1, "profile": "sdm630", **modbus}},
             {"id": "level-1", "driver": "modbus", "stale_after_s": 10,
              "modbus": {"unit": 4, "profile": "radar_level", **modbus}},
+            {"id": "quay-level-1", "driver": "modbus", "stale_after_s": 10,
+             "modbus": {"host": tcp.rpartition(":")[0], "tcp_port": int(tcp.rpartition(":")[2]), "unit": 2,
+                        "profile": "radar_level", "poll_interval_s": 0.2}},
             {"id": "warnow-level-1", "driver": "lorawan", "stale_after_s": 60,
              "lorawan": {**LORA_DEVICE, "listen": f"127.0.0.1:{lora_port}"}},
         ],
@@ -122,10 +127,11 @@ def _config(tmp_path: Path, port: int, dust: Path, quiet: Path, rtu: Path, lora_
     return path
 
 
-def _ready(process: subprocess.Popen[str]) -> None:
-    """Simulators print one JSON line once their port exists."""
+def _ready(process: subprocess.Popen[str]) -> dict[str, object]:
+    """Simulators print one JSON line once their port exists (the Modbus one says where)."""
     assert process.stdout is not None
-    assert json.loads(process.stdout.readline())
+    ready: dict[str, object] = json.loads(process.stdout.readline())
+    return ready
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +152,14 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         slaves = ("--slave", "1:sdm630", "--slave", "4:radar_level")
         _ready(processes.start("modbus", "-m", "hil.sims.modbus_slave", "--rtu", str(rtu), "--baud", "19200",
                                *slaves, pipe=True))  # fmt: skip
+        tcp = _ready(processes.start("modbus-tcp", "-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0",
+                                     "--slave", "2:radar_level", pipe=True))["tcp"]  # fmt: skip
         lora_port = free_port()
-        config = _config(tmp_path, port, dust, quiet, rtu, lora_port)
+        config = _config(tmp_path, port, dust, quiet, rtu, lora_port, str(tcp))
         processes.start("agent", "-m", "gateway", "run", "--config", str(config))
         processes.start("forwarder", "-m", "hil.sims.packet_forwarder", "--target", f"127.0.0.1:{lora_port}",
                         "--uplinks", "100000", "--interval", "0.2")  # fmt: skip
-        rig = Rig(config, tmp_path / "state", broker, processes, master)
+        rig = Rig(config, tmp_path / "state", broker, processes, master, str(tcp))
         wait_until(lambda: rig.sensor("dust-1").get("state") == "ok", 30, "dust-1 delivering")
         wait_until(lambda: rig.sensor("level-1").get("state") == "ok", 30, "the Modbus slaves delivering")
         wait_until(lambda: rig.sensor("warnow-level-1").get("state") == "ok", 30, "the LoRaWAN device heard")
@@ -233,6 +241,13 @@ def test_a_modbus_read_through_the_agent_is_queued_between_its_polls(rig: Rig) -
                       "--unit", "4", "--kind", "holding", "--address", "5", "--json")  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout) == {"address": 5, "value": 500}
+    over_tcp = rig.gateway("modbus", "read", "--via-agent", "--tcp", rig.tcp, "--unit", "2", "--kind", "holding",
+                           "--address", "1", "--count", "5", "--json")  # fmt: skip
+    assert over_tcp.returncode == 0, over_tcp.stderr
+    assert [json.loads(line)["value"] for line in over_tcp.stdout.splitlines()][4] == 500
+    silent = rig.gateway("modbus", "read", "--via-agent", "--tcp", rig.tcp, "--unit", "9", "--kind", "holding",
+                         "--address", "1", "--timeout", "0.3")  # fmt: skip
+    assert silent.returncode == 2 and "no answer from unit 9 at address 1" in silent.stderr
 
 
 def test_the_last_uplinks_of_a_lorawan_device_come_from_the_agent_holding_the_udp_port(rig: Rig) -> None:
