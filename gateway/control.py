@@ -299,6 +299,7 @@ async def subscribe(path: Path, name: str, timeout_s: float = 2.0, **arguments: 
             if item.get("end"):
                 return
             yield item
+    raise AgentUnreachable(f"the agent at {path} ended the stream: did it stop?")
 
 
 async def query_status(path: Path, timeout_s: float = 2.0) -> dict[str, Any]:
