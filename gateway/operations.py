@@ -171,17 +171,22 @@ class AgentOperations:
         device = arguments.get("device")
         if device is None:
             return {"uplinks": recent}
+        if not isinstance(device, str):
+            raise RequestFailed("bad_request", "device is a sensor id")
         if device not in {s.id for s in self.parts.config.sensors}:
             raise RequestFailed("not_found", f"no sensor {device!r} in the configuration")
         return {"uplinks": {device: recent.get(device, [])}}
 
     async def flush(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Seal what is committed now, reconnect a failed uplink now, wait up to `wait_s` for the backlog."""
+        try:
+            wait_s = max(0.0, min(float(arguments.get("wait_s", 0)), MAX_FLUSH_WAIT_S))
+        except (TypeError, ValueError):
+            raise RequestFailed("bad_request", "wait_s is a number of seconds") from None
         p = self.parts
         await p.store.flush()
         sealed = await p.batcher.seal(upto_ts_ms=None)
         reconnect = p.uplink_task.retry_now()
-        wait_s = min(float(arguments.get("wait_s", 0)), MAX_FLUSH_WAIT_S)
         drained = await self._drain(wait_s)
         return {
             "sealed_batches": sealed,
@@ -245,6 +250,8 @@ class AgentOperations:
         """The bus named by `sensor` (one of its slaves) or `endpoint` (HOST:PORT or the serial device)."""
         buses = [d for d in self.parts.drivers if isinstance(d, ModbusBus)]
         sensor, endpoint = arguments.get("sensor"), arguments.get("endpoint")
+        if not isinstance(sensor, str | None) or not isinstance(endpoint, str | None):
+            raise RequestFailed("bad_request", "sensor and endpoint are names")
         for bus in buses:
             if sensor is not None and any(s.sensor == sensor for s in bus.slaves):
                 return bus
