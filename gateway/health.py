@@ -125,12 +125,18 @@ class SensorBoard:
         )
 
     def event(self, event: HealthEvent) -> None:
-        """Note a health event naming a configured sensor (bus-level events name the bus)."""
-        health = self._sensors.get(event.source)
+        """Note a health event of a configured sensor: its own, or a bus's about one of its slaves."""
+        health = self._sensors.get(event.source) or self._slave_of(event.detail)
         if health is None or event.kind in RECOVERY_KINDS:
             return
         health.errors += 1
         health.last_error = LastError(event.ts_ms, event.kind, event.detail)
+
+    def _slave_of(self, detail: str) -> SensorHealth | None:
+        """The sensor a Modbus bus event is about: its detail starts with the slave's sensor id
+        (drivers/modbus/bus.py: "meter-1 (unit 3): unit 3 did not answer")."""
+        first = detail.split(" ", 1)[0].rstrip(":")
+        return self._sensors.get(first)
 
     def view(self, now: float) -> dict[str, dict[str, Any]]:
         """Every sensor's JSON view, in config order."""

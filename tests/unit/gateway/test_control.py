@@ -134,3 +134,14 @@ def test_the_board_says_why_a_sensor_is_stale_and_names_quality_flags() -> None:
         == "no reading for 7 s (stale after 5 s); last error: port_lost: /dev/ttyUSB1: read failed"
     )
     assert board.view(now=112.0)["dust-1"]["state"] == "stale"
+
+
+def test_a_bus_event_about_a_slave_counts_for_its_sensor() -> None:
+    board = SensorBoard({"meter-1": 10.0}, started=0.0)
+    board.event(
+        HealthEvent(5_000, "modbus:tcp:10.0.0.5:502", "slave_dead", "meter-1 (unit 3): unit 3 did not answer")
+    )
+    board.event(HealthEvent(6_000, "modbus:tcp:10.0.0.5:502", "bus_lost", "connection reset"))
+    view = board.view(now=20.0)["meter-1"]
+    assert view["errors"] == 1 and view["last_error"]["kind"] == "slave_dead"
+    assert "slave_dead: meter-1 (unit 3): unit 3 did not answer" in view["reason"]
