@@ -186,7 +186,7 @@ class AgentOperations:
         p = self.parts
         await p.store.flush()
         sealed = await p.batcher.seal(upto_ts_ms=None)
-        reconnect = p.uplink_task.retry_now()
+        reconnect = p.uplink.state != "connected" and p.uplink_task.retry_now()
         drained = await self._drain(wait_s)
         return {
             "sealed_batches": sealed,
