@@ -84,9 +84,15 @@ def written_bytes() -> int | None:
 class AgentOperations:
     """The request handlers, registered on the agent's control server."""
 
-    def __init__(self, parts: AgentParts, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        parts: AgentParts,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.parts = parts
         self._monotonic = monotonic
+        self._wall = wall_clock
 
     def register(self, server: ControlServer) -> None:
         """Every request this agent answers."""
@@ -127,7 +133,7 @@ class AgentOperations:
             "last_error": None if connected else (task.last_error or None),
             "last_error_ms": None if connected else task.last_error_ms,
             "backlog_batches": p.store.statistics().outbox_rows,
-            "backlog_age_s": round(time.time() - oldest[0].created_ms / 1000, 1) if oldest else None,
+            "backlog_age_s": round(self._wall() - oldest[0].created_ms / 1000, 1) if oldest else None,
         }
 
     def _buffer_view(self) -> dict[str, Any]:
