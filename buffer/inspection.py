@@ -36,8 +36,8 @@ class BufferSummary:
     events_unsent: int
     next_seq: int
     epoch: str | None  # hex; the batch identity is (gateway id, epoch, seq); None before schema 3
-    db_bytes: int
-    wal_bytes: int
+    db_bytes: int  # database file plus its WAL, as StoreStatistics.db_bytes
+    wal_bytes: int  # the WAL part of db_bytes
     used_bytes: int
     page_size: int
 
@@ -109,7 +109,7 @@ def summary(conn: sqlite3.Connection) -> BufferSummary:
         events_unsent=int(events),
         next_seq=schema.meta(conn, schema.LAST_SEQ) + 1,
         epoch=_epoch_hex(conn),
-        db_bytes=_size(name),
+        db_bytes=_size(name) + _size(f"{name}-wal"),  # as in the agent's status: file plus WAL
         wal_bytes=_size(f"{name}-wal"),
         used_bytes=schema.used_bytes(conn),
         page_size=int(conn.execute("PRAGMA page_size").fetchone()[0]),

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,7 +21,9 @@ from gateway.batcher import Batcher
 from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
+from gateway.health import ReadingFeed, SensorBoard
 from gateway.model import HealthEvent, Quality, Reading
+from gateway.operations import AgentOperations, AgentParts
 from gateway.plausibility import Plausibility
 from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.statelock import StateLock
@@ -38,8 +42,18 @@ SHUTDOWN_SEND_GRACE_S = 1.5
 class StoreSink:
     """Where drivers push: straight into the store's group-commit queue (non-blocking)."""
 
-    def __init__(self, store: Store, plausibility: Plausibility | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        board: SensorBoard | None = None,
+        monotonic: Any = time.monotonic,
+        plausibility: Plausibility | None = None,
+    ) -> None:
         self._store = store
+        #: per-sensor health for `gateway status`, and the live feed `gateway watch` reads
+        self.board = board if board is not None else SensorBoard({}, monotonic())
+        self.feed = ReadingFeed()
+        self._monotonic = monotonic
         self.plausibility = plausibility or Plausibility()
         self.readings: Counter[str] = Counter()
         self.events = 0
@@ -58,19 +72,23 @@ class StoreSink:
             self.unsynced_readings += 1
         self._store.submit((reading,))
         self.readings[reading.sensor] += 1
+        self.board.reading(reading, self._monotonic())
+        self.feed.publish(reading)
 
     def event(self, event: HealthEvent) -> None:
         """Queue one health event; it is uploaded with the next batch."""
         self._store.submit_event(event)
         self.events += 1
+        self.board.event(event)
         log.info("health event", source=event.source, kind=event.kind, detail=event.detail)
 
 
 class Agent:
     """Runs a validated configuration until SIGTERM/SIGINT (or `stop()`)."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self._clock: ClockWatch | None = None
         self._stop = asyncio.Event()
         self._supervised: list[Supervised] = []
@@ -113,8 +131,11 @@ class Agent:
     async def _run_with(self, store: Store, private_key: Any, kid: bytes) -> None:
         config = self.config
         sealed = asyncio.Event()
+        stale_after = {s.id: s.stale_after_s for s in config.sensors if s.enabled}
         limits = {sensor.id: sensor.limits for sensor in config.sensors if sensor.limits}
-        self._sink = sink = StoreSink(store, Plausibility(limits))
+        self._sink = sink = StoreSink(
+            store, SensorBoard(stale_after, time.monotonic()), plausibility=Plausibility(limits)
+        )
         if config.clock.check == "kernel":
             self._clock = ClockWatch(step_threshold_ms=config.clock.step_threshold_ms)
             self._observe_clock(sink)  # before the drivers start: their first readings are judged too
@@ -132,7 +153,7 @@ class Agent:
             rollover=keys.pending_rollover(config.key_file, config.gateway_id),
         )
         uplink = self._uplink = open_uplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
-        control = ControlServer(config.state_dir / "control.sock", self.status)
+        control = ControlServer(config.state_dir / "control.sock")
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
@@ -147,6 +168,7 @@ class Agent:
                 uplink_task = tasks.create_task(
                     self._supervise("uplink", uplink.run, Backoff(initial_s=0.5, cap_s=30.0))
                 )
+                self._operations(sink, kid).register(control)
                 control_task = tasks.create_task(control.run())
                 clock_task = tasks.create_task(self._watch_clock(sink))
                 await self._stop.wait()
@@ -160,6 +182,27 @@ class Agent:
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+    def _operations(self, sink: StoreSink, kid: bytes) -> AgentOperations:
+        """The control socket's requests over the parts opened so far."""
+        assert self._store is not None and self._batcher is not None and self._uplink is not None
+        return AgentOperations(
+            AgentParts(
+                config=self.config,
+                config_path=self.config_path,
+                kid=kid,
+                store=self._store,
+                batcher=self._batcher,
+                uplink=self._uplink,
+                uplink_task=next(s for s in self._supervised if s.name == "uplink"),
+                drivers=self._drivers,
+                board=sink.board,
+                feed=sink.feed,
+                base_status=self.status,
+                clock_synchronised=lambda: None if self._clock is None else self._clock.synchronised,
+                started_ms=time.time_ns() // 1_000_000,
+            )
+        )
 
     def _supervise(self, name: str, factory: Any, backoff: Backoff | None = None) -> Any:
         supervised = Supervised(name, factory, backoff)

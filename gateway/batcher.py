@@ -78,6 +78,8 @@ class Batcher:
         self._last_seq: int | None = None
         #: a `gateway keys rotate` the backend has not heard of: announced by the next batch
         self._rollover = rollover
+        #: the slice timer and `gateway flush` seal one at a time
+        self._sealing = asyncio.Lock()
 
     async def run(self) -> None:
         """Seal each time slice shortly after it closes, forever."""
@@ -90,9 +92,10 @@ class Batcher:
         """Seal every committed, unbatched reading older than `upto_ts_ms` (None: all) and every window
         due now; returns the batches made."""
         made = 0
-        while await asyncio.to_thread(self._seal_next, upto_ts_ms):
-            made += 1
-            self._sealed.set()
+        async with self._sealing:
+            while await asyncio.to_thread(self._seal_next, upto_ts_ms):
+                made += 1
+                self._sealed.set()
         return made
 
     def _seal_next(self, upto_ts_ms: int | None) -> bool:

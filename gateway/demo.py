@@ -241,7 +241,9 @@ class Demo:
         with contextlib.suppress(GatewayError):
             self.last_status = asyncio.run(query_status(self._state_dir() / "control.sock", timeout_s=1.0))
         status = self.last_status
-        snap.produced = sum((status.get("produced") or {}).values())
+        # the same count as the final line's: readings of the sensors whose simulators count what they send
+        counted = {sensor for _child, sensor in self.sims}
+        snap.produced = sum(n for sensor, n in (status.get("produced") or {}).items() if sensor in counted)
         store = status.get("store") or {}
         snap.committed = int(store.get("committed", 0))
         uplink = status.get("uplink") or {}

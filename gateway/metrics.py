@@ -15,7 +15,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 #: parts of the status keyed by a name: the name becomes this label
-_NAMED = {"produced": "sensor", "out_of_range": "sensor", "drivers": "driver"}
+_NAMED = {
+    "produced": "sensor",
+    "out_of_range": "sensor",
+    "drivers": "driver",
+    "sensors": "sensor",
+    "lora": "sensor",
+}
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -44,6 +50,14 @@ def _samples(status: Mapping[str, Any]) -> Iterator[Sample]:
         if part in _NAMED and isinstance(value, Mapping):
             label = _NAMED[part]
             for name, inner in value.items():
+                if part == "sensors" and isinstance(inner, Mapping):
+                    # per-quantity last values would make one metric name per quantity: left to `status`
+                    yield from _walk(
+                        f"gateway_{part}",
+                        {k: v for k, v in inner.items() if k != "last"},
+                        ((label, str(name)),),
+                    )
+                    continue
                 yield from _walk(f"gateway_{part}", inner, ((label, str(name)),))
         elif part == "tasks" and isinstance(value, list):
             for task in value:
@@ -74,6 +88,18 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def unreachable(reason: str) -> str:
+    """The metrics file when the agent cannot be read: down, and why (`config` or `agent`)."""
+    return (
+        "# HELP gateway_agent_up Whether the agent answered on its control socket.\n"
+        "# TYPE gateway_agent_up gauge\n"
+        "gateway_agent_up 0\n"
+        "# HELP gateway_metrics_error Why the agent could not be read (config: its file; agent: its socket).\n"
+        "# TYPE gateway_metrics_error gauge\n"
+        f'gateway_metrics_error{{reason="{_escape(reason)}"}} 1\n'
+    )
 
 
 def _escape(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ class TaskStatistics:
     restarts: int
     failing: bool
     last_error: str
+    #: wall clock (ms UTC) of the last failure, None before the first
+    last_error_ms: int | None = None
 
 
 def _describe(exc: BaseException) -> str:
@@ -41,8 +44,13 @@ class Supervised:
         name: str,
         factory: Callable[[], Awaitable[None]],
         backoff: Backoff | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
+        self._wall = wall_clock
+        self._last_error_ms: int | None = None
+        #: set by `retry_now`: the backoff wait ends early (`gateway flush` reconnecting the uplink)
+        self._retry = asyncio.Event()
         self._factory = factory
         self._backoff = backoff or Backoff(initial_s=0.5, cap_s=30.0)
         self._restarts = 0
@@ -65,13 +73,25 @@ class Supervised:
                 healthy.cancel()
             self._restarts += 1
             self._last_error = error
+            self._last_error_ms = int(self._wall() * 1000)
             delay = self._backoff.next_delay()
             if self._failing:
                 log.debug("task failed again", task=self.name, error=error, retry_in_s=round(delay, 2))
             else:
                 log.warning("task failed", task=self.name, error=error, retry_in_s=round(delay, 2))
             self._failing = True
-            await asyncio.sleep(delay)
+            self._retry.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._retry.wait()
+            except TimeoutError:
+                pass
+
+    def retry_now(self) -> bool:
+        """End the backoff wait of a failed task now; False when it is not waiting."""
+        waiting = self._failing and not self._retry.is_set()
+        self._retry.set()
+        return waiting
 
     def _healthy(self) -> None:
         """Called once a run has lasted HEALTHY_AFTER_S: the failure series is over."""
@@ -82,4 +102,4 @@ class Supervised:
 
     def statistics(self) -> TaskStatistics:
         """Counters for status and metrics."""
-        return TaskStatistics(self.name, self._restarts, self._failing, self._last_error)
+        return TaskStatistics(self.name, self._restarts, self._failing, self._last_error, self._last_error_ms)

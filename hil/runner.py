@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import Driver
+from gateway.cli.configfile import chosen
 from gateway.config import GatewayConfig, load_config
 from gateway.control import to_jsonable
 from gateway.errors import ConfigError
@@ -148,7 +149,9 @@ def _print_table(sink: CheckSink, wanted: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, required=True, help="the gateway's TOML configuration")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="the gateway's TOML configuration (default: as `gateway`)"
+    )
     parser.add_argument("--readings", type=int, default=3, help="readings each sensor must deliver (3)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for them (60)")
     parser.add_argument("--json", action="store_true", help="one JSON object per sensor, then a summary")
@@ -157,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, stream=sys.stderr)  # stdout carries only the result
     if args.readings < 1 or args.timeout <= 0:
         parser.error("--readings must be >= 1 and --timeout > 0")
+    args.config = chosen(args.config)  # GATEWAY_CONFIG or /etc/gateway/gateway.toml
     try:
         config = load_config(args.config)
         sink, drivers = asyncio.run(run_checks(config, args.readings, args.timeout))

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,8 @@ log = structlog.get_logger(__name__)
 SAVE_INTERVAL_S = 1.0
 RX2_FREQ_MHZ = 869.525
 RX2_DATR = "SF12BW125"
+#: uplinks kept per device for `gateway status` and the agent's `lora_uplinks` request
+RECENT_UPLINKS = 10
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class PacketForwarderServer:
         self._transport: asyncio.DatagramTransport | None = None
         self._wake = asyncio.Event()
         self.bound: tuple[str, int] | None = None
+        self._recent: dict[str, deque[dict[str, Any]]] = {}
+        #: set once the UDP socket is bound (`gateway lorawan listen` says "listening" only then)
+        self.listening = asyncio.Event()
 
     def statistics(self) -> ForwarderStatistics:
         """A snapshot of the counters."""
@@ -150,6 +155,7 @@ class PacketForwarderServer:
             raise DeviceError(f"{self.name}: cannot bind UDP socket: {exc.strerror}") from None
         self._transport = transport
         self.bound = transport.get_extra_info("sockname")[:2]
+        self.listening.set()
         log.info("lorawan.listening", address=f"{self.bound[0]}:{self.bound[1]}", devices=len(self._devices))
         try:
             await self._serve(sink)
@@ -278,6 +284,7 @@ class PacketForwarderServer:
         device = self._devices[uplink.device_id]
         self._counts["uplinks"] += 1
         ts = uplink.received_ms
+        self._recent.setdefault(uplink.device_id, deque(maxlen=RECENT_UPLINKS)).append(_summary(uplink))
         if device.signal:
             for reading in signal_readings(uplink.device_id, ts, uplink.meta.rssi, uplink.meta.snr):
                 sink.reading(reading)
@@ -294,9 +301,25 @@ class PacketForwarderServer:
         for reading in measurement_readings(uplink.device_id, ts, measurements):
             sink.reading(reading)
 
+    def recent_uplinks(self) -> dict[str, list[dict[str, Any]]]:
+        """The last uplinks of every device heard, oldest first (frame counter, port, link quality)."""
+        return {device: list(uplinks) for device, uplinks in self._recent.items()}
+
     def _send(self, data: bytes, addr: tuple[Any, ...]) -> None:
         if self._transport is not None:
             self._transport.sendto(data, addr)
+
+
+def _summary(uplink: Uplink) -> dict[str, Any]:
+    return {
+        "received_ms": uplink.received_ms,
+        "fcnt": uplink.fcnt,
+        "fport": uplink.fport,
+        "rssi": uplink.meta.rssi,
+        "snr": uplink.meta.snr,
+        "copies": uplink.copies,
+        "payload": uplink.payload.hex(),
+    }
 
 
 class _GwmpProtocol(asyncio.DatagramProtocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from drivers.modbus.breaker import SlaveState
 from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout, exception_name
 from drivers.modbus.link import ModbusLink
 from drivers.modbus.planner import PlannedRead
+from drivers.modbus.registers import RegisterKind
 from drivers.modbus.slave import Slave, readings_from_answer, refused_readings, split_read
 from gateway.backoff import Backoff
 from gateway.errors import ProtocolError
@@ -70,6 +72,17 @@ class BusTiming:
     settle_after_timeout: bool = True
 
 
+@dataclass(frozen=True)
+class OneOffRead:
+    """A read a technician asks the running agent for, outside the polling plan."""
+
+    unit: int
+    kind: RegisterKind
+    address: int
+    count: int
+    timeout_s: float = 1.0
+
+
 class ModbusBus:
     """A `Driver` polling every slave of one bus through one `ModbusLink`."""
 
@@ -96,6 +109,17 @@ class ModbusBus:
         self._quiet_until = 0.0
         self._opens = self._losses = self._requests = 0
         self._timeouts = self._refusals = 0
+        #: one-off reads asked for through the agent (`gateway modbus read --via-agent`), served
+        #: between two polls so they never interleave with one on the wire
+        self._one_off: deque[tuple[OneOffRead, asyncio.Future[list[int]]]] = deque()
+        self._one_off_ready = asyncio.Event()
+
+    async def read_once(self, read: OneOffRead) -> list[int]:
+        """Queue one read between two polls and return its words (the caller bounds the wait)."""
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._one_off.append((read, done))
+        self._one_off_ready.set()
+        return await done
 
     def statistics(self) -> BusStatistics:
         """A snapshot of the counters."""
@@ -161,17 +185,53 @@ class ModbusBus:
 
     async def _serve(self, sink: Sink) -> None:
         while True:
+            await self._serve_one_offs()
             self._check_stale(sink)
             slave = min(self.slaves, key=Slave.due_at)
             now = self._clock()
             stale_at = min(s.stale_at() for s in self.slaves)
             if stale_at < slave.due_at():
-                await self._sleep(max(0.0, stale_at - now))
+                await self._idle(max(0.0, stale_at - now))
                 continue
             delay = slave.due_at() - now
-            if delay > 0:
-                await self._sleep(delay)
+            if delay > 0 and await self._idle(delay):
+                continue  # a one-off read came in: serve it, then look at the schedule again
             await self.poll(slave, sink)
+
+    async def _idle(self, delay: float) -> bool:
+        """Sleep `delay`, or less when a one-off read comes in (then True)."""
+        if self._one_off:
+            return True
+        self._one_off_ready.clear()
+        napping = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(self._one_off_ready.wait())
+        try:
+            await asyncio.wait((napping, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the bus is cancelled meanwhile: nothing is left pending
+            for task in (napping, woken):
+                task.cancel()
+        return bool(self._one_off)
+
+    async def _serve_one_offs(self) -> None:
+        """Every queued one-off read, one request each, keeping the bus's silences."""
+        while self._one_off:
+            read, done = self._one_off.popleft()
+            if done.done():  # the caller gave up waiting
+                continue
+            await self._wait_until(self._quiet_until)
+            self._requests += 1
+            try:
+                words = await self.link.read(read.kind, read.unit, read.address, read.count, read.timeout_s)
+            except (SlaveTimeout, ExceptionResponse, ProtocolError, BusLost) as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                if isinstance(exc, BusLost):
+                    raise  # the bus is reopened as after a failed poll
+            else:
+                if not done.done():
+                    done.set_result(words)
+            finally:
+                self._quiet_until = self._clock() + self.timing.request_gap_s
 
     def _check_stale(self, sink: Sink) -> None:
         now = self._clock()

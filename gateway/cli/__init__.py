@@ -7,6 +7,7 @@ import click
 from gateway.cli import buffer, keys, lorawan, modbus, serial, wire
 from gateway.cli.agent import config_group, metrics_command, run_command, status_command
 from gateway.cli.demo import demo_command
+from gateway.cli.live import flush_command, selftest_command, watch_command
 from gateway.cli.receiver import receiver_command
 
 
@@ -20,6 +21,9 @@ main.add_command(config_group)
 main.add_command(run_command)
 main.add_command(status_command)
 main.add_command(metrics_command)
+main.add_command(watch_command)
+main.add_command(flush_command)
+main.add_command(selftest_command)
 main.add_command(receiver_command)
 main.add_command(demo_command)
 for _module in (keys, wire, buffer, serial, modbus, lorawan):

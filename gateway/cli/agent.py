@@ -9,13 +9,11 @@ from pathlib import Path
 
 import click
 
+from gateway.cli.configfile import EXIT_CONFIG, chosen, config_option, load_or_exit
 from gateway.config import GatewayConfig, load_config
 from gateway.control import query_status
 from gateway.errors import ConfigError, GatewayError, first_leaf
 from gateway.logs import configure_logging
-
-#: exit status for an invalid configuration (systemd's RestartPreventExitStatus uses it)
-EXIT_CONFIG = 2
 
 
 @click.group(name="config")
@@ -24,25 +22,29 @@ def config_group() -> None:
 
 
 @config_group.command(name="check")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-def config_check(file: Path) -> None:
-    """Validate FILE: exit 0, or print every error with its key path and exit 2."""
-    try:
-        config = load_config(file)
-        from gateway.sensors import build_drivers
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help='one JSON document: {"file", "ok", "errors": [...]}')
+def config_check(file: Path | None, as_json: bool) -> None:
+    """Check FILE (default: $GATEWAY_CONFIG or /etc/gateway/gateway.toml): exit 0, or every error and exit 2."""
+    from gateway.configcheck import check_file
 
-        build_drivers(config)  # keys, profiles and codecs are checked when drivers are built
-        if config.uplink.transport == "https":
-            from gateway.uplink.https import bearer_token, tls_context
-
-            tls_context(config.uplink.https)  # the TLS and token files must be usable
-            bearer_token(config.uplink.https)
-    except ConfigError as exc:
-        click.echo(f"{file}: invalid configuration", err=True)
-        for line in str(exc).splitlines():
-            click.echo(f"  {line}", err=True)
+    configure_logging("warning", stream=sys.stderr)  # drivers' advice must not mix into --json
+    path = chosen(file)
+    if file is None and not path.exists():
+        click.echo(f"{path} does not exist: give FILE or set GATEWAY_CONFIG", err=True)
         sys.exit(EXIT_CONFIG)
-    click.echo(f"{file}: ok (gateway {config.gateway_id}, {len(config.sensors)} sensors)")
+    config, problems = check_file(path)
+    if as_json:
+        errors = [{"where": p.where, "message": p.message} for p in problems]
+        click.echo(json.dumps({"file": str(path), "ok": not problems, "errors": errors}))
+    elif problems:
+        click.echo(f"{path}: {len(problems)} error{'s' if len(problems) > 1 else ''}", err=True)
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
+    elif config is not None:
+        click.echo(f"{path}: ok (gateway {config.gateway_id}, {len(config.sensors)} sensors)")
+    if problems:
+        sys.exit(EXIT_CONFIG)
 
 
 @config_group.command(name="schema")
@@ -52,19 +54,20 @@ def config_schema() -> None:
 
 
 @click.command(name="run")
-@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path, dir_okay=False))
-def run_command(config_file: Path) -> None:
+@config_option
+def run_command(config_file: Path | None) -> None:
     """Run the agent until SIGTERM/SIGINT."""
     from gateway.agent import Agent  # the agent pulls in every driver: only load it when running
 
+    path = chosen(config_file)
     try:
-        config = load_config(config_file)
+        config = load_config(path)
     except ConfigError as exc:
-        click.echo(f"{config_file}: invalid configuration\n{exc}", err=True)
+        click.echo(f"{path}: invalid configuration\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)
     configure_logging(config.logging.level, config.logging.format)
     try:
-        asyncio.run(Agent(config).run())
+        asyncio.run(Agent(config, path.resolve()).run())
     except Exception as exc:
         error = first_leaf(exc)
         if isinstance(error, ConfigError):
@@ -77,15 +80,15 @@ def run_command(config_file: Path) -> None:
 
 
 @click.command(name="status")
-@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="print the raw JSON status")
-def status_command(config_file: Path, as_json: bool) -> None:
-    """Show what the running agent is doing (asks its control socket)."""
-    config = load_config(config_file)
+def status_command(config_file: Path | None, as_json: bool) -> None:
+    """Show what the running agent is doing: sensors, uplink, buffer, clock (asks its control socket)."""
+    config = load_or_exit(config_file)
     try:
         status = asyncio.run(query_status(config.state_dir / "control.sock"))
     except GatewayError as exc:
-        click.echo(str(exc), err=True)
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(status))
@@ -96,28 +99,33 @@ def status_command(config_file: Path, as_json: bool) -> None:
 
 
 @click.command(name="metrics")
-@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="write here atomically (node_exporter's textfile directory) instead of printing",
 )
-def metrics_command(config_file: Path, out: Path | None) -> None:
+def metrics_command(config_file: Path | None, out: Path | None) -> None:
     """The running agent's counters in Prometheus text format (gateway_agent_up 0 when it is down)."""
-    from gateway.metrics import render
+    from gateway.metrics import render, unreachable
 
-    config = load_config(config_file)
     try:
+        config = load_or_exit(config_file)
         status = asyncio.run(query_status(config.state_dir / "control.sock"))
         text = render(status) + "gateway_agent_up 1\n"
+        failed: int | None = None
+    except SystemExit as exc:  # the configuration: said on stderr already
+        text, failed = unreachable("config"), int(exc.code or 1)
     except GatewayError as exc:
-        click.echo(str(exc), err=True)
-        if out is None:
-            sys.exit(1)
-        text = "gateway_agent_up 0\n"  # the file still says so: a stale file would look healthy
+        click.echo(f"error: {exc}", err=True)
+        text, failed = unreachable("agent"), 1
     if out is None:
-        click.echo(text, nl=False)
-        return
+        if failed is None:
+            click.echo(text, nl=False)
+        sys.exit(failed or 0)
+    # the file always says what is known now: a stale file would look healthy
     temporary = out.with_name(f".{out.name}.tmp")
     temporary.write_text(text)
     temporary.replace(out)
+    # an agent that is down is what the file reports (the timer succeeds); a broken config is not
+    sys.exit(failed if failed == EXIT_CONFIG else 0)

@@ -1,7 +1,8 @@
 """`gateway buffer status|recent|export|outbox|gaps`: look into the agent's buffer, read-only, while it runs.
 
 The buffer is found with --state-dir, or with --config (the agent's configuration file, whose
-state_dir holds it), or in the packaged default /var/lib/gateway.
+state_dir holds it; default $GATEWAY_CONFIG or /etc/gateway/gateway.toml when it exists), or in the
+packaged default /var/lib/gateway.
 Exit codes: 0 printed, 2 invalid --config or time, 3 the buffer file is missing or unreadable.
 """
 
@@ -60,7 +61,12 @@ def _state_dir(state_dir: Path | None, config_file: Path | None) -> Path:
     if state_dir is not None:
         return state_dir
     if config_file is None:
-        return DEFAULT_STATE_DIR
+        from gateway.cli.configfile import default_config
+
+        installed = default_config()  # GATEWAY_CONFIG or /etc/gateway/gateway.toml, when there
+        if not installed.exists():
+            return DEFAULT_STATE_DIR
+        config_file = installed
     from gateway.config import load_config
     from gateway.errors import ConfigError
 
@@ -124,13 +130,46 @@ def recent(
     state_dir: Path | None, config_file: Path | None, as_json: bool, limit: int, sensor: str | None
 ) -> None:
     """The newest raw readings in the buffer, newest first."""
+    from gateway.cli.views import shown_value
+    from gateway.health import quality_names
+
     with _opened(state_dir, config_file) as conn:
         found = inspection.recent(conn, limit, sensor)
     if as_json:
-        click.echo(json.dumps([{**asdict(r), "quality": int(r.quality)} for r in found]))
+        rows_json = [
+            {**asdict(r), "quality": int(r.quality), "flags": quality_names(r.quality)} for r in found
+        ]
+        click.echo(json.dumps(rows_json))
         return
-    rows = [[_when(r.ts_ms), r.sensor, r.quantity, r.value, r.unit, int(r.quality)] for r in found]
+    steps = _resolutions(state_dir, config_file)
+    rows = [
+        [
+            _when(r.ts_ms),
+            r.sensor,
+            r.quantity,
+            shown_value(r.value, steps.get((r.sensor, r.quantity))),
+            r.unit,
+            ", ".join(quality_names(r.quality)) or "ok",
+        ]
+        for r in found
+    ]
     _table("recent readings", ["time", "sensor", "quantity", "value", "unit", "quality"], rows)
+
+
+def _resolutions(state_dir: Path | None, config_file: Path | None) -> dict[tuple[str, str], float]:
+    """(sensor, quantity) -> the declared resolution, from the configuration when one is at hand."""
+    from gateway.cli.configfile import default_config
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    path = config_file or (None if state_dir is not None else default_config())
+    if path is None:
+        return {}
+    try:
+        config = load_config(path)
+    except ConfigError:
+        return {}
+    return {(s.id, q): step for s in config.sensors for q, step in s.resolution.items()}
 
 
 @group.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ def demo_command(duration: float, rate: float, workdir: Path | None, config_path
     """Broker, simulators, receiver and agent on loopback; the broker is down for the middle third."""
     from gateway.demo import Demo, Snapshot, default_workdir, is_tty
 
+    scratch = workdir is None  # a folder the demo made is removed again after a passing run
     workdir = workdir or default_workdir()
     workdir.mkdir(parents=True, exist_ok=True)
     demo = Demo(duration, workdir, rate, config_path)
@@ -65,4 +67,11 @@ def demo_command(duration: float, rate: float, workdir: Path | None, config_path
 
         result = demo.run(show)
     click.echo(json.dumps(result))
-    sys.exit(0 if result["lost"] == 0 else 1)
+    passed = result["lost"] == 0 and result["produced"] > 0
+    if result["produced"] == 0:
+        click.echo("demo failed: the simulators produced nothing (see the logs in the demo folder)", err=True)
+    if passed and scratch:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif not passed:
+        click.echo(f"demo files kept in {workdir}", err=True)
+    sys.exit(0 if passed else 1)

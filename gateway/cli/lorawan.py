@@ -7,6 +7,8 @@ import contextlib
 import json
 import sys
 import time
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -14,6 +16,8 @@ from drivers.lora.gwmp import RxPacket
 from drivers.lora.lorawan.crypto import SessionKey
 from drivers.lora.lorawan.inspect import describe_frame
 from drivers.lora.lorawan.phypayload import MType, parse_data_frame, parse_mhdr
+from gateway import control
+from gateway.cli.configfile import config_option, load_or_exit
 from gateway.errors import ConfigError, GatewayError, ProtocolError
 from gateway.logs import configure_logging
 
@@ -23,7 +27,7 @@ def group() -> None:
     """LoRaWAN tools: decode a frame, watch the packet forwarder."""
 
 
-def _fail(reason: str) -> None:
+def _fail(reason: str) -> NoReturn:
     click.echo(f"error: {reason}", err=True)
     sys.exit(2)
 
@@ -137,6 +141,15 @@ async def _listen(host: str, port: int, as_json: bool, count: int | None) -> Non
     server = PacketForwarderServer(host, port, [], on_packet=on_packet)
     async with asyncio.TaskGroup() as tasks:
         serving = tasks.create_task(server.run(_NoSink()))
+        bound = tasks.create_task(server.listening.wait())
+        await asyncio.wait(
+            (bound, serving), return_when=asyncio.FIRST_COMPLETED
+        )  # a bind failure ends serving
+        if server.bound is not None and not as_json:
+            bound_host, bound_port = server.bound
+            click.echo(
+                f"listening for packet forwarders on {bound_host}:{bound_port} (Ctrl-C stops)", err=True
+            )
         await enough.wait()
         serving.cancel()
 
@@ -150,11 +163,9 @@ def listen_command(host: str, port: int, count: int | None, as_json: bool) -> No
     """Show every packet the forwarder hears, with RSSI/SNR (for antenna checks). Ctrl-C stops.
 
     The agent's GWMP server must not hold the port meanwhile (stop the agent, or point the
-    forwarder at another port).
+    forwarder at another port); with the agent running, `gateway lorawan uplinks` shows what it heard.
     """
     configure_logging("warning", stream=sys.stderr)  # stdout carries only the packet lines
-    if not as_json:
-        click.echo(f"listening for packet forwarders on {host}:{port} (Ctrl-C stops)", err=True)
     try:
         asyncio.run(_listen(host, port, as_json, count))
     except KeyboardInterrupt:
@@ -163,4 +174,30 @@ def listen_command(host: str, port: int, count: int | None, as_json: bool) -> No
         failed = group_.subgroup(GatewayError)
         if failed is None:
             raise
-        _fail(str(failed.exceptions[0]))
+        _fail(f"{failed.exceptions[0]} (if the agent runs, it holds the port: gateway lorawan uplinks)")
+
+
+@group.command("uplinks")
+@click.argument("device", required=False)
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per uplink")
+def uplinks_command(device: str | None, config_file: Path | None, as_json: bool) -> None:
+    """The last uplinks the running agent heard from DEVICE (or every device): FCnt, port, RSSI, SNR."""
+    config = load_or_exit(config_file)
+    arguments: dict[str, Any] = {} if device is None else {"device": device}
+    try:
+        socket = config.state_dir / "control.sock"
+        answer = asyncio.run(control.request(socket, "lora_uplinks", 2.0, **arguments))
+    except GatewayError as exc:
+        _fail(str(exc))
+    for name, uplinks in sorted(answer["uplinks"].items()):
+        for uplink in uplinks:
+            if as_json:
+                click.echo(json.dumps({"device": name, **uplink}))
+                continue
+            when = time.strftime("%H:%M:%S", time.gmtime(uplink["received_ms"] / 1000))
+            snr = "-" if uplink["snr"] is None else f"{uplink['snr']:g}"
+            click.echo(
+                f"{when}  {name:<18} fcnt {uplink['fcnt']:>6}  port {uplink['fport']}  "
+                f"rssi {uplink['rssi']:g} dBm  snr {snr} dB  x{uplink['copies']}  {uplink['payload']}"
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import string
@@ -10,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,9 +20,11 @@ from drivers.serial import PROTOCOLS, codec_for, poller_for
 from drivers.serial.codec import Codec, Sample
 from drivers.serial.config import PollingOptions, RegexField, RegexOptions, SerialSection
 from drivers.serial.driver import wall_clock_ms
-from drivers.serial.ports import unstable_name_advice
+from drivers.serial.ports import BY_ID, unstable_name_advice
 from drivers.serial.transport import SerialLine
-from gateway.errors import DeviceError, ProtocolError
+from gateway.cli.configfile import chosen, config_option, load_or_exit
+from gateway.errors import DeviceError, GatewayError, ProtocolError
+from gateway.health import quality_names
 
 _PRINTABLE = frozenset(string.printable.encode()) - frozenset(b"\t\n\r\x0b\x0c")
 
@@ -61,46 +65,132 @@ def _note_port_name(port: str) -> None:
 
 @group.command("probe")
 @click.argument("port")
-@click.option("--protocol", type=click.Choice(PROTOCOLS), required=True, help="codec to decode with")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), help="codec to decode with (not with --via-agent)")
 @click.option("--baud", type=int, default=9600, show_default=True)
 @click.option("--count", type=int, default=0, help="exit 0 after N readings (0: until Ctrl-C)")
 @click.option("--timeout", "timeout_s", type=float, default=0, help="exit 1 if no reading within S seconds")
 @click.option("--query", is_flag=True, help="sds011/pms5003/wxt: poll the sensor once a second")
 @click.option("--pattern", help="regex: a pattern whose named groups become quantities")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per reading")
+@click.option("--via-agent", is_flag=True, help="the agent holds PORT: show the readings it decodes from it")
+@config_option
 def probe_command(
     port: str,
-    protocol: str,
+    protocol: str | None,
     baud: int,
     count: int,
     timeout_s: float,
     query: bool,
     pattern: str | None,
     as_json: bool,
+    via_agent: bool,
+    config_file: Path | None,
 ) -> None:
     """Open PORT and print decoded readings as they arrive (protocol errors go to stderr)."""
+    if via_agent:
+        _probe_via_agent(port, count, timeout_s, as_json, config_file)
+        return
+    if protocol is None:
+        raise click.UsageError("--protocol is required (or --via-agent, when the agent holds the port)")
     section = _section(port, protocol, baud, pattern, query)
     _note_port_name(port)
+    tally = _Tally()
     try:
-        got = asyncio.run(_probe(section, count, timeout_s, as_json))
+        asyncio.run(_probe(section, count, timeout_s, as_json, tally))
     except KeyboardInterrupt:
         return
     except DeviceError as exc:
-        raise click.ClickException(f"{exc} (is the agent running on this port?)") from None
-    if timeout_s and count and got < count:
-        raise click.ClickException(f"only {got} of {count} readings within {timeout_s} s")
+        raise click.ClickException(open_failure_hint(port, str(exc), config_file)) from None
+    if timeout_s and count and tally.shown < count:
+        message = f"only {tally.shown} of {count} readings within {timeout_s:g} s"
+        if tally.bytes and not tally.shown:
+            message += (
+                f"; {tally.bytes} bytes arrived but no {protocol} frame: another protocol or baud rate?"
+                f" (gateway serial sniff {port} --baud {baud} shows them)"
+            )
+        elif not tally.bytes:
+            message += "; nothing arrived at all (wiring, power, or a sensor that must be polled: --query)"
+        raise click.ClickException(message)
+
+
+def _probe_via_agent(
+    port: str, count: int, timeout_s: float, as_json: bool, config_file: Path | None
+) -> None:
+    """The readings the running agent decodes from the sensor on PORT, as `probe` prints them."""
+    from gateway.control import subscribe
+
+    config = load_or_exit(config_file)
+    sensor = _configured_sensor(port, config_file)
+    if sensor is None:
+        raise click.ClickException(f"no sensor of the agent's configuration is on {port}")
+
+    async def stream() -> int:
+        shown = 0
+        socket = config.state_dir / "control.sock"
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s or None):
+                async for item in subscribe(socket, "readings", sensors=[sensor], count=count):
+                    if "reading" in item:
+                        r = item["reading"]
+                        _print_reading(
+                            r["ts_ms"], r["quantity"], r["value"], r["unit"], r["quality"], as_json
+                        )
+                        shown += 1
+        return shown
+
+    try:
+        shown = asyncio.run(stream())
+    except KeyboardInterrupt:
+        return
+    except GatewayError as exc:
+        raise click.ClickException(str(exc)) from None
+    if timeout_s and count and shown < count:
+        raise click.ClickException(f"only {shown} of {count} readings of {sensor} within {timeout_s:g} s")
+
+
+def open_failure_hint(port: str, error: str, config_file: Path | None = None) -> str:
+    """What a technician can do when PORT does not open: plug it in, or go through the agent that holds it."""
+    if not Path(port).exists():
+        return f"{port} does not exist: is the adapter plugged in? (ls -l {BY_ID}/)"
+    if "lock" in error or "busy" in error.lower():
+        holder = _configured_sensor(port, config_file)
+        via = (
+            f"gateway serial probe {port} --via-agent (or gateway watch {holder})"
+            if holder
+            else "gateway watch SENSOR"
+        )
+        return (
+            f"{port} is held by another process, normally the running agent: read it through the agent: {via}"
+        )
+    return error
+
+
+def _configured_sensor(port: str, config_file: Path | None = None) -> str | None:
+    """The sensor of the agent's configuration on `port`, if that file is readable."""
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    try:
+        config = load_config(chosen(config_file))
+    except ConfigError:
+        return None
+    for sensor in config.sensors:
+        section = getattr(sensor, "serial", None) or getattr(sensor, "lora_modem", None)
+        if section is not None and str(getattr(section, "port", "")) == port:
+            return sensor.id
+    return None
 
 
 @dataclass
 class _Tally:
     shown: int = 0
+    bytes: int = 0
 
 
-async def _probe(section: SerialSection, count: int, timeout_s: float, as_json: bool) -> int:
+async def _probe(section: SerialSection, count: int, timeout_s: float, as_json: bool, tally: _Tally) -> int:
     line = await SerialLine.open(section)
     codec = codec_for(section)
     poller = poller_for(section)
-    tally = _Tally()
     try:
         async with asyncio.timeout(timeout_s or None):
             try:
@@ -122,6 +212,7 @@ async def _print_readings(line: SerialLine, codec: Codec, count: int, as_json: b
     while not count or tally.shown < count:
         data = await line.read()
         ts_ms = wall_clock_ms()
+        tally.bytes += len(data)
         codec.feed(data)
         for event in codec.events():
             if isinstance(event, ProtocolError):
@@ -135,12 +226,15 @@ async def _print_readings(line: SerialLine, codec: Codec, count: int, as_json: b
                 _print_reading(ts_ms, m.quantity, m.value, m.unit, int(m.quality), as_json)
 
 
-def _print_reading(ts_ms: int, quantity: str, value: float, unit: str, quality: int, as_json: bool) -> None:
+def _print_reading(
+    ts_ms: int, quantity: str, value: float, unit: str, quality: int | list[str], as_json: bool
+) -> None:
     if as_json:
         record: dict[str, Any] = {"ts_ms": ts_ms, "quantity": quantity, "value": value, "unit": unit}
         click.echo(json.dumps(record))
     else:
-        flag = f"  quality={quality}" if quality else ""
+        names = quality_names(quality) if isinstance(quality, int) else quality
+        flag = f"  [{', '.join(names)}]" if names else ""
         click.echo(f"{_clock(ts_ms)}  {quantity:<24} {value:>12g} {unit}{flag}")
     sys.stdout.flush()
 
@@ -159,7 +253,7 @@ def sniff_command(port: str, baud: int, duration_s: float, as_json: bool) -> Non
     except KeyboardInterrupt:
         return
     except DeviceError as exc:
-        raise click.ClickException(f"{exc} (is the agent running on this port?)") from None
+        raise click.ClickException(open_failure_hint(port, str(exc))) from None
 
 
 async def _sniff(section: SerialSection, duration_s: float, as_json: bool) -> None:

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from drivers.lora import gwmp
 from hil.sims.packet_forwarder import DEMO_DEVICES, GATEWAY_A, ForwarderEmulator, build_uplink
 
@@ -52,12 +54,13 @@ def test_listen_shows_each_packet_with_rssi_snr_and_stops_after_count() -> None:
     assert (second["crc"], second["rssi"], second["snr"]) == ("bad", -120.0, -19.0)
 
 
-def test_listen_on_a_port_in_use_exits_2_with_one_line() -> None:
+@pytest.mark.parametrize("output", [["--json"], []])
+def test_listen_on_a_port_in_use_exits_2_with_one_line(output: list[str]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "gateway", "lorawan", "listen", "--port", str(port), "--json"],
+            [sys.executable, "-m", "gateway", "lorawan", "listen", "--port", str(port), *output],
             capture_output=True,
             text=True,
             timeout=30,
@@ -66,3 +69,4 @@ def test_listen_on_a_port_in_use_exits_2_with_one_line() -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and "cannot bind" in result.stderr
+    assert "listening" not in result.stderr  # it never was

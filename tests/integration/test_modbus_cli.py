@@ -92,7 +92,8 @@ def test_silent_unit_exits_2(tcp_bus):
 def test_scan_lists_the_units_that_answer(tcp_bus):
     result = run("scan", "--tcp", tcp_bus, "--units", "1-5", "--json")
     assert result.exit_code == 0
-    assert [json.loads(line)["unit"] for line in result.output.splitlines()] == [1, 2, 3]
+    assert [json.loads(line)["unit"] for line in result.stdout.splitlines()] == [1, 2, 3]
+    assert "scanned 5/5 units, 3 answered" in result.stderr
 
 
 def test_scan_over_rtu_on_a_pty(tmp_path):
@@ -103,7 +104,7 @@ def test_scan_over_rtu_on_a_pty(tmp_path):
     finally:
         stop_simulator(proc)
     assert result.exit_code == 0, result.output
-    assert [line.split()[1] for line in result.output.splitlines()] == ["4"]
+    assert [line.split()[1] for line in result.stdout.splitlines()] == ["4"]
 
 
 def test_neither_tcp_nor_serial_is_a_usage_error():

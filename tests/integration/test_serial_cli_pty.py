@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -106,3 +107,23 @@ def test_hangup_every_n_frames_replugs_at_the_same_link(tmp_path: Path) -> None:
         sim.terminate()
         out, _ = sim.communicate()
     assert json.loads(out.splitlines()[-1])["bad"] >= 1
+
+
+def test_probe_tells_a_missing_port_from_one_the_agent_holds(sds011: Path, tmp_path: Path) -> None:
+    missing = gateway("probe", str(tmp_path / "ttyUSB9"), "--protocol", "sds011", "--count", "1")
+    assert missing.returncode == 1
+    assert "does not exist: is the adapter plugged in?" in missing.stderr and "agent" not in missing.stderr
+    with serial.Serial(str(sds011), exclusive=True):  # the running agent opens its ports like this
+        held = gateway("probe", str(sds011), "--protocol", "sds011", "--count", "1")
+    assert held.returncode == 1
+    assert "held by another process, normally the running agent" in held.stderr
+    assert "gateway watch" in held.stderr
+
+
+def test_probe_with_the_wrong_protocol_counts_the_bytes_that_did_arrive(sds011: Path) -> None:
+    result = gateway("probe", str(sds011), "--protocol", "pms5003", "--count", "1", "--timeout", "1.5")
+    assert result.returncode == 1
+    assert re.search(
+        r"only 0 of 1 readings within 1.5 s; \d+ bytes arrived but no pms5003 frame", result.stderr
+    )
+    assert f"gateway serial sniff {sds011}" in result.stderr

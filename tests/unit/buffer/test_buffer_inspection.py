@@ -60,7 +60,30 @@ def test_recent_newest_first_and_by_sensor(running: Store, tmp_path: Path) -> No
         "value": 39.5,
         "unit": "ug/m3",
         "quality": 0,
+        "flags": [],
     }
+
+
+def test_recent_names_quality_flags_and_rounds_at_the_declared_resolution(tmp_path: Path) -> None:
+    from gateway import tomlwriter
+    from gateway.model import Quality
+
+    store = Store.open(tmp_path / "state" / "buffer.db", StoreOptions(commit_interval_s=0.02))
+    flags = Quality.CLOCK_UNSYNCED | Quality.DEVICE_WARNING
+    store.submit([Reading("meter-1", "voltage_l1", 1000, 230.12345678, "V", flags)])
+    store.flush_blocking(5)
+    store.close()
+    config = tmp_path / "gateway.toml"
+    sensor = {"id": "meter-1", "driver": "modbus", "resolution": {"voltage_l1": 0.1},
+              "modbus": {"host": "10.0.0.5", "unit": 1, "profile": "sdm630"}}  # fmt: skip
+    config.write_text(
+        tomlwriter.dumps({"gateway_id": "gw", "key_file": "k", "state_dir": "state", "sensors": [sensor]})
+    )
+    code, out = invoke("recent", "--config", str(config))
+    assert code == 0
+    row = next(line for line in out.splitlines() if "meter-1" in line)
+    assert " 230.1 " in row and "230.12" not in row
+    assert "CLOCK_UNSYNCED," in row and "DEVICE_WARNING" in out  # by name, not 10
 
 
 def test_outbox_and_tables(running: Store, tmp_path: Path) -> None:

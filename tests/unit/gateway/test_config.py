@@ -108,7 +108,16 @@ def _check(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
-    assert _check(EXAMPLE).returncode == 0
+    from gateway import keys
+
+    private, _ = keys.generate_keypair(tmp_path / "keys")
+    example = tomllib.loads(EXAMPLE.read_text()) | {
+        "key_file": str(private),
+        "state_dir": str(tmp_path / "s"),
+    }
+    usable = tmp_path / "example.toml"
+    usable.write_text(tomlwriter.dumps(example))
+    assert _check(usable).returncode == 0, _check(usable).stderr
     bad = tmp_path / "bad.toml"
     bad.write_text(
         'gateway_id = "has space"\nkey_file = "k"\nstate_dir = "s"\n[buffer]\ncommit_interval_s = 0\n'
@@ -193,6 +202,10 @@ def test_https_transport_needs_an_https_url_and_takes_its_files_from_the_config_
 
 
 def test_cli_config_check_opens_the_https_files(tmp_path: Path) -> None:
+    from gateway import keys
+
+    private, _ = keys.generate_keypair(tmp_path)
+    private.rename(tmp_path / "k")
     path = tmp_path / "gw.toml"
     path.write_text(
         'gateway_id = "gw-1"\nkey_file = "k"\nstate_dir = "s"\n[uplink]\ntransport = "https"\n'

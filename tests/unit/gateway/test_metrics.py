@@ -42,6 +42,28 @@ def test_a_file_for_the_textfile_collector_says_the_agent_is_down_when_nobody_an
     out.write_text("gateway_agent_up 1\n")  # from when it still ran
     result = CliRunner().invoke(main, ["metrics", "--config", str(config), "--out", str(out)])
     assert result.exit_code == 0
-    assert out.read_text() == "gateway_agent_up 0\n"
+    assert "gateway_agent_up 0\n" in out.read_text()
+    assert 'gateway_metrics_error{reason="agent"} 1' in out.read_text()
     printed = CliRunner().invoke(main, ["metrics", "--config", str(config)])
     assert printed.exit_code == 1
+
+
+def test_sensor_health_becomes_labelled_samples_without_one_name_per_quantity() -> None:
+    status = {
+        "gateway_id": "gw",
+        "sensors": {
+            "quiet-1": {"state": "stale", "stale": True, "readings": 0, "errors": 2, "last": {}},
+            "dust-1": {
+                "stale": False,
+                "readings_per_min": 120.0,
+                "last": {"pm10": {"value": 3.0, "ts_ms": 1}},
+            },
+        },
+        "lora": {"node-1": {"rssi": -97.0, "snr": 7.5, "fcnt": 12, "last_seen_ms": 5}},
+    }
+    lines = render(status).splitlines()
+    assert 'gateway_sensors_stale{sensor="quiet-1"} 1' in lines
+    assert 'gateway_sensors_errors{sensor="quiet-1"} 2' in lines
+    assert 'gateway_sensors_readings_per_min{sensor="dust-1"} 120' in lines
+    assert 'gateway_lora_fcnt{sensor="node-1"} 12' in lines
+    assert not any("pm10" in line for line in lines)

@@ -19,7 +19,8 @@ def test_hex_dump_shows_hex_and_printable_ascii_16_bytes_a_row() -> None:
 def test_probe_of_a_missing_port_fails_with_a_message(tmp_path: Path) -> None:
     result = CliRunner().invoke(group, ["probe", str(tmp_path / "ttyNONE"), "--protocol", "nmea"])
     assert result.exit_code == 1
-    assert "cannot open" in result.output
+    assert "ttyNONE does not exist: is the adapter plugged in?" in result.output
+    assert "agent" not in result.output  # a missing port is not the agent's doing
 
 
 def test_regex_probe_needs_a_pattern_with_named_groups(tmp_path: Path) -> None:

@@ -1,0 +1,286 @@
+"""`gateway config check`: everything that would break or quietly degrade a run, in one pass.
+
+The agent's own loading (gateway.config.load_config) stops at the first layer that fails: a bad
+sensor hides the duplicate id behind it, a bad id hides the unknown profile. Here every sensor is
+validated on its own and named by its id, and what only the run would find is checked too: the key
+file (missing, unreadable, readable by others), the state directory (creatable, writable), ports
+and Modbus unit addresses claimed twice, quantity names the sensor's protocol never emits, profiles
+that do not exist (with the list of those that do).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from gateway import keys, quantities
+from gateway.config import (
+    DRIVER_TAGS,
+    GatewayConfig,
+    LoraModemSensor,
+    ModbusSensor,
+    Sensor,
+    SensorBase,
+    SerialSensor,
+    describe_errors,
+    parse_config,
+)
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the file: where (a key path, or `sensor 'id'`) and what."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+_SENSOR = TypeAdapter(Sensor)
+
+
+def check_file(path: Path) -> tuple[GatewayConfig | None, list[Problem]]:
+    """The configuration (None when it does not validate) and every problem found in it."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return None, [Problem(str(path), f"cannot read: {exc.strerror or exc}")]
+    except tomllib.TOMLDecodeError as exc:
+        return None, [Problem(str(path), f"not valid TOML: {exc}")]
+    raw_sensors = data.get("sensors", [])
+    raw_sensors = raw_sensors if isinstance(raw_sensors, list) else []
+    base_dir = path.parent.resolve()
+    top, problems = _top_level(data, base_dir)
+    valid: list[tuple[Any, SensorBase]] = []
+    for index, raw in enumerate(raw_sensors):
+        sensor, found = _sensor(index, raw)
+        problems += found
+        if sensor is not None:
+            valid.append((raw, sensor))
+    problems += _claimed_twice(raw_sensors, [sensor for _raw, sensor in valid])
+    if top is not None:
+        problems += _files(top)
+        problems += _drivers(data, [raw for raw, _sensor in valid], base_dir)
+    config = None
+    if not problems:
+        try:
+            config = parse_config(data, base_dir=base_dir)
+        except ConfigError as exc:
+            problems += [Problem("(file)", line) for line in str(exc).splitlines()]
+    return config, problems
+
+
+def _top_level(data: dict[str, Any], base_dir: Path) -> tuple[GatewayConfig | None, list[Problem]]:
+    """Everything but the sensors (validated one by one), with its paths taken from the file's folder."""
+    try:
+        return parse_config({**data, "sensors": []}, base_dir=base_dir), []
+    except ConfigError as exc:
+        problems = []
+        for line in str(exc).splitlines():
+            where, _, message = line.partition(": ")
+            problems.append(Problem(where, message))
+        return None, problems
+
+
+def _name(index: int, raw: Any) -> str:
+    sensor_id = raw.get("id") if isinstance(raw, dict) else None
+    return (
+        f"sensor {sensor_id!r}" if isinstance(sensor_id, str) and sensor_id else f"sensors[{index}] (no id)"
+    )
+
+
+def _sensor(index: int, raw: Any) -> tuple[SensorBase | None, list[Problem]]:
+    """One sensor validated on its own, then what its drivers would refuse."""
+    name = _name(index, raw)
+    try:
+        sensor: SensorBase = _SENSOR.validate_python(raw)
+    except ValidationError as exc:
+        problems = []
+        for line in describe_errors(exc):
+            where, _, message = line.partition(": ")
+            tag, _, rest = where.partition(".")
+            where = rest if tag in DRIVER_TAGS and rest else where  # pydantic's discriminator first
+            problems.append(Problem(f"{name} {where}", message))
+        return None, problems
+    return sensor, list(_semantics(name, sensor))
+
+
+def _semantics(name: str, sensor: SensorBase) -> Iterator[Problem]:
+    """Profiles that exist and quantities the protocol emits."""
+    profile_quantities = None
+    protocol = ""
+    if isinstance(sensor, ModbusSensor):
+        protocol = f"profile {sensor.modbus.profile}"
+        try:
+            from drivers.modbus.profile import load_profile
+
+            register_map = load_profile(sensor.modbus.profile, sensor.modbus.profiles_dir)
+        except ConfigError:
+            shipped = ", ".join(known_profiles(sensor.modbus.profiles_dir)) or "none"
+            yield Problem(
+                f"{name} modbus.profile", f"unknown profile {sensor.modbus.profile!r}; known: {shipped}"
+            )
+            return
+        profile_quantities = frozenset(f.quantity for f in register_map.fields)
+        if sensor.modbus.fields:
+            for missing in quantities.unknown(sensor.modbus.fields, profile_quantities, protocol):
+                yield Problem(
+                    f"{name} modbus.fields",
+                    f"{missing!r} is not in {protocol} ({_listed(profile_quantities)})",
+                )
+    elif isinstance(sensor, SerialSensor):
+        protocol = sensor.serial.protocol
+    elif isinstance(sensor, LoraModemSensor):
+        protocol = sensor.lora_modem.codec
+    else:
+        protocol = getattr(getattr(sensor, "lorawan", None), "codec", "")
+    known = quantities.emitted(sensor, profile_quantities)
+    if known is None:
+        return
+    for unknown in quantities.unknown(list(sensor.resolution), known, protocol):
+        yield Problem(
+            f"{name} resolution.{unknown}",
+            f"{protocol} emits no quantity {unknown!r} (it emits: {_listed(known)})",
+        )
+
+
+def _listed(names: frozenset[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def known_profiles(directory: Path | None) -> list[str]:
+    """The Modbus profiles a sensor may name (the shipped ones, or those in its profiles_dir)."""
+    from drivers.modbus.profile import SHIPPED_PROFILES
+
+    folder = directory or SHIPPED_PROFILES
+    try:
+        return sorted(p.stem for p in folder.glob("*.toml"))
+    except OSError:
+        return []
+
+
+def _claimed_twice(raw_sensors: list[Any], sensors: list[SensorBase]) -> Iterator[Problem]:
+    """Duplicate ids, two sensors on one serial port, one Modbus unit address claimed twice."""
+    ids: dict[str, int] = {}
+    for raw in raw_sensors:
+        sensor_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(sensor_id, str):
+            ids[sensor_id] = ids.get(sensor_id, 0) + 1
+    for sensor_id, count in ids.items():
+        if count > 1:
+            yield Problem(f"sensor {sensor_id!r}", f"the id is used by {count} sensors")
+    ports: dict[str, list[str]] = {}
+    units: dict[tuple[str, int], list[ModbusSensor]] = {}
+    for sensor in sensors:
+        if not sensor.enabled:
+            continue
+        port = _serial_port(sensor)
+        if port is not None:
+            ports.setdefault(port, []).append(sensor.id)
+        if isinstance(sensor, ModbusSensor):
+            units.setdefault((sensor.modbus.bus_key, sensor.modbus.unit), []).append(sensor)
+            if sensor.modbus.port is not None:
+                ports.setdefault(sensor.modbus.port, []).append(f"{sensor.id}")
+    for port, users in ports.items():
+        modbus_only = all(isinstance(s, ModbusSensor) for s in sensors if s.id in users)
+        if len(users) > 1 and not modbus_only:
+            yield Problem(
+                f"port {port}", f"used by {len(users)} sensors: {', '.join(users)} (one port, one sensor)"
+            )
+    for (bus, unit), claimants in units.items():
+        if len(claimants) > 1:
+            names = ", ".join(repr(s.id) for s in claimants)
+            overlap = _overlap(claimants)
+            yield Problem(f"modbus {bus}", f"unit {unit} is claimed by sensors {names}{overlap}")
+
+
+def _serial_port(sensor: SensorBase) -> str | None:
+    if isinstance(sensor, SerialSensor):
+        return sensor.serial.port
+    if isinstance(sensor, LoraModemSensor):
+        return sensor.lora_modem.port
+    return None
+
+
+def _overlap(claimants: list[ModbusSensor]) -> str:
+    """' (both read holding 1-5)' when their registers overlap, else ''."""
+    from drivers.modbus.profile import load_profile
+    from drivers.modbus.registers import register_count
+
+    spans = []
+    for sensor in claimants:
+        try:
+            register_map = load_profile(sensor.modbus.profile, sensor.modbus.profiles_dir)
+        except ConfigError:
+            return ""
+        wanted = set(sensor.modbus.fields or [f.quantity for f in register_map.fields])
+        spans.append(
+            {
+                (f.kind.value, a)
+                for f in register_map.fields
+                if f.quantity in wanted
+                for a in range(f.address, f.address + register_count(f.dtype, f.length))
+            }
+        )
+    common = set.intersection(*spans)
+    if not common:
+        return " (their registers do not overlap, but one slave is one sensor)"
+    kind = sorted(common)[0][0]
+    addresses = sorted(a for k, a in common if k == kind)
+    return f" with overlapping registers ({kind} {addresses[0]}-{addresses[-1]})"
+
+
+def _files(config: GatewayConfig) -> Iterator[Problem]:
+    """What only a run would find: the key, the state directory, the TLS and token files."""
+    try:
+        keys.load_private_key(config.key_file)
+    except ConfigError as exc:
+        yield Problem("key_file", str(exc))
+    if (problem := _state_dir_problem(config.state_dir)) is not None:
+        yield Problem("state_dir", problem)
+    if config.uplink.transport == "https":
+        from gateway.uplink.https import bearer_token, tls_context
+
+        try:
+            tls_context(config.uplink.https)
+            bearer_token(config.uplink.https)
+        except ConfigError as exc:
+            yield Problem("uplink.https", str(exc))
+
+
+def _drivers(data: dict[str, Any], raw_sensors: list[Any], base_dir: Path) -> Iterator[Problem]:
+    """What the drivers refuse when they are built, sensor by sensor (codec scripts, profiles' limits)."""
+    from gateway.sensors import build_drivers
+
+    for raw in raw_sensors:
+        try:
+            config = parse_config({**data, "sensors": [raw]}, base_dir=base_dir)
+            build_drivers(config)
+        except ConfigError as exc:
+            sensor_id = raw.get("id")
+            yield Problem(f"sensor {sensor_id!r}", str(exc).replace(f"sensor {sensor_id!r}: ", ""))
+
+
+def _state_dir_problem(state_dir: Path) -> str | None:
+    """Why the agent could not create or write its state directory, or None."""
+    if state_dir.exists():
+        if not state_dir.is_dir():
+            return f"{state_dir} exists and is not a directory"
+        if not os.access(state_dir, os.W_OK | os.X_OK):
+            return f"{state_dir} is not writable by this user (the agent runs as 'gateway')"
+        return None
+    parent = state_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"{state_dir} does not exist and cannot be created ({parent} is not writable)"
+    return None
