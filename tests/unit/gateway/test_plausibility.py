@@ -28,7 +28,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
 
 
 def test_a_1e300_degree_reading_is_uploaded_flagged_with_its_value_and_counted(gateway: Gateway) -> None:
-    sink = StoreSink(gateway.store, Plausibility())
+    sink = StoreSink(gateway.store, plausibility=Plausibility())
     sink.reading(Reading("weather", "air_temperature", T0 + 1_000, 1e300, "Cel"))
     sink.reading(Reading("weather", "air_temperature", T0 + 2_000, 12.5, "Cel"))
     sink.reading(Reading("weather", "relative_humidity", T0 + 2_000, 100.5, "%RH"))
@@ -46,7 +46,7 @@ def test_a_1e300_degree_reading_is_uploaded_flagged_with_its_value_and_counted(g
 
 
 def test_an_implausible_value_is_left_out_of_its_window(gateway: Gateway) -> None:
-    sink = StoreSink(gateway.store, Plausibility())
+    sink = StoreSink(gateway.store, plausibility=Plausibility())
     for ts, value in ((1_000, 20.0), (2_000, 5_000.0), (3_000, 30.0)):
         sink.reading(Reading("both", "pm10", T0 + ts, value, "ug/m3"))  # PM above 2000 µg/m³
     gateway.store.flush_blocking(5)
