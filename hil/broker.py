@@ -38,7 +38,7 @@ def free_port() -> int:
 class Mosquitto:
     """Start/stop/restart a broker on one fixed port with persistence, so queued QoS 1 messages survive a restart."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, max_inflight: int = 20) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.binary = find_mosquitto()
@@ -52,7 +52,7 @@ class Mosquitto:
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
-            "max_inflight_messages 20\n"
+            f"max_inflight_messages {max_inflight}\n"
             "max_queued_messages 100000\n"
             "log_dest stderr\n"
             "log_type error\n"
