@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hil.broker import Mosquitto
@@ -97,8 +98,8 @@ def drain(
     keys: Path,
     messages: list[tuple[str, bytes]],
     receivers: int,
-    stored: callable,
-) -> tuple[float, float, float]:  # type: ignore[valid-type]
+    stored: Callable[[], int],
+) -> tuple[float, float, float]:
     """Publish into stopped receivers' sessions, start them, wait until all is stored;
     (batches per second, CPU seconds of the receivers, publish batches per second)."""
     ids = [f"bench-{i}" for i in range(receivers)]
