@@ -38,10 +38,11 @@ KEY_REFRESH_MS = 5000
 
 @dataclass(frozen=True)
 class Arrival:
-    """Bytes as a transport received them: `claimed_gateway` is the id its topic or URL names."""
+    """Bytes as a transport received them: `claimed_gateway` is the id its topic or URL names (None
+    for an MQTT topic layout without one, `gateway receiver --topic`: then only the key decides)."""
 
     blob: bytes
-    claimed_gateway: str
+    claimed_gateway: str | None
     received_ms: int
 
 
@@ -172,7 +173,7 @@ class ReceiverCore:
     def _retry(self, gateway_id: str | None, now_ms: int) -> int:
         released = 0
         while rows := self._store.quarantined(gateway_id=gateway_id, retryable_only=True, limit=200):
-            arrivals = [Arrival(r.blob, r.gateway_id or "", r.received_ms) for r in rows]
+            arrivals = [Arrival(r.blob, r.gateway_id, r.received_ms) for r in rows]
             judged = [self._judge(a) for a in arrivals]
             done = [r.id for r, j in zip(rows, judged, strict=True) if j.verified is not None]
             if not done:
@@ -205,14 +206,16 @@ class ReceiverCore:
             return _Judged(
                 quarantine=self._entry(arrival, reason, str(exc), message.kid, message.content_digest)
             )
-        if batch.gateway_id != arrival.claimed_gateway:
+        if arrival.claimed_gateway is not None and batch.gateway_id != arrival.claimed_gateway:
             detail = f"signed for gateway {batch.gateway_id!r}, arrived for {arrival.claimed_gateway!r}"
             return _Judged(
                 quarantine=self._entry(arrival, QuarantineReason.TOPIC_MISMATCH, detail, message.kid)
             )
         return _Judged(verified=VerifiedBatch(batch, arrival.blob, arrival.received_ms))
 
-    def _unverifiable(self, known: RegisteredKey | None, claimed: str) -> QuarantineReason | None:
+    def _unverifiable(self, known: RegisteredKey | None, claimed: str | None) -> QuarantineReason | None:
+        if known is None and claimed is None:
+            return QuarantineReason.UNKNOWN_KEY
         if known is None:
             enrolled = any(k.gateway_id == claimed for k in self._registry.values())
             return QuarantineReason.UNKNOWN_KEY if enrolled else QuarantineReason.NOT_ENROLLED
