@@ -103,3 +103,12 @@ def test_cli_lists_quarantine_and_keys_add_releases_and_retry_reports(tmp_path: 
     retried = runner.invoke(main, ["receiver", "quarantine", "retry", "--db", str(db)])
     assert retried.output.strip() == "released 0 batches; 0 still quarantined"
     assert SqliteStore(db).count_readings("gw-7") == 10
+
+
+def test_cli_refuses_to_enrol_a_gateway_id_outside_the_alphabet(tmp_path: Path) -> None:
+    gw = SimulatedGateway("gw-1")
+    pem = tmp_path / "gw.pem"
+    pem.write_bytes(gw.key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    db = tmp_path / "received.db"
+    result = CliRunner().invoke(main, ["receiver", "keys", "add", "gw-b/x", str(pem), "--db", str(db)])
+    assert result.exit_code == 2 and "1 to 64 of A-Z a-z 0-9" in result.output
