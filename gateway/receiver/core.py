@@ -34,6 +34,8 @@ log = structlog.get_logger(__name__)
 #: re-read the key registry at most this often, so keys added or revoked by `gateway receiver keys`
 #: in another process take effect in a running receiver
 KEY_REFRESH_MS = 5000
+#: quarantined batches re-verified per transaction
+RETRY_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -217,13 +219,16 @@ class ReceiverCore:
             return self._retry(gateway_id, now_ms)
 
     def _retry(self, gateway_id: str | None, now_ms: int) -> int:
-        released = 0
-        while rows := self._store.quarantined(gateway_id=gateway_id, retryable_only=True, limit=200):
+        released, limit = 0, RETRY_PAGE
+        while rows := self._store.quarantined(gateway_id=gateway_id, retryable_only=True, limit=limit):
             arrivals = [Arrival(r.blob, r.gateway_id, r.received_ms) for r in rows]
             judged = [self._judge(a, self._registry) for a in arrivals]
             done = [r.id for r, j in zip(rows, judged, strict=True) if j.verified is not None]
             if not done:
-                break
+                if len(rows) < limit:
+                    break
+                limit *= 4  # the oldest rows still do not verify: look further back
+                continue
             pairs = [(a, j) for a, j in zip(arrivals, judged, strict=True) if j.verified is not None]
             self._commit([a for a, _ in pairs], [j for _, j in pairs], release=done)
             released += len(done)
