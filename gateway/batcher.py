@@ -35,6 +35,10 @@ class BatcherStatistics:
     windows_sealed: int
     last_seq: int | None
     windowing: WindowerStatistics | None
+    #: hex kid of the key batches are signed with (`gateway status` shows it)
+    kid: str = ""
+    #: a `gateway keys rotate` not yet announced in a sealed batch
+    rollover_pending: bool = False
 
 
 def now_ms() -> int:
@@ -222,4 +226,7 @@ class Batcher:
     def statistics(self) -> BatcherStatistics:
         """Counters for status and metrics."""
         windowing = self._windowing.statistics() if self._windowing is not None else None
-        return BatcherStatistics(self._batches, self._readings, self._windows, self._last_seq, windowing)
+        return BatcherStatistics(
+            self._batches, self._readings, self._windows, self._last_seq, windowing,
+            kid=self._kid.hex(), rollover_pending=self._rollover is not None,
+        )  # fmt: skip

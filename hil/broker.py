@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway.errors import GatewayError
+from hil.tls import ServerCertificate
 
 #: Debian installs the broker in sbin, off an ordinary user's PATH
 CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -38,26 +39,50 @@ def free_port() -> int:
 class Mosquitto:
     """Start/stop/restart a broker on one fixed port with persistence, so queued QoS 1 messages survive a restart."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        max_inflight: int = 20,
+        tls: ServerCertificate | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
+        """`tls`: the listener speaks TLS with this certificate; `users`: name -> password, and
+        anonymous clients are refused."""
         self.workdir = workdir
         self.port = port or free_port()
         self.binary = find_mosquitto()
         self._process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "mosquitto.conf"
+        access = "allow_anonymous true\n"
+        if users is not None:
+            access = f"allow_anonymous false\npassword_file {self._password_file(users)}\n"
+        listener = f"listener {self.port} 127.0.0.1\n"
+        if tls is not None:
+            listener += f"cafile {tls.ca_file}\ncertfile {tls.cert_file}\nkeyfile {tls.key_file}\n"
         self.config_path.write_text(
             # started as root, mosquitto would switch to user "mosquitto", who cannot write our workdir
             f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"{listener}{access}"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
-            "max_inflight_messages 20\n"
+            f"max_inflight_messages {max_inflight}\n"
             "max_queued_messages 100000\n"
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
         )
+
+    def _password_file(self, users: dict[str, str]) -> Path:
+        """A Mosquitto password file (hashed by mosquitto_passwd) for `users`."""
+        path = self.workdir / "passwords"
+        path.write_text("".join(f"{name}:{password}\n" for name, password in users.items()))
+        path.chmod(0o600)
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        subprocess.run([tool, "-U", str(path)], check=True, capture_output=True, timeout=30)
+        return path
 
     @property
     def running(self) -> bool:

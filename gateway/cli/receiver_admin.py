@@ -18,6 +18,7 @@ import click
 from gateway.errors import ConfigError, GatewayError
 from gateway.receiver.core import ReceiverCore
 from gateway.receiver.store import ReceiverStore, RegisteredKey
+from gateway.receiver.verdict import valid_gateway_id
 from gateway.wire import kid_for
 from gateway.wire.keyring import load_public_pem
 
@@ -76,6 +77,8 @@ def keys_group() -> None:
 @_DB
 def keys_add(gateway_id: str, public_pem: Path, db: str | None) -> None:
     """Enrol PUBLIC_PEM (`gateway keys show` on the gateway) for GATEWAY_ID; re-verifies its quarantine."""
+    if not valid_gateway_id(gateway_id):
+        raise click.BadParameter(f"{gateway_id!r}: a gateway id is 1 to 64 of A-Z a-z 0-9 . _ -")
     try:
         public = load_public_pem(public_pem)
     except ConfigError as exc:

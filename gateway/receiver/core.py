@@ -34,14 +34,17 @@ log = structlog.get_logger(__name__)
 #: re-read the key registry at most this often, so keys added or revoked by `gateway receiver keys`
 #: in another process take effect in a running receiver
 KEY_REFRESH_MS = 5000
+#: quarantined batches re-verified per transaction
+RETRY_PAGE = 200
 
 
 @dataclass(frozen=True)
 class Arrival:
-    """Bytes as a transport received them: `claimed_gateway` is the id its topic or URL names."""
+    """Bytes as a transport received them: `claimed_gateway` is the id its topic or URL names (None
+    for an MQTT topic layout without one, `gateway receiver --topic`: then only the key decides)."""
 
     blob: bytes
-    claimed_gateway: str
+    claimed_gateway: str | None
     received_ms: int
 
 
@@ -62,6 +65,33 @@ class CoreStatistics:
 
 
 @dataclass(frozen=True)
+class _Registry:
+    """A snapshot of the key registry: replaced whole on every change, never mutated, so a judging
+    thread can read it while the committing thread enrols a key."""
+
+    keys: dict[bytes, RegisteredKey]
+    public: dict[bytes, Ed25519PublicKey]
+    gateways: frozenset[str]
+
+    @classmethod
+    def of(cls, keys: dict[bytes, RegisteredKey]) -> _Registry:
+        public = {kid: Ed25519PublicKey.from_public_bytes(k.public_key) for kid, k in keys.items()}
+        return cls(keys, public, frozenset(k.gateway_id for k in keys.values()))
+
+    def with_key(self, key: RegisteredKey) -> _Registry:
+        public = {**self.public, key.kid: Ed25519PublicKey.from_public_bytes(key.public_key)}
+        return _Registry({**self.keys, key.kid: key}, public, self.gateways | {key.gateway_id})
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Arrivals judged against a registry snapshot, not yet committed (`ReceiverCore.judge_many`)."""
+
+    arrivals: Sequence[Arrival]
+    judged: Sequence[_Judged]
+
+
+@dataclass(frozen=True)
 class _Judged:
     """One arrival after verification: exactly one of the two is set."""
 
@@ -75,8 +105,7 @@ class ReceiverCore:
     def __init__(self, store: ReceiverStore) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._registry: dict[bytes, RegisteredKey] = {}
-        self._public: dict[bytes, Ed25519PublicKey] = {}
+        self._registry = _Registry.of({})
         self._refreshed_ms: int | None = None
         self._counts: Counter[str] = Counter()
 
@@ -89,13 +118,33 @@ class ReceiverCore:
 
         StorageError when the commit failed: nothing of this call is stored, nothing may be acknowledged.
         """
+        return self.commit_judged(self.judge_many(arrivals))
+
+    def judge_many(self, arrivals: Sequence[Arrival]) -> Judgement:
+        """Verify and decode (the CPU-bound half; touches no database, may run beside a commit)."""
+        registry = self._registry
+        return Judgement(arrivals, [self._judge(a, registry) for a in arrivals])
+
+    def commit_judged(self, judgement: Judgement) -> list[Verdict]:
+        """Commit what `judge_many` made of the arrivals in ONE transaction; returns after the commit.
+
+        StorageError when the commit failed: nothing of this call is stored, nothing may be acknowledged.
+        """
+        arrivals = judgement.arrivals
         with self._lock:
             if arrivals:
                 self._refresh_keys(max(a.received_ms for a in arrivals))
-            return self._commit(arrivals, release=())
+            registry = self._registry
+            # a key enrolled since the judging (a rollover in the group before): judge those again
+            judged = [
+                self._judge(a, registry) if _stale(j, registry) else j
+                for a, j in zip(arrivals, judgement.judged, strict=True)
+            ]
+            return self._commit(arrivals, judged, release=())
 
-    def _commit(self, arrivals: Sequence[Arrival], release: Sequence[int]) -> list[Verdict]:
-        judged = [self._judge(a) for a in arrivals]
+    def _commit(
+        self, arrivals: Sequence[Arrival], judged: Sequence[_Judged], release: Sequence[int]
+    ) -> list[Verdict]:
         batches = [j.verified for j in judged if j.verified is not None]
         quarantine = [j.quarantine for j in judged if j.quarantine is not None]
         outcomes = iter(self._store.commit(batches, quarantine, release))
@@ -170,53 +219,50 @@ class ReceiverCore:
             return self._retry(gateway_id, now_ms)
 
     def _retry(self, gateway_id: str | None, now_ms: int) -> int:
-        released = 0
-        while rows := self._store.quarantined(gateway_id=gateway_id, retryable_only=True, limit=200):
-            arrivals = [Arrival(r.blob, r.gateway_id or "", r.received_ms) for r in rows]
-            judged = [self._judge(a) for a in arrivals]
+        released, limit = 0, RETRY_PAGE
+        while rows := self._store.quarantined(gateway_id=gateway_id, retryable_only=True, limit=limit):
+            arrivals = [Arrival(r.blob, r.gateway_id, r.received_ms) for r in rows]
+            judged = [self._judge(a, self._registry) for a in arrivals]
             done = [r.id for r, j in zip(rows, judged, strict=True) if j.verified is not None]
             if not done:
-                break
-            keep = [a for a, j in zip(arrivals, judged, strict=True) if j.verified is not None]
-            self._commit(keep, release=done)
+                if len(rows) < limit:
+                    break
+                limit *= 4  # the oldest rows still do not verify: look further back
+                continue
+            pairs = [(a, j) for a, j in zip(arrivals, judged, strict=True) if j.verified is not None]
+            self._commit([a for a, _ in pairs], [j for _, j in pairs], release=done)
             released += len(done)
         self._counts["released_from_quarantine"] += released
         if released:
             log.info("quarantine released", gateway_id=gateway_id, batches=released, at_ms=now_ms)
         return released
 
-    def _judge(self, arrival: Arrival) -> _Judged:
+    def _judge(self, arrival: Arrival, registry: _Registry) -> _Judged:
         """Verify one arrival against the registry: a VerifiedBatch, or why to keep it aside."""
         try:
             message = parse_canonical(arrival.blob)
         except MalformedBatch as exc:
             return _Judged(quarantine=self._entry(arrival, QuarantineReason.MALFORMED, str(exc)))
-        known = self._registry.get(message.kid)
-        reason = self._unverifiable(known, arrival.claimed_gateway)
+        known = registry.keys.get(message.kid)
+        reason = _unverifiable(registry, known, arrival.claimed_gateway)
         if reason is not None:
             detail = f"kid {message.kid.hex()}: {reason.value}"
             entry = self._entry(arrival, reason, detail, message.kid, message.content_digest)
             return _Judged(quarantine=entry)
         assert known is not None
         try:
-            batch = wire.verify_message(message, self._public[known.kid], known.gateway_id)
+            batch = wire.verify_message(message, registry.public[known.kid], known.gateway_id)
         except (BadSignature, MalformedBatch, UnsupportedVersion) as exc:
             reason = _REASON_OF_ERROR[type(exc)]
             return _Judged(
                 quarantine=self._entry(arrival, reason, str(exc), message.kid, message.content_digest)
             )
-        if batch.gateway_id != arrival.claimed_gateway:
+        if arrival.claimed_gateway is not None and batch.gateway_id != arrival.claimed_gateway:
             detail = f"signed for gateway {batch.gateway_id!r}, arrived for {arrival.claimed_gateway!r}"
             return _Judged(
                 quarantine=self._entry(arrival, QuarantineReason.TOPIC_MISMATCH, detail, message.kid)
             )
         return _Judged(verified=VerifiedBatch(batch, arrival.blob, arrival.received_ms))
-
-    def _unverifiable(self, known: RegisteredKey | None, claimed: str) -> QuarantineReason | None:
-        if known is None:
-            enrolled = any(k.gateway_id == claimed for k in self._registry.values())
-            return QuarantineReason.UNKNOWN_KEY if enrolled else QuarantineReason.NOT_ENROLLED
-        return QuarantineReason.REVOKED if known.revoked_ms is not None else None
 
     @staticmethod
     def _entry(
@@ -233,21 +279,11 @@ class ReceiverCore:
     def _refresh_keys(self, now_ms: int) -> None:
         if self._refreshed_ms is not None and now_ms - self._refreshed_ms < KEY_REFRESH_MS:
             return
-        registry = {k.kid: k for k in self._store.keys()}  # noqa: SIM118 - a store, not a dict
-        for kid in list(self._registry):
-            if kid not in registry:
-                self._forget(kid)
-        for key in registry.values():
-            self._remember(key)
+        self._registry = _Registry.of({k.kid: k for k in self._store.keys()})  # noqa: SIM118 - a store
         self._refreshed_ms = now_ms
 
     def _remember(self, key: RegisteredKey) -> None:
-        self._registry[key.kid] = key
-        self._public[key.kid] = Ed25519PublicKey.from_public_bytes(key.public_key)
-
-    def _forget(self, kid: bytes) -> None:
-        self._registry.pop(kid, None)
-        self._public.pop(kid, None)
+        self._registry = self._registry.with_key(key)
 
     def _count(self, arrival: Arrival, verdict: Verdict) -> None:
         self._counts[f"reason:{verdict.name}"] += 1
@@ -286,3 +322,29 @@ _REASON_OF_ERROR: dict[type[Exception], QuarantineReason] = {
     MalformedBatch: QuarantineReason.MALFORMED,
     UnsupportedVersion: QuarantineReason.UNSUPPORTED_VERSION,
 }
+
+
+def _unverifiable(
+    registry: _Registry, known: RegisteredKey | None, claimed: str | None
+) -> QuarantineReason | None:
+    """Why a kid cannot verify now, or None when it can."""
+    if known is None and claimed is None:
+        return QuarantineReason.UNKNOWN_KEY
+    if known is None:
+        return QuarantineReason.UNKNOWN_KEY if claimed in registry.gateways else QuarantineReason.NOT_ENROLLED
+    return QuarantineReason.REVOKED if known.revoked_ms is not None else None
+
+
+def _stale(judged: _Judged, registry: _Registry) -> bool:
+    """Quarantined for a missing key that the registry holds now."""
+    entry = judged.quarantine
+    return (
+        entry is not None
+        and entry.kid is not None
+        and entry.kid in registry.keys
+        and entry.reason
+        in (
+            QuarantineReason.UNKNOWN_KEY,
+            QuarantineReason.NOT_ENROLLED,
+        )
+    )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.errors import StorageError
-from gateway.receiver.core import Arrival, ReceiverCore
+from gateway.receiver.core import Arrival, Judgement, ReceiverCore
 from gateway.receiver.verdict import Verdict
 
 log = structlog.get_logger(__name__)
@@ -62,15 +62,28 @@ class Committer:
         return result
 
     async def run(self) -> None:
-        """Commit groups forever."""
+        """Judge and commit groups forever, in two stages: while one group commits (SQLite and
+        PostgreSQL release the GIL while they write), the next is verified and decoded."""
+        judged: asyncio.Queue[tuple[list[_Pending], Judgement]] = asyncio.Queue(maxsize=1)
+        async with asyncio.TaskGroup() as stages:
+            stages.create_task(self._judge_stage(judged))
+            stages.create_task(self._commit_stage(judged))
+
+    async def _judge_stage(self, out: asyncio.Queue[tuple[list[_Pending], Judgement]]) -> None:
         while True:
             group = [await self._queue.get()]
             while len(group) < self._max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
-            arrivals = [p.arrival for p in group]
+            judgement = await asyncio.to_thread(self._core.judge_many, [p.arrival for p in group])
+            await out.put((group, judgement))
+            del group, judgement  # the bodies: not held while waiting for the next group
+
+    async def _commit_stage(self, judged: asyncio.Queue[tuple[list[_Pending], Judgement]]) -> None:
+        while True:
+            group, judgement = await judged.get()
             try:
                 verdicts: list[Verdict | StorageError] = list(
-                    await asyncio.to_thread(self._core.receive_many, arrivals)
+                    await asyncio.to_thread(self._core.commit_judged, judgement)
                 )
             except StorageError as exc:
                 log.error("cannot store batches", batches=len(group), error=str(exc))
@@ -78,4 +91,4 @@ class Committer:
             self.groups += 1
             for pending, verdict in zip(group, verdicts, strict=True):
                 pending.settle(verdict)
-            del group, arrivals  # the bodies: not held while waiting for the next group
+            del group, judgement

@@ -24,7 +24,7 @@ from gateway.backoff import Backoff
 from gateway.errors import StorageError, UplinkError, first_leaf
 from gateway.receiver.core import Arrival
 from gateway.receiver.intake import Committer
-from gateway.receiver.verdict import Verdict, valid_gateway_id
+from gateway.receiver.verdict import Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -119,9 +119,8 @@ class BatchSubscriber:
             await self._committer.submit(Arrival(bytes(payload), claimed, self._clock()), settle)
 
 
-def _gateway_of(topic: str) -> str:
-    """The gateway id a `gateways/<id>/batches` topic names; "" when it names none of the alphabet."""
+def _gateway_of(topic: str) -> str | None:
+    """The gateway id a `<prefix>/<id>/<suffix>` topic names (checked against the body's), None for
+    other layouts; an id outside the alphabet never matches a body's, so the batch is refused."""
     parts = topic.split("/")
-    if len(parts) == 3 and parts[0] == "gateways" and parts[2] == "batches" and valid_gateway_id(parts[1]):
-        return parts[1]
-    return ""
+    return parts[1] if len(parts) == 3 else None

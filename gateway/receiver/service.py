@@ -9,11 +9,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gateway.errors import ConfigError
 from gateway.receiver.core import CoreStatistics, ReceiverCore
 from gateway.receiver.http import BatchEndpoint
 from gateway.receiver.intake import Committer
 from gateway.receiver.mqtt import BatchSubscriber
 from gateway.receiver.store import RegisteredKey
+from gateway.receiver.verdict import valid_gateway_id
 from gateway.wire import kid_for
 from gateway.wire.keyring import load_public_pem
 
@@ -93,6 +95,8 @@ def import_key_dir(core: ReceiverCore, directory: Path, at_ms: int) -> int:
     `.retired.pem` file is skipped) in the registry; returns how many quarantined batches that released."""
     released = 0
     for gateway_id, pem in _key_files(directory):
+        if not valid_gateway_id(gateway_id):
+            raise ConfigError(f"{pem}: {gateway_id!r} is not a gateway id (1 to 64 of A-Z a-z 0-9 . _ -)")
         public = load_public_pem(pem)
         raw = public.public_bytes_raw()
         key = RegisteredKey(kid_for(public), gateway_id, raw, at_ms, "import")

@@ -23,7 +23,7 @@ from gateway.wire.batch import (
     SeriesInfo,
     WindowColumns,
 )
-from gateway.wire.cbor_limits import check_items
+from gateway.wire.cbor_limits import MAX_ITEMS, check_items
 from gateway.wire.readings import decode_readings, encode_readings
 from gateway.wire.scale import resolution_of, scale_of
 from gateway.wire.windows import decode_windows, encode_windows
@@ -154,7 +154,8 @@ def _decompress(payload: bytes) -> bytes:
 
 
 def _fields(data: bytes) -> dict[Any, Any]:
-    check_items(data)  # before cbor2 builds an object per item
+    if len(data) > MAX_ITEMS:  # fewer bytes cannot hold more items; a 100-reading body has ~3 kB
+        check_items(data)  # before cbor2 builds an object per item (the scan costs ~0.2 us per item)
     stream = io.BytesIO(data)
     try:
         fields = cbor2.CBORDecoder(stream).decode()

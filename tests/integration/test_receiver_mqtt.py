@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from test_skeleton_path import start_station, station_total, write_config
 
 from hil.broker import Mosquitto, free_port
 from hil.fleet import SimulatedGateway, publish_all, topic_of, write_public_keys
+from hil.tls import loopback_certificate
 
 GATEWAYS, BATCHES_EACH, SERIES, PER_SERIES = 20, 40, 5, 20  # 800 batches of 100 readings
 
@@ -159,3 +161,26 @@ def test_a_key_rotation_the_backend_was_not_told_of_loses_nothing(
         == 1
     )
     assert not (tmp_path / "keys" / "rollover.pending").exists()
+
+
+def test_the_receiver_subscribes_over_tls_with_a_user_name_and_password_file(
+    tmp_path: Path, processes: Processes
+) -> None:
+    cert = loopback_certificate(tmp_path / "tls")
+    gw = SimulatedGateway("gw-1")
+    keys = write_public_keys(tmp_path / "keys", [gw])
+    users = {"receiver": "s3cret receiver", "gw-1": "gw secret"}
+    (tmp_path / "password").write_text(users["receiver"] + "\n")
+    with Mosquitto(tmp_path / "broker", tls=cert, users=users) as broker:
+        db, stats = tmp_path / "received.db", tmp_path / "stats.json"
+        processes.start(
+            "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{broker.port}",
+            "--keys", str(keys), "--db", str(db), "--stats-file", str(stats),
+            "--mqtt-ca", str(cert.ca_file), "--mqtt-username", "receiver",
+            "--mqtt-password-file", str(tmp_path / "password"),
+        )  # fmt: skip
+        wait_until(lambda: read_json(stats).get("connected") is True, 30, "the receiver over TLS")
+        tls = ssl.create_default_context(cafile=str(cert.ca_file))
+        messages = [(topic_of("gw-1"), gw.batch()) for _ in range(5)]
+        asyncio.run(publish_all(broker.port, messages, tls=tls, credentials=("gw-1", users["gw-1"])))
+        wait_until(lambda: stored(db) == 5, 30, "the batches over TLS")

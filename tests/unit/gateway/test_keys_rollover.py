@@ -86,7 +86,10 @@ def test_after_a_rotation_and_a_restart_the_backend_learns_the_new_key_from_the_
     store = Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01))
     rotate_keypair(keys)
     batcher = batcher_for(store, key_file)  # the agent restarted after the rotation
+    new_kid = wire.kid_for(load_private_key(key_file).public_key()).hex()
+    assert (batcher.statistics().kid, batcher.statistics().rollover_pending) == (new_kid, True)
     announcing, after = seal(store, batcher, T0), seal(store, batcher, T0 + 1000)
+    assert batcher.statistics().rollover_pending is False
     store.close()
     assert not (keys / ROLLOVER_PENDING).exists()
     # one group commit: the second is judged before the first enrolled its key, and released after

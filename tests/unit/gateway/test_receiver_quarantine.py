@@ -103,3 +103,26 @@ def test_cli_lists_quarantine_and_keys_add_releases_and_retry_reports(tmp_path: 
     retried = runner.invoke(main, ["receiver", "quarantine", "retry", "--db", str(db)])
     assert retried.output.strip() == "released 0 batches; 0 still quarantined"
     assert SqliteStore(db).count_readings("gw-7") == 10
+
+
+def test_cli_refuses_to_enrol_a_gateway_id_outside_the_alphabet(tmp_path: Path) -> None:
+    gw = SimulatedGateway("gw-1")
+    pem = tmp_path / "gw.pem"
+    pem.write_bytes(gw.key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    db = tmp_path / "received.db"
+    result = CliRunner().invoke(main, ["receiver", "keys", "add", "gw-b/x", str(pem), "--db", str(db)])
+    assert result.exit_code == 2 and "1 to 64 of A-Z a-z 0-9" in result.output
+
+
+def test_enrolling_a_key_releases_its_batches_behind_many_that_still_do_not_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.receiver.core.RETRY_PAGE", 2)
+    stranger, gw = SimulatedGateway("gw-1"), SimulatedGateway("gw-1")
+    store = SqliteStore(tmp_path / "received.db")
+    core = ReceiverCore(store)
+    for _ in range(5):  # older, and still unverifiable after gw's key is enrolled
+        arrive(core, stranger.batch())
+    arrive(core, gw.batch())
+    assert core.enrol(key_of(gw)) == 1
+    assert store.count_readings() == 5 and len(store.quarantined()) == 5
