@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from pg_batches import keyring_of, signed, verified
 
 from gateway import wire
 from gateway.errors import ConfigError, StorageError, UnknownKey
@@ -23,6 +22,7 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from hil.fleet import SimulatedGateway
+from postgres_store.pg_batches import keyring_of, signed, verified
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import threading
 import numpy as np
 import psycopg
 import pytest
-from pg_batches import signed, verified
 
 from gateway import wire
 from gateway.errors import StorageError
@@ -15,6 +14,7 @@ from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.postgres.schema import SCHEMA_VERSION
 from gateway.receiver.store import Outcome, VerifiedBatch
 from hil.fleet import SimulatedGateway
+from postgres_store.pg_batches import signed, verified
 
 MIDNIGHT = 1_767_312_000_000  # 2026-01-02T00:00:00Z
 
