@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import aiomqtt
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway import wire
 
@@ -69,3 +74,41 @@ class SimulatedGateway:
         blob = wire.sign(self.body(seq, per_series, rollover=statement), self.key, self.kid)
         self.key = new_key
         return blob
+
+
+def topic_of(gateway_id: str) -> str:
+    """The topic a gateway publishes its batches to."""
+    return f"gateways/{gateway_id}/batches"
+
+
+async def publish_all(
+    port: int, messages: Iterable[tuple[str, bytes]], *, client_id: str = "fleet", window: int = 100
+) -> int:
+    """Publish QoS 1 messages, `window` awaiting their PUBACK at a time; returns how many."""
+    sent = 0
+    async with (
+        aiomqtt.Client("127.0.0.1", port, identifier=client_id, max_inflight_messages=window) as client,
+        asyncio.TaskGroup() as tasks,
+    ):
+        slots = asyncio.Semaphore(window)
+
+        async def one(topic: str, blob: bytes) -> None:
+            try:
+                await client.publish(topic, blob, qos=1)
+            finally:
+                slots.release()
+
+        for topic, blob in messages:
+            await slots.acquire()
+            tasks.create_task(one(topic, blob))
+            sent += 1
+    return sent
+
+
+def write_public_keys(directory: Path, gateways: Iterable[SimulatedGateway]) -> Path:
+    """`<gateway id>.pem` for each gateway: a receiver's --keys directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for gw in gateways:
+        pem = gw.key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        (directory / f"{gw.gateway_id}.pem").write_bytes(pem)
+    return directory

@@ -162,7 +162,7 @@ def test_quarantine_keeps_retryable_bytes_once_and_cuts_rejected_ones(store: Pos
     ]
     assert [q.reason for q in store.quarantined(retryable_only=True)] == [QuarantineReason.UNKNOWN_KEY]
     assert store.quarantined(gateway_id="gw-other") == []
-    store.release([kept[0].id])
+    assert store.commit([], [], release=[kept[0].id]) == []
     assert [q.reason for q in store.quarantined()] == [QuarantineReason.BAD_SIGNATURE]
 
 
