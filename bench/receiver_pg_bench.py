@@ -11,6 +11,9 @@ bare binary COPY into an unindexed table, one transaction per group), pg_1_vs_co
 store_cpu_us_per_reading (the store process's own CPU, pg_1), lost, duplicates (over both runs).
 
 Run: .venv/bin/python bench/receiver_pg_bench.py [--seqs N] [--group N]
+
+`postgres_runs` is the PostgreSQL half of bench/receiver_bench.py (whole receivers over Mosquitto):
+that benchmark passes it a function draining its published batches with N receivers on a DSN.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import multiprocessing
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.synchronize import Barrier
 
 import numpy as np
@@ -127,6 +131,29 @@ def bare_copy(cluster: PostgresCluster, blobs: list[bytes], keys: dict[str, byte
             with conn.transaction(), conn.cursor().copy("COPY rows FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(stream)
         return len(items) / (time.monotonic() - began)
+
+
+def postgres_runs(drain: Callable[[str, int, Callable[[], int]], float], published: int) -> dict[str, object]:
+    """The PostgreSQL half of bench/receiver_bench.py: `drain(dsn, receivers, stored)` runs that many
+    `gateway receiver --db DSN` processes over everything published and returns their batches/s; here a
+    private durable cluster, one fresh database per run, and the lost and duplicates of both runs."""
+    result: dict[str, object] = {}
+    lost = duplicates = 0
+    with PostgresCluster() as cluster:
+        for receivers in (1, 3):
+            name = f"receivers_{receivers}"
+            dsn = cluster.create_database(name)
+            PostgresStore(dsn).close()  # migrated before the clock starts
+
+            def stored(dsn: str = dsn) -> int:
+                with psycopg.connect(dsn) as conn:
+                    row = conn.execute("SELECT count(*) FROM batches").fetchone()
+                return int(row[0]) if row else 0
+
+            result[f"batches_per_s_pg_{receivers}"] = round(drain(dsn, receivers, stored), 1)
+            missing, repeated = check(cluster, name, published)
+            lost, duplicates = lost + missing, duplicates + repeated
+    return {**result, "lost_pg": lost, "duplicates_pg": duplicates}
 
 
 def main() -> None:
