@@ -26,7 +26,10 @@ PARTITION_LOCK = 0x67772D7061727473
 
 DAY_MS = 86_400_000
 #: readings from 2000-01-01 to 2100-01-01 get a partition per UTC day; the rest (a gateway without a real
-#: time clock stamps 1970 until NTP answers) land in the default partition `reading_rows_elsewhen`
+#: time clock stamps 1970 until NTP answers) land in `reading_rows_before_2000` or `reading_rows_from_2100`.
+#: No DEFAULT partition: rows of a day without a partition (dropped for retention while a receiver still
+#: knew it) fail loudly and the store recreates it, where a default partition would take them and then
+#: refuse the day's partition forever.
 PARTITIONED_FROM_MS = 946_684_800_000
 PARTITIONED_UNTIL_MS = 4_102_444_800_000
 
@@ -34,7 +37,7 @@ PARTITIONED_UNTIL_MS = 4_102_444_800_000
 _NULL_IF_NAN = "nullif({0}, 'NaN'::float8) AS {0}"
 _WINDOW_FLOATS = ", ".join(_NULL_IF_NAN.format(c) for c in ("min", "max", "mean", "std", "first", "last"))
 
-_TABLES = """
+_TABLES = f"""
 CREATE TABLE batches (
     gateway_id text NOT NULL, seq bigint NOT NULL, kid bytea NOT NULL, digest bytea NOT NULL,
     created_ms bigint NOT NULL, received_ms bigint NOT NULL, readings integer NOT NULL,
@@ -55,7 +58,8 @@ CREATE TABLE reading_rows (
     series_id integer NOT NULL, ts_ms bigint NOT NULL, value float8 NOT NULL, quality integer NOT NULL,
     batch_id bigint NOT NULL
 ) PARTITION BY RANGE (ts_ms);
-CREATE TABLE reading_rows_elsewhen PARTITION OF reading_rows DEFAULT;
+CREATE TABLE reading_rows_before_2000 PARTITION OF reading_rows FOR VALUES FROM (MINVALUE) TO ({PARTITIONED_FROM_MS});
+CREATE TABLE reading_rows_from_2100 PARTITION OF reading_rows FOR VALUES FROM ({PARTITIONED_UNTIL_MS}) TO (MAXVALUE);
 CREATE INDEX reading_rows_by_series ON reading_rows (series_id, ts_ms);
 CREATE TABLE window_rows (
     series_id integer NOT NULL, window_start bigint NOT NULL, window_ms bigint NOT NULL, rev integer NOT NULL,

@@ -98,6 +98,12 @@ class PostgresStore:
             except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
                 if attempt == ATTEMPTS:
                     raise StorageError(f"receiver database: {_message(exc)}") from None
+            except errors.CheckViolation as exc:
+                # "no partition found for row": a day partition this receiver knew of was dropped
+                # (retention) since; learn the partitions again, the next attempt recreates it
+                if attempt == ATTEMPTS:
+                    raise StorageError(f"receiver database: {_message(exc)}") from None
+                self._days = self._run(existing_partition_days)
             except psycopg.Error as exc:
                 raise StorageError(f"receiver database: {_message(exc)}") from None
         raise AssertionError("unreachable")
