@@ -115,6 +115,8 @@ def test_receivers_killed_mid_commit_store_every_batch_exactly_once(
     assert readings == [(12_000, 12_000)]
     # the killed receivers left open transactions behind, which PostgreSQL rolled back
     server_log = postgres_cluster.log_tail(10**9)[log_before:]
-    assert (
-        server_log.count("unexpected EOF on client connection with an open transaction") >= ROUNDS_WITH_KILLS
-    )
+    # (a socket closed with unread bytes in it is reset rather than closed, hence two messages)
+    lost_clients = server_log.count("unexpected EOF on client connection with an open transaction")
+    lost_clients += server_log.count("could not receive data from client: Connection reset by peer")
+    assert kill_rounds >= 1
+    assert lost_clients >= kill_rounds
