@@ -9,6 +9,7 @@ per-value NULL test) and the views turn it into NULL, as SQLite has it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -32,6 +33,9 @@ DAY_MS = 86_400_000
 #: refuse the day's partition forever.
 PARTITIONED_FROM_MS = 946_684_800_000
 PARTITIONED_UNTIL_MS = 4_102_444_800_000
+
+#: a day partition's bound as pg_get_expr shows it
+_DAY_BOUND = re.compile(r"FOR VALUES FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 
 # a NaN statistic or value is stored as NaN; the views show NULL as the SQLite store does
 _NULL_IF_NAN = "nullif({0}, 'NaN'::float8) AS {0}"
@@ -192,17 +196,18 @@ def partition_name(day: int) -> str:
 
 
 def existing_partition_days(conn: Connection[TupleRow]) -> set[int]:
-    """The days that already have a partition (read once per connection, then kept up to date; a
-    connection in autocommit mode)."""
+    """The days that already have a partition of their own, from the partitions' bounds (read once per
+    connection, then kept up to date; a connection in autocommit mode)."""
     rows = conn.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'reading_rows'::regclass AND c.relname LIKE 'reading\\_rows\\_d%%'"
+        "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'reading_rows'::regclass"
     ).fetchall()
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return {
-        (datetime.strptime(str(name)[len("reading_rows_d") :], "%Y%m%d").replace(tzinfo=UTC) - epoch).days
-        for (name,) in rows
-    }
+    days = set()
+    for (bound,) in rows:
+        found = _DAY_BOUND.fullmatch(str(bound))
+        if found and int(found[2]) - int(found[1]) == DAY_MS and int(found[1]) % DAY_MS == 0:
+            days.add(int(found[1]) // DAY_MS)
+    return days
 
 
 def create_partitions(conn: Connection[TupleRow], days: set[int]) -> None:
