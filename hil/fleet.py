@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,12 +83,23 @@ def topic_of(gateway_id: str) -> str:
 
 
 async def publish_all(
-    port: int, messages: Iterable[tuple[str, bytes]], *, client_id: str = "fleet", window: int = 100
+    port: int,
+    messages: Iterable[tuple[str, bytes]],
+    *,
+    client_id: str = "fleet",
+    window: int = 100,
+    tls: ssl.SSLContext | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> int:
     """Publish QoS 1 messages, `window` awaiting their PUBACK at a time; returns how many."""
     sent = 0
+    username, password = credentials if credentials is not None else (None, None)
+    client = aiomqtt.Client(
+        "127.0.0.1", port, identifier=client_id, max_inflight_messages=window, tls_context=tls,
+        username=username, password=password,
+    )  # fmt: skip
     async with (
-        aiomqtt.Client("127.0.0.1", port, identifier=client_id, max_inflight_messages=window) as client,
+        client,
         asyncio.TaskGroup() as tasks,
     ):
         slots = asyncio.Semaphore(window)
