@@ -200,3 +200,14 @@ def test_a_receiver_outlives_a_lost_database_connection(store: PostgresStore, fr
 def test_an_unreachable_database_is_a_storage_error(postgres_cluster: object) -> None:
     with pytest.raises(StorageError, match="receiver database"):
         PostgresStore("postgresql://gateway@127.0.0.1:1/none", connect_timeout_s=2)
+
+
+def test_rejected_bytes_are_kept_for_the_latest_thousand_and_retryable_ones_all(store: PostgresStore) -> None:
+    rejected = [QuarantineEntry(b"x%d" % i, QuarantineReason.MALFORMED, f"#{i}", i) for i in range(1_005)]
+    waiting = QuarantineEntry(b"w", QuarantineReason.NOT_ENROLLED, "gw-new", 0, "gw-new", None, b"w" * 32)
+    store.commit([], [waiting, *rejected])
+    kept = store.quarantined(limit=5_000)
+    assert [q.detail for q in kept if q.reason is QuarantineReason.MALFORMED] == [
+        f"#{i}" for i in range(5, 1_005)
+    ]
+    assert [q.detail for q in kept if q.reason.retryable] == ["gw-new"]
