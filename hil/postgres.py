@@ -170,7 +170,11 @@ class PostgresCluster:
             )
 
     def __enter__(self) -> PostgresCluster:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.remove()  # no half-started cluster or data directory left behind
+            raise
         return self
 
     def __exit__(

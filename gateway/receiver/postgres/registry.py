@@ -63,8 +63,8 @@ def quarantined(
 
 
 def release(conn: Connection[TupleRow], ids: Sequence[int]) -> None:
-    """Delete these quarantine rows."""
-    with conn.transaction():
+    """Delete these quarantine rows (inside the caller's transaction)."""
+    if ids:
         conn.execute("DELETE FROM quarantine WHERE id = ANY(%s::bigint[])", (list(ids),))
 
 

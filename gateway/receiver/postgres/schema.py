@@ -9,6 +9,7 @@ per-value NULL test) and the views turn it into NULL, as SQLite has it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,15 +27,21 @@ PARTITION_LOCK = 0x67772D7061727473
 
 DAY_MS = 86_400_000
 #: readings from 2000-01-01 to 2100-01-01 get a partition per UTC day; the rest (a gateway without a real
-#: time clock stamps 1970 until NTP answers) land in the default partition `reading_rows_elsewhen`
+#: time clock stamps 1970 until NTP answers) land in `reading_rows_before_2000` or `reading_rows_from_2100`.
+#: No DEFAULT partition: rows of a day without a partition (dropped for retention while a receiver still
+#: knew it) fail loudly and the store recreates it, where a default partition would take them and then
+#: refuse the day's partition forever.
 PARTITIONED_FROM_MS = 946_684_800_000
 PARTITIONED_UNTIL_MS = 4_102_444_800_000
+
+#: a day partition's bound as pg_get_expr shows it
+_DAY_BOUND = re.compile(r"FOR VALUES FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 
 # a NaN statistic or value is stored as NaN; the views show NULL as the SQLite store does
 _NULL_IF_NAN = "nullif({0}, 'NaN'::float8) AS {0}"
 _WINDOW_FLOATS = ", ".join(_NULL_IF_NAN.format(c) for c in ("min", "max", "mean", "std", "first", "last"))
 
-_TABLES = """
+_TABLES = f"""
 CREATE TABLE batches (
     gateway_id text NOT NULL, seq bigint NOT NULL, kid bytea NOT NULL, digest bytea NOT NULL,
     created_ms bigint NOT NULL, received_ms bigint NOT NULL, readings integer NOT NULL,
@@ -55,7 +62,8 @@ CREATE TABLE reading_rows (
     series_id integer NOT NULL, ts_ms bigint NOT NULL, value float8 NOT NULL, quality integer NOT NULL,
     batch_id bigint NOT NULL
 ) PARTITION BY RANGE (ts_ms);
-CREATE TABLE reading_rows_elsewhen PARTITION OF reading_rows DEFAULT;
+CREATE TABLE reading_rows_before_2000 PARTITION OF reading_rows FOR VALUES FROM (MINVALUE) TO ({PARTITIONED_FROM_MS});
+CREATE TABLE reading_rows_from_2100 PARTITION OF reading_rows FOR VALUES FROM ({PARTITIONED_UNTIL_MS}) TO (MAXVALUE);
 CREATE INDEX reading_rows_by_series ON reading_rows (series_id, ts_ms);
 CREATE TABLE window_rows (
     series_id integer NOT NULL, window_start bigint NOT NULL, window_ms bigint NOT NULL, rev integer NOT NULL,
@@ -188,17 +196,18 @@ def partition_name(day: int) -> str:
 
 
 def existing_partition_days(conn: Connection[TupleRow]) -> set[int]:
-    """The days that already have a partition (read once per connection, then kept up to date; a
-    connection in autocommit mode)."""
+    """The days that already have a partition of their own, from the partitions' bounds (read once per
+    connection, then kept up to date; a connection in autocommit mode)."""
     rows = conn.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'reading_rows'::regclass AND c.relname LIKE 'reading\\_rows\\_d%%'"
+        "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'reading_rows'::regclass"
     ).fetchall()
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return {
-        (datetime.strptime(str(name)[len("reading_rows_d") :], "%Y%m%d").replace(tzinfo=UTC) - epoch).days
-        for (name,) in rows
-    }
+    days = set()
+    for (bound,) in rows:
+        found = _DAY_BOUND.fullmatch(str(bound))
+        if found and int(found[2]) - int(found[1]) == DAY_MS and int(found[1]) % DAY_MS == 0:
+            days.add(int(found[1]) // DAY_MS)
+    return days
 
 
 def create_partitions(conn: Connection[TupleRow], days: set[int]) -> None:

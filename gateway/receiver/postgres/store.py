@@ -5,7 +5,7 @@ database."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import psycopg
@@ -35,6 +35,7 @@ from gateway.receiver.store import (
     Outcome,
     QuarantinedBatch,
     QuarantineEntry,
+    ReceiverStore,
     RegisteredKey,
     VerifiedBatch,
 )
@@ -84,21 +85,31 @@ class PostgresStore:
         return conn
 
     def commit(
-        self, batches: Sequence[VerifiedBatch], quarantine: Sequence[QuarantineEntry] = ()
+        self,
+        batches: Sequence[VerifiedBatch],
+        quarantine: Sequence[QuarantineEntry] = (),
+        release: Sequence[int] = (),
     ) -> list[Outcome]:
-        """Store batches and quarantine entries in one durable transaction (ReceiverStore.commit)."""
+        """Store batches and quarantine entries and delete the released quarantine rows in one durable
+        transaction (ReceiverStore.commit)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return self._commit_once(batches, quarantine)
+                return self._commit_once(batches, quarantine, release)
             except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
                 if attempt == ATTEMPTS:
                     raise StorageError(f"receiver database: {_message(exc)}") from None
+            except errors.CheckViolation as exc:
+                # "no partition found for row": a day partition this receiver knew of was dropped
+                # (retention) since; learn the partitions again, the next attempt recreates it
+                if attempt == ATTEMPTS:
+                    raise StorageError(f"receiver database: {_message(exc)}") from None
+                self._days = self._run(existing_partition_days)
             except psycopg.Error as exc:
                 raise StorageError(f"receiver database: {_message(exc)}") from None
         raise AssertionError("unreachable")
 
     def _commit_once(
-        self, batches: Sequence[VerifiedBatch], quarantine: Sequence[QuarantineEntry]
+        self, batches: Sequence[VerifiedBatch], quarantine: Sequence[QuarantineEntry], release: Sequence[int]
     ) -> list[Outcome]:
         conn = self._connection()
         first: dict[Identity, VerifiedBatch] = {}
@@ -112,6 +123,7 @@ class PostgresStore:
                 conn, [claimed(first[i].batch, batch_id, self._series) for i, batch_id in ids.items()]
             )
             registry.quarantine(conn, quarantine)
+            registry.release(conn, release)
         digests.update((i, first[i].batch.digest) for i in ids)
         outcomes = []
         for item in batches:
@@ -143,10 +155,6 @@ class PostgresStore:
     ) -> list[QuarantinedBatch]:
         """Quarantine rows, oldest first."""
         return self._run(registry.quarantined, gateway_id, retryable_only, limit)
-
-    def release(self, ids: Sequence[int]) -> None:
-        """Delete these quarantine rows."""
-        self._run(registry.release, ids)
 
     def add_key(self, key: RegisteredKey) -> bool:
         """Register a key (False when already registered for this gateway)."""
@@ -228,3 +236,9 @@ def _count_readings(conn: Connection[TupleRow], gateway_id: str | None) -> int:
 def _message(exc: psycopg.Error) -> str:
     """One line: psycopg's messages carry the server's detail on further lines."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+if TYPE_CHECKING:
+
+    def _is_a_receiver_store(store: PostgresStore) -> ReceiverStore:
+        return store  # mypy checks PostgresStore against the protocol here

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from pg_batches import signed, verified
 
 from gateway import wire
 from gateway.model import Quality
@@ -16,6 +15,7 @@ from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.sqlite import SqliteStore
 from gateway.receiver.store import VerifiedBatch
 from hil.fleet import SimulatedGateway
+from postgres_store.pg_batches import signed, verified
 
 T0 = 1_767_225_600_000
 UNSYNCED = int(Quality.CLOCK_UNSYNCED)

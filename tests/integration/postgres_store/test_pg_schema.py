@@ -7,7 +7,6 @@ import threading
 import numpy as np
 import psycopg
 import pytest
-from pg_batches import signed, verified
 
 from gateway import wire
 from gateway.errors import StorageError
@@ -15,6 +14,7 @@ from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.postgres.schema import SCHEMA_VERSION
 from gateway.receiver.store import Outcome, VerifiedBatch
 from hil.fleet import SimulatedGateway
+from postgres_store.pg_batches import signed, verified
 
 MIDNIGHT = 1_767_312_000_000  # 2026-01-02T00:00:00Z
 
@@ -46,15 +46,33 @@ def test_readings_across_midnight_land_in_the_partition_of_their_day(fresh_dsn: 
     store = PostgresStore(fresh_dsn)
     assert store.commit([across_midnight(gateway, 1)]) == [Outcome.STORED]
     assert partitions(fresh_dsn) == [
-        ("reading_rows_d20260101", 1), ("reading_rows_d20260102", 2), ("reading_rows_elsewhen", 1),
+        ("reading_rows_before_2000", 1), ("reading_rows_d20260101", 1), ("reading_rows_d20260102", 2),
+        ("reading_rows_from_2100", 0),
     ]  # fmt: skip
     # another receiver, started later, finds the partitions and adds rows to them
     other = PostgresStore(fresh_dsn)
     assert other.commit([across_midnight(gateway, 2)]) == [Outcome.STORED]
-    assert [count for _, count in partitions(fresh_dsn)] == [2, 4, 2]
+    assert [count for _, count in partitions(fresh_dsn)] == [2, 2, 4, 0]
     assert rows(fresh_dsn, "SELECT count(*) FROM readings WHERE ts_ms >= 1767312000000") == [(4,)]
     store.close()
     other.close()
+
+
+def test_a_day_dropped_for_retention_is_made_again_when_late_readings_of_it_arrive(fresh_dsn: str) -> None:
+    gateway = SimulatedGateway("gw-late")
+    store = PostgresStore(fresh_dsn)
+    store.commit([across_midnight(gateway, 1)])
+    with psycopg.connect(fresh_dsn) as conn:
+        conn.execute("DROP TABLE reading_rows_d20260102")  # the operator's retention job
+    # the store still believes the day has a partition
+    assert store.commit([across_midnight(gateway, 2)]) == [Outcome.STORED]
+    assert [name for name, _ in partitions(fresh_dsn)] == [
+        "reading_rows_before_2000", "reading_rows_d20260101", "reading_rows_d20260102", "reading_rows_from_2100",
+    ]  # fmt: skip
+    assert rows(
+        fresh_dsn, "SELECT seq, count(*) FROM readings WHERE ts_ms >= 1767312000000 GROUP BY seq"
+    ) == [(2, 2)]
+    store.close()
 
 
 def test_receivers_starting_together_migrate_once(fresh_dsn: str) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from pg_batches import keyring_of, signed, verified
 
 from gateway import wire
 from gateway.errors import ConfigError, StorageError, UnknownKey
@@ -23,6 +22,7 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from hil.fleet import SimulatedGateway
+from postgres_store.pg_batches import keyring_of, signed, verified
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_quarantine_keeps_retryable_bytes_once_and_cuts_rejected_ones(store: Pos
     ]
     assert [q.reason for q in store.quarantined(retryable_only=True)] == [QuarantineReason.UNKNOWN_KEY]
     assert store.quarantined(gateway_id="gw-other") == []
-    store.release([kept[0].id])
+    assert store.commit([], [], release=[kept[0].id]) == []
     assert [q.reason for q in store.quarantined()] == [QuarantineReason.BAD_SIGNATURE]
 
 
@@ -200,3 +200,14 @@ def test_a_receiver_outlives_a_lost_database_connection(store: PostgresStore, fr
 def test_an_unreachable_database_is_a_storage_error(postgres_cluster: object) -> None:
     with pytest.raises(StorageError, match="receiver database"):
         PostgresStore("postgresql://gateway@127.0.0.1:1/none", connect_timeout_s=2)
+
+
+def test_rejected_bytes_are_kept_for_the_latest_thousand_and_retryable_ones_all(store: PostgresStore) -> None:
+    rejected = [QuarantineEntry(b"x%d" % i, QuarantineReason.MALFORMED, f"#{i}", i) for i in range(1_005)]
+    waiting = QuarantineEntry(b"w", QuarantineReason.NOT_ENROLLED, "gw-new", 0, "gw-new", None, b"w" * 32)
+    store.commit([], [waiting, *rejected])
+    kept = store.quarantined(limit=5_000)
+    assert [q.detail for q in kept if q.reason is QuarantineReason.MALFORMED] == [
+        f"#{i}" for i in range(5, 1_005)
+    ]
+    assert [q.detail for q in kept if q.reason.retryable] == ["gw-new"]

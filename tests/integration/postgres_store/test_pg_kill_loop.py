@@ -64,11 +64,15 @@ def run_round(dsn: str, queue: Path, ack_file: Path, seed: int, kill_after_s: fl
             while ack_file.stat().st_size == acked_before and time.monotonic() < deadline:
                 time.sleep(0.01)
             time.sleep(kill_after_s)
-            for receiver in receivers:
+            for receiver in receivers[1:]:  # the first one kills itself inside its first group commit
                 receiver.send_signal(signal.SIGKILL)
-        for receiver in receivers:
+        for i, receiver in enumerate(receivers):
             _, stderr = receiver.communicate(timeout=120)
-            assert receiver.returncode in (0, -signal.SIGKILL), stderr
+            if kill_after_s is None:
+                assert receiver.returncode == 0, stderr
+            else:  # the others may have finished before their kill
+                allowed = (-signal.SIGKILL,) if i == 0 else (0, -signal.SIGKILL)
+                assert receiver.returncode in allowed, stderr
     finally:
         for receiver in receivers:
             if receiver.poll() is None:
@@ -111,6 +115,8 @@ def test_receivers_killed_mid_commit_store_every_batch_exactly_once(
     assert readings == [(12_000, 12_000)]
     # the killed receivers left open transactions behind, which PostgreSQL rolled back
     server_log = postgres_cluster.log_tail(10**9)[log_before:]
-    assert (
-        server_log.count("unexpected EOF on client connection with an open transaction") >= ROUNDS_WITH_KILLS
-    )
+    # (a socket closed with unread bytes in it is reset rather than closed, hence two messages)
+    lost_clients = server_log.count("unexpected EOF on client connection with an open transaction")
+    lost_clients += server_log.count("could not receive data from client: Connection reset by peer")
+    assert kill_rounds >= 1
+    assert lost_clients >= kill_rounds
