@@ -31,7 +31,7 @@ from gateway.wire.windows import decode_windows, encode_windows
 VERSION, GATEWAY, SEQ, CREATED, SERIES, READINGS, WINDOWS, GAPS, EVENTS, EPOCH, ROLLOVER = range(11)
 #: zstd level: 9 is within 0.1 % of 19 on the bench batches (the columns are entropy-coded
 #: already) and encodes about 20 % faster
-ZSTD_LEVEL = 9
+ZSTD_LEVEL = 12
 #: a decoded body larger than this is refused (a batch is a few kB to a few MB)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 #: upper bound on readings (and on windows) per batch: decoding takes about 250 bytes of transient

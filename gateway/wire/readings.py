@@ -37,7 +37,8 @@ def encode_readings(readings: ReadingColumns, series: Sequence[SeriesInfo]) -> d
     body: dict[int, Any] = {COUNTS: counts.tolist(), HEADS: heads}
     if not first.all():
         body[TIMESTAMPS] = intcol.pack(_delta_of_delta(tq, first)[~first])
-    body.update(steps.encode_steps(_delta(q, first), starts, counts, scales))
+    intervals = _typical_intervals(tq * tres, starts, counts)
+    body.update(steps.encode_steps(_delta(q, first), starts, counts, scales, intervals))
     if not quantised.all():
         body[FLOATS] = readings.value[order][~quantised].astype("<f8").tobytes()
     quality = readings.quality[order]
@@ -79,6 +80,15 @@ def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumn
     values = _decode_values(body, sid, first, quantised, (starts, count, q_heads), scales)
     quality = _decode_quality(body.get(QUALITY), n)
     return ReadingColumns(series=sid.astype(np.int32), ts_ms=ts, value=values, quality=quality)
+
+
+def _typical_intervals(ts: IntArray, starts: IntArray, counts: IntArray) -> list[float]:
+    """Mean ms between consecutive readings of each series (0 for fewer than two)."""
+    live = counts > 1
+    span = np.zeros(counts.size, dtype=np.float64)
+    span[live] = (ts[starts[live] + counts[live] - 1] - ts[starts[live]]) / (counts[live] - 1)
+    intervals: list[float] = span.tolist()
+    return intervals
 
 
 def _decode_values(

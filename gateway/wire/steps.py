@@ -15,20 +15,26 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import MalformedBatch
-from gateway.wire import huffman, intcol, lattice
+from gateway.wire import huffman, intcol, lattice, predict
 from gateway.wire.scale import Scale
 
-# keys of the readings map that hold value steps (docs/wire-format.md, 3.2.3 and 3.2.4)
-STEPS, LATTICES, GRID_STEPS, GROUPS = 3, 7, 8, 9
+# keys of the readings map that hold value steps (docs/wire-format.md, 3.2.3, 3.2.4 and 3.2.8)
+STEPS, LATTICES, GRID_STEPS, GROUPS, PREDICTORS = 3, 7, 8, 9, 10
 
 IntArray = npt.NDArray[np.int64]
 #: the estimated cost of one more table in bits (a table of a few dozen nibbles plus headers)
 _TABLE_BITS = 200
 
 
-def encode_steps(delta: IntArray, starts: IntArray, counts: IntArray, scales: list[Scale]) -> dict[int, Any]:
-    """The readings-map entries for the value steps of every quantised series."""
+def encode_steps(
+    delta: IntArray, starts: IntArray, counts: IntArray, scales: list[Scale], intervals_ms: list[float]
+) -> dict[int, Any]:
+    """The readings-map entries for the value steps of every quantised series.
+
+    `intervals_ms` is each series' typical reading interval (it proposes the daily predictor).
+    """
     plain: list[IntArray] = []
+    predictors: list[int] = []
     multiples: list[IntArray] = []
     residuals: list[IntArray] = []
     lattices: list[list[int]] = []
@@ -38,7 +44,8 @@ def encode_steps(delta: IntArray, starts: IntArray, counts: IntArray, scales: li
         d = delta[start + 1 : start + count]
         a, j = lattice.find_step(d)
         if (a, j) == (1, 1):
-            plain.append(d)
+            predictors.append(predict.choose(d, intervals_ms[s]))
+            plain.append(predict.residuals(d, predictors[-1]))
             continue
         k, r = lattice.split(d, a, j)
         multiples.append(k)
@@ -53,6 +60,8 @@ def encode_steps(delta: IntArray, starts: IntArray, counts: IntArray, scales: li
         ]
         if max(groups) > 0:
             entries[GROUPS] = groups
+        if any(predictors):
+            entries[PREDICTORS] = predictors
     if lattices:
         entries[LATTICES] = lattices
         entries[GRID_STEPS] = lattice.pack_steps(_concat(multiples), _concat(residuals))
@@ -127,7 +136,24 @@ def _decode_plain(body: dict[Any, Any], sid: IntArray, plain: npt.NDArray[np.boo
     for g, column in enumerate(columns):
         mine = group_at == g
         steps[mine] = intcol.unpack(column, int(mine.sum()))
+    _undo_predictors(body.get(PREDICTORS, [0] * series.size), series, sid, plain, steps)
     return steps
+
+
+def _undo_predictors(
+    predictors: object, series: IntArray, sid: IntArray, plain: npt.NDArray[np.bool_], steps: IntArray
+) -> None:
+    """Residuals back to steps, series by series (in place)."""
+    if not isinstance(predictors, list) or len(predictors) != series.size:
+        raise MalformedBatch("predictors must name one predictor per series with plain steps")
+    if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in predictors):
+        raise MalformedBatch("a predictor must be a non-negative integer")
+    where = np.flatnonzero(plain)
+    bounds = [*np.searchsorted(sid[where], series, side="left").tolist(), where.size]
+    for i, p in enumerate(predictors):
+        if p:
+            mine = where[bounds[i] : bounds[i + 1]]
+            steps[mine] = predict.steps_of(steps[mine], p)
 
 
 def _grids(entries: object, size: int) -> dict[int, tuple[int, int]]:
