@@ -105,6 +105,9 @@ def int_column(data: bytes) -> list[int]:
             values.append(unzigzag(z))
         return values
     count, pos = uvarint(data, 1)
+    if data[0] == 3:  # runs: (value, length) pairs, both zigzag varints
+        pairs = int_column(b"\x00" + data[pos:])
+        return [value for value, length in zip(pairs[0::2], pairs[1::2], strict=True) for _ in range(length)]
     if data[0] == 2:  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
         assert len(planes) == count * width
@@ -262,17 +265,19 @@ def rich_batch() -> tuple[bytes, list[SeriesInfo], ReadingColumns, WindowColumns
         SeriesInfo("unused", "x", "y", 0.1),
         SeriesInfo("sun-1", "global_irradiance", "W/m2", 1.0, 1000),
         SeriesInfo("tide-1", "water_level", "m", 0.001, 1000),
+        SeriesInfo("pump-1", "flow", "l/min", 1.0, 1000),
     ]
     n = 300
     hours = np.arange(480)
     sun = np.round(np.maximum(0, 800 * np.sin(2 * np.pi * (hours % 24 - 6) / 24)) * rng.uniform(0.9, 1, 480))
     tide = np.round(20 + 0.5 * np.sin(np.arange(n) / 40), 3)
+    pump = np.tile(rng.integers(0, 300, 37), 10).astype(np.float64)  # a 37-minute duty cycle
     pressure = np.round((8_851_000 + np.round(np.cumsum(rng.integers(-20, 21, n)) * 50 / 3)) / 1e5, 5)
     temperature = np.round(12 + np.cumsum(rng.normal(0, 0.05, n)), 2)
     temperature[[7, 100]] = [np.nan, np.inf]
     columns = ReadingColumns(
         series=np.concatenate(
-            [np.zeros(n), np.ones(n), [2, 2, 2], [3] * 20, [4] * 40, [5] * n, [7] * 480, [8] * n]
+            [np.zeros(n), np.ones(n), [2, 2, 2], [3] * 20, [4] * 40, [5] * n, [7] * 480, [8] * n, [9] * 370]
         ),
         ts_ms=np.concatenate(
             [
@@ -284,6 +289,7 @@ def rich_batch() -> tuple[bytes, list[SeriesInfo], ReadingColumns, WindowColumns
                 T0 + 1000 * np.arange(n),
                 T0 + 3_600_000 * hours,
                 T0 + 600_000 * np.arange(n),
+                T0 + 60_000 * np.arange(370),
             ]
         ),
         value=np.concatenate(
@@ -296,9 +302,10 @@ def rich_batch() -> tuple[bytes, list[SeriesInfo], ReadingColumns, WindowColumns
                 np.cumsum(rng.integers(-(10**6), 10**6, n)) / 1e6,
                 sun,
                 tide,
+                pump,
             ]
         ),
-        quality=(rng.random(n * 4 + 543) < 0.1) * rng.integers(1, 32, n * 4 + 543),
+        quality=(rng.random(n * 4 + 913) < 0.1) * rng.integers(1, 32, n * 4 + 913),
     )
     m = 30
     start = T0 + 300_000 * np.arange(m)
@@ -351,7 +358,7 @@ def test_the_sample_exercises_every_part_of_the_format() -> None:
     assert set(body[5]) == set(range(11))  # every readings key, grids, groups, predictors included
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
     columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
-    assert {0, 1, 2} <= {column[0] for column in columns}  # varint, Huffman and byte-plane columns
+    assert {0, 1, 2, 3} <= {column[0] for column in columns}  # varints, Huffman, byte planes, runs
     assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
     assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
 
@@ -367,7 +374,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
             strict=True,
         )
     )
-    assert len(ours) == len(reference["readings"]) == 1743
+    assert len(ours) == len(reference["readings"]) == 2113
     for mine, theirs in zip(ours, reference["readings"], strict=True):
         assert mine[:2] == theirs[:2] and mine[3] == theirs[3]
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
