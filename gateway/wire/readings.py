@@ -19,8 +19,14 @@ COUNTS, HEADS, TIMESTAMPS, _, FLOATS, QUALITY, EXCEPTIONS = range(7)  # 3, 7, 8,
 IntArray = npt.NDArray[np.int64]
 
 
-def encode_readings(readings: ReadingColumns, series: Sequence[SeriesInfo]) -> dict[int, Any]:
-    """The readings map: per-series heads, delta-of-delta timestamps, value deltas, float64 bytes."""
+def encode_readings(
+    readings: ReadingColumns, series: Sequence[SeriesInfo]
+) -> tuple[dict[int, Any], dict[int, Any]]:
+    """The readings map: per-series heads, delta-of-delta timestamps, value deltas, float64 bytes.
+
+    Two of them: with the columns chosen by size, and *plain* (timestamps and steps as varints,
+    no predictors, grids or groups: the writer's fallback, see `body._smallest_frame`).
+    """
     _check_series_index(readings.series, len(series))
     order = np.lexsort((readings.ts_ms, readings.series))
     sid = readings.series[order].astype(np.int64)
@@ -35,10 +41,26 @@ def encode_readings(readings: ReadingColumns, series: Sequence[SeriesInfo]) -> d
     first = np.zeros(sid.size, dtype=bool)
     first[starts[counts > 0]] = True
     body: dict[int, Any] = {COUNTS: counts.tolist(), HEADS: heads}
+    plain: dict[int, Any] = {}
     if not first.all():
-        body[TIMESTAMPS] = intcol.pack(_delta_of_delta(tq, first)[~first])
+        dod = _delta_of_delta(tq, first)[~first]
+        body[TIMESTAMPS], plain[TIMESTAMPS] = intcol.pack(dod), intcol.pack(dod, plain=True)
     intervals = _typical_intervals(tq * tres, starts, counts)
-    body.update(steps.encode_steps(_delta(q, first), starts, counts, scales, intervals))
+    delta = _delta(q, first)
+    body.update(steps.encode_steps(delta, starts, counts, scales, intervals))
+    plain.update(steps.encode_steps(delta, starts, counts, scales, intervals, plain=True))
+    _add_sparse_columns(body, readings, order, quantised, exceptions)
+    return body, {**{k: v for k, v in body.items() if k not in steps.CHOSEN_KEYS}, **plain}
+
+
+def _add_sparse_columns(
+    body: dict[int, Any],
+    readings: ReadingColumns,
+    order: IntArray,
+    quantised: npt.NDArray[np.bool_],
+    exceptions: npt.NDArray[np.bool_],
+) -> None:
+    """Keys 4, 5 and 6: lossless values, quality flags, exceptions."""
     if not quantised.all():
         body[FLOATS] = readings.value[order][~quantised].astype("<f8").tobytes()
     quality = readings.quality[order]
@@ -49,7 +71,6 @@ def encode_readings(readings: ReadingColumns, series: Sequence[SeriesInfo]) -> d
         where = np.flatnonzero(exceptions)
         values = readings.value[order][where].astype("<f8").tobytes()
         body[EXCEPTIONS] = [intcol.pack(np.diff(where, prepend=0)), values]
-    return body
 
 
 def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumns:

@@ -26,14 +26,14 @@ def pack(values: npt.NDArray[np.int64]) -> bytes:
     z = zigzag(values)
     if z.size == 0:
         return b""
-    shifts = np.arange(_MAX_BYTES, dtype=np.uint64) * np.uint64(7)
-    groups = (z[:, None] >> shifts[None, :]) & np.uint64(0x7F)
-    thresholds = np.uint64(1) << shifts[1:]
-    width = 1 + (z[:, None] >= thresholds[None, :]).sum(axis=1)
-    used = np.arange(_MAX_BYTES)[None, :] < width[:, None]
-    more = np.arange(_MAX_BYTES)[None, :] < (width - 1)[:, None]
-    out = (groups | (more.astype(np.uint64) << np.uint64(7))).astype(np.uint8)
-    return bytes(out[used].tobytes())
+    width = np.ones(z.size, dtype=np.int64)
+    for k in range(1, _MAX_BYTES):  # one pass per possible extra byte, not one per value
+        width += z >= np.uint64(1) << np.uint64(7 * k)
+    owner = np.repeat(np.arange(z.size), width)
+    index = np.arange(owner.size) - np.repeat(np.cumsum(width) - width, width)
+    groups = (z[owner] >> (np.uint64(7) * index.astype(np.uint64))) & np.uint64(0x7F)
+    more = (index < width[owner] - 1).astype(np.uint64) << np.uint64(7)
+    return bytes((groups | more).astype(np.uint8).tobytes())
 
 
 def packed_size(values: npt.NDArray[np.int64]) -> int:

@@ -26,7 +26,7 @@ def test_residuals_of_any_predictor_give_back_the_steps(values: list[int], predi
 @given(st.lists(INT64, max_size=300))
 def test_every_method_gives_back_the_column(values: list[int]) -> None:
     ints = np.array(values, dtype=np.int64)
-    runs = intcol.pack_runs(ints, intcol._run_starts(ints))
+    runs = intcol.pack_runs(ints, intcol.run_starts(ints))
     for packed in (intcol.pack(ints), intcol.pack_planes(ints), intcol.pack_huffman(ints), runs):
         assert np.array_equal(intcol.unpack(packed, ints.size), ints)
 

@@ -24,9 +24,11 @@ from gateway.wire import (
     SeriesInfo,
     WindowColumns,
     encode_batch,
+    intcol,
     kid_for,
     make_rollover,
     sign,
+    varint,
     verify_and_decode,
 )
 
@@ -358,7 +360,7 @@ def test_the_sample_exercises_every_part_of_the_format() -> None:
     assert set(body[5]) == set(range(11))  # every readings key, grids, groups, predictors included
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
     columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
-    assert {0, 1, 2, 3} <= {column[0] for column in columns}  # varints, Huffman, byte planes, runs
+    assert {0, 1} <= {column[0] for column in columns}  # varints and Huffman (2, 3: see below)
     assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
     assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
 
@@ -378,6 +380,36 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
     for mine, theirs in zip(ours, reference["readings"], strict=True):
         assert mine[:2] == theirs[:2] and mine[3] == theirs[3]
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
+
+
+@pytest.mark.parametrize("method", [0, 1, 2, 3])
+def test_reference_decoder_reads_every_integer_column_method(
+    method: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer picks methods by size; here every column is forced to one method in turn."""
+    packers = {
+        0: lambda v: b"\x00" + varint.pack(v),
+        1: intcol.pack_huffman,
+        2: intcol.pack_planes,
+        3: lambda v: intcol.pack_runs(v, intcol.run_starts(v)),
+    }
+    monkeypatch.setattr(
+        intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))
+    )
+    blob, _, _, _, key = rich_batch()
+    body = cbor2.loads(zstandard.ZstdDecompressor().decompress(cbor2.loads(blob).value[2]))
+    assert body[5][2][0] == method
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    ring = Keyring()
+    ring.add("gw-spec", key.public_key())
+    ours = verify_and_decode(blob, ring).readings
+    theirs = reference_decode(blob, raw)["readings"]
+    assert [(s, t, q) for s, t, _, q in theirs] == list(
+        zip(ours.series.tolist(), ours.ts_ms.tolist(), ours.quality.tolist(), strict=True)
+    )
+    assert [struct.pack("<d", v) for _, _, v, _ in theirs] == [
+        struct.pack("<d", v) for v in ours.value.tolist()
+    ]
 
 
 def test_reference_decoder_agrees_on_everything_else(decoded: tuple[dict[str, Any], Any]) -> None:
