@@ -26,8 +26,7 @@ def test_residuals_of_any_predictor_give_back_the_steps(values: list[int], predi
 @given(st.lists(INT64, max_size=300))
 def test_every_method_gives_back_the_column(values: list[int]) -> None:
     ints = np.array(values, dtype=np.int64)
-    runs = intcol.pack_runs(ints, intcol.run_starts(ints))
-    for packed in (intcol.pack(ints), intcol.pack_planes(ints), intcol.pack_huffman(ints), runs):
+    for packed in (intcol.pack(ints), intcol.pack_planes(ints), intcol.pack_huffman(ints)):
         assert np.array_equal(intcol.unpack(packed, ints.size), ints)
 
 
@@ -44,12 +43,6 @@ def test_a_column_of_repeated_patterns_travels_as_byte_planes_and_is_smaller_aft
 def test_independent_values_travel_as_huffman() -> None:
     column = np.random.default_rng(4).geometric(0.3, 5000).astype(np.int64)
     assert intcol.pack(column)[0] == intcol.METHOD_HUFFMAN
-
-
-def test_regular_timestamps_travel_as_runs_in_a_few_bytes() -> None:
-    second_differences = np.array([3600] + [0] * 5999, dtype=np.int64)  # hourly, no jitter
-    packed = intcol.pack(second_differences)
-    assert packed[0] == intcol.METHOD_RUNS and len(packed) < 12
 
 
 def test_the_daily_predictor_is_chosen_for_a_daily_cycle() -> None:
@@ -70,10 +63,7 @@ def test_linear_extrapolation_is_chosen_for_a_smooth_curve() -> None:
         bytes([2, 3, 3]) + bytes(9),  # width 3
         bytes([2, 3]),  # width missing
         bytes([2, 2, 2, 1, 2]),  # 2 values of 2 bytes need 4
-        bytes([3, 3, 2, 4]),  # runs of 2 values: 2 + ... missing
-        bytes([3, 3, 2, 8]),  # a run of 4 in a column of 3
-        bytes([3, 3, 2, 0]),  # a run of 0
-        bytes([3, 3, 2]),  # a value without its length
+        bytes([3, 3, 2, 4]),  # no method 3
     ],
 )
 def test_malformed_byte_planes_are_refused(column: bytes) -> None:

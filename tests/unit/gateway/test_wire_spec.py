@@ -107,9 +107,6 @@ def int_column(data: bytes) -> list[int]:
             values.append(unzigzag(z))
         return values
     count, pos = uvarint(data, 1)
-    if data[0] == 3:  # runs: (value, length) pairs, both zigzag varints
-        pairs = int_column(b"\x00" + data[pos:])
-        return [value for value, length in zip(pairs[0::2], pairs[1::2], strict=True) for _ in range(length)]
     if data[0] == 2:  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
         assert len(planes) == count * width
@@ -360,7 +357,7 @@ def test_the_sample_exercises_every_part_of_the_format() -> None:
     assert set(body[5]) == set(range(11))  # every readings key, grids, groups, predictors included
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
     columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
-    assert {0, 1} <= {column[0] for column in columns}  # varints and Huffman (2, 3: see below)
+    assert {0, 1} <= {column[0] for column in columns}  # varints and Huffman (2: see below)
     assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
     assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
 
@@ -382,7 +379,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
 
 
-@pytest.mark.parametrize("method", [0, 1, 2, 3])
+@pytest.mark.parametrize("method", [0, 1, 2])
 def test_reference_decoder_reads_every_integer_column_method(
     method: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -391,7 +388,6 @@ def test_reference_decoder_reads_every_integer_column_method(
         0: lambda v: b"\x00" + varint.pack(v),
         1: intcol.pack_huffman,
         2: intcol.pack_planes,
-        3: lambda v: intcol.pack_runs(v, intcol.run_starts(v)),
     }
     monkeypatch.setattr(
         intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))
