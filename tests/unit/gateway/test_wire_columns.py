@@ -30,12 +30,12 @@ def test_every_method_gives_back_the_column(values: list[int]) -> None:
         assert np.array_equal(intcol.unpack(packed, ints.size), ints)
 
 
-def test_a_column_of_repeated_patterns_travels_as_byte_planes_and_is_smaller_after_zstd() -> None:
+def test_a_column_of_repeated_patterns_is_left_to_zstd_and_is_smaller_after_it() -> None:
     rng = np.random.default_rng(3)
     day = rng.integers(-40, 40, 24)
     column = np.tile(day, 100)  # the same day again and again: zstd's matches see it, Huffman not
     packed = intcol.pack(column)
-    assert packed[0] == intcol.METHOD_PLANES
+    assert packed[0] in (intcol.METHOD_VARINT, intcol.METHOD_PLANES)
     zstd = zstandard.ZstdCompressor(level=12)
     assert len(zstd.compress(packed)) < len(zstd.compress(intcol.pack_huffman(column)))
 
