@@ -113,7 +113,10 @@ def _smallest_frame(body: dict[int, Any], plain_readings: dict[int, Any] | None)
     bodies = [cbor2.dumps(body)]
     if plain_readings is not None:
         bodies.append(cbor2.dumps({**body, READINGS: plain_readings}))
-    frames = [_compressors[ZSTD_LEVEL].compress(bodies[0]), *(_compressors[3].compress(b) for b in bodies)]
+    frames = [
+        _compressors[ZSTD_LEVEL].compress(bodies[0]),
+        *(_compressors[3].compress(b) for b in bodies[1:]),
+    ]
     if min(len(f) for f in frames) <= SMALL_BODY:
         frames += [_compressors[level].compress(b) for b in bodies for level in SMALL_BODY_LEVELS]
     return min(frames, key=len)
