@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import cbor2
 import numpy as np
 import pytest
 import zstandard
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import MalformedBatch
-from gateway.wire import intcol, predict
+from gateway.wire import (
+    Keyring,
+    ReadingColumns,
+    SeriesInfo,
+    encode_batch,
+    intcol,
+    predict,
+    sign,
+    verify_and_decode,
+)
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 
@@ -74,3 +85,21 @@ def test_malformed_byte_planes_are_refused(column: bytes) -> None:
 def test_a_predictor_beyond_the_largest_period_is_refused() -> None:
     with pytest.raises(MalformedBatch):
         predict.steps_of(np.zeros(10, np.int64), predict.MAX_PERIOD + 1)
+
+
+@pytest.mark.parametrize("predictors", [[predict.MAX_PERIOD + 1], [-1], [True], [0, 0], "x"])
+def test_a_batch_naming_an_impossible_predictor_is_malformed(predictors: object) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    ring = Keyring()
+    kid = ring.add("gw-p", key.public_key())
+    body = encode_batch(
+        gateway_id="gw-p",
+        seq=1,
+        created_ms=0,
+        series=[SeriesInfo("s", "t", "Cel", 0.1, 1000)],
+        readings=ReadingColumns(np.zeros(40), np.arange(40) * 1000, np.arange(40) * 0.1, np.zeros(40)),
+    )
+    fields = cbor2.loads(zstandard.ZstdDecompressor().decompress(body))
+    fields[5][10] = predictors
+    with pytest.raises(MalformedBatch):
+        verify_and_decode(sign(zstandard.ZstdCompressor().compress(cbor2.dumps(fields)), key, kid), ring)
