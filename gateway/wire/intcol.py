@@ -27,8 +27,8 @@ METHOD_HUFFMAN = 1
 METHOD_PLANES = 2
 #: at most this many values in one column (bounds what a hostile count can make us allocate)
 MAX_VALUES = 1_000_000
-#: zstd level the candidates are measured at: the body's (a lower level ranks them differently:
-#: at level 3 Huffman wins on the NEON dew point, at 12 the byte planes are 5 % smaller)
+#: zstd level the candidates are measured at: the body's (a lower level ranks them differently: on
+#: the hourly greensboro dew point Huffman takes 2,649 bytes, byte planes 2,804 at level 3, 2,525 at 12)
 MEASURE_LEVEL = 12
 #: the level `predict` ranks predictors at (the ranking, not the size, is what counts there)
 QUICK_LEVEL = 3
