@@ -36,6 +36,11 @@ ZSTD_LEVEL = 12
 #: SMALL_BODY_LEVELS (see `_smallest_frame`)
 SMALL_BODY = 2048
 SMALL_BODY_LEVELS = (3, 6, 9, 12, 19)
+#: a body with at least DEEP_FROM bytes of columns left to zstd (varints, byte planes) is
+#: compressed at DEEP_LEVEL: on the hourly more-series 1.4 % smaller than at 12, for three times
+#: the compression time (0.08 instead of 0.03 us per reading); Huffman-coded bodies gain 0.3 %
+DEEP_LEVEL = 19
+DEEP_FROM = 1024
 #: a decoded body larger than this is refused (a batch is a few kB to a few MB)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 #: upper bound on readings (and on windows) per batch: decoding takes about 250 bytes of transient
@@ -46,7 +51,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 T = TypeVar("T")
 _compressors = {
     level: zstandard.ZstdCompressor(level=level, write_checksum=False)
-    for level in {*SMALL_BODY_LEVELS, ZSTD_LEVEL}
+    for level in {*SMALL_BODY_LEVELS, ZSTD_LEVEL, DEEP_LEVEL}
 }
 
 
@@ -113,13 +118,19 @@ def _smallest_frame(body: dict[int, Any], plain_readings: dict[int, Any] | None)
     bodies = [cbor2.dumps(body)]
     if plain_readings is not None:
         bodies.append(cbor2.dumps({**body, READINGS: plain_readings}))
-    frames = [
-        _compressors[ZSTD_LEVEL].compress(bodies[0]),
-        *(_compressors[3].compress(b) for b in bodies[1:]),
-    ]
+    level = DEEP_LEVEL if _left_to_zstd(body.get(READINGS)) >= DEEP_FROM else ZSTD_LEVEL
+    frames = [_compressors[level].compress(bodies[0]), *(_compressors[3].compress(b) for b in bodies[1:])]
     if min(len(f) for f in frames) <= SMALL_BODY:
         frames += [_compressors[level].compress(b) for b in bodies for level in SMALL_BODY_LEVELS]
     return min(frames, key=len)
+
+
+def _left_to_zstd(readings: object) -> int:
+    """Bytes of the readings' value-step columns that are varints or byte planes (timestamps are
+    left out: regular ones are runs of zeros, which every level compresses alike)."""
+    if not isinstance(readings, dict):
+        return 0
+    return sum(len(c) for c in readings.get(3, []) if c[:1] in (b"\x00", b"\x02"))
 
 
 class DecodedBody:
