@@ -41,6 +41,9 @@ SMALL_BODY_LEVELS = (3, 6, 9, 12, 19)
 #: the compression time (0.08 instead of 0.03 us per reading); Huffman-coded bodies gain 0.3 %
 DEEP_LEVEL = 19
 DEEP_FROM = 1024
+#: beyond this body size level 19 slows down per byte (larger windows): a batch of a million
+#: readings stays at ZSTD_LEVEL
+DEEP_UP_TO = 1 << 20
 #: a decoded body larger than this is refused (a batch is a few kB to a few MB)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 #: upper bound on readings (and on windows) per batch: decoding takes about 250 bytes of transient
@@ -118,7 +121,8 @@ def _smallest_frame(body: dict[int, Any], plain_readings: dict[int, Any] | None)
     bodies = [cbor2.dumps(body)]
     if plain_readings is not None:
         bodies.append(cbor2.dumps({**body, READINGS: plain_readings}))
-    level = DEEP_LEVEL if _left_to_zstd(body.get(READINGS)) >= DEEP_FROM else ZSTD_LEVEL
+    deep = _left_to_zstd(body.get(READINGS)) >= DEEP_FROM and len(bodies[0]) <= DEEP_UP_TO
+    level = DEEP_LEVEL if deep else ZSTD_LEVEL
     frames = [_compressors[level].compress(bodies[0]), *(_compressors[3].compress(b) for b in bodies[1:])]
     if min(len(f) for f in frames) <= SMALL_BODY:
         frames += [_compressors[level].compress(b) for b in bodies for level in SMALL_BODY_LEVELS]
