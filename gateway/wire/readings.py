@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,11 @@ IntArray = npt.NDArray[np.int64]
 
 def encode_readings(
     readings: ReadingColumns, series: Sequence[SeriesInfo]
-) -> tuple[dict[int, Any], dict[int, Any]]:
+) -> tuple[dict[int, Any], Callable[[], dict[int, Any]]]:
     """The readings map: per-series heads, delta-of-delta timestamps, value deltas, float64 bytes.
 
-    Two of them: with the columns chosen by size, and *plain* (timestamps and steps as varints,
-    no predictors, grids or groups: the writer's fallback, see `body._smallest_frame`).
+    Two of them: with the columns chosen by size, and (made when called) *plain*: timestamps and
+    steps as varints, no predictors, grids or groups, the writer's fallback (`body._smallest_frame`).
     """
     _check_series_index(readings.series, len(series))
     order = np.lexsort((readings.ts_ms, readings.series))
@@ -41,16 +41,20 @@ def encode_readings(
     first = np.zeros(sid.size, dtype=bool)
     first[starts[counts > 0]] = True
     body: dict[int, Any] = {COUNTS: counts.tolist(), HEADS: heads}
-    plain: dict[int, Any] = {}
-    if not first.all():
-        dod = _delta_of_delta(tq, first)[~first]
-        body[TIMESTAMPS], plain[TIMESTAMPS] = intcol.pack(dod), intcol.pack(dod, plain=True)
+    dod = _delta_of_delta(tq, first)[~first]
+    if dod.size:
+        body[TIMESTAMPS] = intcol.pack(dod)
     intervals = _typical_intervals(tq * tres, starts, counts)
     delta = _delta(q, first)
     body.update(steps.encode_steps(delta, starts, counts, scales, intervals))
-    plain.update(steps.encode_steps(delta, starts, counts, scales, intervals, plain=True))
     _add_sparse_columns(body, readings, order, quantised, exceptions)
-    return body, {**{k: v for k, v in body.items() if k not in steps.CHOSEN_KEYS}, **plain}
+
+    def plain() -> dict[int, Any]:
+        columns = {TIMESTAMPS: intcol.pack(dod, plain=True)} if dod.size else {}
+        columns.update(steps.encode_steps(delta, starts, counts, scales, intervals, plain=True))
+        return {**{k: v for k, v in body.items() if k not in steps.CHOSEN_KEYS}, **columns}
+
+    return body, plain
 
 
 def _add_sparse_columns(
