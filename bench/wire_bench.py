@@ -148,13 +148,19 @@ def encode_all(all_batches: list[SeriesBatch], key: Ed25519PrivateKey, kid: byte
     ]
 
 
-def best_rate(run: object, readings: int) -> float:
-    best = float("inf")
+def best_rate(run: object, readings: int) -> tuple[float, float]:
+    """Readings per second of wall-clock and of this process's CPU time, best of three passes.
+
+    The CPU figure is the one to read on a machine shared with other jobs: there the wall clock
+    also counts the time other processes hold the cores.
+    """
+    best_wall = best_cpu = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()  # type: ignore[operator]
-        best = min(best, time.perf_counter() - start)
-    return readings / best
+        best_wall = min(best_wall, time.perf_counter() - start)
+        best_cpu = min(best_cpu, time.process_time() - start_cpu)
+    return readings / best_wall, readings / best_cpu
 
 
 def check_exact(batch: SeriesBatch, blob: bytes, ring: Keyring) -> None:
@@ -272,8 +278,10 @@ def main() -> None:
         "neon_mean_bytes_per_reading": round(sum(ours.values()) / len(ours), 4),
         **alone,
         "baselines": base,
-        "encode_sign_readings_per_s": round(encode_rate),
-        "verify_decode_readings_per_s": round(decode_rate),
+        "encode_sign_readings_per_s": round(encode_rate[0]),
+        "verify_decode_readings_per_s": round(decode_rate[0]),
+        "encode_sign_readings_per_cpu_s": round(encode_rate[1]),
+        "verify_decode_readings_per_cpu_s": round(decode_rate[1]),
     }
     print(json.dumps(result))
 
