@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,8 +19,14 @@ COUNTS, HEADS, TIMESTAMPS, _, FLOATS, QUALITY, EXCEPTIONS = range(7)  # 3, 7, 8,
 IntArray = npt.NDArray[np.int64]
 
 
-def encode_readings(readings: ReadingColumns, series: Sequence[SeriesInfo]) -> dict[int, Any]:
-    """The readings map: per-series heads, delta-of-delta timestamps, value deltas, float64 bytes."""
+def encode_readings(
+    readings: ReadingColumns, series: Sequence[SeriesInfo]
+) -> tuple[dict[int, Any], Callable[[], dict[int, Any]]]:
+    """The readings map: per-series heads, delta-of-delta timestamps, value deltas, float64 bytes.
+
+    Two of them: with the columns chosen by size, and (made when called) *plain*: timestamps and
+    steps as varints, no predictors, grids or groups, the writer's fallback (`body._smallest_frame`).
+    """
     _check_series_index(readings.series, len(series))
     order = np.lexsort((readings.ts_ms, readings.series))
     sid = readings.series[order].astype(np.int64)
@@ -35,9 +41,30 @@ def encode_readings(readings: ReadingColumns, series: Sequence[SeriesInfo]) -> d
     first = np.zeros(sid.size, dtype=bool)
     first[starts[counts > 0]] = True
     body: dict[int, Any] = {COUNTS: counts.tolist(), HEADS: heads}
-    if not first.all():
-        body[TIMESTAMPS] = intcol.pack(_delta_of_delta(tq, first)[~first])
-    body.update(steps.encode_steps(_delta(q, first), starts, counts, scales))
+    dod = _delta_of_delta(tq, first)[~first]
+    if dod.size:
+        body[TIMESTAMPS] = intcol.pack(dod)
+    intervals = _typical_intervals(tq * tres, starts, counts)
+    delta = _delta(q, first)
+    body.update(steps.encode_steps(delta, starts, counts, scales, intervals))
+    _add_sparse_columns(body, readings, order, quantised, exceptions)
+
+    def plain() -> dict[int, Any]:
+        columns = {TIMESTAMPS: intcol.pack(dod, plain=True)} if dod.size else {}
+        columns.update(steps.encode_steps(delta, starts, counts, scales, intervals, plain=True))
+        return {**{k: v for k, v in body.items() if k not in steps.CHOSEN_KEYS}, **columns}
+
+    return body, plain
+
+
+def _add_sparse_columns(
+    body: dict[int, Any],
+    readings: ReadingColumns,
+    order: IntArray,
+    quantised: npt.NDArray[np.bool_],
+    exceptions: npt.NDArray[np.bool_],
+) -> None:
+    """Keys 4, 5 and 6: lossless values, quality flags, exceptions."""
     if not quantised.all():
         body[FLOATS] = readings.value[order][~quantised].astype("<f8").tobytes()
     quality = readings.quality[order]
@@ -48,7 +75,6 @@ def encode_readings(readings: ReadingColumns, series: Sequence[SeriesInfo]) -> d
         where = np.flatnonzero(exceptions)
         values = readings.value[order][where].astype("<f8").tobytes()
         body[EXCEPTIONS] = [intcol.pack(np.diff(where, prepend=0)), values]
-    return body
 
 
 def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumns:
@@ -79,6 +105,15 @@ def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumn
     values = _decode_values(body, sid, first, quantised, (starts, count, q_heads), scales)
     quality = _decode_quality(body.get(QUALITY), n)
     return ReadingColumns(series=sid.astype(np.int32), ts_ms=ts, value=values, quality=quality)
+
+
+def _typical_intervals(ts: IntArray, starts: IntArray, counts: IntArray) -> list[float]:
+    """Mean ms between consecutive readings of each series (0 for fewer than two)."""
+    live = counts > 1
+    span = np.zeros(counts.size, dtype=np.float64)
+    span[live] = (ts[starts[live] + counts[live] - 1] - ts[starts[live]]) / (counts[live] - 1)
+    intervals: list[float] = span.tolist()
+    return intervals
 
 
 def _decode_values(

@@ -15,47 +15,80 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import MalformedBatch
-from gateway.wire import huffman, intcol, lattice
+from gateway.wire import huffman, intcol, lattice, predict
 from gateway.wire.scale import Scale
 
-# keys of the readings map that hold value steps (docs/wire-format.md, 3.2.3 and 3.2.4)
-STEPS, LATTICES, GRID_STEPS, GROUPS = 3, 7, 8, 9
+# keys of the readings map that hold value steps (docs/wire-format.md, 3.2.3, 3.2.4 and 3.2.8)
+STEPS, LATTICES, GRID_STEPS, GROUPS, PREDICTORS = 3, 7, 8, 9, 10
+#: the readings-map keys that differ between the chosen and the plain coding (with timestamps, 2)
+CHOSEN_KEYS = frozenset({2, STEPS, LATTICES, GRID_STEPS, GROUPS, PREDICTORS})
 
 IntArray = npt.NDArray[np.int64]
 #: the estimated cost of one more table in bits (a table of a few dozen nibbles plus headers)
 _TABLE_BITS = 200
 
 
-def encode_steps(delta: IntArray, starts: IntArray, counts: IntArray, scales: list[Scale]) -> dict[int, Any]:
-    """The readings-map entries for the value steps of every quantised series."""
-    plain: list[IntArray] = []
-    multiples: list[IntArray] = []
-    residuals: list[IntArray] = []
-    lattices: list[list[int]] = []
-    for s, (start, count) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True)):
-        if scales[s] is None or count < 2:
-            continue
-        d = delta[start + 1 : start + count]
-        a, j = lattice.find_step(d)
-        if (a, j) == (1, 1):
-            plain.append(d)
-            continue
-        k, r = lattice.split(d, a, j)
-        multiples.append(k)
-        residuals.append(r)
-        lattices.append([s, a, j])
-    entries: dict[int, Any] = {}
+def encode_steps(
+    delta: IntArray,
+    starts: IntArray,
+    counts: IntArray,
+    scales: list[Scale],
+    intervals_ms: list[float],
+    plain: bool = False,
+) -> dict[int, Any]:
+    """The readings-map entries for the value steps of every quantised series.
+
+    `intervals_ms` is each series' typical reading interval (it proposes the daily predictor);
+    `plain` puts every series' steps into one varint column.
+    """
+    stepped = [
+        (s, delta[start + 1 : start + count])
+        for s, (start, count) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True))
+        if scales[s] is not None and count >= 2
+    ]
     if plain:
-        groups = group_series(plain)
-        entries[STEPS] = [
-            intcol.pack(_concat([p for p, g in zip(plain, groups, strict=True) if g == group]))
+        return _plain_entries([d for _, d in stepped], [predict.PREVIOUS] * len(stepped), plain=True)
+    predictors = [predict.choose(d, intervals_ms[s]) for s, d in stepped]
+    grids = [lattice.find_step(d) for _, d in stepped]
+    entries, on_grid = _grid_entries(stepped, grids, predictors)
+    rest = [i for i in range(len(stepped)) if i not in on_grid]
+    entries.update(_plain_entries([stepped[i][1] for i in rest], [predictors[i] for i in rest], plain=False))
+    return entries
+
+
+def _grid_entries(
+    stepped: list[tuple[int, IntArray]], grids: list[tuple[int, int]], predictors: list[int]
+) -> tuple[dict[int, Any], set[int]]:
+    """Keys 7 and 8 for the series on a grid, unless zstd over their plain residuals is smaller
+    (a periodic series on a grid repeats itself, which the joint Huffman symbols hide: 7 %)."""
+    on_grid = [i for i, grid in enumerate(grids) if grid != (1, 1)]
+    if not on_grid:
+        return {}, set()
+    split = [lattice.split(stepped[i][1], *grids[i]) for i in on_grid]
+    column = lattice.pack_steps(_concat([k for k, _ in split]), _concat([r for _, r in split]))
+    residuals = _concat([predict.residuals(stepped[i][1], predictors[i]) for i in on_grid])
+    if len(column) >= intcol.quick_size(intcol.pack_planes(residuals)):
+        return {}, set()
+    lattices = [[stepped[i][0], *grids[i]] for i in on_grid]
+    return {LATTICES: lattices, GRID_STEPS: column}, set(on_grid)
+
+
+def _plain_entries(steps: list[IntArray], predictors: list[int], plain: bool) -> dict[int, Any]:
+    """Keys 3, 9 and 10: residuals in coding groups (one group of varints if plain)."""
+    if not steps:
+        return {}
+    residuals = [predict.residuals(d, p) for d, p in zip(steps, predictors, strict=True)]
+    groups = [0] * len(steps) if plain else group_series(residuals)
+    entries: dict[int, Any] = {
+        STEPS: [
+            intcol.pack(_concat([r for r, g in zip(residuals, groups, strict=True) if g == group]), plain)
             for group in range(max(groups) + 1)
         ]
-        if max(groups) > 0:
-            entries[GROUPS] = groups
-    if lattices:
-        entries[LATTICES] = lattices
-        entries[GRID_STEPS] = lattice.pack_steps(_concat(multiples), _concat(residuals))
+    }
+    if max(groups) > 0:
+        entries[GROUPS] = groups
+    if any(predictors):
+        entries[PREDICTORS] = predictors
     return entries
 
 
@@ -127,7 +160,24 @@ def _decode_plain(body: dict[Any, Any], sid: IntArray, plain: npt.NDArray[np.boo
     for g, column in enumerate(columns):
         mine = group_at == g
         steps[mine] = intcol.unpack(column, int(mine.sum()))
+    _undo_predictors(body.get(PREDICTORS, [0] * series.size), series, sid, plain, steps)
     return steps
+
+
+def _undo_predictors(
+    predictors: object, series: IntArray, sid: IntArray, plain: npt.NDArray[np.bool_], steps: IntArray
+) -> None:
+    """Residuals back to steps, series by series (in place)."""
+    if not isinstance(predictors, list) or len(predictors) != series.size:
+        raise MalformedBatch("predictors must name one predictor per series with plain steps")
+    if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in predictors):
+        raise MalformedBatch("a predictor must be a non-negative integer")
+    where = np.flatnonzero(plain)
+    bounds = [*np.searchsorted(sid[where], series, side="left").tolist(), where.size]
+    for i, p in enumerate(predictors):
+        if p:
+            mine = where[bounds[i] : bounds[i + 1]]
+            steps[mine] = predict.steps_of(steps[mine], p)
 
 
 def _grids(entries: object, size: int) -> dict[int, tuple[int, int]]:

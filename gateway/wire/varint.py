@@ -8,6 +8,8 @@ import numpy.typing as npt
 from gateway.errors import MalformedBatch
 
 _MAX_BYTES = 10  # a 64-bit value needs at most ceil(64 / 7) groups
+#: a value at or above _THRESHOLDS[k - 1] needs more than k bytes
+_THRESHOLDS = [np.uint64(1) << np.uint64(7 * k) for k in range(1, _MAX_BYTES)]
 
 
 def zigzag(values: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
@@ -26,14 +28,16 @@ def pack(values: npt.NDArray[np.int64]) -> bytes:
     z = zigzag(values)
     if z.size == 0:
         return b""
-    shifts = np.arange(_MAX_BYTES, dtype=np.uint64) * np.uint64(7)
-    groups = (z[:, None] >> shifts[None, :]) & np.uint64(0x7F)
-    thresholds = np.uint64(1) << shifts[1:]
-    width = 1 + (z[:, None] >= thresholds[None, :]).sum(axis=1)
-    used = np.arange(_MAX_BYTES)[None, :] < width[:, None]
-    more = np.arange(_MAX_BYTES)[None, :] < (width - 1)[:, None]
-    out = (groups | (more.astype(np.uint64) << np.uint64(7))).astype(np.uint8)
-    return bytes(out[used].tobytes())
+    if int(z.max()) < 0x80:  # one byte each (most timestamp and step columns)
+        return bytes(z.astype(np.uint8).tobytes())
+    width = np.ones(z.size, dtype=np.int64)
+    for threshold in _THRESHOLDS:  # one pass per possible extra byte, not one per value
+        width += z >= threshold
+    owner = np.repeat(np.arange(z.size), width)
+    index = np.arange(owner.size) - np.repeat(np.cumsum(width) - width, width)
+    groups = (z[owner] >> (np.uint64(7) * index.astype(np.uint64))) & np.uint64(0x7F)
+    more = (index < width[owner] - 1).astype(np.uint64) << np.uint64(7)
+    return bytes((groups | more).astype(np.uint8).tobytes())
 
 
 def packed_size(values: npt.NDArray[np.int64]) -> int:

@@ -24,9 +24,11 @@ from gateway.wire import (
     SeriesInfo,
     WindowColumns,
     encode_batch,
+    intcol,
     kid_for,
     make_rollover,
     sign,
+    varint,
     verify_and_decode,
 )
 
@@ -104,8 +106,12 @@ def int_column(data: bytes) -> list[int]:
             z, pos = uvarint(data, pos)
             values.append(unzigzag(z))
         return values
-    assert data[0] == 1
     count, pos = uvarint(data, 1)
+    if data[0] == 2:  # byte planes: plane b holds byte b (least significant first) of every value
+        width, planes = data[pos], data[pos + 1 :]
+        assert len(planes) == count * width
+        return [unzigzag(sum(planes[b * count + i] << (8 * b) for b in range(width))) for i in range(count)]
+    assert data[0] == 1
     codes, pos = read_table(data, pos)
     pairs = read_symbols(bit_string(data[pos:]), codes, count, int_symbol_extra)
     return [int_from_symbol(s, e) for s, e in pairs]
@@ -159,6 +165,7 @@ def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, 
     plain_series = [s for s in quantised if counts[s] > 1 and s not in grids]
     groups = r.get(9, [0] * len(plain_series))
     group_of = dict(zip(plain_series, groups, strict=True))
+    predictor_of = dict(zip(plain_series, r.get(10, [0] * len(plain_series)), strict=True))
     group_steps = [iter(int_column(column)) for column in r.get(3, [])]
     grid_steps = iter(grid_column(r[8]) if 8 in r else [])
     floats = iter(float64s(r.get(4, b"")))
@@ -168,6 +175,7 @@ def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, 
         t, delta, q = t_heads[live.index(s)], 0, None
         if scale is not None:
             q = q_heads[quantised.index(s)]
+        steps: list[int] = []  # section 3.2.8: the steps so far, for the predictor
         for i in range(counts[s]):
             if i > 0:
                 delta += next(dods)
@@ -177,7 +185,10 @@ def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, 
                     k, residual = next(grid_steps)
                     q += (2 * k * a + j) // (2 * j) + residual
                 elif scale is not None:
-                    q += next(group_steps[group_of[s]])
+                    p = predictor_of[s]
+                    before = steps[-p] if p and len(steps) >= p else 0
+                    steps.append(next(group_steps[group_of[s]]) + before)
+                    q += steps[-1]
             value = next(floats) if scale is None else value_of(q, scale)
             out.append((s, t * tres, value, 0))
     assert len(out) == len(series_of)
@@ -218,14 +229,14 @@ def reference_decode(blob: bytes, public_key_raw: bytes) -> dict[str, Any]:
     to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
     Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
     body = cbor2.loads(zstandard.ZstdDecompressor().decompress(payload))
-    assert body[0] in (1, 2)
+    assert body[0] in (1, 2, 3)
     table = body[4]
     rollover = body.get(10)
     if rollover is not None:  # section 3.4: the new key signs [context, gateway, old kid, new key]
         statement = cbor2.dumps(["rostock-gateway key rollover v1", body[1], header[4], rollover[0]])
         Ed25519PublicKey.from_public_bytes(rollover[0]).verify(rollover[1], statement)
     return {
-        "epoch": body[9] if body[0] == 2 else bytes(16),
+        "epoch": body[9] if body[0] >= 2 else bytes(16),
         "rollover": rollover,
         "gateway_id": body[1],
         "seq": body[2],
@@ -251,13 +262,22 @@ def rich_batch() -> tuple[bytes, list[SeriesInfo], ReadingColumns, WindowColumns
         SeriesInfo("noise-1", "level", "dB", 0.5, 250),
         SeriesInfo("strain-1", "strain", "1", 1e-6),
         SeriesInfo("unused", "x", "y", 0.1),
+        SeriesInfo("sun-1", "global_irradiance", "W/m2", 1.0, 1000),
+        SeriesInfo("tide-1", "water_level", "m", 0.001, 1000),
+        SeriesInfo("pump-1", "flow", "l/min", 1.0, 1000),
     ]
     n = 300
+    hours = np.arange(480)
+    sun = np.round(np.maximum(0, 800 * np.sin(2 * np.pi * (hours % 24 - 6) / 24)) * rng.uniform(0.9, 1, 480))
+    tide = np.round(20 + 0.5 * np.sin(np.arange(n) / 40), 3)
+    pump = np.tile(rng.integers(0, 300, 37), 10).astype(np.float64)  # a 37-minute duty cycle
     pressure = np.round((8_851_000 + np.round(np.cumsum(rng.integers(-20, 21, n)) * 50 / 3)) / 1e5, 5)
     temperature = np.round(12 + np.cumsum(rng.normal(0, 0.05, n)), 2)
     temperature[[7, 100]] = [np.nan, np.inf]
     columns = ReadingColumns(
-        series=np.concatenate([np.zeros(n), np.ones(n), [2, 2, 2], [3] * 20, [4] * 40, [5] * n]),
+        series=np.concatenate(
+            [np.zeros(n), np.ones(n), [2, 2, 2], [3] * 20, [4] * 40, [5] * n, [7] * 480, [8] * n, [9] * 370]
+        ),
         ts_ms=np.concatenate(
             [
                 T0 + 60_000 * np.arange(n) + rng.integers(-200, 200, n),
@@ -266,6 +286,9 @@ def rich_batch() -> tuple[bytes, list[SeriesInfo], ReadingColumns, WindowColumns
                 T0 + 3_600_000 * np.arange(20),
                 T0 + rng.integers(0, 10**6, 40),
                 T0 + 1000 * np.arange(n),
+                T0 + 3_600_000 * hours,
+                T0 + 600_000 * np.arange(n),
+                T0 + 60_000 * np.arange(370),
             ]
         ),
         value=np.concatenate(
@@ -276,9 +299,12 @@ def rich_batch() -> tuple[bytes, list[SeriesInfo], ReadingColumns, WindowColumns
                 rng.integers(0, 50, 20) * 100.0,
                 rng.integers(40, 90, 40) / 2,
                 np.cumsum(rng.integers(-(10**6), 10**6, n)) / 1e6,
+                sun,
+                tide,
+                pump,
             ]
         ),
-        quality=(rng.random(n * 3 + 63) < 0.1) * rng.integers(1, 32, n * 3 + 63),
+        quality=(rng.random(n * 4 + 913) < 0.1) * rng.integers(1, 32, n * 4 + 913),
     )
     m = 30
     start = T0 + 300_000 * np.arange(m)
@@ -328,8 +354,10 @@ def decoded() -> tuple[dict[str, Any], Any]:
 def test_the_sample_exercises_every_part_of_the_format() -> None:
     blob = rich_batch()[0]
     body = cbor2.loads(zstandard.ZstdDecompressor().decompress(cbor2.loads(blob).value[2]))
-    assert set(body[5]) == set(range(10))  # every readings key, grids and groups included
-    assert 1 in (body[5][2][0], *(column[0] for column in body[5][3]))  # a Huffman column
+    assert set(body[5]) == set(range(11))  # every readings key, grids, groups, predictors included
+    assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
+    columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
+    assert {0, 1} <= {column[0] for column in columns}  # varints and Huffman (2: see below)
     assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
     assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
 
@@ -345,10 +373,39 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
             strict=True,
         )
     )
-    assert len(ours) == len(reference["readings"]) == 963
+    assert len(ours) == len(reference["readings"]) == 2113
     for mine, theirs in zip(ours, reference["readings"], strict=True):
         assert mine[:2] == theirs[:2] and mine[3] == theirs[3]
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
+
+
+@pytest.mark.parametrize("method", [0, 1, 2])
+def test_reference_decoder_reads_every_integer_column_method(
+    method: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer picks methods by size; here every column is forced to one method in turn."""
+    packers = {
+        0: lambda v: b"\x00" + varint.pack(v),
+        1: intcol.pack_huffman,
+        2: intcol.pack_planes,
+    }
+    monkeypatch.setattr(
+        intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))
+    )
+    blob, _, _, _, key = rich_batch()
+    body = cbor2.loads(zstandard.ZstdDecompressor().decompress(cbor2.loads(blob).value[2]))
+    assert body[5][2][0] == method
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    ring = Keyring()
+    ring.add("gw-spec", key.public_key())
+    ours = verify_and_decode(blob, ring).readings
+    theirs = reference_decode(blob, raw)["readings"]
+    assert [(s, t, q) for s, t, _, q in theirs] == list(
+        zip(ours.series.tolist(), ours.ts_ms.tolist(), ours.quality.tolist(), strict=True)
+    )
+    assert [struct.pack("<d", v) for _, _, v, _ in theirs] == [
+        struct.pack("<d", v) for v in ours.value.tolist()
+    ]
 
 
 def test_reference_decoder_agrees_on_everything_else(decoded: tuple[dict[str, Any], Any]) -> None:

@@ -1,0 +1,91 @@
+"""Predictors of a quantised series' value steps (format version 3, readings key 10).
+
+The column of a series carries residuals of its steps d[0..m-1] (d[j] = q[j+1] - q[j]):
+
+* predictor 0, previous value: r[j] = d[j] (the steps themselves, as in versions 1 and 2);
+* predictor 1, linear extrapolation (delta of delta): r[j] = d[j] - d[j-1];
+* predictor p >= 2, the same time one period earlier: r[j] = d[j] - d[j-p], with p the readings
+  per day (24 for hourly weather: irradiance, temperature and humidity follow the sun);
+
+where d[j] for j < 0 counts as 0. Each inverse is a running sum (over every p-th step), so
+decoding needs no per-value loop. Fractional autoregressive predictors (Sprintz's FIRE) would
+need one: d[j] = r[j] + round(a * d[j-1]) cannot be unrolled into sums; on the benchmark series
+the measured gain of a in -0.3..0.2 was at best 2 % (docs/wire-format.md, section 8).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.errors import MalformedBatch
+from gateway.wire import intcol, varint
+
+IntArray = npt.NDArray[np.int64]
+
+PREVIOUS, LINEAR = 0, 1
+#: a larger period gains nothing and would let a hostile batch ask for absurd reshapes
+MAX_PERIOD = 1 << 16
+DAY_MS = 86_400_000
+#: columns of this many steps or more are also measured with zstd
+_ZSTD_FROM = 2048
+
+
+def residuals(steps: IntArray, predictor: int) -> IntArray:
+    """The residuals of one series' steps under `predictor`."""
+    if predictor == PREVIOUS:
+        return steps
+    r = steps.copy()
+    r[predictor:] -= steps[:-predictor]
+    return r
+
+
+def steps_of(residual: IntArray, predictor: int) -> IntArray:
+    """Inverse of `residuals`: running sums over every predictor-th residual."""
+    if predictor == PREVIOUS:
+        return residual
+    if not 1 <= predictor <= MAX_PERIOD:
+        raise MalformedBatch(f"predictor {predictor} is not 0, 1 or a period of 2..{MAX_PERIOD}")
+    m = residual.size
+    padded = np.zeros(-(-m // predictor) * predictor, dtype=np.int64)
+    padded[:m] = residual
+    summed: IntArray = np.cumsum(padded.reshape(-1, predictor), axis=0).reshape(-1)[:m]
+    return summed
+
+
+def choose(steps: IntArray, interval_ms: float) -> int:
+    """The predictor whose residuals are estimated smallest after coding (zstd or Huffman)."""
+    candidates = [PREVIOUS, LINEAR]
+    if interval_ms > 0:
+        period = round(DAY_MS / interval_ms)
+        if 2 <= period <= min(MAX_PERIOD, steps.size // 2):
+            candidates.append(period)
+    if steps.size < 16:
+        return PREVIOUS
+    # a predictor whose residuals are not smaller in magnitude than the steps is not estimated
+    # (noisy series: of 200 NEON series, the first four benchmark batches of each file, at most 19
+    # need an estimate)
+    magnitude = int(np.abs(steps).sum())
+    candidates = [PREVIOUS] + [p for p in candidates[1:] if np.abs(residuals(steps, p)).sum() < magnitude]
+    if len(candidates) == 1:
+        return PREVIOUS
+    sizes = [estimated_size(residuals(steps, p)) for p in candidates]
+    best = int(np.argmin(sizes))
+    # another predictor must pay for naming it (key 10) and for the noise of a small estimate
+    return candidates[best] if sizes[best] + max(8, sizes[0] // 50) < sizes[0] else PREVIOUS
+
+
+def estimated_size(values: IntArray) -> float:
+    """About the bytes of the values after zstd or Huffman: the smaller of their order-0 entropy
+    (values beyond 255 at 2 log2 bits each) and zstd (level 3) over byte planes, which also sees
+    repeats; the entropy alone is taken for short columns, where zstd's own overhead would blur
+    the comparison (and it is four times cheaper)."""
+    z = varint.zigzag(values)
+    small = z < 256
+    counts = np.bincount(z[small].astype(np.int64), minlength=1).astype(np.float64)
+    used = counts[counts > 0]
+    bits = float(-(used * np.log2(used / values.size)).sum())
+    bits += float((2 * np.log2(z[~small].astype(np.float64)) + 8).sum())
+    if values.size < _ZSTD_FROM:
+        return bits / 8
+    return min(bits / 8, intcol.quick_size(intcol.pack_planes(values)))

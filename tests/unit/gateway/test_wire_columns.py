@@ -1,0 +1,105 @@
+"""Integer columns and predictors of format version 3: exact round trips, choice by final size."""
+
+from __future__ import annotations
+
+import cbor2
+import numpy as np
+import pytest
+import zstandard
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.errors import MalformedBatch
+from gateway.wire import (
+    Keyring,
+    ReadingColumns,
+    SeriesInfo,
+    encode_batch,
+    intcol,
+    predict,
+    sign,
+    verify_and_decode,
+)
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(INT64, max_size=300), st.sampled_from([0, 1, 2, 7, 24, 1000]))
+def test_residuals_of_any_predictor_give_back_the_steps(values: list[int], predictor: int) -> None:
+    steps = np.array(values, dtype=np.int64)
+    residual = predict.residuals(steps, predictor)
+    assert np.array_equal(predict.steps_of(residual, predictor), steps)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(INT64, max_size=300))
+def test_every_method_gives_back_the_column(values: list[int]) -> None:
+    ints = np.array(values, dtype=np.int64)
+    for packed in (intcol.pack(ints), intcol.pack_planes(ints), intcol.pack_huffman(ints)):
+        assert np.array_equal(intcol.unpack(packed, ints.size), ints)
+
+
+def test_a_column_of_repeated_patterns_is_left_to_zstd_and_is_smaller_after_it() -> None:
+    rng = np.random.default_rng(3)
+    day = rng.integers(-40, 40, 24)
+    column = np.tile(day, 100)  # the same day again and again: zstd's matches see it, Huffman not
+    packed = intcol.pack(column)
+    assert packed[0] in (intcol.METHOD_VARINT, intcol.METHOD_PLANES)
+    zstd = zstandard.ZstdCompressor(level=12)
+    assert len(zstd.compress(packed)) < len(zstd.compress(intcol.pack_huffman(column)))
+
+
+def test_independent_values_travel_as_huffman() -> None:
+    column = np.random.default_rng(4).geometric(0.3, 5000).astype(np.int64)
+    assert intcol.pack(column)[0] == intcol.METHOD_HUFFMAN
+
+
+def test_the_daily_predictor_is_chosen_for_a_daily_cycle() -> None:
+    hours = np.arange(2000)
+    level = np.round(500 * np.maximum(0, np.sin(2 * np.pi * (hours % 24 - 6) / 24)))
+    assert predict.choose(np.diff(level).astype(np.int64), interval_ms=3_600_000) == 24
+
+
+def test_linear_extrapolation_is_chosen_for_a_smooth_curve() -> None:
+    q = np.round(100_000 * np.sin(np.arange(3000) / 300)).astype(np.int64)
+    assert predict.choose(np.diff(q), interval_ms=60_000) == predict.LINEAR
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        bytes([2, 3, 4]) + bytes(11),  # 3 values of 4 bytes need 12
+        bytes([2, 3, 3]) + bytes(9),  # width 3
+        bytes([2, 3]),  # width missing
+        bytes([2, 2, 2, 1, 2]),  # 2 values of 2 bytes need 4
+        bytes([3, 3, 2, 4]),  # no method 3
+    ],
+)
+def test_malformed_byte_planes_are_refused(column: bytes) -> None:
+    with pytest.raises(MalformedBatch):
+        intcol.unpack_any(column)
+
+
+def test_a_predictor_beyond_the_largest_period_is_refused() -> None:
+    with pytest.raises(MalformedBatch):
+        predict.steps_of(np.zeros(10, np.int64), predict.MAX_PERIOD + 1)
+
+
+@pytest.mark.parametrize("predictors", [[predict.MAX_PERIOD + 1], [-1], [True], [0, 0], "x"])
+def test_a_batch_naming_an_impossible_predictor_is_malformed(predictors: object) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    ring = Keyring()
+    kid = ring.add("gw-p", key.public_key())
+    body = encode_batch(
+        gateway_id="gw-p",
+        seq=1,
+        created_ms=0,
+        series=[SeriesInfo("s", "t", "Cel", 0.1, 1000)],
+        readings=ReadingColumns(np.zeros(40), np.arange(40) * 1000, np.arange(40) * 0.1, np.zeros(40)),
+    )
+    fields = cbor2.loads(zstandard.ZstdDecompressor().decompress(body))
+    fields[5][10] = predictors
+    with pytest.raises(MalformedBatch):
+        verify_and_decode(sign(zstandard.ZstdCompressor().compress(cbor2.dumps(fields)), key, kid), ring)

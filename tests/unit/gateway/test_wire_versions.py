@@ -1,0 +1,37 @@
+"""Batches written by older agents (kept in an outbox across an upgrade) still verify and decode.
+
+`data/batch-v1.cose` and `data/batch-v2.cose` were written by the encoders of wire format versions 1
+(commit 78ee996) and 2 (commit 5e5324a); the JSON beside each holds what that version's own reader
+decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.wire import NO_EPOCH, READABLE_VERSIONS, Keyring, verify_and_decode
+
+DATA = Path(__file__).parent / "data"
+KEY = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_stored_batch_of_an_older_version_decodes_as_its_own_reader_did(version: int) -> None:
+    assert version in READABLE_VERSIONS
+    blob = (DATA / f"batch-v{version}.cose").read_bytes()
+    expected = json.loads((DATA / f"batch-v{version}.json").read_text())
+    ring = Keyring()
+    ring.add("gw-fixture", KEY.public_key())
+    batch = verify_and_decode(blob, ring)
+    assert (batch.gateway_id, batch.seq) == (expected["gateway_id"], expected["seq"])
+    assert batch.epoch == (NO_EPOCH if version == 1 else bytes(range(16)))
+    readings = batch.readings
+    assert readings.series.tolist() == expected["series"]
+    assert readings.ts_ms.tolist() == expected["ts_ms"]
+    assert readings.quality.tolist() == expected["quality"]
+    assert [float(v).hex() for v in readings.value.tolist()] == expected["value"]
+    assert [[g.series, g.from_ms, g.to_ms, g.count, g.reason] for g in batch.gaps] == expected["gaps"]
