@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from buffer import PendingSlice, Store, WindowProgress
 from gateway import wire
 from gateway.aggregation import WindowerStatistics
+from gateway.liveness import Progress
 from gateway.model import Quality
 from gateway.windowing import Closed, SeriesTable, Taken, Windowing
 
@@ -74,6 +75,8 @@ class Batcher:
         self._readings = 0
         self._windows = 0
         self._last_seq: int | None = None
+        #: the watchdog's view: busy while sealing, a beat per batch (a long backlog is progress)
+        self.progress = Progress()
 
     async def run(self) -> None:
         """Seal each time slice shortly after it closes, forever."""
@@ -86,9 +89,11 @@ class Batcher:
         """Seal every committed, unbatched reading older than `upto_ts_ms` (None: all) and every window
         due now; returns the batches made."""
         made = 0
-        while await asyncio.to_thread(self._seal_next, upto_ts_ms):
-            made += 1
-            self._sealed.set()
+        with self.progress.working():
+            while await asyncio.to_thread(self._seal_next, upto_ts_ms):
+                made += 1
+                self._sealed.set()
+                self.progress.beat()
         return made
 
     def _seal_next(self, upto_ts_ms: int | None) -> bool:
