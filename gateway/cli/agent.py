@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from buffer.schema import NewerSchema
 from gateway.config import GatewayConfig, load_config
 from gateway.control import query_status
 from gateway.errors import ConfigError, GatewayError, first_leaf
@@ -16,6 +17,8 @@ from gateway.logs import configure_logging
 
 #: exit status for an invalid configuration (systemd's RestartPreventExitStatus uses it)
 EXIT_CONFIG = 2
+#: exit status for state written by a newer version (after a downgrade): restarting will not help either
+EXIT_NEWER_STATE = 3
 
 
 @click.group(name="config")
@@ -70,6 +73,9 @@ def run_command(config_file: Path) -> None:
         if isinstance(error, ConfigError):
             click.echo(f"cannot start: {error}", err=True)
             sys.exit(EXIT_CONFIG)
+        if isinstance(error, NewerSchema):
+            click.echo(f"cannot start: {error}", err=True)
+            sys.exit(EXIT_NEWER_STATE)
         if isinstance(error, GatewayError):
             click.echo(f"agent failed: {error}", err=True)
             sys.exit(1)
