@@ -55,6 +55,7 @@ def test_only_serial_devices_are_reachable() -> None:
 def test_exposure_is_at_most_2(unit: str) -> None:
     result = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--no-pager", unit.replace("@.", "@1.")],
+        check=False,
         cwd=SYSTEMD,
         capture_output=True,
         text=True,
