@@ -10,7 +10,8 @@ DURATION=${DURATION:-60}
 . "$here/packaging/chroot.sh"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$here/pyproject.toml" | head -n1)
 deb=$dist/rostock-gateway_${version}_arm64.deb
-[ -f "$deb" ] || "$here/packaging/build-deb.sh" arm64 "$dist"
+# always from the current tree (ARM64_REUSE_DEB=1 keeps an existing one)
+[ "${ARM64_REUSE_DEB:-0}" = 1 ] && [ -f "$deb" ] || "$here/packaging/build-deb.sh" arm64 "$dist"
 
 "$here/packaging/bootstrap-root.sh" arm64 "$ROOT" python3,python3-venv,ca-certificates,mosquitto,systemd
 mount_root

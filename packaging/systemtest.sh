@@ -19,8 +19,8 @@ step() { echo "== $*"; }
 fail() { echo "systemtest: FAILED: $*"; in_box journalctl --no-pager -n 60 -u gateway.service || true; exit 1; }
 
 "$here/packaging/bootstrap-root.sh" amd64 "$BASE" systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates,mosquitto,procps
-[ -f "$dist/$old" ] || "$here/packaging/build-deb.sh" amd64 "$dist"
-step "rebuilding the package as a newer version for the upgrade"
+step "building the package from the current tree, and again as a newer version for the upgrade"
+"$here/packaging/build-deb.sh" amd64 "$dist"
 "$here/packaging/build-deb.sh" amd64 "$dist" "${version}+systemtest1"
 
 rm -rf "$ROOT"
