@@ -1,7 +1,8 @@
-"""sd_notify messages and their transport over a real AF_UNIX datagram socket."""
+"""sd_notify messages, their transport and ServiceWatch over a real AF_UNIX datagram socket."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
+from gateway.liveness import Progress
 from gateway.sdnotify import (
     MAX_STATUS_CHARS,
     Notifier,
@@ -17,6 +19,7 @@ from gateway.sdnotify import (
     socket_address,
     watchdog_setting,
 )
+from gateway.watchdog import ServiceWatch
 
 
 @pytest.fixture
@@ -83,3 +86,29 @@ def test_outside_systemd_nothing_is_sent() -> None:
     notifier = Notifier.from_environment({})
     assert not notifier.enabled
     assert not notifier.send(notification(ready=True))
+
+
+async def test_long_start_up_work_extends_the_start_timeout(listener: socket.socket) -> None:
+    listener.setblocking(False)
+    service = ServiceWatch(Notifier(listener.getsockname()), WatchdogSetting(30.0))
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(10), service.starting("migrating the buffer"):
+        assert await loop.sock_recv(listener, 4096) == b"STATUS=migrating the buffer"
+        extension = await loop.sock_recv(listener, 4096)
+    assert extension.split(b"\n") == [b"WATCHDOG=1", b"EXTEND_TIMEOUT_USEC=30000000"]
+    service.ready("0 readings/min")
+    assert await loop.sock_recv(listener, 4096) == b"READY=1\nSTATUS=0 readings/min"
+    service.close()
+
+
+async def test_outside_systemd_watch_returns_at_once_and_nothing_is_sent() -> None:
+    service = ServiceWatch(Notifier(None), WatchdogSetting(0.01))
+
+    async def probe() -> None:
+        raise AssertionError("no probe without a service manager")
+
+    async with asyncio.timeout(5):
+        async with service.starting("opening"):
+            pass
+        await service.watch({"batcher": Progress()}, lambda: "status", probe)
+    assert service.ticks == 0
