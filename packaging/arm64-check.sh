@@ -5,7 +5,8 @@
 set -eu
 dist=$1
 here=$(cd "$(dirname "$0")/.." && pwd)
-ROOT=${ARM64_ROOT:-/var/cache/rostock-gateway/bookworm-arm64}
+BASE=${ARM64_BASE:-/var/cache/rostock-gateway/bookworm-arm64}
+ROOT=${ARM64_ROOT:-/var/tmp/rostock-gateway-arm64}
 DURATION=${DURATION:-60}
 . "$here/packaging/chroot.sh"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$here/pyproject.toml" | head -n1)
@@ -13,7 +14,10 @@ deb=$dist/rostock-gateway_${version}_arm64.deb
 # always from the current tree (ARM64_REUSE_DEB=1 keeps an existing one)
 [ "${ARM64_REUSE_DEB:-0}" = 1 ] && [ -f "$deb" ] || "$here/packaging/build-deb.sh" arm64 "$dist"
 
-"$here/packaging/bootstrap-root.sh" arm64 "$ROOT" python3,python3-venv,ca-certificates,mosquitto,systemd
+"$here/packaging/bootstrap-root.sh" arm64 "$BASE" python3,python3-venv,ca-certificates,mosquitto,systemd
+# a fresh copy of the cached root each time: the package is installed for the first time there
+rm -rf "$ROOT"
+cp -a "$BASE" "$ROOT"
 mount_root
 trust_host_cas
 echo "== arm64 root: $(in_root uname -m), $(in_root python3 --version)"
