@@ -58,7 +58,7 @@ grep -q '^Seccomp:.*2' /proc/"$pid"/status || fail "no seccomp filter"
 
 step "readings reach the receiver"
 wait_for "readings at the receiver" 60 more_than received 0
-sleep 3  # one more STATUS= refresh (every 7.5 s with WatchdogSec=30)
+sleep 8  # one STATUS= refresh later (every 7.5 s with WatchdogSec=30)
 echo "  received $(received); StatusText: $(prop StatusText)"
 
 step "SIGSTOP the agent: the watchdog must catch it"
