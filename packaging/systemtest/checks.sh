@@ -61,6 +61,15 @@ wait_for "readings at the receiver" 60 more_than received 0
 sleep 8  # one STATUS= refresh later (every 7.5 s with WatchdogSec=30)
 echo "  received $(received); StatusText: $(prop StatusText)"
 
+step "the hardened metrics unit and a second receiver from the template"
+systemctl start gateway-metrics.service
+grep -q '^gateway_agent_up 1$' /var/lib/prometheus/node-exporter/gateway.prom || fail "metrics: agent not up"
+echo "  $(grep -c . /var/lib/prometheus/node-exporter/gateway.prom) metric lines, gateway_agent_up 1"
+systemctl start gateway-receiver@2.service
+wait_for "readings at gateway-receiver@2" 60 sh -c '[ "$(python3 /root/count.py /var/lib/gateway-receiver-2/readings.db)" -gt 0 ]'
+echo "  gateway-receiver@2 (client id gateway-receiver-2) stored $(python3 /root/count.py /var/lib/gateway-receiver-2/readings.db)"
+systemctl stop gateway-receiver@2.service
+
 step "SIGSTOP the agent: the watchdog must catch it"
 restarts=$(prop NRestarts)
 before=$(committed)
