@@ -7,7 +7,10 @@ MOSQUITTO := $(shell command -v mosquitto 2>/dev/null || ls /usr/sbin/mosquitto 
 # Debian puts initdb/pg_ctl in /usr/lib/postgresql/<major>/bin, off PATH (hil/postgres.py finds them the same way)
 INITDB := $(shell command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n1)
 
-.PHONY: setup mosquitto postgresql demo test lint typecheck pytest bench hil clean
+DEB_ARCHS ?= amd64 arm64
+DIST := dist
+
+.PHONY: setup mosquitto postgresql demo test lint typecheck pytest bench hil clean deb systemtest arm64-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,5 +58,18 @@ hil: setup
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# rostock-gateway_<version>_<arch>.deb for each of DEB_ARCHS, with its dependency wheels (needs PyPI)
+deb: setup
+	@for arch in $(DEB_ARCHS); do packaging/build-deb.sh $$arch $(DIST) || exit 1; done
+
+# heavy, not part of `make test` (docs/service.md): a booted Debian bookworm (systemd-nspawn) with the
+# amd64 package, a simulator, Mosquitto and a receiver; READY, watchdog restart, bad config, upgrade
+systemtest: setup
+	packaging/systemtest.sh $(DIST)
+
+# heavy, not part of `make test`: the arm64 package in an arm64 bookworm root under qemu-user
+arm64-check: setup
+	packaging/arm64-check.sh $(DIST)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(DIST)

@@ -11,6 +11,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from gateway.errors import StorageError
+
 SCHEMA_VERSION = 3  # 2: outbox_series, 3: identity (the epoch)
 PAGE_SIZE = 1024
 BUSY_TIMEOUT_MS = 10_000
@@ -145,6 +147,18 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     return conn
 
 
+class NewerSchema(StorageError):
+    """The buffer was written by a newer version: refused, never quarantined (its batches are not lost)."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(
+            f"the buffer has schema version {version}, written by a newer gateway version; this one reads"
+            f" up to {SCHEMA_VERSION}. Reinstall the newer package, or move the buffer aside to start an"
+            " empty one (its undelivered batches are then not sent): docs/service.md, Rollback"
+        )
+        self.version = version
+
+
 def create(conn: sqlite3.Connection) -> None:
     """Create or migrate the schema; a fresh file gets the page size and WAL mode first."""
     fresh = conn.execute("PRAGMA page_count").fetchone()[0] == 0
@@ -155,7 +169,7 @@ def create(conn: sqlite3.Connection) -> None:
         raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(f"schema version {version} is newer than {SCHEMA_VERSION}")
+        raise NewerSchema(version)
     if version == SCHEMA_VERSION:
         return  # nothing to write: an up-to-date buffer opens even on a full disk
     conn.execute("BEGIN IMMEDIATE")

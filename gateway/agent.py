@@ -22,6 +22,7 @@ from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.health import ReadingFeed, SensorBoard
+from gateway.liveness import Progress
 from gateway.model import HealthEvent, Quality, Reading
 from gateway.operations import AgentOperations, AgentParts
 from gateway.plausibility import Plausibility
@@ -29,6 +30,7 @@ from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.statelock import StateLock
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
+from gateway.watchdog import ReadingRate, ServiceWatch, probe_writer, status_line
 from gateway.windowing import Windowing, policies_of
 
 log = structlog.get_logger(__name__)
@@ -86,9 +88,14 @@ class StoreSink:
 class Agent:
     """Runs a validated configuration until SIGTERM/SIGINT (or `stop()`)."""
 
-    def __init__(self, config: GatewayConfig, config_path: Path | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, config_path: Path | None = None, service: ServiceWatch | None = None
+    ) -> None:
         self.config = config
         self.config_path = config_path
+        #: what systemd is told (READY, STATUS, WATCHDOG); a no-op outside a notify unit
+        self._service = service or ServiceWatch.from_environment()
+        self._rate = ReadingRate()
         self._clock: ClockWatch | None = None
         self._stop = asyncio.Event()
         self._supervised: list[Supervised] = []
@@ -121,11 +128,14 @@ class Agent:
             policy=config.buffer.policy,
             keep_raw_s=config.buffer.keep_raw_s,
         )
-        store = self._store = await asyncio.to_thread(Store.open, config.state_dir / "buffer.db", options)
+        async with self._service.starting("opening the buffer (migration, integrity check)"):
+            store = await asyncio.to_thread(Store.open, config.state_dir / "buffer.db", options)
+        self._store = store
         try:
             await self._run_with(store, private_key, kid)
         finally:
             await asyncio.to_thread(store.close)
+            self._service.close()
             log.info("agent stopped", **_counts(store))
 
     async def _run_with(self, store: Store, private_key: Any, kid: bytes) -> None:
@@ -171,8 +181,13 @@ class Agent:
                 self._operations(sink, kid).register(control)
                 control_task = tasks.create_task(control.run())
                 clock_task = tasks.create_task(self._watch_clock(sink))
+                watch_task = tasks.create_task(self._watch_service(store, batcher))
+                await asyncio.sleep(0)  # the tasks above have started
+                self._service.ready(self._status_line())
                 await self._stop.wait()
                 log.info("agent stopping")
+                self._service.stopping()
+                await _cancel(watch_task)
                 await _cancel(*driver_tasks)
                 await store.flush()
                 await _cancel(batcher_task)
@@ -203,6 +218,18 @@ class Agent:
                 started_ms=time.time_ns() // 1_000_000,
             )
         )
+
+    async def _watch_service(self, store: Store, batcher: Batcher) -> None:
+        writer = Progress()
+        parts = {"buffer-writer": writer, "batcher": batcher.progress}
+        await self._service.watch(parts, self._status_line, lambda: probe_writer(store, writer))
+
+    def _status_line(self) -> str:
+        """STATUS= for systemctl: readings/min, backlog, uplink state."""
+        total = sum(self._sink.readings.values()) if self._sink else 0
+        rate = self._rate.observe(total, asyncio.get_running_loop().time())
+        store = self._store.statistics() if self._store else None
+        return status_line(rate, store, self._uplink.state if self._uplink else "not started")
 
     def _supervise(self, name: str, factory: Any, backoff: Backoff | None = None) -> Any:
         supervised = Supervised(name, factory, backoff)

@@ -16,6 +16,7 @@ from buffer import PendingSlice, Store, WindowProgress
 from gateway import wire
 from gateway.aggregation import WindowerStatistics
 from gateway.keys import PendingRollover
+from gateway.liveness import Progress
 from gateway.model import Quality
 from gateway.windowing import Closed, SeriesTable, Taken, Windowing
 
@@ -84,6 +85,8 @@ class Batcher:
         self._rollover = rollover
         #: the slice timer and `gateway flush` seal one at a time
         self._sealing = asyncio.Lock()
+        #: the watchdog's view: busy while sealing, a beat per batch (a long backlog is progress)
+        self.progress = Progress()
 
     async def run(self) -> None:
         """Seal each time slice shortly after it closes, forever."""
@@ -96,10 +99,11 @@ class Batcher:
         """Seal every committed, unbatched reading older than `upto_ts_ms` (None: all) and every window
         due now; returns the batches made."""
         made = 0
-        async with self._sealing:
+        async with self._sealing, self.progress.working():
             while await asyncio.to_thread(self._seal_next, upto_ts_ms):
                 made += 1
                 self._sealed.set()
+                self.progress.beat()
         return made
 
     def _seal_next(self, upto_ts_ms: int | None) -> bool:

@@ -14,7 +14,11 @@ from drivers.serial.config import SerialSection
 from gateway.errors import ConfigError
 
 #: the example configuration shipped with the project (what `gateway demo` runs)
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "example.toml"
+_SOURCE_EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.toml"
+#: the repository's config/example.toml, or the copy an installed wheel carries (pyproject force-include)
+EXAMPLE_CONFIG = (
+    _SOURCE_EXAMPLE if _SOURCE_EXAMPLE.exists() else Path(__file__).resolve().parent / "data" / "example.toml"
+)
 
 
 class _Strict(BaseModel):

@@ -40,6 +40,9 @@ SERIAL_SIMULATORS = {
 #: windows are shortened so that several close within a short demo (a real config uses minutes)
 DEMO_WINDOW_S = 10.0
 DEMO_ALLOWED_LATENESS_S = 2.0
+#: how long the receiver and the agent may take to start: under qemu-user emulation (arm64 on x86_64)
+#: the children took 22 s to more than 30 s, so the phases are timed from the agent being up
+CHILD_START_TIMEOUT_S = 180.0
 #: the LoRa packet forwarder sends this many uplinks (genuine ones plus duplicates, replays, bad CRCs)
 LORA_UPLINKS = 100_000
 
@@ -151,7 +154,7 @@ class Demo:
         self._wait_for_receiver_session()
         self._spawn("agent", ["-m", "gateway", "run", "--config", str(self.agent_config)])
 
-    def _wait_for_receiver_session(self, timeout_s: float = 30.0) -> None:
+    def _wait_for_receiver_session(self, timeout_s: float = CHILD_START_TIMEOUT_S) -> None:
         """The backend's persistent session must exist before the first batch is published: a broker
         drops QoS 1 messages that no session subscribed to (docs/decisions.md)."""
         deadline = time.monotonic() + timeout_s
@@ -297,12 +300,17 @@ class Demo:
         return self.workdir / "state"
 
     def run(self, show: Callable[[Snapshot], None]) -> dict[str, int]:
-        """The whole demo; `show` is called about twice a second with the live counters."""
-        started = time.monotonic()
+        """The whole demo; `show` is called about twice a second with the live counters.
+
+        Raises GatewayError when the run proves nothing: no reading produced, or the agent not
+        running through the whole broker outage."""
         try:
             self.prepare()
+            self._wait_for_agent()
+            started = time.monotonic()  # phases count from the agent being up, not from the launch
             outage = (self.duration_s / 3, 2 * self.duration_s / 3)
             phase = "running"
+            through_outage = True
             while (elapsed := time.monotonic() - started) < self.duration_s:
                 if phase == "running" and elapsed >= outage[0]:
                     self.broker.stop()
@@ -310,17 +318,35 @@ class Demo:
                 elif phase == "broker down" and elapsed >= outage[1]:
                     self.broker.start()
                     phase = "draining backlog"
+                through_outage = through_outage and (phase != "broker down" or self._agent_running())
                 show(self.snapshot(started, phase))
                 time.sleep(0.5)
             if not self.broker.running:
                 self.broker.start()
             produced = self._stop_simulators()
+            proves_something(produced, through_outage)
             snap = self._wait_for_receiver(produced, started, show)
             return self._finish(produced, snap)
         finally:
             for child in reversed(self.children):
                 child.terminate()
             self.broker.stop()
+
+    def _agent_running(self) -> bool:
+        agent = next(c for c in self.children if c.name == "agent")
+        return agent.process.poll() is None
+
+    def _wait_for_agent(self) -> None:
+        """Until the agent answers on its control socket (its drivers and uplink have started)."""
+        deadline = time.monotonic() + CHILD_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not self._agent_running():
+                raise GatewayError("the agent exited during start-up; see agent.log")
+            with contextlib.suppress(GatewayError):
+                if asyncio.run(query_status(self._state_dir() / "control.sock", timeout_s=1.0)):
+                    return
+            time.sleep(0.2)
+        raise GatewayError(f"the agent did not answer within {CHILD_START_TIMEOUT_S:g} s; see agent.log")
 
     def _stop_simulators(self) -> int:
         produced = 0
@@ -357,6 +383,15 @@ class Demo:
             "windows": self.windows_stored(),
             "lost": produced - stored,
         }
+
+
+def proves_something(produced: int, agent_ran_through_outage: bool) -> None:
+    """A demo that produced nothing, or whose outage the agent did not live through, shows nothing:
+    "lost": 0 would be true and meaningless."""
+    if produced == 0:
+        raise GatewayError("the simulators produced no reading: the demo shows nothing")
+    if not agent_ran_through_outage:
+        raise GatewayError("the agent was not running through the broker outage; see agent.log")
 
 
 def default_workdir() -> Path:

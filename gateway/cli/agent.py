@@ -10,10 +10,14 @@ from pathlib import Path
 import click
 
 from gateway.cli.configfile import EXIT_CONFIG, chosen, config_option, load_or_exit
+from buffer.schema import NewerSchema
 from gateway.config import GatewayConfig, load_config
 from gateway.control import query_status
 from gateway.errors import ConfigError, GatewayError, first_leaf
 from gateway.logs import configure_logging
+
+#: exit status for state written by a newer version (after a downgrade): restarting will not help either
+EXIT_NEWER_STATE = 3
 
 
 @click.group(name="config")
@@ -73,6 +77,9 @@ def run_command(config_file: Path | None) -> None:
         if isinstance(error, ConfigError):
             click.echo(f"cannot start: {error}", err=True)
             sys.exit(EXIT_CONFIG)
+        if isinstance(error, NewerSchema):
+            click.echo(f"cannot start: {error}", err=True)
+            sys.exit(EXIT_NEWER_STATE)
         if isinstance(error, GatewayError):
             click.echo(f"agent failed: {error}", err=True)
             sys.exit(1)

@@ -15,9 +15,10 @@ from rich.live import Live
 from rich.table import Table
 
 from gateway.config import EXAMPLE_CONFIG
+from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
-    from gateway.demo import Snapshot
+    from gateway.demo import Demo, Snapshot
 
 
 def _table(snap: Snapshot) -> Table:
@@ -43,29 +44,18 @@ def _table(snap: Snapshot) -> Table:
 )
 def demo_command(duration: float, rate: float, workdir: Path | None, config_path: Path) -> None:
     """Broker, simulators, receiver and agent on loopback; the broker is down for the middle third."""
-    from gateway.demo import Demo, Snapshot, default_workdir, is_tty
+    from gateway.demo import Demo, default_workdir, is_tty
 
     scratch = workdir is None  # a folder the demo made is removed again after a passing run
     workdir = workdir or default_workdir()
     workdir.mkdir(parents=True, exist_ok=True)
     demo = Demo(duration, workdir, rate, config_path)
     click.echo(f"demo files in {workdir}", err=True)
-    if is_tty():
-        with Live(_table(Snapshot()), refresh_per_second=4, console=Console(stderr=True)) as live:
-            result = demo.run(lambda snap: live.update(_table(snap)))
-    else:
-        last = [0.0]
-
-        def show(snap: Snapshot) -> None:
-            if time.monotonic() - last[0] >= 5.0:
-                last[0] = time.monotonic()
-                click.echo(
-                    f"{snap.elapsed_s:5.1f}s {snap.phase}: produced={snap.produced} committed={snap.committed} "
-                    f"delivered={snap.delivered} stored={snap.stored} uplink={snap.uplink}",
-                    err=True,
-                )
-
-        result = demo.run(show)
+    try:
+        result = _run(demo, is_tty())
+    except GatewayError as exc:
+        click.echo(f"demo failed: {exc}", err=True)
+        sys.exit(1)
     click.echo(json.dumps(result))
     passed = result["lost"] == 0 and result["produced"] > 0
     if result["produced"] == 0:
@@ -75,3 +65,24 @@ def demo_command(duration: float, rate: float, workdir: Path | None, config_path
     elif not passed:
         click.echo(f"demo files kept in {workdir}", err=True)
     sys.exit(0 if passed else 1)
+
+
+
+def _run(demo: Demo, tty: bool) -> dict[str, int]:
+    from gateway.demo import Snapshot
+
+    if tty:
+        with Live(_table(Snapshot()), refresh_per_second=4, console=Console(stderr=True)) as live:
+            return demo.run(lambda snap: live.update(_table(snap)))
+    last = [0.0]
+
+    def show(snap: Snapshot) -> None:
+        if time.monotonic() - last[0] >= 5.0:
+            last[0] = time.monotonic()
+            click.echo(
+                f"{snap.elapsed_s:5.1f}s {snap.phase}: produced={snap.produced} committed={snap.committed} "
+                f"delivered={snap.delivered} stored={snap.stored} uplink={snap.uplink}",
+                err=True,
+            )
+
+    return demo.run(show)

@@ -1,0 +1,102 @@
+"""The Debian package's layout, conffiles and maintainer scripts, and the wheel's data files.
+
+The package is built for real (dpkg-deb) but without the dependency wheelhouse, which needs the
+network; `make deb` builds the complete one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+SCRIPTS = ["postinst", "prerm", "postrm"]
+
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("deb")
+    subprocess.run(
+        [str(ROOT / "packaging" / "build-deb.sh"), "arm64", str(out), "9.8.7"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DEB_WITHOUT_DEPENDENCIES": "1"},
+        timeout=300,
+    )
+    return out / "rostock-gateway_9.8.7_arm64.deb"
+
+
+def deb_files(deb: Path) -> dict[str, str]:
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, capture_output=True, text=True).stdout
+    files = {}
+    for line in listing.splitlines():
+        mode, _owner, *_rest = line.split()
+        name = line.split(" ./", 1)[1].split(" -> ")[0]
+        files["/" + name.rstrip("/")] = mode
+    return files
+
+
+def test_units_snippets_command_and_config_are_in_their_debian_places(deb: Path) -> None:
+    files = deb_files(deb)
+    for unit in ["gateway.service", "gateway-receiver.service", "gateway-receiver@.service"]:
+        assert f"/usr/lib/systemd/system/{unit}" in files
+    assert "/usr/lib/systemd/system/gateway-metrics.timer" in files
+    assert "/usr/lib/sysusers.d/rostock-gateway.conf" in files
+    assert "/usr/lib/tmpfiles.d/rostock-gateway.conf" in files
+    assert files["/usr/bin/gateway"].startswith("l")
+    assert files["/etc/gateway/gateway.toml"] == "-rw-r-----"
+    # the key pair is made by postinst on first install, never shipped (and so never overwritten)
+    assert not any(name.endswith(".pem") for name in files)
+
+
+def test_control_names_the_architecture_and_the_config_is_a_conffile(deb: Path) -> None:
+    def field(name: str) -> str:
+        return subprocess.run(
+            ["dpkg-deb", "-f", str(deb), name], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    assert field("Package") == "rostock-gateway"
+    assert field("Version") == "9.8.7"
+    assert field("Architecture") == "arm64"
+    assert "python3-venv" in field("Depends")
+    conffiles = subprocess.run(
+        ["dpkg-deb", "--ctrl-tarfile", str(deb)], check=True, capture_output=True
+    ).stdout
+    assert b"/etc/gateway/gateway.toml" in conffiles
+
+
+def test_the_wheel_carries_the_example_config_and_the_units(deb: Path, tmp_path: Path) -> None:
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
+    [wheel] = (tmp_path / "opt/rostock-gateway/wheels").glob("rostock_gateway-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "gateway/data/example.toml" in names
+    assert "gateway/data/systemd/gateway.service" in names
+    assert "drivers/modbus/profiles/sdm630.toml" in names
+    assert "hil/sims/nmea_station.py" in names  # `gateway demo` runs the simulators from the wheel
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_maintainer_scripts_are_valid_posix_sh(script: str) -> None:
+    path = ROOT / "packaging" / "debian" / script
+    assert os.access(path, os.X_OK)
+    subprocess.run(["sh", "-n", str(path)], check=True)
+
+
+def test_install_is_offline_and_ignores_the_hosts_pip_configuration() -> None:
+    postinst = (ROOT / "packaging" / "debian" / "postinst").read_text()
+    assert "--no-index" in postinst and "--isolated" in postinst
+    assert "PIP_CONFIG_FILE=/dev/null" in postinst
+
+
+def test_remove_keeps_state_and_keys_and_purge_removes_them() -> None:
+    postrm = (ROOT / "packaging" / "debian" / "postrm").read_text()
+    remove, purge = postrm.split("remove)", 1)[1].split("purge)", 1)
+    assert "/var/lib/gateway" not in remove and "/etc/gateway" not in remove
+    assert "/var/lib/gateway" in purge and "/etc/gateway" in purge
