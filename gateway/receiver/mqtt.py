@@ -59,6 +59,7 @@ class BatchSubscriber:
         self._settings = settings
         self._clock = clock
         self.connected = False
+        self._subscribed = False
         self.acknowledged = 0
 
     async def run(self) -> None:
@@ -69,17 +70,19 @@ class BatchSubscriber:
             try:
                 await self._session()
             except (aiomqtt.MqttError, UplinkError, StorageError, ExceptionGroup) as exc:
-                if not isinstance(first_leaf(exc), aiomqtt.MqttError | UplinkError | StorageError):
+                leaf = first_leaf(exc)
+                if not isinstance(leaf, aiomqtt.MqttError | UplinkError | StorageError):
                     raise
+                if self._subscribed:  # the session had subscribed: a new series of failures starts
+                    backoff.reset()
+                    warned = False
+                self._subscribed = False
                 delay = backoff.next_delay()
-                if not warned:
-                    log.warning("broker session ended", error=str(exc), retry_in_s=round(delay, 2))
-                    warned = True
+                (log.debug if warned else log.warning)(
+                    "broker session ended", error=str(leaf), retry_in_s=round(delay, 2)
+                )
+                warned = True
                 await asyncio.sleep(delay)
-            finally:
-                self.connected = False
-            if warned and self.acknowledged:
-                backoff.reset()
 
     async def _session(self) -> None:
         s = self._settings
@@ -92,13 +95,16 @@ class BatchSubscriber:
         failed: asyncio.Future[StorageError] = asyncio.get_running_loop().create_future()
         async with client:
             await client.subscribe(s.subscription, qos=1)
-            self.connected = True  # only now: "connected" promises the subscription exists
+            self.connected = self._subscribed = True  # only now: the subscription exists
             log.info("receiver subscribed", host=s.host, port=s.port, subscription=s.subscription)
-            async with asyncio.TaskGroup() as tasks:
-                reader = tasks.create_task(self._read(client, failed))
-                error = await failed  # a storage failure ends the session: the broker redelivers
-                reader.cancel()
-                raise error
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    reader = tasks.create_task(self._read(client, failed))
+                    error = await failed  # a storage failure ends the session: the broker redelivers
+                    reader.cancel()
+                    raise error
+            finally:
+                self.connected = False
 
     async def _read(self, client: aiomqtt.Client, failed: asyncio.Future[StorageError]) -> None:
         paho = client._client

@@ -10,12 +10,24 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from conftest import Processes, read_json, wait_until
 from test_skeleton_path import start_station, station_total, write_config
 
+from gateway.errors import StorageError
+from gateway.receiver import (
+    BatchSubscriber,
+    BrokerSettings,
+    Committer,
+    Outcome,
+    QuarantineEntry,
+    ReceiverCore,
+    RegisteredKey,
+    SqliteStore,
+    VerifiedBatch,
+)
 from hil.broker import Mosquitto, free_port
 from hil.fleet import SimulatedGateway, publish_all, topic_of, write_public_keys
 from hil.tls import loopback_certificate
@@ -184,3 +196,48 @@ def test_the_receiver_subscribes_over_tls_with_a_user_name_and_password_file(
         messages = [(topic_of("gw-1"), gw.batch()) for _ in range(5)]
         asyncio.run(publish_all(broker.port, messages, tls=tls, credentials=("gw-1", users["gw-1"])))
         wait_until(lambda: stored(db) == 5, 30, "the batches over TLS")
+
+
+class FailingFirstCommits(SqliteStore):
+    """A SQLite store whose first `failures` group commits fail, as a full disk would."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    def commit(
+        self,
+        batches: Sequence[VerifiedBatch],
+        quarantine: Sequence[QuarantineEntry] = (),
+        release: Sequence[int] = (),
+    ) -> list[Outcome]:
+        if batches and self.failures > 0:
+            self.failures -= 1
+            raise StorageError("disk full")
+        return super().commit(batches, quarantine, release)
+
+
+async def test_a_failed_commit_acknowledges_nothing_and_the_broker_sends_the_batches_again(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    gw = SimulatedGateway("gw-1")
+    store = FailingFirstCommits(tmp_path / "received.db", failures=2)
+    core = ReceiverCore(store)
+    core.enrol(RegisteredKey(gw.kid, gw.gateway_id, gw.public_raw, 0, "cli"))
+    committer = Committer(core)
+    subscriber = BatchSubscriber(
+        committer, BrokerSettings("127.0.0.1", broker.port, client_id="r"), clock=lambda: 1
+    )
+    async with asyncio.TaskGroup() as tasks:
+        running = [tasks.create_task(committer.run()), tasks.create_task(subscriber.run())]
+        async with asyncio.timeout(30):
+            while not subscriber.connected:
+                await asyncio.sleep(0.02)
+            await publish_all(broker.port, [(topic_of("gw-1"), gw.batch()) for _ in range(10)])
+            while store.count_readings() < 50 or subscriber.acknowledged < 10:
+                await asyncio.sleep(0.05)
+        for task in running:
+            task.cancel()
+    assert store.failures == 0
+    assert store.count_readings() == 50
+    assert stored(tmp_path / "received.db") == 10
