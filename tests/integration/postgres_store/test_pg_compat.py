@@ -10,10 +10,17 @@ import psycopg
 import pytest
 
 from gateway import wire
+from gateway.errors import GatewayError
 from gateway.model import Quality
 from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.sqlite import SqliteStore
-from gateway.receiver.store import VerifiedBatch
+from gateway.receiver.store import (
+    QuarantineEntry,
+    QuarantineReason,
+    ReceiverStore,
+    RegisteredKey,
+    VerifiedBatch,
+)
 from hil.fleet import SimulatedGateway
 from postgres_store.pg_batches import signed, verified
 
@@ -126,3 +133,39 @@ def test_the_views_have_the_sqlite_tables_columns(
             got = [d.name for d in cursor.description or ()]
             assert got[: len(expected)] == expected, name
             assert got[len(expected) :] == (["batch_id"] if name == "batches" else []), name
+
+
+def quarantine_and_keys(store: ReceiverStore) -> list[object]:
+    """A session of quarantine and key registry calls, and what each store answered."""
+    answers: list[object] = []
+    blob = b"\xd2" + bytes(70_000)
+    waiting = QuarantineEntry(blob, QuarantineReason.UNKNOWN_KEY, "kid 01", 5, "gw-q", b"k" * 8, b"d" * 32)
+    bad = QuarantineEntry(blob, QuarantineReason.BAD_SIGNATURE, "no", 6, "gw-q", b"k" * 8)
+    store.commit([], [waiting, bad, waiting])
+    listed = store.quarantined()
+    answers.append([(q.reason, q.detail, q.gateway_id, q.kid, q.size, len(q.blob)) for q in listed])
+    answers.append([q.reason for q in store.quarantined(retryable_only=True, gateway_id="gw-q")])
+    store.commit([], [], release=[listed[0].id])
+    answers.append([q.reason for q in store.quarantined()])
+    key = RegisteredKey(b"a" * 8, "gw-k", b"p" * 32, added_ms=3, source="import")
+    answers += [store.add_key(key), store.add_key(key)]
+    store.add_key(RegisteredKey(b"b" * 8, "gw-k", b"q" * 32, added_ms=2, source="rollover"))
+    store.revoke_key(b"a" * 8, 9)
+    answers += [store.keys(), store.keys("gw-k"), store.key(b"a" * 8), store.key(b"z" * 8)]
+    for call in (
+        lambda: store.add_key(RegisteredKey(b"a" * 8, "gw-other", b"p" * 32, 4, "cli")),
+        lambda: store.revoke_key(b"z" * 8, 10),
+    ):
+        with pytest.raises(GatewayError) as raised:
+            call()
+        answers.append((type(raised.value), str(raised.value)))
+    return answers
+
+
+def test_quarantine_and_key_registry_answer_as_the_sqlite_store_does(tmp_path: Path, fresh_dsn: str) -> None:
+    lite, pg = SqliteStore(tmp_path / "received.db"), PostgresStore(fresh_dsn)
+    try:
+        assert quarantine_and_keys(pg) == quarantine_and_keys(lite)
+    finally:
+        lite.close()
+        pg.close()
