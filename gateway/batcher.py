@@ -99,11 +99,12 @@ class Batcher:
         """Seal every committed, unbatched reading older than `upto_ts_ms` (None: all) and every window
         due now; returns the batches made."""
         made = 0
-        async with self._sealing, self.progress.working():
-            while await asyncio.to_thread(self._seal_next, upto_ts_ms):
-                made += 1
-                self._sealed.set()
-                self.progress.beat()
+        async with self._sealing:
+            with self.progress.working():
+                while await asyncio.to_thread(self._seal_next, upto_ts_ms):
+                    made += 1
+                    self._sealed.set()
+                    self.progress.beat()
         return made
 
     def _seal_next(self, upto_ts_ms: int | None) -> bool:

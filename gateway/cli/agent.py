@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.configfile import EXIT_CONFIG, chosen, config_option, load_or_exit
 from buffer.schema import NewerSchema
+from gateway.cli.configfile import EXIT_CONFIG, chosen, config_option, load_or_exit
 from gateway.config import GatewayConfig, load_config
 from gateway.control import query_status
 from gateway.errors import ConfigError, GatewayError, first_leaf

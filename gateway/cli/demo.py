@@ -67,7 +67,6 @@ def demo_command(duration: float, rate: float, workdir: Path | None, config_path
     sys.exit(0 if passed else 1)
 
 
-
 def _run(demo: Demo, tty: bool) -> dict[str, int]:
     from gateway.demo import Snapshot
 
