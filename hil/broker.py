@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway.errors import GatewayError
+from hil.tls import ServerCertificate
 
 #: Debian installs the broker in sbin, off an ordinary user's PATH
 CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -36,11 +37,17 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """Start/stop/restart a broker on one fixed port with persistence, so queued QoS 1 messages survive a restart."""
+    """Start/stop/restart a broker on one fixed port with persistence, so queued QoS 1 messages survive a restart.
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    With `tls`, a second listener on `tls_port` speaks MQTT over TLS with that server certificate.
+    """
+
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, tls: ServerCertificate | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.tls_port = free_port() if tls is not None else None
         self.binary = find_mosquitto()
         self._process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +65,12 @@ class Mosquitto:
             "log_type error\n"
             "log_type warning\n"
         )
+        if tls is not None:
+            with self.config_path.open("a") as config:
+                config.write(
+                    f"listener {self.tls_port} 127.0.0.1\n"
+                    f"certfile {tls.cert_file}\nkeyfile {tls.key_file}\ncafile {tls.ca_file}\n"
+                )
 
     @property
     def running(self) -> bool:
