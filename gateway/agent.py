@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import signal
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -20,6 +21,7 @@ from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.model import HealthEvent, Quality, Reading
+from gateway.sealing import Due, SealingRules
 from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
@@ -43,6 +45,9 @@ class StoreSink:
         #: cleared while the wall clock is not synchronised: readings are then flagged CLOCK_UNSYNCED
         self.clock_synchronised = True
         self.unsynced_readings = 0
+        #: told of every reading and event handed in (the batcher's latency budgets)
+        self.noted: Callable[[Reading], None] = lambda reading: None
+        self.noted_event: Callable[[], None] = lambda: None
 
     def reading(self, reading: Reading) -> None:
         """Queue one reading for the next group commit."""
@@ -53,11 +58,13 @@ class StoreSink:
             )
             self.unsynced_readings += 1
         self._store.submit((reading,))
+        self.noted(reading)
         self.readings[reading.sensor] += 1
 
     def event(self, event: HealthEvent) -> None:
         """Queue one health event; it is uploaded with the next batch."""
         self._store.submit_event(event)
+        self.noted_event()
         self.events += 1
         log.info("health event", source=event.source, kind=event.kind, detail=event.detail)
 
@@ -115,12 +122,14 @@ class Agent:
             private_key=private_key,
             kid=kid,
             declare=SeriesCatalog(config),
-            slice_s=config.batching.slice_s,
+            due=Due(SealingRules.of(config)),
             max_readings=config.batching.max_readings,
             sealed=sealed,
             windowing=Windowing(policies_of(config)),
         )
+        sink.noted, sink.noted_event = batcher.note, batcher.note_event
         uplink = self._uplink = open_uplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
+        uplink.quiet_for = batcher.quiet_for
         control = ControlServer(config.state_dir / "control.sock", self.status)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -134,7 +143,9 @@ class Agent:
                 ]
                 batcher_task = tasks.create_task(self._supervise("batcher", batcher.run))
                 uplink_task = tasks.create_task(
-                    self._supervise("uplink", uplink.run, Backoff(initial_s=0.5, cap_s=30.0))
+                    self._supervise(
+                        "uplink", uplink.run, Backoff(initial_s=0.5, cap_s=reconnect_cap_s(config))
+                    )
                 )
                 control_task = tasks.create_task(control.run())
                 clock_task = tasks.create_task(self._watch_clock(sink))
@@ -194,6 +205,13 @@ class Agent:
             return None
         flagged = self._sink.unsynced_readings if self._sink else 0
         return {**dataclasses.asdict(self._clock.statistics()), "unsynced_readings": flagged}
+
+
+def reconnect_cap_s(config: GatewayConfig) -> float:
+    """The longest pause between reconnects: a quarter of the latency budget (a link that returns is used
+    well within it), at least 30 s and at most the NAT timeout, so a dead link costs a SYN now and then
+    rather than a connection attempt every few seconds."""
+    return max(30.0, min(config.batching.budget_s / 4, config.uplink.nat_timeout_s))
 
 
 def _runner(driver: Driver, sink: StoreSink) -> Any:

@@ -68,15 +68,31 @@ class HttpsUplink(Uplink):
         self._delivery = Delivery(store, sealed=sealed, max_inflight=config.max_inflight)
 
     async def run(self) -> None:
-        """Send until a request fails (raises UplinkError; the supervisor retries)."""
+        """Send until a request fails (raises UplinkError; the supervisor retries); on demand, only
+        while there is something to send."""
+        while True:
+            if self._config.connect_on_demand:
+                self.state = "disconnected"
+                await self._delivery.work()
+            await self._session()
+
+    async def _session(self) -> None:
+        """One client session: its connections are kept alive (and TLS resumed by the context's cache)
+        until a request fails or, on demand, the link stays idle for the NAT timeout."""
         self.state = "connecting"
-        connector = aiohttp.TCPConnector(ssl=self._tls, limit=self._config.max_inflight)
+        # keep-alive longer than the NAT: an idle connection the NAT forgot would only fail the next POST
+        connector = aiohttp.TCPConnector(
+            ssl=self._tls, limit=self._config.max_inflight, keepalive_timeout=self._config.nat_timeout_s * 0.9
+        )
         timeout = aiohttp.ClientTimeout(total=self._config.ack_timeout_s)
+        idle_s = self._config.nat_timeout_s if self._config.connect_on_demand else None
         try:
             async with aiohttp.ClientSession(
                 connector=connector, timeout=timeout, headers=self._headers
             ) as session:
-                await self._delivery.send_forever(partial(self._send, session))
+                await self._delivery.send_forever(
+                    partial(self._send, session), idle_s=idle_s, may_idle=lambda: self.quiet_for() is None
+                )
         except* (UplinkError, aiohttp.ClientError, TimeoutError, OSError) as group:
             first = first_leaf(group)
             raise first if isinstance(first, UplinkError) else UplinkError(f"HTTPS: {first!r}") from None
@@ -85,8 +101,12 @@ class HttpsUplink(Uplink):
 
     async def _send(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
         async with session.post(self._url, data=entry.blob) as response:
-            detail = (await response.content.read(200)).decode("utf-8", "replace")  # any bytes, bounded
+            answer = await response.content.read(200)  # any bytes, bounded
+            detail = answer.decode("utf-8", "replace")
             status = response.status
+            transport = response.connection.transport if response.connection else None
+            sock = transport.get_extra_info("socket") if transport else None
+            self._delivery.traffic.sample(getattr(sock, "_sock", sock), self._delivery.clock())
         if status in REFUSED_FOR_GOOD:
             await self._delivery.refused(entry, f"{status} {detail}")
             return
@@ -96,4 +116,4 @@ class HttpsUplink(Uplink):
             self.state = "connected"
             self._delivery.connects += 1
             log.info("uplink connected", url=self._url)
-        await self._delivery.acknowledged(entry)
+        await self._delivery.acknowledged(entry, received=len(answer))

@@ -1,9 +1,14 @@
-"""MQTT uplink (QoS 1): an outbox row counts as delivered only after the broker's PUBACK."""
+"""MQTT uplink (QoS 1): an outbox row counts as delivered only after the broker's PUBACK.
+
+What the link costs is kept small (docs/lte.md): the keepalive follows the carrier's NAT timeout,
+TLS sessions are resumed on reconnect, and with `connect_on_demand` a link with nothing to send is
+closed once keeping it open would cost more than opening it again, and opened when a batch is sealed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import ssl
+import socket
 from functools import partial
 
 import aiomqtt
@@ -12,9 +17,16 @@ import structlog
 from buffer import OutboxEntry, Store
 from gateway.config import UplinkConfig
 from gateway.errors import UplinkError
-from gateway.uplink.delivery import Delivery, Uplink, UplinkState
+from gateway.uplink.delivery import Delivery, Uplink, UplinkState, UplinkStatistics
+from gateway.uplink.session import ResumingContext, keepalive_for
 
 log = structlog.get_logger(__name__)
+
+#: a full TLS connect (3,315 bytes on the air) costs about as much as 16 keepalive exchanges
+#: (204 bytes each: PINGREQ and PINGRESP in TLS records, and their segments), bench/air_bench.py
+RECONNECT_COST_IN_KEEPALIVES = 16
+#: bytes of a PUBACK (MQTT 3.1.1 fixed header + packet id): what the agent reads per batch
+PUBACK_BYTES = 4
 
 
 class MqttUplink(Uplink):
@@ -24,49 +36,86 @@ class MqttUplink(Uplink):
         self._config = config
         self._topic = config.mqtt.topic.format(gateway_id=gateway_id)
         self._client_id = config.mqtt.client_id or f"gateway-{gateway_id}"
+        self._keepalive = config.mqtt.keepalive_s or keepalive_for(config.nat_timeout_s)
+        mqtt = config.mqtt
+        self._tls = ResumingContext(str(mqtt.ca_file) if mqtt.ca_file else None) if mqtt.tls else None
         self.state: UplinkState = "connecting"
         self._delivery = Delivery(store, sealed=sealed, max_inflight=config.max_inflight)
 
     def _client(self) -> aiomqtt.Client:
         mqtt = self._config.mqtt
-        tls = None
-        if mqtt.tls:
-            tls = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
         return aiomqtt.Client(
             mqtt.host,
             mqtt.port,
             identifier=self._client_id,
             username=mqtt.username,
             password=mqtt.password,
-            keepalive=mqtt.keepalive_s,
+            keepalive=self._keepalive,
             timeout=self._config.ack_timeout_s,
-            tls_context=tls,
+            tls_context=self._tls,
             max_inflight_messages=self._config.max_inflight,
         )
 
     async def run(self) -> None:
-        """Connect, then send until the connection fails (raises UplinkError; the supervisor reconnects)."""
+        """Connect (when there is something to send, on demand), send; raises UplinkError when the link fails."""
+        while True:
+            if self._config.connect_on_demand:
+                self.state = "disconnected"
+                await self._delivery.work()
+            await self._session()
+
+    async def _session(self) -> None:
+        """One connection: until it fails (UplinkError) or, on demand, stays idle."""
         self.state = "connecting"
+        idle_s = self._config.nat_timeout_s if self._config.connect_on_demand else None
         try:
             async with self._client() as client:
                 self.state = "connected"
                 self._delivery.connects += 1
                 log.info("uplink connected", host=self._config.mqtt.host, port=self._config.mqtt.port)
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._watch(client))
-                    send = partial(self._send, client)
-                    tasks.create_task(self._delivery.send_forever(send, timeout_s=self._config.ack_timeout_s))
+                try:
+                    async with asyncio.TaskGroup() as tasks:
+                        watch = tasks.create_task(self._watch(client))
+                        send = partial(self._send, client)
+                        await self._delivery.send_forever(
+                            send, timeout_s=self._config.ack_timeout_s, idle_s=idle_s, may_idle=self._may_idle
+                        )
+                        watch.cancel()
+                finally:
+                    self._account(client, closing=True)
+            log.info("uplink idle, disconnected", idle_s=idle_s)
         except* (aiomqtt.MqttError, TimeoutError, OSError) as group:
             raise UplinkError(f"MQTT: {group.exceptions[0]!r}") from None
         finally:
             self.state = "disconnected"
 
+    def _may_idle(self) -> bool:
+        """Close the link when the next seal is further away than a reconnect is worth in keepalives."""
+        quiet = self.quiet_for()
+        return quiet is None or quiet > RECONNECT_COST_IN_KEEPALIVES * self._keepalive
+
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Notice a lost connection even while there is nothing to send."""
         await client.subscribe(f"{self._topic}/control", qos=1)
+        if self._tls is not None:
+            self._tls.remember()  # the broker's session tickets came with the first answers
         async for _message in client.messages:
             pass  # reserved for backend -> gateway control messages
 
+    def _account(self, client: aiomqtt.Client, *, closing: bool = False) -> None:
+        paho = getattr(client, "_client", None)
+        sock = paho.socket() if paho is not None else None
+        if self._tls is not None:
+            self._tls.remember()
+        self._delivery.traffic.sample(
+            sock if isinstance(sock, socket.socket) else None, self._delivery.clock(), closing=closing
+        )
+
     async def _send(self, client: aiomqtt.Client, entry: OutboxEntry) -> None:
         await client.publish(self._topic, entry.blob, qos=1)
-        await self._delivery.acknowledged(entry)
+        await self._delivery.acknowledged(entry, received=PUBACK_BYTES)
+        self._account(client)
+
+    def statistics(self) -> UplinkStatistics:
+        """Counters for status and metrics (with the TLS sessions resumed)."""
+        return self._delivery.statistics(self.state, tls_resumed=self._tls.resumed if self._tls else 0)
