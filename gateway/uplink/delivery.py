@@ -140,9 +140,20 @@ class Uplink(abc.ABC):
     #: seconds until the batcher's next seal (None: nothing waits); the agent sets it
     quiet_for: Callable[[], float | None] = staticmethod(lambda: None)
 
-    @abc.abstractmethod
+    _on_demand: bool
+
     async def run(self) -> None:
-        """Send the outbox until the link fails with UplinkError (the supervisor retries)."""
+        """Send the outbox until the link fails with UplinkError (the supervisor retries); on demand,
+        connect only while there is something to send."""
+        while True:
+            if self._on_demand:
+                self.state = "disconnected"
+                await self._delivery.work()
+            await self._session()
+
+    @abc.abstractmethod
+    async def _session(self) -> None:
+        """One connection: until it fails (UplinkError) or, on demand, stays idle."""
 
     @property
     def delivered(self) -> asyncio.Event:

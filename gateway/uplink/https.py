@@ -66,15 +66,7 @@ class HttpsUplink(Uplink):
             self._headers["Authorization"] = f"Bearer {token}"
         self.state: UplinkState = "connecting"
         self._delivery = Delivery(store, sealed=sealed, max_inflight=config.max_inflight)
-
-    async def run(self) -> None:
-        """Send until a request fails (raises UplinkError; the supervisor retries); on demand, only
-        while there is something to send."""
-        while True:
-            if self._config.connect_on_demand:
-                self.state = "disconnected"
-                await self._delivery.work()
-            await self._session()
+        self._on_demand = config.connect_on_demand
 
     async def _session(self) -> None:
         """One client session: its connections are kept alive (and TLS resumed by the context's cache)

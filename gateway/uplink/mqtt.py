@@ -41,6 +41,7 @@ class MqttUplink(Uplink):
         self._tls = ResumingContext(str(mqtt.ca_file) if mqtt.ca_file else None) if mqtt.tls else None
         self.state: UplinkState = "connecting"
         self._delivery = Delivery(store, sealed=sealed, max_inflight=config.max_inflight)
+        self._on_demand = config.connect_on_demand
 
     def _client(self) -> aiomqtt.Client:
         mqtt = self._config.mqtt
@@ -55,14 +56,6 @@ class MqttUplink(Uplink):
             tls_context=self._tls,
             max_inflight_messages=self._config.max_inflight,
         )
-
-    async def run(self) -> None:
-        """Connect (when there is something to send, on demand), send; raises UplinkError when the link fails."""
-        while True:
-            if self._config.connect_on_demand:
-                self.state = "disconnected"
-                await self._delivery.work()
-            await self._session()
 
     async def _session(self) -> None:
         """One connection: until it fails (UplinkError) or, on demand, stays idle."""
