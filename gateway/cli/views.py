@@ -26,3 +26,10 @@ def render_status(status: dict[str, Any]) -> None:
     for sensor, count in sorted(status.get("produced", {}).items()):
         produced.add_row(sensor, str(count))
     console.print(produced)
+    traffic = (status.get("uplink") or {}).get("traffic")
+    if traffic:  # what the data plan sees (docs/lte.md)
+        console.print(
+            f"uplink today: {traffic['today_bytes_on_air'] / 1000:.1f} KB on the air, {traffic['today_readings']}"
+            f" readings, {traffic['today_bytes_per_reading']} B/reading; yesterday"
+            f" {traffic['yesterday_bytes_on_air'] / 1000:.1f} KB"
+        )

@@ -88,12 +88,15 @@ class MqttUplink(Uplink):
         return quiet is None or quiet > RECONNECT_COST_IN_KEEPALIVES * self._keepalive
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        """Notice a lost connection even while there is nothing to send."""
-        await client.subscribe(f"{self._topic}/control", qos=1)
+        """Notice a lost connection even while there is nothing to send.
+
+        No subscription: nothing travels from the backend to the gateway yet, and a SUBSCRIBE and its
+        SUBACK cost about 190 bytes on the air per connect (two TLS records and their segments).
+        """
         if self._tls is not None:
-            self._tls.remember()  # the broker's session tickets came with the first answers
+            self._tls.remember()  # the broker's session tickets came with the CONNACK
         async for _message in client.messages:
-            pass  # reserved for backend -> gateway control messages
+            pass
 
     def _account(self, client: aiomqtt.Client, *, closing: bool = False) -> None:
         paho = getattr(client, "_client", None)

@@ -64,7 +64,8 @@ class TrafficStatistics:
     #: estimated bytes on the air today (TCP payload + 52 header bytes per segment)
     today_bytes_on_air: int
     today_readings: int
-    #: today's bytes on the air per reading delivered (None before the first one)
+    #: today's bytes on the air per reading delivered (application bytes without TCP_INFO; None before
+    #: the first reading)
     today_bytes_per_reading: float | None
     yesterday_bytes_on_air: int
     yesterday_readings: int
@@ -105,7 +106,8 @@ class Traffic:
         info = tcp_info(sock)
         if info is None:
             return
-        before = self._seen.pop(key, (0, 0, 0, 0)) if closing else self._seen.get(key, (0, 0, 0, 0))
+        # tcpi_bytes_acked counts our SYN as one byte: a connection's first sample starts from 1
+        before = self._seen.pop(key, (1, 0, 0, 0)) if closing else self._seen.get(key, (1, 0, 0, 0))
         if not closing:
             self._seen[key] = info
         sent, received, segs_out, segs_in = (max(0, a - b) for a, b in zip(info, before, strict=True))
@@ -118,7 +120,9 @@ class Traffic:
     def statistics(self, now_ms: int, *, tls_resumed: int = 0) -> TrafficStatistics:
         """Counters for status and metrics."""
         today = self._day(now_ms)
-        per_reading = round(today.on_air() / today.readings, 2) if today.readings else None
+        # on the air where the kernel counted the connection, else what the agent itself sent and read
+        spent = today.on_air() or today.app_sent + today.app_received
+        per_reading = round(spent / today.readings, 2) if today.readings else None
         return TrafficStatistics(
             app_bytes_sent=self.total.app_sent,
             app_bytes_received=self.total.app_received,
