@@ -74,8 +74,6 @@ SENSOR_OFFSET_LINES = 2_000
 #: an LTE link: 1,500-byte MTU minus 20 (IPv4) and 32 (TCP with timestamps) header bytes
 MSS = 1_448
 HEADER_BYTES = 52
-#: one full MQTT+TLS connect on the air, measured by connect_costs (added once a day to a kept link)
-CONNECT_BYTES = 3_400
 DAY_S = 86_400
 #: after a batch reached the receiver, its PUBACK and TCP ACKs are done within this (compressed)
 SETTLE_S = 0.3
@@ -401,7 +399,7 @@ async def wait_started(ports: list[PtyPort], timeout_s: float = 30.0) -> None:
     await asyncio.sleep(1.0 if ports else 3.0)
 
 
-async def run_profile(bench: Bench, profile: Profile, replay: Replay) -> Outcome:
+async def run_profile(bench: Bench, profile: Profile, replay: Replay, connect_bytes: int) -> Outcome:
     gateway_id = f"air-{profile.name}"
     relay = Relay(bench.broker.tls_port or 0)
     await relay.start()
@@ -444,7 +442,9 @@ async def run_profile(bench: Bench, profile: Profile, replay: Replay) -> Outcome
             port.close()
         await relay.close()
     await asyncio.sleep(1.0)  # the receiver stores what the shutdown sent
-    return measure(bench, profile, gateway_id, recorder, window, replay.written_values - written)
+    return measure(
+        bench, profile, gateway_id, recorder, window, replay.written_values - written, connect_bytes
+    )
 
 
 async def drive(
@@ -480,12 +480,13 @@ def measure(
     recorder: Recorder,
     window: tuple[float, float],
     written: int,
+    connect_bytes: int,
 ) -> Outcome:
     k = profile.k
     steady = recorder.at(window[1]).minus(recorder.at(window[0]))
     window_real_s = (window[1] - window[0]) * k
     # a connection that lived through the window is set up about once a day: add one
-    connect = CONNECT_BYTES if steady.connections == 0 and relay_used(recorder) else 0
+    connect = connect_bytes if steady.connections == 0 and relay_used(recorder) else 0
     per_day = steady.on_air() * DAY_S / window_real_s + connect
     readings_per_day = (
         0.0 if profile.interval_s is None else SENSORS * len(QUANTITIES) * DAY_S / profile.interval_s
@@ -589,13 +590,13 @@ async def main_async(workdir: Path) -> dict[str, Any]:
     with broker:
         start_receiver(bench, [f"air-{p.name}" for p in PROFILES])
         try:
-            outcomes: dict[str, Outcome] = {}
-            for profile in PROFILES:
-                outcome = await run_profile(bench, profile, replay)
-                outcomes[profile.name] = outcome
-                print(f"profile {profile.name}: {outcome}", flush=True)
             full, resumed, did_resume = await connect_costs(broker.tls_port or 0, bench.ca_file)
             result.update(connect_bytes_full=full, connect_bytes_resumed=resumed, tls_resumed=did_resume)
+            outcomes: dict[str, Outcome] = {}
+            for profile in PROFILES:
+                outcome = await run_profile(bench, profile, replay, full)
+                outcomes[profile.name] = outcome
+                print(f"profile {profile.name}: {outcome}", flush=True)
             tb_message = await thingsboard_per_message(broker.tls_port or 0, bench.ca_file, replay)
             single = one_batch_bytes_per_reading(bench, "air-b")
         finally:
