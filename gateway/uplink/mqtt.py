@@ -18,13 +18,13 @@ from buffer import OutboxEntry, Store
 from gateway.config import UplinkConfig
 from gateway.errors import UplinkError
 from gateway.uplink.delivery import Delivery, Uplink, UplinkState, UplinkStatistics
-from gateway.uplink.session import ResumingContext, keepalive_for
+from gateway.uplink.session import ResumingContext, hold_nat_open, keepalive_for, mqtt_keepalive_for
 
 log = structlog.get_logger(__name__)
 
-#: a full TLS connect (3,315 bytes on the air) costs about as much as 16 keepalive exchanges
-#: (204 bytes each: PINGREQ and PINGRESP in TLS records, and their segments), bench/air_bench.py
-RECONNECT_COST_IN_KEEPALIVES = 16
+#: a full TLS connect (3,192 to 3,364 bytes on the air, bench/air_bench.py) costs about as much as 30
+#: TCP keepalive exchanges (a probe and its ACK: 104 bytes)
+RECONNECT_COST_IN_KEEPALIVES = 30
 #: bytes of a PUBACK (MQTT 3.1.1 fixed header + packet id): what the agent reads per batch
 PUBACK_BYTES = 4
 
@@ -36,7 +36,8 @@ class MqttUplink(Uplink):
         self._config = config
         self._topic = config.mqtt.topic.format(gateway_id=gateway_id)
         self._client_id = config.mqtt.client_id or f"gateway-{gateway_id}"
-        self._keepalive = config.mqtt.keepalive_s or keepalive_for(config.nat_timeout_s)
+        self._keepalive = keepalive_for(config.nat_timeout_s)
+        self._mqtt_keepalive = config.mqtt.keepalive_s or mqtt_keepalive_for(config.nat_timeout_s)
         mqtt = config.mqtt
         self._tls = ResumingContext(str(mqtt.ca_file) if mqtt.ca_file else None) if mqtt.tls else None
         self.state: UplinkState = "connecting"
@@ -51,7 +52,7 @@ class MqttUplink(Uplink):
             identifier=self._client_id,
             username=mqtt.username,
             password=mqtt.password,
-            keepalive=self._keepalive,
+            keepalive=self._mqtt_keepalive,
             timeout=self._config.ack_timeout_s,
             tls_context=self._tls,
             max_inflight_messages=self._config.max_inflight,
@@ -65,6 +66,9 @@ class MqttUplink(Uplink):
             async with self._client() as client:
                 self.state = "connected"
                 self._delivery.connects += 1
+                sock = self._socket(client)
+                if sock is None or not hold_nat_open(sock, self._config.nat_timeout_s):
+                    log.warning("no TCP keepalive on the uplink: the NAT may drop an idle connection")
                 log.info("uplink connected", host=self._config.mqtt.host, port=self._config.mqtt.port)
                 try:
                     async with asyncio.TaskGroup() as tasks:
@@ -98,14 +102,17 @@ class MqttUplink(Uplink):
         async for _message in client.messages:
             pass
 
-    def _account(self, client: aiomqtt.Client, *, closing: bool = False) -> None:
+    @staticmethod
+    def _socket(client: aiomqtt.Client) -> socket.socket | None:
+        """paho's socket under aiomqtt (TLS or not)."""
         paho = getattr(client, "_client", None)
         sock = paho.socket() if paho is not None else None
+        return sock if isinstance(sock, socket.socket) else None
+
+    def _account(self, client: aiomqtt.Client, *, closing: bool = False) -> None:
         if self._tls is not None:
             self._tls.remember()
-        self._delivery.traffic.sample(
-            sock if isinstance(sock, socket.socket) else None, self._delivery.clock(), closing=closing
-        )
+        self._delivery.traffic.sample(self._socket(client), self._delivery.clock(), closing=closing)
 
     async def _send(self, client: aiomqtt.Client, entry: OutboxEntry) -> None:
         await client.publish(self._topic, entry.blob, qos=1)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import sys
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from buffer import Store, StoreOptions
@@ -15,7 +18,7 @@ from gateway.config import UplinkConfig
 from gateway.model import Reading
 from gateway.sealing import Due, SealingRules
 from gateway.uplink.mqtt import MqttUplink
-from gateway.uplink.session import keepalive_for
+from gateway.uplink.session import hold_nat_open, keepalive_for, mqtt_keepalive_for
 from hil.broker import Mosquitto
 from hil.tls import loopback_certificate
 
@@ -27,6 +30,21 @@ def test_keepalive_stays_inside_the_nat_timeout() -> None:
     assert keepalive_for(300) == 270
     assert keepalive_for(30) == 27
     assert keepalive_for(0.5) == 1
+    assert mqtt_keepalive_for(300) == 1080  # TCP probes hold the NAT; MQTT only for the broker
+    assert mqtt_keepalive_for(100_000) == 65_535
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="TCP_KEEPIDLE/INTVL/CNT are Linux's")
+def test_tcp_keepalive_probes_come_before_the_nat_timeout() -> None:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as sock,
+    ):
+        assert hold_nat_open(sock, 300)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 270
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 27
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
 
 
 def test_an_idle_link_closes_reconnects_resumed_and_every_byte_is_counted(tmp_path: Path) -> None:
