@@ -178,10 +178,11 @@ class Agent:
         sink.clock_synchronised = self._clock.synchronised is not False
 
     async def _drain_briefly(self, store: Store, uplink: Uplink) -> None:
-        """Give a connected uplink a moment to send what was just sealed; the rest waits in the outbox."""
+        """Give the uplink a moment to send what was just sealed (an on-demand link connects for it);
+        the rest waits in the outbox."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_SEND_GRACE_S):
-                while uplink.state == "connected":
+                while True:
                     uplink.delivered.clear()
                     if not await asyncio.to_thread(store.undelivered, limit=1):
                         return
