@@ -14,11 +14,14 @@ IPv4/TCP headers. The 22 bytes per TLS record the issue estimated are not added:
 TLS records.
 
 Time is compressed by a factor k per profile: sensor intervals, max_delay_s, the NAT timeout (and so
-the keepalive), the cut interval and the sensors' time resolution are all divided by k, so that every
-batch holds the readings of the real profile in the same series and with the same timestamp steps
-(counted in time-resolution units). Per day = bytes in a steady window x 86,400 / (k x window) plus
-one connection set-up per day (measured in the same run). The window runs from just after one batch
-reached the receiver to just after a later one did, so it holds whole batch cycles.
+the keepalives, in whole compressed seconds: 4 s = 240 s real at k = 60), the cut interval and the
+sensors' time resolution are all divided by k, so that every batch holds the readings of the real
+profile in the same series and with the same timestamp steps (counted in time-resolution units); the
+store's 1 s group commit is not compressed. Per day = bytes in a steady window x 86,400 / (k x window),
+plus one full connect per day when the link stayed up through the window (measured first, with a
+second, TLS-resumed connect: `connect_bytes_full`, `connect_bytes_resumed`). The window runs from just
+after one batch reached the receiver to just after a later one did (at least 90 % of the profile's
+window), so it holds whole batch cycles. A cut is a reset from the relay (a real NAT drops silently).
 
 Profiles: (a) 10 sensors x 3 quantities at 1/min, max_delay_s 900, k = 60; (b) the same at 1 Hz,
 max_delay_s 60, k = 10; (c) no sensors, NAT timeout 300 s, k = 60; (d) profile (a) with the relay
