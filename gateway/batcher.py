@@ -22,6 +22,8 @@ from gateway.windowing import Closed, SeriesTable, Taken, Windowing
 
 log = structlog.get_logger(__name__)
 
+#: the longest the batcher waits without looking at the wall clock (steps move its deadlines)
+CLOCK_LOOK_S = 60.0
 #: (sensor, quantity, unit) -> how that series is declared on the wire
 SeriesDeclaration = Callable[[str, str, str], wire.SeriesInfo]
 
@@ -98,10 +100,14 @@ class Batcher:
         """Seal whenever the earliest budget runs out, forever (readings left by a restart at once)."""
         self._due.backlog(self._clock())  # what a restart left (readings, events) goes out at once
         while True:
+            self._due.observe(self._clock())
             deadline = self._due.deadline_ms()
             self._sooner.clear()
             if deadline is None or deadline > self._clock():
-                wait_s = None if deadline is None else (deadline - self._clock()) / 1000
+                # look at the clock at least every CLOCK_LOOK_S: it may be stepped meanwhile
+                wait_s = (
+                    CLOCK_LOOK_S if deadline is None else min(CLOCK_LOOK_S, (deadline - self._clock()) / 1000)
+                )
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait_s):
                         await self._sooner.wait()

@@ -22,6 +22,8 @@ from gateway.config import GatewayConfig
 from gateway.model import Reading
 from gateway.windowing import WindowPolicy, policies_of
 
+#: a wall clock that went back more than this was stepped (NTP): deadlines move back with it
+STEP_BACK_MS = 1_000
 #: part of a budget kept for sealing, sending and the broker's acknowledgement (at most SEND_ALLOWANCE_MAX_MS)
 SEND_ALLOWANCE = 0.05
 SEND_ALLOWANCE_MAX_MS = 2_000
@@ -86,9 +88,11 @@ class Due:
         self._windows: dict[int, int] = {}
         self._waiting = 0
         self.immediate = 0
+        self._last_now: int | None = None
 
     def note(self, reading: Reading, now_ms: int) -> bool:
         """Take one reading into account; True when the deadline moved earlier (wake the batcher)."""
+        self.observe(now_ms)
         before = self.deadline_ms()
         sensor = reading.sensor
         budget = self.rules.budget_ms(sensor)
@@ -108,6 +112,18 @@ class Due:
             self._raise(now_ms)
         after = self.deadline_ms()
         return after is not None and (before is None or after < before)
+
+    def observe(self, now_ms: int) -> None:
+        """Follow the wall clock: after a step back (a gateway without a real-time clock getting NTP),
+        the deadlines move back too, or readings would wait the step on top of their budget. A step
+        forward needs nothing: the deadlines then come early."""
+        last, self._last_now = self._last_now, now_ms
+        if last is None or now_ms >= last - STEP_BACK_MS:
+            return
+        step = now_ms - last
+        if self._raw_deadline is not None:
+            self._raw_deadline += step
+        self._windows = {closes: due + step for closes, due in self._windows.items()}
 
     def event(self, now_ms: int) -> None:
         """A health event waits: it travels within the gateway's budget."""

@@ -237,3 +237,15 @@ def test_sensor_budgets_and_thresholds_come_from_the_config() -> None:
     assert rules.budget_ms("quay-1") == 58_000  # 5 % kept for sending, at most 2 s
     assert rules.budget_ms("other") == 900_000 - 2_000
     assert rules.thresholds[("quay-1", "water_level")] == Thresholds(above=1.2, below=-0.5)
+
+
+def test_a_wall_clock_stepped_back_moves_the_deadlines_back() -> None:
+    """NTP steps a gateway's clock back an hour: a reading noted before still leaves within its budget
+    (plus at most the batcher's look at the clock, CLOCK_LOOK_S), not an hour later."""
+    due = Due(SealingRules(max_delay_ms=15 * MIN, target_readings=20_000))
+    due.note(Reading("s1", "t", T0, 1.0, "Cel"), T0)
+    assert due.deadline_ms() == T0 + 15 * MIN - 2_000
+    due.observe(T0 + MIN - 60 * MIN)  # a minute later the clock reads an hour less: a 59-minute step
+    assert due.deadline_ms() == T0 + 15 * MIN - 2_000 - 59 * MIN
+    due.observe(T0 + 2 * MIN - 60 * MIN)  # time going on is no step
+    assert due.deadline_ms() == T0 + 15 * MIN - 2_000 - 59 * MIN
