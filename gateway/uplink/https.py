@@ -10,16 +10,23 @@ supervisor retries with backoff.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from functools import partial
+from typing import Any
 
 import aiohttp
 import structlog
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from buffer import OutboxEntry, Store
 from gateway.config import HttpsConfig, UplinkConfig
 from gateway.errors import ConfigError, UplinkError, first_leaf
-from gateway.uplink.delivery import Delivery, Uplink, UplinkState
+from gateway.uplink.delivery import Delivery, Uplink, UplinkState, UplinkStatistics
+from gateway.uplink.session import ResumingContext
+from gateway.uplink.traffic import Traffic
 from gateway.wire import MEDIA_TYPE
 
 log = structlog.get_logger(__name__)
@@ -28,10 +35,10 @@ log = structlog.get_logger(__name__)
 REFUSED_FOR_GOOD = frozenset({409, 422})
 
 
-def tls_context(config: HttpsConfig) -> ssl.SSLContext:
+def tls_context(config: HttpsConfig) -> ResumingContext:
     """Server verification against ca_file (or the system's anchors), a client certificate if given."""
     try:
-        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+        context = ResumingContext(str(config.ca_file) if config.ca_file else None)
         if config.client_cert_file is not None:
             key = str(config.client_key_file) if config.client_key_file else None
             context.load_cert_chain(str(config.client_cert_file), key)
@@ -50,6 +57,37 @@ def bearer_token(config: HttpsConfig) -> str | None:
     if not token:
         raise ConfigError(f"uplink.https.token_file: {config.token_file} is empty")
     return token
+
+
+class CountedConnector(aiohttp.TCPConnector):
+    """A TCP connector that remembers its connections' sockets, for the traffic counters (TCP_INFO)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sockets: dict[int, socket.socket] = {}
+
+    async def connect(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (the signature of aiohttp.TCPConnector.connect)
+    ) -> Connection:
+        """The pool's connection for `req`; its socket is noted."""
+        connection = await super().connect(req, traces, timeout)
+        transport = connection.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        sock = getattr(sock, "_sock", sock)  # asyncio's TransportSocket wraps the real one
+        if isinstance(sock, socket.socket):
+            self._sockets[sock.fileno()] = sock
+        return connection
+
+    def sample(self, traffic: Traffic, now_ms: int) -> None:
+        """Add what the kernel counted on every connection since the last sample; forget closed ones."""
+        for fd, sock in list(self._sockets.items()):
+            if sock.fileno() != fd:  # closed (fileno -1) or its descriptor reused
+                del self._sockets[fd]
+                continue
+            traffic.sample(sock, now_ms)
 
 
 class HttpsUplink(Uplink):
@@ -73,7 +111,7 @@ class HttpsUplink(Uplink):
         until a request fails or, on demand, the link stays idle for the NAT timeout."""
         self.state = "connecting"
         # keep-alive longer than the NAT: an idle connection the NAT forgot would only fail the next POST
-        connector = aiohttp.TCPConnector(
+        connector = CountedConnector(
             ssl=self._tls, limit=self._config.max_inflight, keepalive_timeout=self._config.nat_timeout_s * 0.9
         )
         timeout = aiohttp.ClientTimeout(total=self._config.ack_timeout_s)
@@ -83,7 +121,9 @@ class HttpsUplink(Uplink):
                 connector=connector, timeout=timeout, headers=self._headers
             ) as session:
                 await self._delivery.send_forever(
-                    partial(self._send, session), idle_s=idle_s, may_idle=lambda: self.quiet_for() is None
+                    partial(self._send, session, connector),
+                    idle_s=idle_s,
+                    may_idle=lambda: self.quiet_for() is None,
                 )
         except* (UplinkError, aiohttp.ClientError, TimeoutError, OSError) as group:
             first = first_leaf(group)
@@ -91,14 +131,15 @@ class HttpsUplink(Uplink):
         finally:
             self.state = "disconnected"
 
-    async def _send(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
+    async def _send(
+        self, session: aiohttp.ClientSession, connector: CountedConnector, entry: OutboxEntry
+    ) -> None:
         async with session.post(self._url, data=entry.blob) as response:
             answer = await response.content.read(200)  # any bytes, bounded
             detail = answer.decode("utf-8", "replace")
             status = response.status
-            transport = response.connection.transport if response.connection else None
-            sock = transport.get_extra_info("socket") if transport else None
-            self._delivery.traffic.sample(getattr(sock, "_sock", sock), self._delivery.clock())
+        connector.sample(self._delivery.traffic, self._delivery.clock())
+        self._tls.remember()
         if status in REFUSED_FOR_GOOD:
             await self._delivery.refused(entry, f"{status} {detail}")
             return
@@ -109,3 +150,7 @@ class HttpsUplink(Uplink):
             self._delivery.connects += 1
             log.info("uplink connected", url=self._url)
         await self._delivery.acknowledged(entry, received=len(answer))
+
+    def statistics(self) -> UplinkStatistics:
+        """Counters for status and metrics (with the TLS sessions resumed)."""
+        return self._delivery.statistics(self.state, tls_resumed=self._tls.resumed)

@@ -3,7 +3,8 @@
 A full TLS 1.3 handshake with the broker's certificate chain cost 3,315 bytes on the air per connect
 in bench/air_bench.py (relay counts, 52 header bytes per segment); a resumed one sends no
 certificate. Python's ssl takes a previous `SSLSession` in `wrap_socket(session=...)`, which paho
-calls on its context; `ResumingContext` hands it the last session it saw.
+calls on its context (and `wrap_bio`, which asyncio calls for aiohttp); `ResumingContext` hands them the
+last session it saw.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class ResumingContext(ssl.SSLContext):
             self.load_verify_locations(cafile)
         else:
             self.load_default_certs()
-        self._last: ssl.SSLSocket | None = None
+        self._last: ssl.SSLSocket | ssl.SSLObject | None = None
         self._session: ssl.SSLSession | None = None
         #: connections that resumed a session instead of a full handshake
         self.resumed = 0
@@ -77,6 +78,16 @@ class ResumingContext(ssl.SSLContext):
         if self._session is not None and "session" not in kwargs:
             kwargs["session"] = self._session
         self._last, self._counted = super().wrap_socket(sock, *args, **kwargs), False
+        return self._last
+
+    def wrap_bio(
+        self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *args: Any, **kwargs: Any
+    ) -> ssl.SSLObject:
+        """asyncio's wrap (aiohttp): the same, offering the last session for resumption."""
+        self.remember()
+        if self._session is not None and "session" not in kwargs:
+            kwargs["session"] = self._session
+        self._last, self._counted = super().wrap_bio(incoming, outgoing, *args, **kwargs), False
         return self._last
 
     def remember(self) -> None:
