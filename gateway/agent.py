@@ -8,6 +8,7 @@ import dataclasses
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from gateway.liveness import Progress
 from gateway.model import HealthEvent, Quality, Reading
 from gateway.operations import AgentOperations, AgentParts
 from gateway.plausibility import Plausibility
+from gateway.sealing import Due, SealingRules
 from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.statelock import StateLock
 from gateway.supervisor import Supervised
@@ -62,6 +64,9 @@ class StoreSink:
         #: cleared while the wall clock is not synchronised: readings are then flagged CLOCK_UNSYNCED
         self.clock_synchronised = True
         self.unsynced_readings = 0
+        #: told of every reading and event handed in (the batcher's latency budgets)
+        self.noted: Callable[[Reading], None] = lambda reading: None
+        self.noted_event: Callable[[], None] = lambda: None
 
     def reading(self, reading: Reading) -> None:
         """Queue one reading for the next group commit (flagged when implausible or taken on a bad clock)."""
@@ -73,6 +78,7 @@ class StoreSink:
             )
             self.unsynced_readings += 1
         self._store.submit((reading,))
+        self.noted(reading)
         self.readings[reading.sensor] += 1
         self.board.reading(reading, self._monotonic())
         self.feed.publish(reading)
@@ -80,6 +86,7 @@ class StoreSink:
     def event(self, event: HealthEvent) -> None:
         """Queue one health event; it is uploaded with the next batch."""
         self._store.submit_event(event)
+        self.noted_event()
         self.events += 1
         self.board.event(event)
         log.info("health event", source=event.source, kind=event.kind, detail=event.detail)
@@ -156,13 +163,15 @@ class Agent:
             private_key=private_key,
             kid=kid,
             declare=SeriesCatalog(config),
-            slice_s=config.batching.slice_s,
+            due=Due(SealingRules.of(config)),
             max_readings=config.batching.max_readings,
             sealed=sealed,
             windowing=Windowing(policies_of(config)),
             rollover=keys.pending_rollover(config.key_file, config.gateway_id),
         )
+        sink.noted, sink.noted_event = batcher.note, batcher.note_event
         uplink = self._uplink = open_uplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
+        uplink.quiet_for = batcher.quiet_for
         control = ControlServer(config.state_dir / "control.sock")
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -176,7 +185,9 @@ class Agent:
                 ]
                 batcher_task = tasks.create_task(self._supervise("batcher", batcher.run))
                 uplink_task = tasks.create_task(
-                    self._supervise("uplink", uplink.run, Backoff(initial_s=0.5, cap_s=30.0))
+                    self._supervise(
+                        "uplink", uplink.run, Backoff(initial_s=0.5, cap_s=reconnect_cap_s(config))
+                    )
                 )
                 self._operations(sink, kid).register(control)
                 control_task = tasks.create_task(control.run())
@@ -248,10 +259,11 @@ class Agent:
         sink.clock_synchronised = self._clock.synchronised is not False
 
     async def _drain_briefly(self, store: Store, uplink: Uplink) -> None:
-        """Give a connected uplink a moment to send what was just sealed; the rest waits in the outbox."""
+        """Give the uplink a moment to send what was just sealed (an on-demand link connects for it);
+        the rest waits in the outbox."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_SEND_GRACE_S):
-                while uplink.state == "connected":
+                while True:
                     uplink.delivered.clear()
                     if not await asyncio.to_thread(store.undelivered, limit=1):
                         return
@@ -276,6 +288,13 @@ class Agent:
             return None
         flagged = self._sink.unsynced_readings if self._sink else 0
         return {**dataclasses.asdict(self._clock.statistics()), "unsynced_readings": flagged}
+
+
+def reconnect_cap_s(config: GatewayConfig) -> float:
+    """The longest pause between reconnects: a quarter of the latency budget (a link that returns is used
+    well within it), at least 30 s and at most the NAT timeout, so a dead link costs a SYN now and then
+    rather than a connection attempt every few seconds."""
+    return max(30.0, min(config.batching.budget_s / 4, config.uplink.nat_timeout_s))
 
 
 def _runner(driver: Driver, sink: StoreSink) -> Any:

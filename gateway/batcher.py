@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -17,11 +18,14 @@ from gateway import wire
 from gateway.aggregation import WindowerStatistics
 from gateway.keys import PendingRollover
 from gateway.liveness import Progress
-from gateway.model import Quality
+from gateway.model import Quality, Reading
+from gateway.sealing import Due
 from gateway.windowing import Closed, SeriesTable, Taken, Windowing
 
 log = structlog.get_logger(__name__)
 
+#: the longest the batcher waits without looking at the wall clock (steps move its deadlines)
+CLOCK_LOOK_S = 60.0
 #: (sensor, quantity, unit) -> how that series is declared on the wire
 SeriesDeclaration = Callable[[str, str, str], wire.SeriesInfo]
 
@@ -48,7 +52,7 @@ def now_ms() -> int:
 
 
 class Batcher:
-    """Every closed time slice: committed readings (and windows now due) -> encode -> sign -> one outbox row."""
+    """When a latency budget runs out (gateway.sealing): committed readings and windows -> encode -> sign -> outbox."""
 
     def __init__(
         self,
@@ -58,7 +62,7 @@ class Batcher:
         private_key: Ed25519PrivateKey,
         kid: bytes,
         declare: SeriesDeclaration,
-        slice_s: float,
+        due: Due,
         max_readings: int,
         sealed: asyncio.Event,
         windowing: Windowing | None = None,
@@ -71,7 +75,9 @@ class Batcher:
         self._key = private_key
         self._kid = kid
         self._declare = declare
-        self._slice_ms = max(1, int(slice_s * 1000))
+        self._due = due
+        #: set when a noted reading moved the next seal earlier
+        self._sooner = asyncio.Event()
         self._max_readings = max_readings
         self._sealed = sealed
         self._windowing = windowing if windowing is not None and windowing.active else None
@@ -88,12 +94,44 @@ class Batcher:
         #: the watchdog's view: busy while sealing, a beat per batch (a long backlog is progress)
         self.progress = Progress()
 
+    def note(self, reading: Reading) -> None:
+        """A reading was handed to the store: it must be sealed within its budget."""
+        if self._due.note(reading, self._clock()):
+            self._sooner.set()
+
+    def quiet_for(self) -> float | None:
+        """Seconds until the next seal is due (None: nothing waits); the uplink decides on idling by it."""
+        deadline = self._due.deadline_ms()
+        return None if deadline is None else max(0.0, (deadline - self._clock()) / 1000)
+
+    def note_event(self) -> None:
+        """A health event was handed to the store: it travels within the gateway's budget."""
+        self._due.event(self._clock())
+        self._sooner.set()
+
     async def run(self) -> None:
-        """Seal each time slice shortly after it closes, forever."""
+        """Seal whenever the earliest budget runs out, forever (readings left by a restart at once)."""
+        self._due.backlog(self._clock())  # what a restart left (readings, events) goes out at once
         while True:
-            wait_ms = self._slice_ms - self._clock() % self._slice_ms
-            await asyncio.sleep(wait_ms / 1000)
-            await self.seal(upto_ts_ms=self._clock() // self._slice_ms * self._slice_ms)
+            self._due.observe(self._clock())
+            deadline = self._due.deadline_ms()
+            self._sooner.clear()
+            if deadline is None or deadline > self._clock():
+                # look at the clock at least every CLOCK_LOOK_S: it may be stepped meanwhile
+                wait_s = (
+                    CLOCK_LOOK_S if deadline is None else min(CLOCK_LOOK_S, (deadline - self._clock()) / 1000)
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        await self._sooner.wait()
+                continue
+            await self.seal_due()
+
+    async def seal_due(self) -> int:
+        """Commit what the drivers handed in, then seal all of it; returns the batches made."""
+        self._due.sealed(self._clock())  # readings noted from here on wait for the next seal
+        await self._store.flush()
+        return await self.seal(upto_ts_ms=None)
 
     async def seal(self, *, upto_ts_ms: int | None) -> int:
         """Seal every committed, unbatched reading older than `upto_ts_ms` (None: all) and every window

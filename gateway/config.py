@@ -40,10 +40,32 @@ class BufferConfig(_Strict):
 
 
 class BatchingConfig(_Strict):
-    """How committed readings are cut into signed batches."""
+    """When committed readings are sealed into signed batches (gateway.sealing, docs/lte.md)."""
 
-    slice_s: float = Field(default=5.0, gt=0, le=3600)
+    max_delay_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="the longest a reading may wait before it is on its way; 5 s when neither this nor slice_s is set",
+    )
+    slice_s: float | None = Field(
+        default=None, gt=0, le=3600, description="deprecated: the old fixed slice, now read as max_delay_s"
+    )
+    target_readings: int = Field(
+        default=20_000, gt=0, description="seal before the budget as soon as this many readings wait"
+    )
     max_readings: int = Field(default=50_000, gt=0, le=1_000_000, description="the wire format's limit")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> BatchingConfig:
+        if self.max_delay_s is not None and self.slice_s is not None:
+            raise ValueError("slice_s is deprecated and means max_delay_s: set only max_delay_s")
+        return self
+
+    @property
+    def budget_s(self) -> float:
+        """The gateway's latency budget (a reading waited up to one slice before, so slice_s is one)."""
+        return self.max_delay_s or self.slice_s or 5.0
 
 
 class MqttConfig(_Strict):
@@ -53,7 +75,9 @@ class MqttConfig(_Strict):
     port: int = Field(default=1883, gt=0, lt=65536)
     topic: str = "gateways/{gateway_id}/batches"
     client_id: str | None = None
-    keepalive_s: int = Field(default=30, gt=0)
+    keepalive_s: int | None = Field(
+        default=None, gt=0, description="MQTT keepalive; by default chosen from uplink.nat_timeout_s"
+    )
     username: str | None = None
     password: str | None = None
     tls: bool = False
@@ -96,6 +120,15 @@ class UplinkConfig(_Strict):
     https: HttpsConfig = HttpsConfig()
     ack_timeout_s: float = Field(default=15.0, gt=0)
     max_inflight: int = Field(default=8, gt=0, le=64)
+    nat_timeout_s: float = Field(
+        default=300,
+        gt=0,
+        description="how long the carrier's NAT keeps an idle TCP mapping: keepalive and idle disconnects follow it",
+    )
+    connect_on_demand: bool = Field(
+        default=True,
+        description="disconnect when idle longer than nat_timeout_s with nothing to send; reconnect when there is",
+    )
 
     @model_validator(mode="after")
     def _https_has_url(self) -> UplinkConfig:
@@ -147,6 +180,15 @@ class SensorBase(_Strict):
         default_factory=dict, description="per quantity: the value step the sensor really has"
     )
     windows: WindowConfig | None = None
+    max_delay_s: float | None = Field(
+        default=None, gt=0, le=86_400, description="this sensor's latency budget (else batching.max_delay_s)"
+    )
+    send_immediately_above: dict[str, float] = Field(
+        default_factory=dict, description="per quantity: a reading above this is sealed and sent at once"
+    )
+    send_immediately_below: dict[str, float] = Field(
+        default_factory=dict, description="per quantity: a reading below this is sealed and sent at once"
+    )
 
     limits: dict[str, tuple[float, float]] = Field(
         default_factory=dict,

@@ -138,9 +138,10 @@ class Demo:
         raw.setdefault("uplink", {}).setdefault("mqtt", {}).update(
             host="127.0.0.1", port=self.broker.port, tls=False
         )
-        raw.setdefault("batching", {})["slice_s"] = 2.0
+        raw["batching"] = {**raw.get("batching", {}), "max_delay_s": 2.0}
         raw.setdefault("logging", {})["format"] = "json"
         for sensor in raw.get("sensors", []):
+            sensor.pop("max_delay_s", None)  # the demo's short run: every sensor on the 2-s budget
             self._redirect(sensor)
             self._shorten_windows(sensor)
         self._start_modbus_slaves()

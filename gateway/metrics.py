@@ -65,7 +65,7 @@ def _samples(status: Mapping[str, Any]) -> Iterator[Sample]:
                     labels = (("task", str(task.get("name", ""))),)
                     yield from _walk("gateway_task", {k: v for k, v in task.items() if k != "name"}, labels)
         elif part == "uplink" and isinstance(value, Mapping):
-            yield ("gateway_uplink_up", (), 1.0 if value.get("state") == "connected" else 0.0)
+            yield ("gateway_uplink_up", (), 1.0 if value.get("state") in ("connected", "idle") else 0.0)
             yield from _walk("gateway_uplink", value, ())
         else:
             yield from _walk(f"gateway_{part}", value, ())

@@ -126,7 +126,7 @@ class AgentOperations:
         p = self.parts
         oldest = await asyncio.to_thread(p.store.undelivered, limit=1)
         task = p.uplink_task.statistics()
-        connected = p.uplink.state == "connected"
+        connected = p.uplink.state in ("connected", "idle")
         return {
             "target": _target(p.config),
             # the error stays visible while the link is down, and is cleared once it is up again

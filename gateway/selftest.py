@@ -56,11 +56,13 @@ def sensor_checks(sensors: Mapping[str, Mapping[str, Any]]) -> list[Check]:
 def uplink_check(uplink: Mapping[str, Any], config: GatewayConfig) -> Check:
     """Connected, and no batch waiting longer than a few slices plus the ack timeout."""
     target = uplink.get("target", "")
+    if uplink.get("state") == "idle":  # connect on demand: closed while nothing is due
+        return Check("uplink", True, f"idle (connects on demand) to {target}")
     if uplink.get("state") != "connected":
         error = uplink.get("last_error") or "not connected yet"
         return Check("uplink", False, f"{uplink.get('state')} to {target}: {error}")
     age = uplink.get("backlog_age_s")
-    limit = BACKLOG_SLICES * config.batching.slice_s + config.uplink.ack_timeout_s
+    limit = BACKLOG_SLICES * config.batching.budget_s + config.uplink.ack_timeout_s
     if age is not None and age > limit:
         batches = uplink.get("backlog_batches")
         return Check("uplink", False, f"connected to {target}, but {batches} batches wait for {age:.0f} s")

@@ -37,7 +37,11 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """Start/stop/restart a broker on one fixed port with persistence, so queued QoS 1 messages survive a restart."""
+    """Start/stop/restart a broker on one fixed port with persistence, so queued QoS 1 messages survive a restart.
+
+    With `tls`, a second listener on `tls_port` speaks MQTT over TLS with that server certificate; with
+    `users` (name -> password) anonymous clients are refused on both listeners.
+    """
 
     def __init__(
         self,
@@ -48,10 +52,9 @@ class Mosquitto:
         tls: ServerCertificate | None = None,
         users: dict[str, str] | None = None,
     ) -> None:
-        """`tls`: the listener speaks TLS with this certificate; `users`: name -> password, and
-        anonymous clients are refused."""
         self.workdir = workdir
         self.port = port or free_port()
+        self.tls_port = free_port() if tls is not None else None
         self.binary = find_mosquitto()
         self._process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -60,8 +63,6 @@ class Mosquitto:
         if users is not None:
             access = f"allow_anonymous false\npassword_file {self._password_file(users)}\n"
         listener = f"listener {self.port} 127.0.0.1\n"
-        if tls is not None:
-            listener += f"cafile {tls.ca_file}\ncertfile {tls.cert_file}\nkeyfile {tls.key_file}\n"
         self.config_path.write_text(
             # started as root, mosquitto would switch to user "mosquitto", who cannot write our workdir
             f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
@@ -74,6 +75,12 @@ class Mosquitto:
             "log_type error\n"
             "log_type warning\n"
         )
+        if tls is not None:
+            with self.config_path.open("a") as config:
+                config.write(
+                    f"listener {self.tls_port} 127.0.0.1\n"
+                    f"certfile {tls.cert_file}\nkeyfile {tls.key_file}\ncafile {tls.ca_file}\n"
+                )
 
     def _password_file(self, users: dict[str, str]) -> Path:
         """A Mosquitto password file (hashed by mosquitto_passwd) for `users`."""

@@ -113,7 +113,7 @@ def _pairs(title: str, rows: list[tuple[str, str]]) -> Table:
 def uplink_table(uplink: Mapping[str, Any], now_ms: int) -> Table:
     """State, target, acknowledged batches, backlog, last error with its time."""
     state = uplink.get("state", "?")
-    style = "green" if state == "connected" else "bold red"
+    style = {"connected": "green", "idle": "green"}.get(state, "bold red")
     age = uplink.get("backlog_age_s")
     error = uplink.get("last_error")
     return _pairs(
@@ -214,6 +214,13 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
     console.print(f"config {agent.get('config_path') or '?'}")
     console.print(sensor_table(status.get("sensors") or {}, now_ms))
     console.print(uplink_table(status.get("uplink") or {}, now_ms))
+    traffic = (status.get("uplink") or {}).get("traffic")
+    if traffic:  # what the data plan sees (docs/lte.md)
+        console.print(
+            f"uplink today: {traffic['today_bytes_on_air'] / 1000:.1f} KB on the air, {traffic['today_readings']}"
+            f" readings, {traffic['today_bytes_per_reading']} B/reading; yesterday"
+            f" {traffic['yesterday_bytes_on_air'] / 1000:.1f} KB"
+        )
     console.print(buffer_table(status.get("buffer") or {}, status.get("store") or {}))
     clock = status.get("clock")
     if clock is None:

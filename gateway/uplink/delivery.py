@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Literal, NoReturn
+from typing import Literal
 
 import structlog
 
 from buffer import OutboxEntry, Store
+from gateway.uplink.traffic import Traffic, TrafficStatistics
 
 log = structlog.get_logger(__name__)
 
-UplinkState = Literal["connecting", "connected", "disconnected"]
+#: "idle": closed on purpose while nothing is due (uplink.connect_on_demand), not a failure
+UplinkState = Literal["connecting", "connected", "disconnected", "idle"]
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,27 @@ class UplinkStatistics:
     last_acked_seq: int | None
     #: batches the backend refused for good and the outbox gave up as gaps (HTTPS only)
     batches_rejected: int = 0
+    #: bytes and segments on the uplink, per day and per reading (docs/lte.md)
+    traffic: TrafficStatistics | None = None
+    #: deliberate disconnects of an idle link (connect on demand)
+    idle_disconnects: int = 0
+
+
+def wall_ms() -> int:
+    """Wall-clock UTC milliseconds (per-day traffic totals follow the UTC day)."""
+    return time.time_ns() // 1_000_000
 
 
 class Delivery:
     """Hands the oldest outbox batches to a transport and settles them with what it reports."""
 
-    def __init__(self, store: Store, *, sealed: asyncio.Event, max_inflight: int) -> None:
+    def __init__(
+        self, store: Store, *, sealed: asyncio.Event, max_inflight: int, clock: Callable[[], int] = wall_ms
+    ) -> None:
         self._store = store
+        self.clock = clock
+        self.traffic = Traffic()
+        self.idle_disconnects = 0
         self._sealed = sealed
         self._max_inflight = max_inflight
         #: set after every acknowledged batch (waiters clear it themselves)
@@ -46,21 +64,49 @@ class Delivery:
         self._last_seq: int | None = None
 
     async def send_forever(
-        self, send: Callable[[OutboxEntry], Coroutine[None, None, None]], *, timeout_s: float | None = None
-    ) -> NoReturn:
-        """Up to max_inflight batches at a time through `send`, oldest first; waits for sealed ones."""
+        self,
+        send: Callable[[OutboxEntry], Coroutine[None, None, None]],
+        *,
+        timeout_s: float | None = None,
+        idle_s: float | None = None,
+        may_idle: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Up to max_inflight batches at a time through `send`, oldest first; waits for sealed ones.
+
+        Returns only after `idle_s` without anything to send while `may_idle()` (connect on demand).
+        """
         while True:
             self._sealed.clear()
             entries = await asyncio.to_thread(self._store.undelivered, limit=self._max_inflight)
             if not entries:
-                await self._sealed.wait()
-                continue
+                if await self._sealed_within(idle_s) or not may_idle():
+                    continue
+                self.idle_disconnects += 1
+                return
             async with asyncio.timeout(timeout_s), asyncio.TaskGroup() as tasks:
                 for entry in entries:  # tasks start in creation order: batches leave in seq order
                     tasks.create_task(send(entry))
 
-    async def acknowledged(self, entry: OutboxEntry) -> None:
+    async def _sealed_within(self, timeout_s: float | None) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._sealed.wait()
+                return True
+        return False
+
+    async def work(self) -> None:
+        """Return once the outbox holds a batch (a link with nothing to send stays down)."""
+        while True:
+            self._sealed.clear()
+            if await asyncio.to_thread(self._store.undelivered, limit=1):
+                return
+            await self._sealed.wait()
+
+    async def acknowledged(self, entry: OutboxEntry, *, received: int = 0) -> None:
         """The backend (or the broker) has batch `entry`: delete it from the outbox."""
+        self.traffic.application(
+            self.clock(), sent=len(entry.blob), received=received, readings=entry.readings
+        )
         await asyncio.to_thread(self._store.mark_delivered, entry.seq, entry.epoch or None)
         self._acked += 1
         self._readings += entry.readings
@@ -74,9 +120,16 @@ class Delivery:
         self._rejected += 1
         log.error("batch refused by the backend, dropped as gaps", seq=entry.seq, why=why)
 
-    def statistics(self, state: UplinkState) -> UplinkStatistics:
+    def statistics(self, state: UplinkState, *, tls_resumed: int = 0) -> UplinkStatistics:
         return UplinkStatistics(
-            state, self.connects, self._acked, self._readings, self._last_seq, self._rejected
+            state,
+            self.connects,
+            self._acked,
+            self._readings,
+            self._last_seq,
+            self._rejected,
+            self.traffic.statistics(self.clock(), tls_resumed=tls_resumed),
+            self.idle_disconnects,
         )
 
 
@@ -85,10 +138,23 @@ class Uplink(abc.ABC):
 
     state: UplinkState
     _delivery: Delivery
+    #: seconds until the batcher's next seal (None: nothing waits); the agent sets it
+    quiet_for: Callable[[], float | None] = staticmethod(lambda: None)
+
+    _on_demand: bool
+
+    async def run(self) -> None:
+        """Send the outbox until the link fails with UplinkError (the supervisor retries); on demand,
+        connect only while there is something to send."""
+        while True:
+            if self._on_demand:
+                self.state = "idle"
+                await self._delivery.work()
+            await self._session()
 
     @abc.abstractmethod
-    async def run(self) -> None:
-        """Send the outbox until the link fails with UplinkError (the supervisor retries)."""
+    async def _session(self) -> None:
+        """One connection: until it fails (UplinkError) or, on demand, stays idle."""
 
     @property
     def delivered(self) -> asyncio.Event:

@@ -1,9 +1,14 @@
-"""MQTT uplink (QoS 1): an outbox row counts as delivered only after the broker's PUBACK."""
+"""MQTT uplink (QoS 1): an outbox row counts as delivered only after the broker's PUBACK.
+
+What the link costs is kept small (docs/lte.md): the keepalive follows the carrier's NAT timeout,
+TLS sessions are resumed on reconnect, and with `connect_on_demand` a link with nothing to send is
+closed once keeping it open would cost more than opening it again, and opened when a batch is sealed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import ssl
+import socket
 from functools import partial
 
 import aiomqtt
@@ -12,9 +17,16 @@ import structlog
 from buffer import OutboxEntry, Store
 from gateway.config import UplinkConfig
 from gateway.errors import UplinkError
-from gateway.uplink.delivery import Delivery, Uplink, UplinkState
+from gateway.uplink.delivery import Delivery, Uplink, UplinkState, UplinkStatistics
+from gateway.uplink.session import ResumingContext, hold_nat_open, keepalive_for, mqtt_keepalive_for
 
 log = structlog.get_logger(__name__)
+
+#: a full TLS connect (3,192 to 3,364 bytes on the air, bench/air_bench.py) costs about as much as 30
+#: TCP keepalive exchanges (a probe and its ACK: 104 bytes)
+RECONNECT_COST_IN_KEEPALIVES = 30
+#: bytes of a PUBACK (MQTT 3.1.1 fixed header + packet id): what the agent reads per batch
+PUBACK_BYTES = 4
 
 
 class MqttUplink(Uplink):
@@ -24,49 +36,89 @@ class MqttUplink(Uplink):
         self._config = config
         self._topic = config.mqtt.topic.format(gateway_id=gateway_id)
         self._client_id = config.mqtt.client_id or f"gateway-{gateway_id}"
+        self._keepalive = keepalive_for(config.nat_timeout_s)
+        self._mqtt_keepalive = config.mqtt.keepalive_s or mqtt_keepalive_for(config.nat_timeout_s)
+        mqtt = config.mqtt
+        self._tls = ResumingContext(str(mqtt.ca_file) if mqtt.ca_file else None) if mqtt.tls else None
         self.state: UplinkState = "connecting"
         self._delivery = Delivery(store, sealed=sealed, max_inflight=config.max_inflight)
+        self._on_demand = config.connect_on_demand
 
     def _client(self) -> aiomqtt.Client:
         mqtt = self._config.mqtt
-        tls = None
-        if mqtt.tls:
-            tls = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
         return aiomqtt.Client(
             mqtt.host,
             mqtt.port,
             identifier=self._client_id,
             username=mqtt.username,
             password=mqtt.password,
-            keepalive=mqtt.keepalive_s,
+            keepalive=self._mqtt_keepalive,
             timeout=self._config.ack_timeout_s,
-            tls_context=tls,
+            tls_context=self._tls,
             max_inflight_messages=self._config.max_inflight,
         )
 
-    async def run(self) -> None:
-        """Connect, then send until the connection fails (raises UplinkError; the supervisor reconnects)."""
+    async def _session(self) -> None:
+        """One connection: until it fails (UplinkError) or, on demand, stays idle."""
         self.state = "connecting"
+        idle_s = self._config.nat_timeout_s if self._config.connect_on_demand else None
         try:
             async with self._client() as client:
                 self.state = "connected"
                 self._delivery.connects += 1
+                sock = self._socket(client)
+                if sock is None or not hold_nat_open(sock, self._config.nat_timeout_s):
+                    log.warning("no TCP keepalive on the uplink: the NAT may drop an idle connection")
                 log.info("uplink connected", host=self._config.mqtt.host, port=self._config.mqtt.port)
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._watch(client))
-                    send = partial(self._send, client)
-                    tasks.create_task(self._delivery.send_forever(send, timeout_s=self._config.ack_timeout_s))
+                try:
+                    async with asyncio.TaskGroup() as tasks:
+                        watch = tasks.create_task(self._watch(client))
+                        send = partial(self._send, client)
+                        await self._delivery.send_forever(
+                            send, timeout_s=self._config.ack_timeout_s, idle_s=idle_s, may_idle=self._may_idle
+                        )
+                        watch.cancel()
+                finally:
+                    self._account(client, closing=True)
+            log.info("uplink idle, disconnected", idle_s=idle_s)
         except* (aiomqtt.MqttError, TimeoutError, OSError) as group:
             raise UplinkError(f"MQTT: {group.exceptions[0]!r}") from None
         finally:
             self.state = "disconnected"
 
+    def _may_idle(self) -> bool:
+        """Close the link when the next seal is further away than a reconnect is worth in keepalives."""
+        quiet = self.quiet_for()
+        return quiet is None or quiet > RECONNECT_COST_IN_KEEPALIVES * self._keepalive
+
     async def _watch(self, client: aiomqtt.Client) -> None:
-        """Notice a lost connection even while there is nothing to send."""
-        await client.subscribe(f"{self._topic}/control", qos=1)
+        """Notice a lost connection even while there is nothing to send.
+
+        No subscription: nothing travels from the backend to the gateway yet, and a SUBSCRIBE and its
+        SUBACK cost about 190 bytes on the air per connect (two TLS records and their segments).
+        """
+        if self._tls is not None:
+            self._tls.remember()  # the broker's session tickets came with the CONNACK
         async for _message in client.messages:
-            pass  # reserved for backend -> gateway control messages
+            pass
+
+    @staticmethod
+    def _socket(client: aiomqtt.Client) -> socket.socket | None:
+        """paho's socket under aiomqtt (TLS or not)."""
+        paho = getattr(client, "_client", None)
+        sock = paho.socket() if paho is not None else None
+        return sock if isinstance(sock, socket.socket) else None
+
+    def _account(self, client: aiomqtt.Client, *, closing: bool = False) -> None:
+        if self._tls is not None:
+            self._tls.remember()
+        self._delivery.traffic.sample(self._socket(client), self._delivery.clock(), closing=closing)
 
     async def _send(self, client: aiomqtt.Client, entry: OutboxEntry) -> None:
         await client.publish(self._topic, entry.blob, qos=1)
-        await self._delivery.acknowledged(entry)
+        await self._delivery.acknowledged(entry, received=PUBACK_BYTES)
+        self._account(client)
+
+    def statistics(self) -> UplinkStatistics:
+        """Counters for status and metrics (with the TLS sessions resumed)."""
+        return self._delivery.statistics(self.state, tls_resumed=self._tls.resumed if self._tls else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import sqlite3
@@ -304,3 +305,34 @@ async def test_the_endpoint_answers_each_case_with_its_status(backend: Backend) 
                 assert response.status == want_status, (url, answer)
                 assert {k: answer[k] for k in want} == want
     assert backend.database.count_readings(GATEWAY) == 1
+
+
+async def test_an_idle_https_link_closes_and_its_next_connection_resumes_tls(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """Two batches with a pause longer than the NAT timeout: the keep-alive connection is closed in
+    between, the second one resumes the TLS session, and the traffic of both is counted."""
+    key = Ed25519PrivateKey.generate()
+    backend.register(key)
+    store = Store.open(tmp_path / "buffer.db")
+    try:
+        sealed = asyncio.Event()
+        config = uplink_config(backend.port, backend.cert.ca_file).model_copy(update={"nat_timeout_s": 0.5})
+        uplink = HttpsUplink(store, config, gateway_id=GATEWAY, sealed=sealed)
+        task = asyncio.create_task(uplink.run())
+        for i in range(2):
+            seal(store, key, f"dust-{i}", 20)
+            sealed.set()
+            await until(lambda: not store.undelivered() and uplink.state == "disconnected")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        stats = uplink.statistics()
+    finally:
+        store.close()
+    assert backend.receiver.statistics().readings_stored == 40
+    assert stats.idle_disconnects == 2 and stats.traffic is not None
+    assert stats.traffic.tls_resumed == 1
+    assert stats.traffic.today_readings == 40
+    assert stats.traffic.tcp_bytes_sent > stats.traffic.app_bytes_sent > 0
+    assert stats.traffic.tcp_segments_out > 0 and stats.traffic.tcp_segments_in > 0

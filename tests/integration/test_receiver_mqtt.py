@@ -186,7 +186,7 @@ def test_the_receiver_subscribes_over_tls_with_a_user_name_and_password_file(
     with Mosquitto(tmp_path / "broker", tls=cert, users=users) as broker:
         db, stats = tmp_path / "received.db", tmp_path / "stats.json"
         processes.start(
-            "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{broker.port}",
+            "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{broker.tls_port}",
             "--keys", str(keys), "--db", str(db), "--stats-file", str(stats),
             "--mqtt-ca", str(cert.ca_file), "--mqtt-username", "receiver",
             "--mqtt-password-file", str(tmp_path / "password"),
@@ -194,7 +194,7 @@ def test_the_receiver_subscribes_over_tls_with_a_user_name_and_password_file(
         wait_until(lambda: read_json(stats).get("connected") is True, 30, "the receiver over TLS")
         tls = ssl.create_default_context(cafile=str(cert.ca_file))
         messages = [(topic_of("gw-1"), gw.batch()) for _ in range(5)]
-        asyncio.run(publish_all(broker.port, messages, tls=tls, credentials=("gw-1", users["gw-1"])))
+        asyncio.run(publish_all(broker.tls_port or 0, messages, tls=tls, credentials=("gw-1", users["gw-1"])))
         wait_until(lambda: stored(db) == 5, 30, "the batches over TLS")
 
 

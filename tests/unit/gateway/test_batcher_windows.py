@@ -20,6 +20,7 @@ from gateway import wire
 from gateway.aggregation import aggregate
 from gateway.batcher import Batcher
 from gateway.model import Quality, Reading
+from gateway.sealing import Due, SealingRules
 from gateway.windowing import Windowing, WindowPolicy
 
 W = 10_000  # 10-s windows
@@ -53,7 +54,7 @@ class Gateway:
             private_key=KEY,
             kid=wire.kid_for(KEY.public_key()),
             declare=wire.SeriesInfo,
-            slice_s=1.0,
+            due=Due(SealingRules(max_delay_ms=1000, target_readings=50_000)),
             max_readings=50_000,
             sealed=asyncio.Event(),
             windowing=Windowing(self.policies),

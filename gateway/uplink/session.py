@@ -1,0 +1,105 @@
+"""What a reconnect costs on the air: TLS session resumption and the keepalive a carrier NAT needs.
+
+A full TLS 1.3 handshake with the broker's certificate chain cost 3,315 bytes on the air per connect
+in bench/air_bench.py (relay counts, 52 header bytes per segment); a resumed one sends no
+certificate. Python's ssl takes a previous `SSLSession` in `wrap_socket(session=...)`, which paho
+calls on its context (and `wrap_bio`, which asyncio calls for aiohttp); `ResumingContext` hands them the
+last session it saw.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import ssl
+from typing import Any
+
+#: the keepalive leaves this share of the NAT timeout as margin (timers on both sides are coarse)
+NAT_MARGIN = 0.1
+#: the MQTT keepalive is this many NAT keepalives: TCP keepalive probes hold the NAT mapping open
+#: (two bare segments, 104 bytes on the air, against 204 for an MQTT PINGREQ/PINGRESP in TLS records),
+#: the MQTT keepalive only lets the broker forget a gateway that vanished (within 1.5 times it)
+MQTT_KEEPALIVE_IN_NAT_KEEPALIVES = 4
+#: unanswered TCP keepalive probes before the kernel fails the connection (a dead link is noticed
+#: 3 probe intervals after the idle time)
+TCP_KEEPALIVE_PROBES = 3
+
+
+def keepalive_for(nat_timeout_s: float) -> int:
+    """The keepalive (whole seconds) that keeps a NAT mapping of `nat_timeout_s` alive."""
+    return max(1, math.floor(nat_timeout_s * (1 - NAT_MARGIN)))
+
+
+def mqtt_keepalive_for(nat_timeout_s: float) -> int:
+    """The MQTT keepalive when TCP keepalives hold the NAT open (MQTT allows at most 65,535 s)."""
+    return min(65_535, MQTT_KEEPALIVE_IN_NAT_KEEPALIVES * keepalive_for(nat_timeout_s))
+
+
+def hold_nat_open(sock: socket.socket, nat_timeout_s: float) -> bool:
+    """TCP keepalive probes on an idle connection before the NAT forgets it; False where the OS lacks them."""
+    idle = keepalive_for(nat_timeout_s)
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), idle),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), max(1, idle // 10)),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), TCP_KEEPALIVE_PROBES),
+    ]
+    try:
+        for level, option, value in options:
+            if option is None:
+                return False
+            sock.setsockopt(level, option, value)
+    except OSError:
+        return False
+    return True
+
+
+class ResumingContext(ssl.SSLContext):
+    """A client TLS context that resumes the previous session on the next connection."""
+
+    def __new__(cls, cafile: str | None = None) -> ResumingContext:
+        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+
+    def __init__(self, cafile: str | None = None) -> None:
+        # PROTOCOL_TLS_CLIENT (set in __new__) verifies the certificate and the host name
+        if cafile is not None:
+            self.load_verify_locations(cafile)
+        else:
+            self.load_default_certs()
+        self._last: ssl.SSLSocket | ssl.SSLObject | None = None
+        self._session: ssl.SSLSession | None = None
+        #: connections that resumed a session instead of a full handshake
+        self.resumed = 0
+        self._counted = False
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        """paho's wrap: the same, offering the last session for resumption."""
+        self.remember()
+        if self._session is not None and "session" not in kwargs:
+            kwargs["session"] = self._session
+        self._last, self._counted = super().wrap_socket(sock, *args, **kwargs), False
+        return self._last
+
+    def wrap_bio(
+        self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, *args: Any, **kwargs: Any
+    ) -> ssl.SSLObject:
+        """asyncio's wrap (aiohttp): the same, offering the last session for resumption."""
+        self.remember()
+        if self._session is not None and "session" not in kwargs:
+            kwargs["session"] = self._session
+        self._last, self._counted = super().wrap_bio(incoming, outgoing, *args, **kwargs), False
+        return self._last
+
+    def remember(self) -> None:
+        """Keep the current connection's session (TLS 1.3 tickets arrive after the handshake)."""
+        last = self._last
+        if last is None:
+            return
+        try:
+            session = last.session
+            if last.session_reused and not self._counted:
+                self.resumed, self._counted = self.resumed + 1, True
+        except (ValueError, OSError):  # closed already
+            return
+        if session is not None and session.has_ticket:
+            self._session = session

@@ -1,0 +1,111 @@
+"""What the MQTT uplink costs on a real TLS Mosquitto: traffic accounting, idle disconnects, TLS resumption."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from buffer import Store, StoreOptions
+from gateway import wire
+from gateway.batcher import Batcher
+from gateway.config import UplinkConfig
+from gateway.model import Reading
+from gateway.sealing import Due, SealingRules
+from gateway.uplink.mqtt import MqttUplink
+from gateway.uplink.session import hold_nat_open, keepalive_for, mqtt_keepalive_for
+from hil.broker import Mosquitto
+from hil.tls import loopback_certificate
+
+KEY = Ed25519PrivateKey.generate()
+T0 = 1_780_000_000_000
+
+
+def test_keepalive_stays_inside_the_nat_timeout() -> None:
+    assert keepalive_for(300) == 270
+    assert keepalive_for(30) == 27
+    assert keepalive_for(0.5) == 1
+    assert mqtt_keepalive_for(300) == 1080  # TCP probes hold the NAT; MQTT only for the broker
+    assert mqtt_keepalive_for(100_000) == 65_535
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="TCP_KEEPIDLE/INTVL/CNT are Linux's")
+def test_tcp_keepalive_probes_come_before_the_nat_timeout() -> None:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as sock,
+    ):
+        assert hold_nat_open(sock, 300)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 270
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 27
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+
+
+def test_an_idle_link_closes_reconnects_resumed_and_every_byte_is_counted(tmp_path: Path) -> None:
+    """Two batches with a pause longer than the NAT timeout between them: the uplink counts the TCP bytes
+    and segments of both connections, closes the idle link, and the second connect resumes TLS."""
+    certificate = loopback_certificate(tmp_path / "tls")
+    with (
+        Mosquitto(tmp_path / "broker", tls=certificate) as broker,
+        Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store,
+    ):
+        sealed = asyncio.Event()
+        config = UplinkConfig.model_validate(
+            {
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": broker.tls_port,
+                    "tls": True,
+                    "ca_file": certificate.ca_file,
+                },
+                "nat_timeout_s": 0.5,
+                "ack_timeout_s": 5,
+            }
+        )
+        uplink = MqttUplink(store, config, gateway_id="gw-test", sealed=sealed)
+        batcher = Batcher(
+            store,
+            gateway_id="gw-test",
+            private_key=KEY,
+            kid=wire.kid_for(KEY.public_key()),
+            declare=wire.SeriesInfo,
+            due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
+            max_readings=1000,
+            sealed=sealed,
+        )
+
+        async def scenario() -> list[int]:
+            task = asyncio.create_task(uplink.run())
+            blobs = []
+            for n in range(2):
+                store.submit([Reading("s1", "t", T0 + n * 1000 + i, float(i), "Cel") for i in range(50)])
+                await batcher.seal_due()
+                blobs += [len(e.blob) for e in store.undelivered(limit=10)]
+                async with asyncio.timeout(10):
+                    while store.undelivered(limit=10) or uplink.state == "connected":
+                        await asyncio.sleep(0.05)  # delivered, then idle for the NAT timeout: closed
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return blobs
+
+        blobs = asyncio.run(scenario())
+    stats = uplink.statistics()
+    assert stats.connects == 2 and stats.idle_disconnects == 2
+    traffic = stats.traffic
+    assert traffic is not None
+    assert traffic.app_bytes_sent == sum(blobs)
+    assert traffic.today_readings == 100
+    # TCP carries the batches plus TLS records, MQTT framing and two handshakes
+    assert traffic.tcp_bytes_sent > sum(blobs) + 2 * 300
+    assert traffic.tcp_bytes_received > 2 * 100  # at least the server's handshake messages
+    assert traffic.tcp_segments_out > 4 and traffic.tcp_segments_in > 4
+    assert traffic.today_bytes_on_air > traffic.tcp_bytes_sent + traffic.tcp_bytes_received
+    assert traffic.today_bytes_per_reading is not None and traffic.today_bytes_per_reading > 1
+    assert traffic.tls_resumed == 1
