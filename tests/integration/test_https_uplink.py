@@ -323,7 +323,7 @@ async def test_an_idle_https_link_closes_and_its_next_connection_resumes_tls(
         for i in range(2):
             seal(store, key, f"dust-{i}", 20)
             sealed.set()
-            await until(lambda: not store.undelivered() and uplink.state == "disconnected")
+            await until(lambda: not store.undelivered() and uplink.state == "idle")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

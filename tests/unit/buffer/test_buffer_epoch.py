@@ -12,6 +12,7 @@ from buffer import Store, StoreOptions
 from gateway import wire
 from gateway.batcher import Batcher
 from gateway.model import Reading
+from gateway.sealing import Due, SealingRules
 
 FAST = StoreOptions(commit_interval_s=0.01)
 
@@ -50,7 +51,7 @@ def test_every_batch_the_batcher_seals_carries_the_database_epoch(tmp_path: Path
             private_key=key,
             kid=wire.kid_for(key.public_key()),
             declare=wire.SeriesInfo,
-            slice_s=1.0,
+            due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
             max_readings=2,
             sealed=asyncio.Event(),
         )

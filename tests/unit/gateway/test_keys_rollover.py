@@ -23,6 +23,7 @@ from gateway.keys import (
 )
 from gateway.model import Reading
 from gateway.receiver import Arrival, Outcome, ReceiverCore, RegisteredKey, SqliteStore
+from gateway.sealing import Due, SealingRules
 
 T0 = 1_780_000_000_000
 
@@ -69,7 +70,7 @@ def batcher_for(store: Store, key_file: Path) -> Batcher:
     key = load_private_key(key_file)
     return Batcher(
         store, gateway_id="gw-1", private_key=key, kid=wire.kid_for(key.public_key()), declare=wire.SeriesInfo,
-        slice_s=1.0, max_readings=1000, sealed=asyncio.Event(),
+        due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)), max_readings=1000, sealed=asyncio.Event(),
         rollover=pending_rollover(key_file, "gw-1"),
     )  # fmt: skip
 
