@@ -136,3 +136,19 @@ def _gorilla_value_bits(values: np.ndarray) -> int:
             total += 2 + 5 + 6 + 64 - leading - trailing
             window = (leading, trailing)
     return total
+
+
+if __name__ == "__main__":
+    # run alone: the two reference sizes per series that bench/wire_bench.py compares the format against
+    import json
+
+    every = alone_series(np.random.default_rng(0))
+    print(
+        json.dumps(
+            {
+                "series": len(every),
+                "plain_baseline_bytes": {s.name: plain_baseline_bytes(s) for s in every},
+                "gorilla_bytes": {s.name: gorilla_bytes(s) for s in every},
+            }
+        )
+    )
