@@ -12,7 +12,8 @@ not limit it. Prints one JSON object as the last line:
 - receiver_cpu_us_per_reading: CPU time (user + system) of the SQLite receiver process per stored
   reading, verification, decoding, row building and SQLite included (target <= 6)
 - lost: published batches missing from the store (must be 0); duplicates: readings stored more than
-  once (must be 0)
+  once (must be 0); both summed over every run, the PostgreSQL runs' share also as lost_pg and
+  duplicates_pg
 - baseline_publish_batches_per_s: how fast this machine's publisher filled the broker (context)
 """
 
@@ -160,8 +161,25 @@ def main() -> None:
             "batches": len(messages),
         }  # fmt: skip
         result.update(sqlite_run(work, messages, keys))
-        result.update(batches_per_s_pg_1=None, batches_per_s_pg_3=None, postgres=postgres_available())
+        result.update(postgres_run(work, messages, keys))
+        for key in ("lost", "duplicates"):  # every run's, SQLite and PostgreSQL
+            result[key] = int(result[key]) + int(result.get(f"{key}_pg", 0))  # type: ignore[call-overload]
     print(json.dumps(result))
+
+
+def postgres_run(work: Path, messages: list[tuple[str, bytes]], keys: Path) -> dict[str, object]:
+    """batches_per_s_pg_1 and _3 through whole receivers on a private PostgreSQL cluster (a fresh
+    broker and database per run); their losses and duplicates are added to `lost` and `duplicates`
+    by `main` and also reported apart as lost_pg and duplicates_pg."""
+    if not postgres_available():
+        return {"batches_per_s_pg_1": None, "batches_per_s_pg_3": None, "postgres": False}
+    from receiver_pg_bench import postgres_runs  # needs psycopg: imported only when it is there
+
+    def pg_drain(db: str, receivers: int, stored: Callable[[], int]) -> float:
+        with Mosquitto(work / f"broker-pg-{receivers}", max_inflight=MAX_INFLIGHT) as broker:
+            return drain(work, broker, db, keys, messages, receivers, stored)[0]
+
+    return {"postgres": True, **postgres_runs(pg_drain, len(messages))}
 
 
 if __name__ == "__main__":

@@ -46,6 +46,9 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"receiver database {path}: {exc}") from None
         self._path = path
+        #: series ids known to be committed (rows of `series` are never deleted or renumbered, so
+        #: they stay valid whatever other processes write); filled after each COMMIT only
+        self._series: dict[SeriesKey, int] = {}
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -68,13 +71,16 @@ class SqliteStore:
     ) -> list[Outcome]:
         """Store batches and quarantine entries in one durable transaction (ReceiverStore.commit)."""
         with self._transaction() as db:
-            outcomes = [self._store_one(db, item) for item in batches]
+            contents = _Contents(db, self._series)
+            outcomes = [self._store_one(db, item, contents) for item in batches]
+            contents.flush()
             for entry in quarantine:
                 self._quarantine_one(db, entry)
             db.executemany("DELETE FROM quarantine WHERE id = ?", ((i,) for i in release))
+        self._series.update(contents.new_series)  # committed: the ids are now safe to reuse
         return outcomes
 
-    def _store_one(self, db: sqlite3.Connection, item: VerifiedBatch) -> Outcome:
+    def _store_one(self, db: sqlite3.Connection, item: VerifiedBatch, contents: _Contents) -> Outcome:
         batch = item.batch
         row = db.execute(
             "SELECT digest FROM batches WHERE gateway_id = ? AND epoch = ? AND seq = ?",
@@ -90,7 +96,12 @@ class SqliteStore:
                 item.received_ms, len(batch.readings), batch.epoch, item.blob,
             ),
         )  # fmt: skip
-        _insert_contents(db, batch)
+        ref = db.execute(
+            "INSERT INTO batch_refs (gateway_id, epoch, seq) VALUES (?, ?, ?)",
+            (batch.gateway_id, batch.epoch, batch.seq),
+        )
+        assert ref.lastrowid is not None
+        contents.add(batch, ref.lastrowid)
         return Outcome.STORED
 
     def _quarantine_one(self, db: sqlite3.Connection, entry: QuarantineEntry) -> None:
@@ -192,21 +203,65 @@ def _key(row: tuple[object, ...]) -> RegisteredKey:
     return RegisteredKey(kid, gateway_id, public_key, added_ms, source, revoked_ms)
 
 
-def _insert_contents(db: sqlite3.Connection, batch: Batch) -> None:
-    """Readings, windows, gaps and events of one batch; the rows are built by numpy and zip (C loops:
-    no Python bytecode runs per reading, which keeps the receiver near 2 us of CPU per reading)."""
-    gid, seq, epoch = batch.gateway_id, batch.seq, batch.epoch
-    names = [(s.sensor, s.quantity, s.unit) for s in batch.series]
-    r = batch.readings
-    if len(r):
-        table = np.array(names, dtype=object).reshape(len(names), 3)[r.series]
-        db.executemany(
-            "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+SeriesKey = tuple[str, str, str, str]
+
+
+class _Contents:
+    """The reading rows of one transaction's batches, gathered and written by ONE executemany at the
+    end (`flush`); windows, gaps and events go in as each batch comes. Series ids come from the
+    committed cache, else from the `series` table (inserted when new)."""
+
+    def __init__(self, db: sqlite3.Connection, committed: dict[SeriesKey, int]) -> None:
+        self._db = db
+        self._committed = committed
+        self.new_series: dict[SeriesKey, int] = {}
+        self._columns: list[list[np.ndarray]] = [[], [], [], [], []]
+
+    def add(self, batch: Batch, batch_id: int) -> None:
+        names = [(s.sensor, s.quantity, s.unit) for s in batch.series]
+        r = batch.readings
+        if len(r):
+            ids = np.array([self._series_id((batch.gateway_id, *n)) for n in names], dtype=np.int64)
+            parts: list[np.ndarray] = [
+                ids[r.series], r.ts_ms, r.value, r.quality, np.full(len(r), batch_id, np.int64)
+            ]  # fmt: skip
+            for column, values in zip(self._columns, parts, strict=True):
+                column.append(values)
+        _insert_details(self._db, batch, names)
+
+    def flush(self) -> None:
+        """Every reading of the transaction in one executemany over tuples zipped in C: no Python
+        bytecode runs per reading."""
+        if not self._columns[0]:
+            return
+        series, ts, value, quality, batch = (np.concatenate(c) for c in self._columns)
+        self._db.executemany(
+            "INSERT INTO reading_rows VALUES (?, ?, ?, ?, ?)",
             zip(
-                repeat(gid), table[:, 0].tolist(), table[:, 1].tolist(), table[:, 2].tolist(),
-                r.ts_ms.tolist(), _nullable(r.value), r.quality.tolist(), repeat(seq), repeat(epoch),
+                series.tolist(), ts.tolist(), _nullable(value), quality.tolist(), batch.tolist(), strict=True
             ),
-        )  # fmt: skip
+        )
+
+    def _series_id(self, key: SeriesKey) -> int:
+        known = self._committed.get(key)
+        if known is None:
+            known = self.new_series.get(key)
+        if known is None:
+            self._db.execute(
+                "INSERT OR IGNORE INTO series (gateway_id, sensor, quantity, unit) VALUES (?, ?, ?, ?)", key
+            )
+            row = self._db.execute(
+                "SELECT series_id FROM series WHERE gateway_id = ? AND sensor = ? AND quantity = ?"
+                " AND unit = ?",
+                key,
+            ).fetchone()
+            known = self.new_series[key] = int(row[0])
+        return known
+
+
+def _insert_details(db: sqlite3.Connection, batch: Batch, names: list[tuple[str, str, str]]) -> None:
+    """Windows, gaps and events of one batch."""
+    gid, seq, epoch = batch.gateway_id, batch.seq, batch.epoch
     if len(batch.windows):
         _insert_windows(db, batch, names)
     db.executemany(

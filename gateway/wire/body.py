@@ -160,7 +160,7 @@ class DecodedBody:
         if self.seq < 0:
             raise MalformedBatch(f"seq must be >= 0, got {self.seq}")
         self.created_ms = _typed(fields.get(CREATED), int, "creation time")
-        self.series = tuple(_series(row) for row in _typed(fields.get(SERIES), list, "series"))
+        self.series = _series_table(_typed(fields.get(SERIES), list, "series"))
         readings = fields.get(READINGS)
         self.readings = ReadingColumns.empty() if readings is None else decode_readings(readings, self.series)
         if len(self.readings) > MAX_ROWS:
@@ -215,6 +215,29 @@ def _fields(data: bytes) -> dict[Any, Any]:
     if not isinstance(fields, dict):
         raise MalformedBatch("body must be a CBOR map")
     return fields
+
+
+#: series tables decoded before, by their repr (which tells 1, 1.0 and True apart, unlike the rows'
+#: equality): a gateway sends the same table in every batch, and building 20 checked SeriesInfo was
+#: about 15 % of a 100-reading batch's decoding (0.56 of 2.67 s over 2,936 batches, cProfile)
+_series_tables: dict[str, tuple[SeriesInfo, ...]] = {}
+#: tables kept at most (the cache is emptied when full: 10,000 gateways' tables fit, ~15 MB)
+SERIES_TABLES_KEPT = 16384
+#: larger tables are decoded each time (their repr would cost more than it saves)
+SERIES_TABLE_CACHED_ROWS = 256
+
+
+def _series_table(rows: list[Any]) -> tuple[SeriesInfo, ...]:
+    if len(rows) > SERIES_TABLE_CACHED_ROWS:
+        return tuple(_series(row) for row in rows)
+    key = repr(rows)
+    table = _series_tables.get(key)
+    if table is None:
+        table = tuple(_series(row) for row in rows)  # raises before anything is cached
+        if len(_series_tables) >= SERIES_TABLES_KEPT:
+            _series_tables.clear()
+        _series_tables[key] = table
+    return table
 
 
 def _series(row: object) -> SeriesInfo:
