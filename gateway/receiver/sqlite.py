@@ -18,7 +18,6 @@ from gateway.receiver.store import (
     Outcome,
     QuarantinedBatch,
     QuarantineEntry,
-    QuarantineReason,
     RegisteredKey,
     VerifiedBatch,
 )
@@ -127,17 +126,11 @@ class SqliteStore:
     ) -> list[QuarantinedBatch]:
         """Quarantine rows, oldest first."""
         query = (
-            "SELECT id, received_ms, reason, detail, gateway_id, kid, size, blob FROM quarantine"
+            f"SELECT {QuarantinedBatch.COLUMNS} FROM quarantine"
             " WHERE (? IS NULL OR gateway_id = ?) AND (retryable OR NOT ?) ORDER BY id LIMIT ?"
         )
         rows = self._read(query, (gateway_id, gateway_id, int(retryable_only), limit))
-        return [
-            QuarantinedBatch(
-                id=r[0], received_ms=r[1], reason=QuarantineReason(r[2]), detail=r[3], gateway_id=r[4],
-                kid=None if r[5] is None else bytes(r[5]), size=r[6], blob=bytes(r[7]),
-            )
-            for r in rows
-        ]  # fmt: skip
+        return [QuarantinedBatch.from_row(r) for r in rows]
 
     def add_key(self, key: RegisteredKey) -> bool:
         """Register a key (False when already registered for this gateway)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.wire import Batch
 
@@ -109,6 +109,17 @@ class QuarantinedBatch:
     kid: bytes | None
     size: int
     blob: bytes
+
+    #: the columns both stores select, in this order
+    COLUMNS = "id, received_ms, reason, detail, gateway_id, kid, size, blob"
+
+    @classmethod
+    def from_row(cls, r: Sequence[Any]) -> QuarantinedBatch:
+        """A row of `SELECT {COLUMNS} FROM quarantine` (either store)."""
+        return cls(
+            id=r[0], received_ms=r[1], reason=QuarantineReason(r[2]), detail=r[3], gateway_id=r[4],
+            kid=None if r[5] is None else bytes(r[5]), size=r[6], blob=bytes(r[7]),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from psycopg.rows import TupleRow
 
 from gateway.errors import ConfigError, UnknownKey
 from gateway.receiver.postgres.contents import text
-from gateway.receiver.store import QuarantinedBatch, QuarantineEntry, QuarantineReason, RegisteredKey
+from gateway.receiver.store import QuarantinedBatch, QuarantineEntry, RegisteredKey
 
 #: rejected (non-retryable) quarantine rows kept, the oldest deleted beyond it (as the SQLite store)
 REJECTED_KEEP = 1000
@@ -49,17 +49,11 @@ def quarantined(
 ) -> list[QuarantinedBatch]:
     """Quarantine rows, oldest first."""
     rows = conn.execute(
-        "SELECT id, received_ms, reason, detail, gateway_id, kid, size, blob FROM quarantine"
+        f"SELECT {QuarantinedBatch.COLUMNS} FROM quarantine"
         " WHERE (%s::text IS NULL OR gateway_id = %s) AND (retryable OR NOT %s) ORDER BY id LIMIT %s",
         (gateway_id, gateway_id, retryable_only, limit),
     ).fetchall()
-    return [
-        QuarantinedBatch(
-            id=r[0], received_ms=r[1], reason=QuarantineReason(r[2]), detail=r[3], gateway_id=r[4],
-            kid=None if r[5] is None else bytes(r[5]), size=r[6], blob=bytes(r[7]),
-        )
-        for r in rows
-    ]  # fmt: skip
+    return [QuarantinedBatch.from_row(r) for r in rows]
 
 
 def release(conn: Connection[TupleRow], ids: Sequence[int]) -> None:
