@@ -1,10 +1,11 @@
 """HTTPS uplink: every outbox batch is POSTed on its own; the response's status settles it.
 
-2xx: delivered (deleted from the outbox). 409 or 422: the backend refuses these exact bytes for
-good, so resending cannot help: the batch is given up as gap records that travel in the next batch
-(`Store.reject_batch`), and the rest of the outbox moves on. Anything else (403 for a key not
-registered yet, 5xx, 429, a timeout, no route) keeps the batch and raises UplinkError; the agent's
-supervisor retries with backoff.
+2xx: delivered (deleted from the outbox; the reference receiver answers 202 for a batch it holds in its
+quarantine until the key is enrolled). 409 or 422: the backend refuses these exact bytes for good, so
+resending cannot help: the batch is given up as gap records that travel in the next batch
+(`Store.reject_batch`), and the rest of the outbox moves on. Anything else (403 from a backend that
+does not know the key yet or for a URL naming another gateway, 5xx, 429, a timeout, no route) keeps
+the batch and raises UplinkError; the agent's supervisor retries with backoff.
 """
 
 from __future__ import annotations
