@@ -40,11 +40,11 @@ demo: setup
 	$(VENV)/bin/gateway demo --duration $(DURATION)
 
 lint: setup
-	$(VENV)/bin/ruff check gateway drivers buffer hil tests bench
-	$(VENV)/bin/ruff format --check gateway drivers buffer hil tests bench
+	$(VENV)/bin/ruff check kernel gateway drivers buffer hil tests bench
+	$(VENV)/bin/ruff format --check kernel gateway drivers buffer hil tests bench
 
 typecheck: setup
-	$(VENV)/bin/mypy --strict gateway drivers buffer hil
+	$(VENV)/bin/mypy --strict kernel gateway drivers buffer hil
 
 pytest: setup
 	$(PY) -m pytest -q

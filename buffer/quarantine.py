@@ -19,8 +19,9 @@ import structlog
 
 from buffer import schema
 from buffer.quota import Ballast
-from gateway.errors import StorageError
-from gateway.model import HealthEvent
+from kernel.errors import StorageError
+from kernel.model import HealthEvent
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -156,7 +157,7 @@ def _quarantined(moved: Path, reason: str, old: bytes | None, new: bytes | None)
         "old_epoch": None if old is None else old.hex(),
         "epoch": None if new is None else new.hex(),
     }
-    return HealthEvent(int(time.time() * 1000), "buffer", "buffer.quarantined", json.dumps(detail))
+    return HealthEvent(now_ms(), "buffer", "buffer.quarantined", json.dumps(detail))
 
 
 def _describe(exc: BaseException) -> str:

@@ -24,8 +24,9 @@ from buffer.quarantine import is_corruption
 from buffer.quota import GapBook
 from buffer.records import GapRecord, SeriesKey, StoreOptions
 from buffer.tally import Tally
-from gateway.errors import StorageError
-from gateway.model import HealthEvent, Reading
+from kernel.errors import StorageError
+from kernel.model import HealthEvent, Reading
+from kernel.wallclock import now_ms
 
 #: SQLite primary result code of a full database or disk
 SQLITE_FULL = 13
@@ -407,7 +408,7 @@ class Writer:
         self._tally.add(
             committed=committed,
             commits=1,
-            last_commit_ms=int(time.time() * 1000),
+            last_commit_ms=now_ms(),
             dropped=dropped,
             gaps=len(gaps),
         )
@@ -479,7 +480,7 @@ class Writer:
             return
         self._next_prune = now + PRUNE_EVERY_S
         self._ballast.ensure()
-        cutoff = int((time.time() - self._options.keep_raw_s) * 1000)
+        cutoff = now_ms() - int(self._options.keep_raw_s * 1000)
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")

@@ -17,7 +17,7 @@ from typing import Any
 from gateway import keys
 from gateway.clock import kernel_clock_synchronised
 from gateway.config import GatewayConfig
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 #: a backlog older than this many slices plus the ack timeout means the uplink is not acknowledging
 BACKLOG_SLICES = 3

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.backoff import Backoff
+from kernel.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 

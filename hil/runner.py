@@ -25,10 +25,10 @@ from drivers.base import Driver
 from gateway.cli.configfile import chosen
 from gateway.config import GatewayConfig, load_config
 from gateway.control import to_jsonable
-from gateway.errors import ConfigError
 from gateway.logs import LEVELS, configure_logging
-from gateway.model import HealthEvent, Reading
 from gateway.sensors import build_drivers, sensor_ids
+from kernel.errors import ConfigError
+from kernel.model import HealthEvent, Reading
 
 EXIT_PASSED, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 

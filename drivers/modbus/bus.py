@@ -24,9 +24,9 @@ from drivers.modbus.link import ModbusLink
 from drivers.modbus.planner import PlannedRead
 from drivers.modbus.registers import RegisterKind
 from drivers.modbus.slave import Slave, readings_from_answer, refused_readings, split_read
-from gateway.backoff import Backoff
-from gateway.errors import ProtocolError
-from gateway.model import HealthEvent
+from kernel.backoff import Backoff
+from kernel.errors import ProtocolError
+from kernel.model import HealthEvent
 
 log = structlog.get_logger("drivers.modbus")
 

@@ -1,6 +1,6 @@
 """One serial sensor as the runtime sees it: keeps its port open, decodes, stamps, emits.
 
-The port is reopened with `gateway.backoff.Backoff` whenever it vanishes (WARNING on the first
+The port is reopened with `kernel.backoff.Backoff` whenever it vanishes (WARNING on the first
 failure of a series, DEBUG for the repeats, INFO on recovery); a sensor that sends no valid data
 for `stale_after_s` emits HealthEvent(kind="stale"), and kind="recovered" when data returns.
 Readings are stamped with the gateway wall clock when their bytes were received.
@@ -20,9 +20,10 @@ from drivers.base import DriverSpec, Sink
 from drivers.serial.codec import Codec, CodecStatistics, Sample
 from drivers.serial.config import SerialSection
 from drivers.serial.transport import SerialLine
-from gateway.backoff import Backoff
-from gateway.errors import DeviceError, ProtocolError
-from gateway.model import HealthEvent, Reading
+from kernel.backoff import Backoff
+from kernel.errors import DeviceError, ProtocolError
+from kernel.model import HealthEvent, Reading
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -81,11 +82,6 @@ class _State:
     failing: bool = False
     last_data: float = field(default_factory=time.monotonic)
     protocol_warned: bool = False
-
-
-def wall_clock_ms() -> int:
-    """The gateway's wall clock in int milliseconds UTC (readings' timestamps)."""
-    return time.time_ns() // 1_000_000
 
 
 class SerialDriver:
@@ -163,7 +159,7 @@ class SerialDriver:
     async def _pump(self, line: Line, sink: Sink) -> None:
         while True:
             data = await line.read()
-            ts_ms = wall_clock_ms()
+            ts_ms = now_ms()
             self._state.bytes_received += len(data)
             self._codec.feed(data)
             for event in self._codec.events():
@@ -211,7 +207,7 @@ class SerialDriver:
             return
         state.failing = True
         self._log.warning("serial port failed, reopening with backoff", error=str(exc))
-        sink.event(HealthEvent(wall_clock_ms(), self.name, "port_lost", str(exc)))
+        sink.event(HealthEvent(now_ms(), self.name, "port_lost", str(exc)))
 
     async def _watch_stale(self, sink: Sink) -> None:
         while True:
@@ -225,5 +221,5 @@ class SerialDriver:
                 continue
             state.stale = True
             detail = f"no valid data for {silent_s:.1f} s"
-            sink.event(HealthEvent(wall_clock_ms(), self.name, "stale", detail))
+            sink.event(HealthEvent(now_ms(), self.name, "stale", detail))
             self._log.warning("sensor stale", silent_s=round(silent_s, 1))

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import aiomqtt
 import structlog
 
-from gateway.backoff import Backoff
-from gateway.errors import StorageError, UplinkError, first_leaf
 from gateway.receiver.core import Arrival
 from gateway.receiver.intake import Committer
 from gateway.receiver.verdict import Verdict
+from kernel.backoff import Backoff
+from kernel.errors import StorageError, UplinkError, first_leaf
 
 log = structlog.get_logger(__name__)
 

@@ -27,8 +27,8 @@ from conftest import Processes, wait_until
 from drivers.serial import sds011
 from gateway import keys, tomlwriter
 from gateway.control import query_status, request
-from gateway.errors import GatewayError
 from hil.broker import Mosquitto, free_port
+from kernel.errors import GatewayError
 
 
 @dataclass

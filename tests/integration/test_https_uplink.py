@@ -26,14 +26,14 @@ from test_skeleton_path import start_station, station_total, status, stored_rows
 from buffer import Store
 from gateway import tomlwriter, wire
 from gateway.config import UplinkConfig
-from gateway.errors import UplinkError
-from gateway.model import Reading
 from gateway.receiver import BatchEndpoint, Committer, ReceiverCore, RegisteredKey, SqliteStore
-from gateway.receiver.service import now_ms
 from gateway.uplink.https import HttpsUplink
 from hil.broker import free_port
 from hil.fleet import SimulatedGateway
 from hil.tls import ServerCertificate, loopback_certificate
+from kernel.errors import UplinkError
+from kernel.model import Reading
+from kernel.wallclock import now_ms
 
 GATEWAY = "gw-1"
 T0 = 1_767_225_600_000

@@ -9,8 +9,8 @@ from drivers.base import DriverSpec
 from drivers.modbus import build_drivers
 from drivers.modbus.config import ModbusSection
 from drivers.modbus.profile import load_profile
-from gateway.model import Quality
 from hil.sims.modbus_slave import ModbusSimulator, SimulatedSlave, SlaveMode
+from kernel.model import Quality
 
 
 class ListSink:

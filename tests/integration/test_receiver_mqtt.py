@@ -16,7 +16,6 @@ from pathlib import Path
 from conftest import Processes, read_json, wait_until
 from test_skeleton_path import start_station, station_total, write_config
 
-from gateway.errors import StorageError
 from gateway.receiver import (
     BatchSubscriber,
     BrokerSettings,
@@ -31,6 +30,7 @@ from gateway.receiver import (
 from hil.broker import Mosquitto, free_port
 from hil.fleet import SimulatedGateway, publish_all, topic_of, write_public_keys
 from hil.tls import loopback_certificate
+from kernel.errors import StorageError
 
 GATEWAYS, BATCHES_EACH, SERIES, PER_SERIES = 20, 40, 5, 20  # 800 batches of 100 readings
 

@@ -15,7 +15,7 @@ import pytest
 from drivers.base import DriverSpec
 from drivers.serial import build_drivers
 from drivers.serial.config import SerialSection
-from gateway.model import HealthEvent, Reading
+from kernel.model import HealthEvent, Reading
 
 
 class ListSink:

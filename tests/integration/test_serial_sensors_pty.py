@@ -21,8 +21,8 @@ import pytest
 from drivers.base import Driver, DriverSpec
 from drivers.serial import SerialDriver, build_drivers
 from drivers.serial.config import SerialSection
-from gateway.model import HealthEvent, Reading
 from hil.sims.line_sensor import PATTERN
+from kernel.model import HealthEvent, Reading
 
 LINE_REGEX = {
     "pattern": PATTERN,

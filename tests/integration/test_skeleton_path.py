@@ -23,9 +23,9 @@ from pycose.messages import Sign1Message
 from gateway import keys, tomlwriter
 from gateway.clock import kernel_clock_synchronised
 from gateway.control import query_status
-from gateway.errors import GatewayError
-from gateway.model import Quality
 from hil.broker import Mosquitto, free_port
+from kernel.errors import GatewayError
+from kernel.model import Quality
 
 
 def start_station(processes: Processes, link: Path, rate: float) -> subprocess.Popen[str]:

@@ -2,14 +2,13 @@
 
 Reuses the serial transport (`drivers.serial.transport.SerialLine`); the line protocols are
 in `protocol.py`. Set-up commands wait for their answer (COMMAND_TIMEOUT_S each); a modem that
-does not answer is a DeviceError and the port is reopened with `gateway.backoff.Backoff`.
+does not answer is a DeviceError and the port is reopened with `kernel.backoff.Backoff`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,9 +30,10 @@ from drivers.lora.modem.protocol import (
 )
 from drivers.lora.readings import measurement_readings, signal_readings
 from drivers.serial.driver import Line
-from gateway.backoff import Backoff
-from gateway.errors import DeviceError, ProtocolError
-from gateway.model import HealthEvent
+from kernel.backoff import Backoff
+from kernel.errors import DeviceError, ProtocolError
+from kernel.model import HealthEvent
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +120,7 @@ class ModemDriver:
     def _failed(self, exc: DeviceError, failures: int, sink: Sink) -> None:
         if failures == 0:
             log.warning("lora_modem.failed", sensor=self.sensor_id, error=str(exc))
-            sink.event(HealthEvent(time.time_ns() // 1_000_000, self.sensor_id, "device_error", str(exc)))
+            sink.event(HealthEvent(now_ms(), self.sensor_id, "device_error", str(exc)))
         else:
             log.debug("lora_modem.failed_again", sensor=self.sensor_id, error=str(exc))
 
@@ -213,7 +213,7 @@ class ModemDriver:
 
     def _packet(self, packet: Packet, sink: Sink) -> None:
         self._counts["packets"] += 1
-        ts = time.time_ns() // 1_000_000
+        ts = now_ms()
         if self._section.signal_readings and packet.rssi is not None:
             for reading in signal_readings(self.sensor_id, ts, packet.rssi, packet.snr):
                 sink.reading(reading)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from buffer import Store, StoreOptions
-from gateway.model import HealthEvent, Reading
+from kernel.model import HealthEvent, Reading
 
 FAST = StoreOptions(commit_interval_s=0.01)
 CASES = 240

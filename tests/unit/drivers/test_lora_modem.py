@@ -10,10 +10,10 @@ from drivers.lora.codecs import codec_for
 from drivers.lora.config import ModemSection
 from drivers.lora.modem.driver import ModemDriver
 from drivers.lora.modem.protocol import Info, Noise, Packet, Rak3172Protocol, Reply, Rn2483Protocol, RxEnded
-from gateway.errors import DeviceError
-from gateway.model import HealthEvent, Reading
 from hil.sims.lora_modem import ModemEmulator
 from hil.sims.lora_payloads import em300_th
+from kernel.errors import DeviceError
+from kernel.model import HealthEvent, Reading
 
 
 def feed_bytewise(protocol: Rak3172Protocol | Rn2483Protocol, data: bytes) -> list[object]:

@@ -17,8 +17,8 @@ from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout
 from drivers.modbus.planner import PlanLimits
 from drivers.modbus.profile import load_profile, parse_profile
 from drivers.modbus.slave import Slave
-from gateway.backoff import Backoff
-from gateway.model import Quality
+from kernel.backoff import Backoff
+from kernel.model import Quality
 
 CHAR_S = 10 / 9600
 
