@@ -64,9 +64,10 @@ class RetrySeries:
         self.failing = True
         return delay
 
-    def succeeded(self, **facts: Any) -> bool:
-        """End the series; one INFO when it had failures. Returns whether this was a recovery."""
-        recovered = self.failing
+    def succeeded(self, *, after_loss: bool = False, **facts: Any) -> bool:
+        """End the series; one INFO when it had failures, or when the caller reported a loss itself
+        (`after_loss`: a bus that dropped and reopened at once). Returns whether this was a recovery."""
+        recovered = self.failing or after_loss
         if recovered:
             self._log.info(self.events.recovered, **self._context, **facts)
         self.failing = False

@@ -49,3 +49,12 @@ def test_success_without_failures_logs_nothing() -> None:
         assert series.succeeded() is False
     assert logs == []
     assert series.failures == 0 and not series.failing
+
+
+def test_a_loss_reported_by_the_caller_makes_the_next_success_a_recovery() -> None:
+    series = _series()  # a Modbus bus that dropped (its own WARNING) and reopened on the first attempt
+    with capture_logs() as logs:
+        assert series.succeeded(after_loss=True, attempts=1) is True
+    assert [(e["log_level"], e["event"], e["attempts"]) for e in logs] == [
+        ("info", "uplink.broker.recovered", 1)
+    ]
