@@ -19,8 +19,10 @@ import structlog
 
 from buffer import schema
 from buffer.quota import Ballast
+from kernel.backoff import Backoff
 from kernel.errors import StorageError
 from kernel.model import HealthEvent
+from kernel.retry import RetrySeries
 from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
@@ -62,8 +64,10 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     ballast = Ballast.beside(path)
     event: HealthEvent | None = None
-    delay = SPACE_WAIT_INITIAL_S
-    waited = False
+    # no jitter: one buffer per gateway; `buffer.open.failed` once, `.failed_again`, `.recovered` (docs/logs.md)
+    space = RetrySeries(
+        log, "buffer.open", Backoff(SPACE_WAIT_INITIAL_S, SPACE_WAIT_CAP_S, jitter=0.0), path=str(path)
+    )
     while True:
         try:
             conn, moved = _open_or_replace(path)
@@ -72,14 +76,9 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None]:
             if ballast.release():
                 log.warning("buffer: disk full at open, ballast given back", path=str(path), error=str(exc))
                 continue
-            report = log.debug if waited else log.warning  # WARNING once, then DEBUG per retry
-            report("buffer: disk full, waiting for space to open", path=str(path), error=str(exc))
-            waited = True
-            pause(delay)
-            delay = min(SPACE_WAIT_CAP_S, delay * 2)
+            pause(space.failed(exc, waiting_for="disk space"))
             continue
-        if waited:
-            log.info("buffer: space available again, opened", path=str(path))
+        space.succeeded()
         return conn, moved or event
 
 

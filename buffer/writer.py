@@ -24,6 +24,7 @@ from buffer.quarantine import is_corruption
 from buffer.quota import GapBook
 from buffer.records import GapRecord, SeriesKey, StoreOptions
 from buffer.tally import Tally
+from kernel.backoff import Backoff
 from kernel.errors import StorageError
 from kernel.model import HealthEvent, Reading
 from kernel.wallclock import now_ms
@@ -196,6 +197,8 @@ class Writer:
     # -- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # no jitter: one writer per gateway, nothing to spread; the log lines are StorageCondition's
+        backoff = Backoff(initial_s=RETRY_INITIAL_S, cap_s=RETRY_CAP_S, jitter=0.0)
         delay = 0.0
         while True:
             group, stop = self._next_group(delay)
@@ -203,8 +206,9 @@ class Writer:
                 self._requeue(group)  # for the writer of the fresh database, not this corrupt one
                 return
             ok = self._commit(group)
-            delay = 0.0 if ok else min(RETRY_CAP_S, max(RETRY_INITIAL_S, delay * 2))
+            delay = 0.0 if ok else backoff.next_delay()
             if ok:
+                backoff.reset()
                 self._prune_step()
             if stop and (not ok or self._queued == 0):
                 break  # closing: after a failure do not retry forever, what is left is counted
