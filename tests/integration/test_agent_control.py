@@ -215,6 +215,7 @@ def test_watch_streams_one_sensor_while_the_agent_keeps_delivering_upstream(rig:
     assert rig.status()["agent"]["watchers"] == 0  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_a_modbus_read_through_the_agent_is_queued_between_its_polls(rig: Rig) -> None:
     before = rig.status()["drivers"]
     sock = rig.state / "control.sock"
@@ -250,6 +251,7 @@ def test_a_modbus_read_through_the_agent_is_queued_between_its_polls(rig: Rig) -
     assert silent.returncode == 2 and "no answer from unit 9 at address 1" in silent.stderr
 
 
+@pytest.mark.slow
 def test_the_last_uplinks_of_a_lorawan_device_come_from_the_agent_holding_the_udp_port(rig: Rig) -> None:
     result = rig.gateway("lorawan", "uplinks", "warnow-level-1", "--json")
     assert result.returncode == 0, result.stderr
@@ -320,6 +322,7 @@ def test_a_one_megabyte_request_line_is_refused_and_the_agent_answers_on(rig: Ri
     assert "Traceback" not in rig.processes.log("agent")
 
 
+@pytest.mark.slow
 def test_flush_reconnects_the_uplink_now_instead_of_after_its_backoff(rig: Rig) -> None:
     """It stops and restarts the broker: the other tests of the module do not depend on the uplink after it."""
     rig.broker.stop()
@@ -348,6 +351,7 @@ def test_flush_reconnects_the_uplink_now_instead_of_after_its_backoff(rig: Rig) 
     assert datetime.fromisoformat(connected[0]["timestamp"]) < backoff_ends
 
 
+@pytest.mark.slow
 def test_selftest_with_the_agent_stopped_runs_the_drivers_itself(
     tmp_path: Path, processes: Processes
 ) -> None:

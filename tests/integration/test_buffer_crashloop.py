@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from buffer import Store, StoreOptions
 from gateway import wire
 from kernel.model import Reading
+from kernel.wallclock import now_ms
 
 db, port, keyfile, first, mode, topic, t0 = sys.argv[1:8]
 first, t0 = int(first), int(t0)

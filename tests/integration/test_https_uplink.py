@@ -190,6 +190,7 @@ async def test_a_server_the_gateway_does_not_trust_gets_nothing(tmp_path: Path, 
     assert backend.receiver.statistics().verified == 0
 
 
+@pytest.mark.slow
 def test_agent_backlog_arrives_once_over_https_after_the_backend_was_down(
     tmp_path: Path, processes: Processes
 ) -> None:

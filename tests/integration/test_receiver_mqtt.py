@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
 from conftest import Processes, read_json, wait_until
 from test_skeleton_path import start_station, station_total, write_config
 
@@ -87,6 +88,7 @@ def assert_each_batch_stored_once(db: Path, total: int) -> None:
     assert stored(db, "SELECT count(*) FROM readings") == total * SERIES * PER_SERIES
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_receiver_under_load_loses_and_duplicates_no_batch(
     tmp_path: Path, broker: Mosquitto, processes: Processes
 ) -> None:
@@ -108,6 +110,7 @@ def test_kill_9_of_the_receiver_under_load_loses_and_duplicates_no_batch(
     assert_each_batch_stored_once(receivers.db, len(messages))
 
 
+@pytest.mark.slow
 def test_three_receivers_share_the_load_and_a_killed_ones_batches_wait_for_it_in_its_session(
     tmp_path: Path, broker: Mosquitto, processes: Processes
 ) -> None:
@@ -136,6 +139,7 @@ def test_three_receivers_share_the_load_and_a_killed_ones_batches_wait_for_it_in
     print(f"{waiting} of {len(messages)} batches waited for the killed member")
 
 
+@pytest.mark.slow
 def test_a_key_rotation_the_backend_was_not_told_of_loses_nothing(
     tmp_path: Path, processes: Processes
 ) -> None:

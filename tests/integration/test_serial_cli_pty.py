@@ -49,6 +49,7 @@ def test_probe_json_prints_count_readings_and_reports_bad_frames(sds011: Path) -
     assert "ChecksumMismatch" in result.stderr
 
 
+@pytest.mark.slow
 def test_probe_query_mode_polls_a_sensor_that_does_not_stream(sds011: Path) -> None:
     quiet = gateway("probe", str(sds011), "--protocol", "sds011", "--query", "--count", "2", "--json")
     assert quiet.returncode == 0, quiet.stderr
