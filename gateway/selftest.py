@@ -2,8 +2,9 @@
 
 With the agent running, the checks judge what it saw (its sensors' last readings, its uplink); with the
 agent stopped, `run_offline` starts the configured drivers itself (`gateway.sensorcheck`, which
-`python -m hil.runner` runs too) and connects to the broker once. Either way: every sensor delivered within its expected interval, the uplink is connected
-and acknowledging, the wall clock is synchronised, the buffer's disk has headroom, the key is readable.
+`python -m hil.runner` runs too) and connects to the broker once. Either way: every sensor delivered
+within its expected interval, the uplink is connected and acknowledging, the wall clock is synchronised,
+the buffer's disk has headroom, the key is readable.
 """
 
 from __future__ import annotations
