@@ -195,6 +195,7 @@ def test_the_status_table_shows_a_silent_sensor_as_stale_with_the_reason(rig: Ri
     assert "kid " in result.stdout and str(rig.config) in result.stdout
 
 
+@pytest.mark.slow
 def test_watch_streams_one_sensor_while_the_agent_keeps_delivering_upstream(rig: Rig) -> None:
     before = rig.status()["uplink"]
     assert isinstance(before, dict)
@@ -267,6 +268,7 @@ def test_the_last_uplinks_of_a_lorawan_device_come_from_the_agent_holding_the_ud
     assert taken.returncode == 2 and "no sensor 'nobody'" in taken.stderr
 
 
+@pytest.mark.slow
 def test_serial_probe_on_the_agents_port_points_to_the_agent_and_reads_through_it(rig: Rig) -> None:
     dust = str(rig.config.parent / "ttyDUST")
     held = rig.gateway("serial", "probe", dust, "--protocol", "sds011", "--count", "1")
@@ -290,6 +292,7 @@ def test_a_direct_modbus_read_on_the_agents_port_offers_the_way_through_it(rig: 
     assert "--via-agent" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_selftest_fails_on_a_silent_sensor_and_passes_once_it_talks(rig: Rig) -> None:
     wait_until(lambda: rig.sensor("quiet-1").get("state") == "stale", 20, "quiet-1 stale")
     failing = rig.gateway("selftest", "--json")

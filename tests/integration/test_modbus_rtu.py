@@ -147,6 +147,7 @@ async def test_late_answers_of_a_slave_slower_than_its_timeout_never_mix_up_valu
     assert bus.statistics().slaves[0].polls_failed == 0
 
 
+@pytest.mark.slow
 async def test_slave_switched_from_dead_to_normal_is_probed_back_to_life(simulator, tmp_path, sink):
     sim, line = await simulator([SimulatedSlave(5, load_profile("radar_level"), SlaveMode.DEAD)], tmp_path)
     spec = DriverSpec("radar", section(line.client_port, 5, "radar_level", timeout_s=0.2, dead_retry_s=0.5))
@@ -163,6 +164,7 @@ async def test_slave_switched_from_dead_to_normal_is_probed_back_to_life(simulat
     assert bus.statistics().slaves[0].state == "alive"
 
 
+@pytest.mark.slow
 async def test_unplugged_adapter_is_reopened_and_readings_resume(simulator, tmp_path, sink):
     _sim, line = await simulator([SimulatedSlave(7, load_profile("radar_level"))], tmp_path)
     [bus] = build_drivers([DriverSpec("radar", section(line.client_port, 7, "radar_level"))])

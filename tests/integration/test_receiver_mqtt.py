@@ -179,6 +179,7 @@ def test_a_key_rotation_the_backend_was_not_told_of_loses_nothing(
     assert not (tmp_path / "keys" / "rollover.pending").exists()
 
 
+@pytest.mark.slow
 def test_the_receiver_subscribes_over_tls_with_a_user_name_and_password_file(
     tmp_path: Path, processes: Processes
 ) -> None:

@@ -46,6 +46,7 @@ async def until(condition: Callable[[], bool], what: str, timeout_s: float = 20)
         pytest.fail(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 async def test_every_sentence_the_station_sent_arrives_once_even_across_a_hangup(
     station: tuple[subprocess.Popen[str], Path], sink
 ) -> None:

@@ -108,6 +108,7 @@ def test_keys_init_refuses_to_overwrite_and_rotate_keeps_the_old_kid(tmp_path: P
     assert shown["kid"] == json.loads(rotated.stdout)["kid"] != old_kid
 
 
+@pytest.mark.slow
 def test_another_gateways_key_exits_1(signed: tuple[Path, Path], tmp_path: Path) -> None:
     batch, _ = signed
     assert gateway("keys", "init", "--dir", str(tmp_path)).returncode == 0

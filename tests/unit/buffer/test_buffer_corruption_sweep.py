@@ -116,6 +116,7 @@ def recovers(folder: Path, figures: Figures) -> None:
         figures.delivered_after += len(found)
 
 
+@pytest.mark.slow
 def test_every_damaged_buffer_opens_or_is_quarantined_and_delivers_new_readings(tmp_path: Path) -> None:
     build_template(tmp_path)
     rng = random.Random(SEED)
