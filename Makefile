@@ -10,7 +10,7 @@ INITDB := $(shell command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/
 DEB_ARCHS ?= amd64 arm64
 DIST := dist
 
-.PHONY: setup mosquitto postgresql demo test lint typecheck pytest bench hil clean deb systemtest arm64-check
+.PHONY: setup mosquitto postgresql demo test test-fast lint typecheck pytest bench hil clean deb systemtest arm64-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,16 +40,21 @@ demo: setup
 	$(VENV)/bin/gateway demo --duration $(DURATION)
 
 lint: setup
-	$(VENV)/bin/ruff check gateway drivers buffer hil tests bench
-	$(VENV)/bin/ruff format --check gateway drivers buffer hil tests bench
+	$(VENV)/bin/ruff check kernel gateway drivers buffer hil tests bench
+	$(VENV)/bin/ruff format --check kernel gateway drivers buffer hil tests bench
 
 typecheck: setup
-	$(VENV)/bin/mypy --strict gateway drivers buffer hil
+	$(VENV)/bin/mypy --strict kernel gateway drivers buffer hil
 
 pytest: setup
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
+
+# the quick loop while working: every test but those marked `slow` (kill loops, crash loop, the demo,
+# agent rounds); `make test` still runs everything
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 # on a real gateway, with the agent stopped: every configured sensor must deliver readings
 hil: setup

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from buffer import PendingSlice, Store, StoreOptions, chunk, schema
 from gateway import wire
-from gateway.model import Reading
+from kernel.model import Reading
 
 DATA = Path("/work/shared/data/sensor-series")
 if not DATA.exists():

@@ -37,8 +37,8 @@ from drivers.serial.line_parser import LineField, LineParserCodec
 from drivers.serial.nmea import NmeaCodec, sentence
 from drivers.serial.wxt import WxtCodec
 from gateway.logs import configure_logging
-from gateway.model import HealthEvent, Reading
 from hil.sims.line_sensor import PATTERN
+from kernel.model import HealthEvent, Reading
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 100_000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,8 +12,9 @@ import numpy.typing as npt
 
 from buffer import chunk, quota, schema
 from buffer.records import GapRecord, OutboxEntry, PendingSlice, SeriesKey
-from gateway.errors import StorageError
-from gateway.model import HealthEvent
+from kernel.errors import StorageError
+from kernel.model import HealthEvent
+from kernel.wallclock import now_ms
 
 MAX_GAPS_PER_SLICE = 1000
 MAX_EVENTS_PER_SLICE = 1000
@@ -212,7 +212,7 @@ def seal(
         _mark_rows(conn, "event", token.event_ids, seq)
         conn.execute(
             "INSERT INTO outbox(seq, blob, readings, created_ms) VALUES (?, ?, ?, ?)",
-            (seq, blob, token.readings, int(time.time() * 1000)),
+            (seq, blob, token.readings, now_ms()),
         )
         conn.executemany(
             "INSERT INTO outbox_series(seq, series_id, from_ms, to_ms, count) VALUES (?, ?, ?, ?, ?)",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from buffer import chunk, schema
-from gateway.errors import StorageError
-from gateway.model import Quality, Reading
+from kernel.errors import StorageError
+from kernel.model import Quality, Reading
 
 DB_NAME = "buffer.db"
 

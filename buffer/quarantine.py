@@ -19,8 +19,11 @@ import structlog
 
 from buffer import schema
 from buffer.quota import Ballast
-from gateway.errors import StorageError
-from gateway.model import HealthEvent
+from kernel.backoff import Backoff
+from kernel.errors import StorageError
+from kernel.model import HealthEvent
+from kernel.retry import RetrySeries
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -61,8 +64,10 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     ballast = Ballast.beside(path)
     event: HealthEvent | None = None
-    delay = SPACE_WAIT_INITIAL_S
-    waited = False
+    # no jitter: one buffer per gateway; `buffer.open.failed` once, `.failed_again`, `.recovered` (docs/logs.md)
+    space = RetrySeries(
+        log, "buffer.open", Backoff(SPACE_WAIT_INITIAL_S, SPACE_WAIT_CAP_S, jitter=0.0), path=str(path)
+    )
     while True:
         try:
             conn, moved = _open_or_replace(path)
@@ -71,14 +76,9 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, HealthEvent | None]:
             if ballast.release():
                 log.warning("buffer: disk full at open, ballast given back", path=str(path), error=str(exc))
                 continue
-            report = log.debug if waited else log.warning  # WARNING once, then DEBUG per retry
-            report("buffer: disk full, waiting for space to open", path=str(path), error=str(exc))
-            waited = True
-            pause(delay)
-            delay = min(SPACE_WAIT_CAP_S, delay * 2)
+            pause(space.failed(exc, waiting_for="disk space"))
             continue
-        if waited:
-            log.info("buffer: space available again, opened", path=str(path))
+        space.succeeded()
         return conn, moved or event
 
 
@@ -156,7 +156,7 @@ def _quarantined(moved: Path, reason: str, old: bytes | None, new: bytes | None)
         "old_epoch": None if old is None else old.hex(),
         "epoch": None if new is None else new.hex(),
     }
-    return HealthEvent(int(time.time() * 1000), "buffer", "buffer.quarantined", json.dumps(detail))
+    return HealthEvent(now_ms(), "buffer", "buffer.quarantined", json.dumps(detail))
 
 
 def _describe(exc: BaseException) -> str:

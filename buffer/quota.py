@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,8 @@ import numpy as np
 
 from buffer import chunk, schema
 from buffer.records import GapRecord, SeriesKey, StoreOptions
-from gateway.model import HealthEvent, Reading
+from kernel.model import HealthEvent, Reading
+from kernel.wallclock import now_ms
 
 #: bytes a chunk row costs beside its data (cell header, ids, integers), a generous estimate
 ROW_OVERHEAD = 64
@@ -328,7 +328,7 @@ def drop_batches(
     _insert_gaps(conn, lost, reason, result)
     dropped = sum(n for _, n in doomed)
     detail = f"seq {doomed[0][0]}..{doomed[-1][0]} ({dropped} readings) dropped: {reason}"
-    event = HealthEvent(int(time.time() * 1000), "buffer", "buffer.batches_dropped", detail)
+    event = HealthEvent(now_ms(), "buffer", "buffer.batches_dropped", detail)
     insert_events(conn, [event])
     result.outbox_rows += len(doomed)
     result.outbox_readings += dropped
@@ -337,7 +337,7 @@ def drop_batches(
 def unreadable_event(chunk_id: int, readings: int, min_ts: int, max_ts: int) -> HealthEvent:
     """The health event for a chunk whose data cannot be decoded (its series are unknown: no gap)."""
     detail = f"chunk {chunk_id}: {readings} readings between {min_ts} and {max_ts} unreadable, dropped"
-    return HealthEvent(int(time.time() * 1000), "buffer", "buffer.chunk_unreadable", detail)
+    return HealthEvent(now_ms(), "buffer", "buffer.chunk_unreadable", detail)
 
 
 def insert_events(conn: sqlite3.Connection, events: Iterable[HealthEvent]) -> None:

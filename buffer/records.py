@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from gateway.model import HealthEvent
+from kernel.model import HealthEvent
 
 SeriesKey = tuple[str, str, str]
 """(sensor, quantity, unit): what makes a series distinct in the store."""

@@ -11,7 +11,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from gateway.errors import StorageError
+from kernel.errors import StorageError
 
 SCHEMA_VERSION = 3  # 2: outbox_series, 3: identity (the epoch)
 PAGE_SIZE = 1024

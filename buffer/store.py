@@ -33,8 +33,8 @@ from buffer.records import (
 )
 from buffer.tally import Tally
 from buffer.writer import Writer, is_full
-from gateway.errors import StorageError
-from gateway.model import HealthEvent, Reading
+from kernel.errors import StorageError
+from kernel.model import HealthEvent, Reading
 
 T = TypeVar("T")
 

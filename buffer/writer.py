@@ -24,8 +24,10 @@ from buffer.quarantine import is_corruption
 from buffer.quota import GapBook
 from buffer.records import GapRecord, SeriesKey, StoreOptions
 from buffer.tally import Tally
-from gateway.errors import StorageError
-from gateway.model import HealthEvent, Reading
+from kernel.backoff import Backoff
+from kernel.errors import StorageError
+from kernel.model import HealthEvent, Reading
+from kernel.wallclock import now_ms
 
 #: SQLite primary result code of a full database or disk
 SQLITE_FULL = 13
@@ -195,6 +197,8 @@ class Writer:
     # -- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # no jitter: one writer per gateway, nothing to spread; the log lines are StorageCondition's
+        backoff = Backoff(initial_s=RETRY_INITIAL_S, cap_s=RETRY_CAP_S, jitter=0.0)
         delay = 0.0
         while True:
             group, stop = self._next_group(delay)
@@ -202,8 +206,9 @@ class Writer:
                 self._requeue(group)  # for the writer of the fresh database, not this corrupt one
                 return
             ok = self._commit(group)
-            delay = 0.0 if ok else min(RETRY_CAP_S, max(RETRY_INITIAL_S, delay * 2))
+            delay = 0.0 if ok else backoff.next_delay()
             if ok:
+                backoff.reset()
                 self._prune_step()
             if stop and (not ok or self._queued == 0):
                 break  # closing: after a failure do not retry forever, what is left is counted
@@ -407,7 +412,7 @@ class Writer:
         self._tally.add(
             committed=committed,
             commits=1,
-            last_commit_ms=int(time.time() * 1000),
+            last_commit_ms=now_ms(),
             dropped=dropped,
             gaps=len(gaps),
         )
@@ -479,7 +484,7 @@ class Writer:
             return
         self._next_prune = now + PRUNE_EVERY_S
         self._ballast.ensure()
-        cutoff = int((time.time() - self._options.keep_raw_s) * 1000)
+        cutoff = now_ms() - int(self._options.keep_raw_s * 1000)
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from gateway.model import HealthEvent, Reading
+from kernel.model import HealthEvent, Reading
 
 SectionT = TypeVar("SectionT")
 

@@ -17,14 +17,12 @@ import structlog
 from buffer import Store, StoreOptions
 from drivers.base import Driver
 from gateway import keys, wire
-from gateway.backoff import Backoff
 from gateway.batcher import Batcher
 from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.health import ReadingFeed, SensorBoard
 from gateway.liveness import Progress
-from gateway.model import HealthEvent, Quality, Reading
 from gateway.operations import AgentOperations, AgentParts
 from gateway.plausibility import Plausibility
 from gateway.sealing import Due, SealingRules
@@ -34,6 +32,9 @@ from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
 from gateway.watchdog import ReadingRate, ServiceWatch, probe_writer, status_line
 from gateway.windowing import Windowing, policies_of
+from kernel.backoff import Backoff
+from kernel.model import HealthEvent, Quality, Reading
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -226,7 +227,7 @@ class Agent:
                 feed=sink.feed,
                 base_status=self.status,
                 clock_synchronised=lambda: None if self._clock is None else self._clock.synchronised,
-                started_ms=time.time_ns() // 1_000_000,
+                started_ms=now_ms(),
             )
         )
 

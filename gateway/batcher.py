@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,9 +17,10 @@ from gateway import wire
 from gateway.aggregation import WindowerStatistics
 from gateway.keys import PendingRollover
 from gateway.liveness import Progress
-from gateway.model import Quality, Reading
 from gateway.sealing import Due
 from gateway.windowing import Closed, SeriesTable, Taken, Windowing
+from kernel.model import Quality, Reading
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -44,11 +44,6 @@ class BatcherStatistics:
     kid: str = ""
     #: a `gateway keys rotate` not yet announced in a sealed batch
     rollover_pending: bool = False
-
-
-def now_ms() -> int:
-    """Wall-clock UTC milliseconds."""
-    return time.time_ns() // 1_000_000
 
 
 class Batcher:

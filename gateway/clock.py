@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.model import HealthEvent
+from kernel.model import HealthEvent
+from kernel.wallclock import now_ms
 
 #: adjtimex(2): clock state TIME_ERROR and the status bit STA_UNSYNC
 TIME_ERROR = 5
@@ -105,7 +106,7 @@ class ClockSample:
 def sample_now(synchronised: Callable[[], bool | None] = kernel_clock_synchronised) -> ClockSample:
     """A sample of this machine's clocks; a platform that cannot tell counts as synchronised."""
     state = synchronised()
-    return ClockSample(time.time_ns() // 1_000_000, time.monotonic_ns() // 1_000_000, state is not False)
+    return ClockSample(now_ms(), time.monotonic_ns() // 1_000_000, state is not False)
 
 
 @dataclass(frozen=True, slots=True)

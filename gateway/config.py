@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drivers.lora.config import LorawanSection, ModemSection
 from drivers.modbus.config import ModbusSection
 from drivers.serial.config import SerialSection
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 #: the example configuration shipped with the project (what `gateway demo` runs)
 _SOURCE_EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.toml"

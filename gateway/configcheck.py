@@ -31,7 +31,7 @@ from gateway.config import (
     describe_errors,
     parse_config,
 )
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 
 @dataclass(frozen=True)

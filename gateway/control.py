@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from gateway.errors import GatewayError
+from kernel.errors import GatewayError
 
 log = structlog.get_logger(__name__)
 

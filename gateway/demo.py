@@ -26,8 +26,8 @@ from typing import IO, Any
 from gateway import keys, tomlwriter
 from gateway.config import EXAMPLE_CONFIG, parse_config
 from gateway.control import query_status
-from gateway.errors import GatewayError
 from hil.broker import Mosquitto, free_port
+from kernel.errors import GatewayError
 
 #: simulator module per serial protocol: each counts exactly the valid readings it wrote
 SERIAL_SIMULATORS = {

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.model import HealthEvent, Quality, Reading
+from kernel.model import HealthEvent, Quality, Reading
 
 #: readings per minute are counted over this window
 RATE_WINDOW_S = 60.0

@@ -20,10 +20,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.errors import ConfigError
 from gateway.wire.batch import KeyRollover
 from gateway.wire.keyring import kid_for, load_public_pem
 from gateway.wire.rollover import make_rollover
+from kernel.errors import ConfigError
 
 PRIVATE_NAME = "gateway.key.pem"
 PUBLIC_NAME = "gateway.pub.pem"

@@ -28,11 +28,11 @@ from gateway import selftest
 from gateway.batcher import Batcher
 from gateway.config import GatewayConfig, LoraModemSensor, LorawanSensor
 from gateway.control import ControlServer, RequestFailed, to_jsonable
-from gateway.errors import ProtocolError
 from gateway.health import ReadingFeed, ReadingFilter, SensorBoard, quality_names
-from gateway.model import Reading
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink
+from kernel.errors import ProtocolError
+from kernel.model import Reading
 
 #: the longest a `flush` waits for the backlog to drain
 MAX_FLUSH_WAIT_S = 60.0

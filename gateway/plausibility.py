@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.model import Quality, Reading
+from kernel.model import Quality, Reading
 
 _CELSIUS = frozenset({"Cel", "°C", "C"})
 _PERCENT_RH = frozenset({"%RH", "%"})

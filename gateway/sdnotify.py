@@ -13,7 +13,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 #: the longest STATUS= text sent; systemctl shows one line, and a datagram must stay small
 MAX_STATUS_CHARS = 200

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig
-from gateway.model import Reading
 from gateway.windowing import WindowPolicy, policies_of
+from kernel.model import Reading
 
 #: a wall clock that went back more than this was stepped (NTP): deadlines move back with it
 STEP_BACK_MS = 1_000

@@ -1,9 +1,10 @@
 """`gateway selftest`: is this gateway working? One pass/fail line per check, the same with or without the agent.
 
 With the agent running, the checks judge what it saw (its sensors' last readings, its uplink); with the
-agent stopped, `run_offline` starts the configured drivers itself (as `hil.runner` does) and connects to
-the broker once. Either way: every sensor delivered within its expected interval, the uplink is connected
-and acknowledging, the wall clock is synchronised, the buffer's disk has headroom, the key is readable.
+agent stopped, `run_offline` starts the configured drivers itself (`gateway.sensorcheck`, which
+`python -m hil.runner` runs too) and connects to the broker once. Either way: every sensor delivered
+within its expected interval, the uplink is connected and acknowledging, the wall clock is synchronised,
+the buffer's disk has headroom, the key is readable.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from gateway import keys
 from gateway.clock import kernel_clock_synchronised
 from gateway.config import GatewayConfig
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 #: a backlog older than this many slices plus the ack timeout means the uplink is not acknowledging
 BACKLOG_SLICES = 3
@@ -117,7 +118,7 @@ def summary(checks: list[Check]) -> dict[str, Any]:
 
 async def run_offline(config: GatewayConfig, timeout_s: float) -> list[Check]:
     """The checks with the agent stopped: the drivers run here, the broker is connected once."""
-    from hil.runner import run_checks
+    from gateway.sensorcheck import run_checks
 
     sink, _drivers = await run_checks(config, 1, timeout_s)
     checks = []

@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from gateway.errors import AgentRunning
+from kernel.errors import AgentRunning
 
 LOCK_NAME = "agent.lock"
 

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.backoff import Backoff
+from kernel.backoff import Backoff
+from kernel.retry import RetryEvents, RetrySeries
 
 log = structlog.get_logger(__name__)
 
 #: a run that lasted this long counts as recovered: the backoff starts from the beginning again
 HEALTHY_AFTER_S = 10.0
+#: the names predate the dotted ones (docs/logs.md): operators' filters and the integration tests match them
+TASK_EVENTS = RetryEvents("task failed", "task failed again", "task recovered")
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,8 @@ class Supervised:
         #: set by `retry_now`: the backoff wait ends early (`gateway flush` reconnecting the uplink)
         self._retry = asyncio.Event()
         self._factory = factory
-        self._backoff = backoff or Backoff(initial_s=0.5, cap_s=30.0)
+        self._series = RetrySeries(log, TASK_EVENTS, backoff or Backoff(initial_s=0.5, cap_s=30.0), task=name)
         self._restarts = 0
-        self._failing = False
         self._last_error = ""
 
     async def run(self) -> None:
@@ -74,12 +76,7 @@ class Supervised:
             self._restarts += 1
             self._last_error = error
             self._last_error_ms = int(self._wall() * 1000)
-            delay = self._backoff.next_delay()
-            if self._failing:
-                log.debug("task failed again", task=self.name, error=error, retry_in_s=round(delay, 2))
-            else:
-                log.warning("task failed", task=self.name, error=error, retry_in_s=round(delay, 2))
-            self._failing = True
+            delay = self._series.failed(error)
             self._retry.clear()
             try:
                 async with asyncio.timeout(delay):
@@ -89,17 +86,16 @@ class Supervised:
 
     def retry_now(self) -> bool:
         """End the backoff wait of a failed task now; False when it is not waiting."""
-        waiting = self._failing and not self._retry.is_set()
+        waiting = self._series.failing and not self._retry.is_set()
         self._retry.set()
         return waiting
 
     def _healthy(self) -> None:
         """Called once a run has lasted HEALTHY_AFTER_S: the failure series is over."""
-        self._backoff.reset()
-        if self._failing:
-            log.info("task recovered", task=self.name, restarts=self._restarts)
-        self._failing = False
+        self._series.succeeded(restarts=self._restarts)
 
     def statistics(self) -> TaskStatistics:
         """Counters for status and metrics."""
-        return TaskStatistics(self.name, self._restarts, self._failing, self._last_error, self._last_error_ms)
+        return TaskStatistics(
+            self.name, self._restarts, self._series.failing, self._last_error, self._last_error_ms
+        )

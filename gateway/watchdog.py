@@ -17,9 +17,9 @@ from typing import Any
 import structlog
 
 from buffer import Store, StoreStatistics
-from gateway.errors import StorageError
 from gateway.liveness import Liveness, Progress
 from gateway.sdnotify import Notifier, WatchdogSetting, notification, watchdog_setting
+from kernel.errors import StorageError
 
 log = structlog.get_logger(__name__)
 

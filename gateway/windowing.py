@@ -21,8 +21,8 @@ from buffer import BatchedReadings, SeriesKey, WindowMark, WindowState
 from gateway import wire
 from gateway.aggregation import Windower, WindowerStatistics, Windows
 from gateway.config import ALL_WINDOW_STATISTICS, GatewayConfig
-from gateway.model import Quality
 from gateway.wire.batch import WINDOW_FIELDS
+from kernel.model import Quality
 
 #: the statistics a sensor can choose to upload (count, nan_count and the timestamps always travel)
 STATISTICS = ALL_WINDOW_STATISTICS

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from gateway.errors import GatewayError
 from hil.tls import ServerCertificate
+from kernel.errors import GatewayError
 
 #: Debian installs the broker in sbin, off an ordinary user's PATH
 CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")

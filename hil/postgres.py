@@ -24,8 +24,8 @@ from types import TracebackType
 
 import psycopg
 
-from gateway.errors import GatewayError
 from hil.broker import free_port
+from kernel.errors import GatewayError
 
 #: the system users a cluster started by root runs as, in order of preference
 SERVICE_USERS = ("postgres", "nobody")

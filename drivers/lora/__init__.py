@@ -11,7 +11,7 @@ from drivers.lora.config import LorawanSection, ModemSection
 from drivers.lora.forwarder import LorawanDevice, PacketForwarderServer
 from drivers.lora.lorawan.crypto import SessionKey
 from drivers.lora.lorawan.devices import DeviceProfile, OtaaIdentity, Session
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 
 def _key(spec: DriverSpec[LorawanSection], field: str, value: str) -> SessionKey:

@@ -30,8 +30,9 @@ from drivers.lora.lorawan.join import JOIN_ACCEPT_DELAY1_US, JOIN_ACCEPT_DELAY2_
 from drivers.lora.lorawan.network import LorawanNetwork, Uplink
 from drivers.lora.lorawan.state import NetworkState, load_state, save_state
 from drivers.lora.readings import measurement_readings, signal_readings, stat_readings
-from gateway.errors import DeviceError, ProtocolError, StorageError
-from gateway.model import HealthEvent
+from kernel.errors import DeviceError, ProtocolError, StorageError
+from kernel.model import HealthEvent
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -224,7 +225,7 @@ class PacketForwarderServer:
         if message.bad_rxpk:
             self._counts["bad_rxpk"] += message.bad_rxpk
             self._junk.note("bad_rxpk", now, source=addr[0], packets=message.bad_rxpk)
-        wall_ms = time.time_ns() // 1_000_000
+        wall_ms = now_ms()
         for rx in message.rxpk:
             self._counts["rxpk"] += 1
             if self._on_packet is not None:

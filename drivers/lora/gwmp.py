@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 SUPPORTED_VERSIONS = frozenset({1, 2})
 _HEADER = struct.Struct(">BHB")

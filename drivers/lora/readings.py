@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from drivers.lora.codecs import Measurement
-from gateway.model import Reading
+from kernel.model import Reading
 
 #: numeric fields of a forwarder `stat` report worth keeping as gateway health readings
 STAT_FIELDS = {

@@ -15,8 +15,8 @@ from drivers.modbus.config import ModbusSection
 from drivers.modbus.link import Endpoint, ModbusLink, SerialLine, TcpEndpoint
 from drivers.modbus.profile import RegisterMap, load_profile
 from drivers.modbus.slave import Slave, select_fields
-from gateway.backoff import Backoff
-from gateway.errors import ConfigError
+from kernel.backoff import Backoff
+from kernel.errors import ConfigError
 
 #: the Modbus over serial line spec (V1.02, 2.5.1.1): 3.5 character times between frames,
 #: fixed at 1.75 ms above 19,200 baud

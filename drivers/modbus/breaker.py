@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from gateway.backoff import Backoff
+from kernel.backoff import Backoff
 
 
 class SlaveState(enum.StrEnum):

@@ -24,9 +24,10 @@ from drivers.modbus.link import ModbusLink
 from drivers.modbus.planner import PlannedRead
 from drivers.modbus.registers import RegisterKind
 from drivers.modbus.slave import Slave, readings_from_answer, refused_readings, split_read
-from gateway.backoff import Backoff
-from gateway.errors import ProtocolError
-from gateway.model import HealthEvent
+from kernel.backoff import Backoff
+from kernel.errors import ProtocolError
+from kernel.model import HealthEvent
+from kernel.retry import RetrySeries
 
 log = structlog.get_logger("drivers.modbus")
 
@@ -102,7 +103,8 @@ class ModbusBus:
         self.link = link
         self.slaves = list(slaves)
         self.timing = timing
-        self._reopen = reopen or Backoff(initial_s=0.5, cap_s=30.0)
+        #: reopening the port or connection (docs/logs.md): `modbus.bus.failed`, `.failed_again`, `.recovered`
+        self._reopen = RetrySeries(log, "modbus.bus", reopen or Backoff(initial_s=0.5, cap_s=30.0), bus=name)
         self._clock = clock
         self._wall = wall_clock
         self._sleep = sleep
@@ -168,18 +170,14 @@ class ModbusBus:
                 await self.link.open(self.timing.open_timeout_s)
             except BusLost as exc:
                 self._check_stale(sink)
-                delay = self._reopen.next_delay()
-                level = log.warning if self._reopen.failures == 1 else log.debug
-                level("modbus bus cannot open", bus=self.name, error=str(exc), retry_s=delay)
-                if self._reopen.failures == 1:
+                if not self._reopen.failing:
                     self._event(sink, "bus_unavailable", str(exc))
-                await self._sleep(delay)
+                await self._sleep(self._reopen.failed(exc))
                 continue
             self._opens += 1
-            if self._reopen.failures or self._losses:
-                log.info("modbus bus open", bus=self.name, attempts=self._reopen.failures + 1)
+            attempts = self._reopen.failures + 1
+            if self._reopen.succeeded(after_loss=self._losses > 0, attempts=attempts):
                 self._event(sink, "bus_open", str(self.link.endpoint))
-            self._reopen.reset()
             self._quiet_until = self._clock() + self.timing.connect_gap_s
             return
 

@@ -1,8 +1,8 @@
-"""Modbus failures, as leaves of the agent's one error tree (gateway.errors)."""
+"""Modbus failures, as leaves of the agent's one error tree (kernel.errors)."""
 
 from __future__ import annotations
 
-from gateway.errors import DeviceError
+from kernel.errors import DeviceError
 
 #: exception codes and names of the Modbus Application Protocol V1.1b3, section 7
 EXCEPTION_NAMES = {

@@ -18,7 +18,7 @@ from pymodbus.pdu import ModbusPDU
 
 from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout, StrayAnswer
 from drivers.modbus.registers import RegisterKind
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 #: pymodbus' own response timeout; ours (asyncio.timeout per request) is always shorter
 _LIBRARY_TIMEOUT_S = 60.0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from drivers.modbus.registers import RegisterKind
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 MAX_REGISTERS_PER_READ = 125
 MAX_BITS_PER_READ = 2000

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drivers.modbus.planner import AddressRange, PlanLimits
 from drivers.modbus.registers import DataType, RegisterKind, WordOrder, register_count
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 #: profiles shipped with the agent: the repository's config/profiles, or the copy a wheel carries
 _REPOSITORY_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"

@@ -18,7 +18,7 @@ import enum
 import struct
 from collections.abc import Sequence
 
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 
 class RegisterKind(enum.StrEnum):

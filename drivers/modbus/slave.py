@@ -10,8 +10,8 @@ from drivers.modbus.breaker import SlaveBreaker
 from drivers.modbus.planner import PlanLimits, PlannedRead, plan_reads
 from drivers.modbus.profile import RegisterField, RegisterMap
 from drivers.modbus.registers import decode_words, scaled
-from gateway.errors import ConfigError, ProtocolError
-from gateway.model import Quality, Reading
+from kernel.errors import ConfigError, ProtocolError
+from kernel.model import Quality, Reading
 
 
 def select_fields(register_map: RegisterMap, quantities: Sequence[str] | None) -> list[RegisterField]:

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
-from gateway.errors import ProtocolError
-from gateway.model import Quality
+from kernel.errors import ProtocolError
+from kernel.model import Quality
 
 
 class NeedData(enum.Enum):

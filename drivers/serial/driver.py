@@ -1,6 +1,6 @@
 """One serial sensor as the runtime sees it: keeps its port open, decodes, stamps, emits.
 
-The port is reopened with `gateway.backoff.Backoff` whenever it vanishes (WARNING on the first
+The port is reopened by a `kernel.retry.RetrySeries` whenever it vanishes (WARNING on the first
 failure of a series, DEBUG for the repeats, INFO on recovery); a sensor that sends no valid data
 for `stale_after_s` emits HealthEvent(kind="stale"), and kind="recovered" when data returns.
 Readings are stamped with the gateway wall clock when their bytes were received.
@@ -20,9 +20,11 @@ from drivers.base import DriverSpec, Sink
 from drivers.serial.codec import Codec, CodecStatistics, Sample
 from drivers.serial.config import SerialSection
 from drivers.serial.transport import SerialLine
-from gateway.backoff import Backoff
-from gateway.errors import DeviceError, ProtocolError
-from gateway.model import HealthEvent, Reading
+from kernel.backoff import Backoff
+from kernel.errors import DeviceError, ProtocolError
+from kernel.model import HealthEvent, Reading
+from kernel.retry import RetrySeries
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -83,11 +85,6 @@ class _State:
     protocol_warned: bool = False
 
 
-def wall_clock_ms() -> int:
-    """The gateway's wall clock in int milliseconds UTC (readings' timestamps)."""
-    return time.time_ns() // 1_000_000
-
-
 class SerialDriver:
     """Runs one serial sensor: `run(sink)` until cancelled."""
 
@@ -131,23 +128,24 @@ class SerialDriver:
 
     async def _keep_port_open(self, sink: Sink) -> None:
         backoff = Backoff(initial_s=self._section.reopen_initial_s, cap_s=self._section.reopen_cap_s)
+        series = RetrySeries(self._log, "serial.port", backoff)
         while True:
             try:
                 line = await self._opener(self._section)
             except DeviceError as exc:
-                self._port_failed(exc, sink)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(self._port_failed(exc, series, sink))
                 continue
-            self._port_opened()
-            backoff.reset()
+            self._port_opened(series)
             try:
                 await self._session(line, sink)
             except DeviceError as exc:
-                self._port_failed(exc, sink)
+                delay = self._port_failed(exc, series, sink)
+            else:  # a poller that ended: reopen after a pause, as after a failure, without a report
+                delay = backoff.next_delay()
             finally:
                 self._state.connected = False
                 await line.close()
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(delay)
 
     async def _session(self, line: Line, sink: Sink) -> None:
         if self._poller is None:
@@ -163,7 +161,7 @@ class SerialDriver:
     async def _pump(self, line: Line, sink: Sink) -> None:
         while True:
             data = await line.read()
-            ts_ms = wall_clock_ms()
+            ts_ms = now_ms()
             self._state.bytes_received += len(data)
             self._codec.feed(data)
             for event in self._codec.events():
@@ -194,24 +192,20 @@ class SerialDriver:
         self._state.protocol_warned = True
         self._log.warning("protocol error", error=str(error), kind=type(error).__name__)
 
-    def _port_opened(self) -> None:
+    def _port_opened(self, series: RetrySeries) -> None:
         state = self._state
         state.connected = True
-        if state.failing:
-            state.failing = False
-            self._log.info("serial port recovered", failures=state.port_failures)
-        else:
+        state.failing = False
+        if not series.succeeded(failures=state.port_failures):
             self._log.debug("serial port open")
 
-    def _port_failed(self, exc: DeviceError, sink: Sink) -> None:
+    def _port_failed(self, exc: DeviceError, series: RetrySeries, sink: Sink) -> float:
         state = self._state
         state.port_failures += 1
-        if state.failing:
-            self._log.debug("serial port still failing", error=str(exc))
-            return
+        if not series.failing:  # the first of a series is a health event too
+            sink.event(HealthEvent(now_ms(), self.name, "port_lost", str(exc)))
         state.failing = True
-        self._log.warning("serial port failed, reopening with backoff", error=str(exc))
-        sink.event(HealthEvent(wall_clock_ms(), self.name, "port_lost", str(exc)))
+        return series.failed(exc)
 
     async def _watch_stale(self, sink: Sink) -> None:
         while True:
@@ -225,5 +219,5 @@ class SerialDriver:
                 continue
             state.stale = True
             detail = f"no valid data for {silent_s:.1f} s"
-            sink.event(HealthEvent(wall_clock_ms(), self.name, "stale", detail))
+            sink.event(HealthEvent(now_ms(), self.name, "stale", detail))
             self._log.warning("sensor stale", silent_s=round(silent_s, 1))

@@ -19,7 +19,7 @@ from drivers.serial.codec import (
     finite,
     scaled,
 )
-from gateway.model import Quality
+from kernel.model import Quality
 
 _HEX = {f"{i:02X}".encode(): i for i in range(256)} | {f"{i:02x}".encode(): i for i in range(256)}
 

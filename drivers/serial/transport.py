@@ -16,7 +16,7 @@ import serial.rs485
 import serial_asyncio_fast
 
 from drivers.serial.config import Rs485Options, SerialSection
-from gateway.errors import DeviceError
+from kernel.errors import DeviceError
 
 #: largest chunk taken from the stream at once; a 115200-baud line delivers ~11 kB/s
 READ_CHUNK = 4096

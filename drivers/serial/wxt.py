@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from drivers.serial.codec import ChecksumMismatch, LineCodec, Measurement, Sample, finite, scaled
-from gateway.model import Quality
+from kernel.model import Quality
 
 
 def _crc_table() -> list[int]:

@@ -13,8 +13,8 @@ from buffer.schema import NewerSchema
 from gateway.cli.configfile import EXIT_CONFIG, chosen, config_option, load_or_exit
 from gateway.config import GatewayConfig, load_config
 from gateway.control import query_status
-from gateway.errors import ConfigError, GatewayError, first_leaf
 from gateway.logs import configure_logging
+from kernel.errors import ConfigError, GatewayError, first_leaf
 
 #: exit status for state written by a newer version (after a downgrade): restarting will not help either
 EXIT_NEWER_STATE = 3

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from buffer import inspection, schema
-from gateway.errors import StorageError
+from kernel.errors import StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_USAGE = 2
@@ -68,7 +68,7 @@ def _state_dir(state_dir: Path | None, config_file: Path | None) -> Path:
             return DEFAULT_STATE_DIR
         config_file = installed
     from gateway.config import load_config
-    from gateway.errors import ConfigError
+    from kernel.errors import ConfigError
 
     try:
         return load_config(config_file).state_dir
@@ -160,7 +160,7 @@ def _resolutions(state_dir: Path | None, config_file: Path | None) -> dict[tuple
     """(sensor, quantity) -> the declared resolution, from the configuration when one is at hand."""
     from gateway.cli.configfile import default_config
     from gateway.config import load_config
-    from gateway.errors import ConfigError
+    from kernel.errors import ConfigError
 
     path = config_file or (None if state_dir is not None else default_config())
     if path is None:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gateway.config import EXAMPLE_CONFIG
-from gateway.errors import GatewayError
+from kernel.errors import GatewayError
 
 if TYPE_CHECKING:
     from gateway.demo import Demo, Snapshot

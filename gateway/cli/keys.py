@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from gateway.errors import ConfigError
 from gateway.keys import (
     PRIVATE_NAME,
     describe,
@@ -17,6 +16,7 @@ from gateway.keys import (
     rotate_keypair,
 )
 from gateway.wire import kid_for
+from kernel.errors import ConfigError
 
 _DIR = click.option(
     "--dir",

@@ -18,7 +18,7 @@ from gateway.cli.configfile import config_option, load_or_exit
 from gateway.cli.views import clock_time, shown_value
 from gateway.config import GatewayConfig
 from gateway.control import AgentUnreachable, RequestFailed, request, subscribe
-from gateway.errors import GatewayError
+from kernel.errors import GatewayError
 
 EXIT_FAILED = 1
 

@@ -18,8 +18,8 @@ from drivers.lora.lorawan.inspect import describe_frame
 from drivers.lora.lorawan.phypayload import MType, parse_data_frame, parse_mhdr
 from gateway import control
 from gateway.cli.configfile import config_option, load_or_exit
-from gateway.errors import ConfigError, GatewayError, ProtocolError
 from gateway.logs import configure_logging
+from kernel.errors import ConfigError, GatewayError, ProtocolError
 
 
 @click.group(name="lorawan")

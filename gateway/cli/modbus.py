@@ -24,7 +24,7 @@ from drivers.modbus.registers import register_count as width_of
 from gateway import control
 from gateway.cli.configfile import config_option, default_config, load_or_exit
 from gateway.control import RequestFailed
-from gateway.errors import GatewayError
+from kernel.errors import GatewayError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

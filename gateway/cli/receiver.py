@@ -12,8 +12,8 @@ import click
 
 from gateway.cli.receiver_admin import keys_group, open_store, quarantine_group
 from gateway.cli.receiver_tls import broker_tls, endpoint_tls, read_password
-from gateway.errors import ConfigError, StorageError, UplinkError, first_leaf
 from gateway.logs import configure_logging
+from kernel.errors import ConfigError, StorageError, UplinkError, first_leaf
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -81,7 +81,8 @@ def _serve(
         ReceiverCore,
         import_key_dir,
     )
-    from gateway.receiver.service import now_ms, write_json_atomically
+    from gateway.receiver.service import write_json_atomically
+    from kernel.wallclock import now_ms
 
     if broker is None and listen is None:
         raise click.UsageError("give --broker, --listen or both")

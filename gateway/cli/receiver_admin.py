@@ -15,12 +15,13 @@ from pathlib import Path
 
 import click
 
-from gateway.errors import ConfigError, GatewayError
 from gateway.receiver.core import ReceiverCore
 from gateway.receiver.store import ReceiverStore, RegisteredKey
 from gateway.receiver.verdict import valid_gateway_id
 from gateway.wire import kid_for
 from gateway.wire.keyring import load_public_pem
+from kernel.errors import ConfigError, GatewayError
+from kernel.wallclock import now_ms
 
 DEFAULT_DB = "receiver.db"
 _DB = click.option("--db", "db", help="a SQLite file (default receiver.db) or postgresql://...")
@@ -56,10 +57,6 @@ def _store(db: str | None) -> Iterator[ReceiverStore]:
         store.close()
 
 
-def _now_ms() -> int:
-    return int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)
-
-
 def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
@@ -83,7 +80,7 @@ def keys_add(gateway_id: str, public_pem: Path, db: str | None) -> None:
         public = load_public_pem(public_pem)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    key = RegisteredKey(kid_for(public), gateway_id, public.public_bytes_raw(), _now_ms(), "cli")
+    key = RegisteredKey(kid_for(public), gateway_id, public.public_bytes_raw(), now_ms(), "cli")
     with _store(db) as store:
         released = ReceiverCore(store).enrol(key)
     click.echo(f"enrolled kid {key.kid.hex()} for {gateway_id}; released {released} quarantined batches")
@@ -115,7 +112,7 @@ def keys_revoke(kid_hex: str, db: str | None) -> None:
     except ValueError:
         raise click.BadParameter(f"{kid_hex!r} is not a hex kid") from None
     with _store(db) as store:
-        store.revoke_key(kid, _now_ms())
+        store.revoke_key(kid, now_ms())
     click.echo(f"revoked kid {kid_hex}")
 
 
@@ -148,6 +145,6 @@ def quarantine_list(gateway_id: str | None, limit: int, db: str | None, as_json:
 def quarantine_retry(gateway_id: str | None, db: str | None) -> None:
     """Re-verify the retryable quarantine now; stores and releases what verifies."""
     with _store(db) as store:
-        released = ReceiverCore(store).retry(gateway_id, _now_ms())
+        released = ReceiverCore(store).retry(gateway_id, now_ms())
         left = len(store.quarantined(gateway_id=gateway_id, retryable_only=True))
     click.echo(f"released {released} batches; {left} still quarantined")

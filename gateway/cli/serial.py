@@ -19,12 +19,12 @@ import click
 from drivers.serial import PROTOCOLS, codec_for, poller_for
 from drivers.serial.codec import Codec, Sample
 from drivers.serial.config import PollingOptions, RegexField, RegexOptions, SerialSection
-from drivers.serial.driver import wall_clock_ms
 from drivers.serial.ports import BY_ID, unstable_name_advice
 from drivers.serial.transport import SerialLine
 from gateway.cli.configfile import chosen, config_option, load_or_exit
-from gateway.errors import DeviceError, GatewayError, ProtocolError
 from gateway.health import quality_names
+from kernel.errors import DeviceError, GatewayError, ProtocolError
+from kernel.wallclock import now_ms
 
 _PRINTABLE = frozenset(string.printable.encode()) - frozenset(b"\t\n\r\x0b\x0c")
 
@@ -168,7 +168,7 @@ def open_failure_hint(port: str, error: str, config_file: Path | None = None) ->
 def _configured_sensor(port: str, config_file: Path | None = None) -> str | None:
     """The sensor of the agent's configuration on `port`, if that file is readable."""
     from gateway.config import load_config
-    from gateway.errors import ConfigError
+    from kernel.errors import ConfigError
 
     try:
         config = load_config(chosen(config_file))
@@ -211,7 +211,7 @@ async def _probe(section: SerialSection, count: int, timeout_s: float, as_json: 
 async def _print_readings(line: SerialLine, codec: Codec, count: int, as_json: bool, tally: _Tally) -> None:
     while not count or tally.shown < count:
         data = await line.read()
-        ts_ms = wall_clock_ms()
+        ts_ms = now_ms()
         tally.bytes += len(data)
         codec.feed(data)
         for event in codec.events():
@@ -263,7 +263,7 @@ async def _sniff(section: SerialSection, duration_s: float, as_json: bool) -> No
         async with asyncio.timeout(duration_s or None):
             while True:
                 data = await line.read()
-                ts_ms = wall_clock_ms()
+                ts_ms = now_ms()
                 if as_json:
                     click.echo(json.dumps({"ts_ms": ts_ms, "hex": data.hex()}))
                 else:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from kernel import wallclock
 
 _STATE_STYLE = {"ok": "green", "waiting": "yellow", "stale": "bold red"}
 
@@ -205,7 +206,7 @@ def _console() -> Console:
 def render_status(status: dict[str, Any], console: Console | None = None) -> None:
     """Print the status of a running agent as tables."""
     console = console or _console()
-    now_ms = time.time_ns() // 1_000_000
+    now_ms = wallclock.now_ms()
     agent = status.get("agent") or {}
     console.print(
         f"[bold]gateway {status.get('gateway_id')}[/bold]  agent {agent.get('version', '?')}, "

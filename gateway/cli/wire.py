@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +12,6 @@ from typing import Any, TypeVar
 import click
 import numpy as np
 
-from gateway.errors import ConfigError, WireError
 from gateway.keys import load_private_key, load_public_key
 from gateway.wire import (
     Batch,
@@ -24,6 +22,8 @@ from gateway.wire import (
     sign,
     verify_with_key,
 )
+from kernel.errors import ConfigError, WireError
+from kernel.wallclock import now_ms
 
 REQUIRED_COLUMNS = ("ts_ms", "sensor", "quantity", "value", "unit", "resolution")
 
@@ -59,7 +59,7 @@ def encode_command(
     body = encode_batch(
         gateway_id=gateway_id,
         seq=seq,
-        created_ms=int(time.time() * 1000) if created_ms is None else created_ms,
+        created_ms=now_ms() if created_ms is None else created_ms,
         series=series,
         readings=columns,
     )

@@ -17,7 +17,6 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway import wire
-from gateway.errors import BadSignature, ConfigError, MalformedBatch, UnsupportedVersion
 from gateway.receiver.envelope import parse_canonical
 from gateway.receiver.store import (
     Outcome,
@@ -28,6 +27,7 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from gateway.receiver.verdict import Verdict
+from kernel.errors import BadSignature, ConfigError, MalformedBatch, UnsupportedVersion
 
 log = structlog.get_logger(__name__)
 

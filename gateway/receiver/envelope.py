@@ -11,8 +11,8 @@ definite-length byte string in the shortest head, a 64-byte signature, nothing a
 
 from __future__ import annotations
 
-from gateway.errors import MalformedBatch
 from gateway.wire.cose import SignedMessage
+from kernel.errors import MalformedBatch
 
 #: tag 18 (COSE_Sign1) and an array of 4 elements, in their one-byte CBOR heads
 _TAG_AND_ARRAY = b"\xd2\x84"

@@ -15,11 +15,11 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from gateway.errors import StorageError, UplinkError
 from gateway.receiver.core import Arrival
 from gateway.receiver.envelope import MAX_ENVELOPE_BYTES
 from gateway.receiver.intake import Committer
 from gateway.receiver.verdict import HTTP_STATUS, valid_gateway_id
+from kernel.errors import StorageError, UplinkError
 
 log = structlog.get_logger(__name__)
 

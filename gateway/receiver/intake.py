@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.errors import StorageError
 from gateway.receiver.core import Arrival, Judgement, ReceiverCore
 from gateway.receiver.verdict import Verdict
+from kernel.errors import StorageError
 
 log = structlog.get_logger(__name__)
 

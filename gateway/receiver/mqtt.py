@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import aiomqtt
 import structlog
 
-from gateway.backoff import Backoff
-from gateway.errors import StorageError, UplinkError, first_leaf
 from gateway.receiver.core import Arrival
 from gateway.receiver.intake import Committer
 from gateway.receiver.verdict import Verdict
+from kernel.backoff import Backoff
+from kernel.errors import StorageError, UplinkError, first_leaf
+from kernel.retry import RetrySeries
 
 log = structlog.get_logger(__name__)
 
@@ -59,13 +60,12 @@ class BatchSubscriber:
         self._settings = settings
         self._clock = clock
         self.connected = False
-        self._subscribed = False
         self.acknowledged = 0
+        #: broker sessions: `receiver.broker.failed` once per outage, `.recovered` on the next subscription
+        self._broker = RetrySeries(log, "receiver.broker", Backoff(initial_s=0.2, cap_s=10.0))
 
     async def run(self) -> None:
         """Receive forever, reconnecting with backoff; the broker keeps what arrives meanwhile."""
-        backoff = Backoff(initial_s=0.2, cap_s=10.0)
-        warned = False
         while True:
             try:
                 await self._session()
@@ -73,16 +73,7 @@ class BatchSubscriber:
                 leaf = first_leaf(exc)
                 if not isinstance(leaf, aiomqtt.MqttError | UplinkError | StorageError):
                     raise
-                if self._subscribed:  # the session had subscribed: a new series of failures starts
-                    backoff.reset()
-                    warned = False
-                self._subscribed = False
-                delay = backoff.next_delay()
-                (log.debug if warned else log.warning)(
-                    "broker session ended", error=str(leaf), retry_in_s=round(delay, 2)
-                )
-                warned = True
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._broker.failed(leaf))
 
     async def _session(self) -> None:
         s = self._settings
@@ -95,7 +86,8 @@ class BatchSubscriber:
         failed: asyncio.Future[StorageError] = asyncio.get_running_loop().create_future()
         async with client:
             await client.subscribe(s.subscription, qos=1)
-            self.connected = self._subscribed = True  # only now: the subscription exists
+            self.connected = True  # only now: the subscription exists
+            self._broker.succeeded()  # a failure after this starts a new series: WARNING again
             log.info("receiver subscribed", host=s.host, port=s.port, subscription=s.subscription)
             try:
                 async with asyncio.TaskGroup() as tasks:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gateway.errors import ConfigError
 from gateway.receiver.core import CoreStatistics, ReceiverCore
 from gateway.receiver.http import BatchEndpoint
 from gateway.receiver.intake import Committer
@@ -18,11 +16,7 @@ from gateway.receiver.store import RegisteredKey
 from gateway.receiver.verdict import valid_gateway_id
 from gateway.wire import kid_for
 from gateway.wire.keyring import load_public_pem
-
-
-def now_ms() -> int:
-    """Wall-clock UTC milliseconds (received times of batches)."""
-    return time.time_ns() // 1_000_000
+from kernel.errors import ConfigError
 
 
 @dataclass(frozen=True)

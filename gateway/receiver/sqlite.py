@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from gateway.errors import ConfigError, StorageError, UnknownKey
 from gateway.receiver.sqlite_schema import migrate
 from gateway.receiver.store import (
     Outcome,
@@ -22,6 +21,7 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from gateway.wire import Batch
+from kernel.errors import ConfigError, StorageError, UnknownKey
 
 #: rejected (non-retryable) quarantine rows kept, the oldest deleted beyond it
 REJECTED_KEEP = 1000

@@ -13,7 +13,7 @@ Contract every implementation keeps (tests/unit/gateway/receiver/ run against ea
   that transaction is durable (SQLite: synchronous=FULL; PostgreSQL: synchronous_commit on). The
   transports acknowledge (MQTT PUBACK, HTTP 2xx) only after `commit` returned, so a crash before
   the return must leave nothing of the call behind, and a crash after it must lose nothing.
-- Any database failure raises `gateway.errors.StorageError` (translate driver exceptions); the
+- Any database failure raises `kernel.errors.StorageError` (translate driver exceptions); the
   transaction is then rolled back and the caller retries or answers 503. No other exception escapes
   for database reasons.
 - Times are passed in (milliseconds since the epoch), never read from the clock by the store.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Literal
@@ -14,6 +13,7 @@ import structlog
 
 from buffer import OutboxEntry, Store
 from gateway.uplink.traffic import Traffic, TrafficStatistics
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -38,16 +38,11 @@ class UplinkStatistics:
     idle_disconnects: int = 0
 
 
-def wall_ms() -> int:
-    """Wall-clock UTC milliseconds (per-day traffic totals follow the UTC day)."""
-    return time.time_ns() // 1_000_000
-
-
 class Delivery:
     """Hands the oldest outbox batches to a transport and settles them with what it reports."""
 
     def __init__(
-        self, store: Store, *, sealed: asyncio.Event, max_inflight: int, clock: Callable[[], int] = wall_ms
+        self, store: Store, *, sealed: asyncio.Event, max_inflight: int, clock: Callable[[], int] = now_ms
     ) -> None:
         self._store = store
         self.clock = clock

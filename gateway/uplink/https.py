@@ -24,11 +24,11 @@ from aiohttp.tracing import Trace
 
 from buffer import OutboxEntry, Store
 from gateway.config import HttpsConfig, UplinkConfig
-from gateway.errors import ConfigError, UplinkError, first_leaf
 from gateway.uplink.delivery import Delivery, Uplink, UplinkState, UplinkStatistics
 from gateway.uplink.session import ResumingContext
 from gateway.uplink.traffic import Traffic
 from gateway.wire import MEDIA_TYPE
+from kernel.errors import ConfigError, UplinkError, first_leaf
 
 log = structlog.get_logger(__name__)
 

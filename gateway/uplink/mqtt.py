@@ -16,9 +16,9 @@ import structlog
 
 from buffer import OutboxEntry, Store
 from gateway.config import UplinkConfig
-from gateway.errors import UplinkError
 from gateway.uplink.delivery import Delivery, Uplink, UplinkState, UplinkStatistics
 from gateway.uplink.session import ResumingContext, hold_nat_open, keepalive_for, mqtt_keepalive_for
+from kernel.errors import UplinkError
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from gateway.model import Quality, Reading
+from kernel.model import Quality, Reading
 
 #: the body format version this library writes
 FORMAT_VERSION = 3

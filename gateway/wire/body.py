@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 import cbor2
 import zstandard
 
-from gateway.errors import MalformedBatch, UnsupportedVersion, WireError
 from gateway.wire import intcol
 from gateway.wire.batch import (
     EPOCH_LENGTH,
@@ -27,6 +26,7 @@ from gateway.wire.cbor_limits import MAX_ITEMS, check_items
 from gateway.wire.readings import decode_readings, encode_readings
 from gateway.wire.scale import resolution_of, scale_of
 from gateway.wire.windows import decode_windows, encode_windows
+from kernel.errors import MalformedBatch, UnsupportedVersion, WireError
 
 # keys of the body map (docs/wire-format.md, "Body")
 VERSION, GATEWAY, SEQ, CREATED, SERIES, READINGS, WINDOWS, GAPS, EVENTS, EPOCH, ROLLOVER = range(11)

@@ -8,7 +8,7 @@ at most MAX_ITEMS objects (about 80 bytes each: 16 MB) nested at most MAX_DEPTH 
 
 from __future__ import annotations
 
-from gateway.errors import MalformedBatch
+from kernel.errors import MalformedBatch
 
 #: items in one body: a batch of 1,000 series with 10,000 gaps and events has about 70,000
 MAX_ITEMS = 200_000

@@ -12,7 +12,7 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.errors import BadSignature, MalformedBatch
+from kernel.errors import BadSignature, MalformedBatch
 
 #: CBOR tag of a COSE_Sign1 message (RFC 9052 section 2)
 COSE_SIGN1_TAG = 18

@@ -15,8 +15,8 @@ import heapq
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import MalformedBatch
 from gateway.wire.varint import unzigzag, zigzag
+from kernel.errors import MalformedBatch
 
 MAX_CODE_LENGTH = 12
 DIRECT_SYMBOLS = 16

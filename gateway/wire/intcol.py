@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
-from gateway.errors import MalformedBatch
 from gateway.wire import huffman, varint
+from kernel.errors import MalformedBatch
 
 METHOD_VARINT = 0
 METHOD_HUFFMAN = 1

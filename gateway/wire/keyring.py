@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.errors import ConfigError, UnknownKey
+from kernel.errors import ConfigError, UnknownKey
 
 #: length of a key id in bytes
 KID_LENGTH = 8

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import MalformedBatch
 from gateway.wire import huffman, intcol
+from kernel.errors import MalformedBatch
 
 IntArray = npt.NDArray[np.int64]
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import MalformedBatch
 from gateway.wire import intcol, varint
+from kernel.errors import MalformedBatch
 
 IntArray = npt.NDArray[np.int64]
 

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import MalformedBatch
 from gateway.wire import intcol, steps
 from gateway.wire.batch import ReadingColumns, SeriesInfo
 from gateway.wire.scale import Scale, dequantise, quantise, scale_of
+from kernel.errors import MalformedBatch
 
 # keys of the readings map (docs/wire-format.md, "Readings")
 COUNTS, HEADS, TIMESTAMPS, _, FLOATS, QUALITY, EXCEPTIONS = range(7)  # 3, 7, 8, 9: steps.py

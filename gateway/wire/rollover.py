@@ -7,8 +7,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.errors import BadSignature, MalformedBatch
 from gateway.wire.batch import KeyRollover
+from kernel.errors import BadSignature, MalformedBatch
 
 #: domain separation for the proof, so it can never be mistaken for a batch signature
 ROLLOVER_CONTEXT = "rostock-gateway key rollover v1"

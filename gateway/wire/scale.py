@@ -7,7 +7,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import MalformedBatch
+from kernel.errors import MalformedBatch
 
 #: a decimal scale k means value = q / 10**k; 10**22 is the largest power of ten a float64 holds exactly
 MAX_DECIMAL_EXPONENT = 22

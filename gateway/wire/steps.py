@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import MalformedBatch
 from gateway.wire import huffman, intcol, lattice, predict
 from gateway.wire.scale import Scale
+from kernel.errors import MalformedBatch
 
 # keys of the readings map that hold value steps (docs/wire-format.md, 3.2.3, 3.2.4 and 3.2.8)
 STEPS, LATTICES, GRID_STEPS, GROUPS, PREDICTORS = 3, 7, 8, 9, 10

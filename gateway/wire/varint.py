@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import MalformedBatch
+from kernel.errors import MalformedBatch
 
 _MAX_BYTES = 10  # a 64-bit value needs at most ceil(64 / 7) groups
 #: a value at or above _THRESHOLDS[k - 1] needs more than k bytes

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.errors import BadSignature, UnknownKey
 from gateway.wire.batch import Batch
 from gateway.wire.body import DecodedBody, decode_body
 from gateway.wire.cose import SignedMessage, parse_sign1
 from gateway.wire.keyring import Keyring, kid_for
 from gateway.wire.rollover import check_rollover
+from kernel.errors import BadSignature, UnknownKey
 
 
 def verify_and_decode(blob: bytes, keyring: Keyring) -> Batch:

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import MalformedBatch
 from gateway.wire import intcol
 from gateway.wire.batch import WINDOW_FIELDS, WindowColumns
+from kernel.errors import MalformedBatch
 
 #: integer columns stored relative to the same row's window_start rather than the previous row
 _RELATIVE_TO_START = frozenset({"first_ts", "last_ts"})

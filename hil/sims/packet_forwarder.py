@@ -36,8 +36,8 @@ from drivers.lora.lorawan.phypayload import (
     build_join_request,
     parse_join_accept_plain,
 )
-from gateway.errors import ProtocolError
 from hil.sims.lora_payloads import ENCODERS, sample_payload
+from kernel.errors import ProtocolError
 
 GATEWAY_A = 0xAA555A0000000001
 GATEWAY_B = 0xAA555A0000000002

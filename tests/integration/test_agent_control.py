@@ -27,8 +27,8 @@ from conftest import Processes, wait_until
 from drivers.serial import sds011
 from gateway import keys, tomlwriter
 from gateway.control import query_status, request
-from gateway.errors import GatewayError
 from hil.broker import Mosquitto, free_port
+from kernel.errors import GatewayError
 
 
 @dataclass
@@ -195,6 +195,7 @@ def test_the_status_table_shows_a_silent_sensor_as_stale_with_the_reason(rig: Ri
     assert "kid " in result.stdout and str(rig.config) in result.stdout
 
 
+@pytest.mark.slow
 def test_watch_streams_one_sensor_while_the_agent_keeps_delivering_upstream(rig: Rig) -> None:
     before = rig.status()["uplink"]
     assert isinstance(before, dict)
@@ -215,6 +216,7 @@ def test_watch_streams_one_sensor_while_the_agent_keeps_delivering_upstream(rig:
     assert rig.status()["agent"]["watchers"] == 0  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_a_modbus_read_through_the_agent_is_queued_between_its_polls(rig: Rig) -> None:
     before = rig.status()["drivers"]
     sock = rig.state / "control.sock"
@@ -250,6 +252,7 @@ def test_a_modbus_read_through_the_agent_is_queued_between_its_polls(rig: Rig) -
     assert silent.returncode == 2 and "no answer from unit 9 at address 1" in silent.stderr
 
 
+@pytest.mark.slow
 def test_the_last_uplinks_of_a_lorawan_device_come_from_the_agent_holding_the_udp_port(rig: Rig) -> None:
     result = rig.gateway("lorawan", "uplinks", "warnow-level-1", "--json")
     assert result.returncode == 0, result.stderr
@@ -265,6 +268,7 @@ def test_the_last_uplinks_of_a_lorawan_device_come_from_the_agent_holding_the_ud
     assert taken.returncode == 2 and "no sensor 'nobody'" in taken.stderr
 
 
+@pytest.mark.slow
 def test_serial_probe_on_the_agents_port_points_to_the_agent_and_reads_through_it(rig: Rig) -> None:
     dust = str(rig.config.parent / "ttyDUST")
     held = rig.gateway("serial", "probe", dust, "--protocol", "sds011", "--count", "1")
@@ -288,6 +292,7 @@ def test_a_direct_modbus_read_on_the_agents_port_offers_the_way_through_it(rig: 
     assert "--via-agent" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_selftest_fails_on_a_silent_sensor_and_passes_once_it_talks(rig: Rig) -> None:
     wait_until(lambda: rig.sensor("quiet-1").get("state") == "stale", 20, "quiet-1 stale")
     failing = rig.gateway("selftest", "--json")
@@ -320,6 +325,7 @@ def test_a_one_megabyte_request_line_is_refused_and_the_agent_answers_on(rig: Ri
     assert "Traceback" not in rig.processes.log("agent")
 
 
+@pytest.mark.slow
 def test_flush_reconnects_the_uplink_now_instead_of_after_its_backoff(rig: Rig) -> None:
     """It stops and restarts the broker: the other tests of the module do not depend on the uplink after it."""
     rig.broker.stop()
@@ -348,6 +354,7 @@ def test_flush_reconnects_the_uplink_now_instead_of_after_its_backoff(rig: Rig) 
     assert datetime.fromisoformat(connected[0]["timestamp"]) < backoff_ends
 
 
+@pytest.mark.slow
 def test_selftest_with_the_agent_stopped_runs_the_drivers_itself(
     tmp_path: Path, processes: Processes
 ) -> None:

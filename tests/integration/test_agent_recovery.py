@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import Processes, read_json, wait_until
 from test_skeleton_path import start_station, status, stored_rows, write_config
 
@@ -30,6 +31,7 @@ def station_and_receiver(tmp_path: Path, processes: Processes, broker: Mosquitto
     return config, db, stats_file
 
 
+@pytest.mark.slow
 def test_after_a_quarantine_delivery_goes_on_with_no_replay_and_the_backend_hears_of_it(
     tmp_path: Path, processes: Processes, broker: Mosquitto
 ) -> None:
@@ -80,6 +82,7 @@ def noisy_wal_frame(db: Path) -> None:
         f.write(random.Random(5).randbytes(1024))
 
 
+@pytest.mark.slow
 def test_the_agent_survives_damaged_buffers_in_a_row_and_keeps_delivering(
     tmp_path: Path, processes: Processes, broker: Mosquitto
 ) -> None:
@@ -118,6 +121,7 @@ def zero_page(db: Path, table: str) -> None:
         f.write(b"\0" * page_size)
 
 
+@pytest.mark.slow
 def test_a_second_agent_on_the_same_state_directory_is_refused_and_the_first_stays_visible(
     tmp_path: Path, processes: Processes
 ) -> None:

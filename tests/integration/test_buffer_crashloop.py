@@ -47,7 +47,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from buffer import Store, StoreOptions
 from gateway import wire
-from gateway.model import Reading
+from kernel.model import Reading
+from kernel.wallclock import now_ms
 
 db, port, keyfile, first, mode, topic, t0 = sys.argv[1:8]
 first, t0 = int(first), int(t0)
@@ -76,7 +77,7 @@ def seal_one(store):
         return False
     seq = store.next_seq()
     body = wire.encode_batch(
-        gateway_id="gw1", seq=seq, created_ms=int(time.time() * 1000),
+        gateway_id="gw1", seq=seq, created_ms=now_ms(),
         series=[wire.SeriesInfo(s, q, u) for s, q, u in p.series_keys],
         readings=wire.ReadingColumns(series=p.series, ts_ms=p.ts_ms, value=p.value, quality=p.quality),
     )

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Processes
 
 from gateway import keys, tomlwriter
@@ -66,6 +67,7 @@ def run_runner(config: Path, timeout_s: float) -> tuple[int, dict[str, dict[str,
     return result.returncode, {line["sensor"]: line for line in lines[:-1]}, lines[-1]
 
 
+@pytest.mark.slow
 def test_every_sensor_that_delivers_passes_and_the_run_exits_0(tmp_path: Path, processes: Processes) -> None:
     code, sensors, summary = run_runner(config_for(tmp_path, processes, missing_sensor=False), 30)
     assert code == 0, sensors
@@ -76,6 +78,7 @@ def test_every_sensor_that_delivers_passes_and_the_run_exits_0(tmp_path: Path, p
     assert {d["driver"] for d in summary["drivers"]} >= {"weather-1", "dust-1"}
 
 
+@pytest.mark.slow
 def test_a_sensor_that_delivers_nothing_fails_the_run_and_says_why(
     tmp_path: Path, processes: Processes
 ) -> None:

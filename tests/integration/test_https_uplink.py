@@ -26,14 +26,14 @@ from test_skeleton_path import start_station, station_total, status, stored_rows
 from buffer import Store
 from gateway import tomlwriter, wire
 from gateway.config import UplinkConfig
-from gateway.errors import UplinkError
-from gateway.model import Reading
 from gateway.receiver import BatchEndpoint, Committer, ReceiverCore, RegisteredKey, SqliteStore
-from gateway.receiver.service import now_ms
 from gateway.uplink.https import HttpsUplink
 from hil.broker import free_port
 from hil.fleet import SimulatedGateway
 from hil.tls import ServerCertificate, loopback_certificate
+from kernel.errors import UplinkError
+from kernel.model import Reading
+from kernel.wallclock import now_ms
 
 GATEWAY = "gw-1"
 T0 = 1_767_225_600_000
@@ -190,6 +190,7 @@ async def test_a_server_the_gateway_does_not_trust_gets_nothing(tmp_path: Path, 
     assert backend.receiver.statistics().verified == 0
 
 
+@pytest.mark.slow
 def test_agent_backlog_arrives_once_over_https_after_the_backend_was_down(
     tmp_path: Path, processes: Processes
 ) -> None:

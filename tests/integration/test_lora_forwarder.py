@@ -17,7 +17,6 @@ from drivers.lora.codecs import codec_for
 from drivers.lora.forwarder import LorawanDevice, PacketForwarderServer
 from drivers.lora.lorawan.crypto import SessionKey
 from drivers.lora.lorawan.devices import DeviceProfile, Session
-from gateway.model import HealthEvent, Reading
 from hil.sims.packet_forwarder import (
     DEMO_DEVICES,
     GATEWAY_A,
@@ -28,6 +27,7 @@ from hil.sims.packet_forwarder import (
     plan_scenario,
     run_scenario,
 )
+from kernel.model import HealthEvent, Reading
 
 
 class RecordingSink:

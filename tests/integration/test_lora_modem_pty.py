@@ -10,10 +10,10 @@ import pytest
 from drivers.base import DriverSpec
 from drivers.lora.config import ModemSection
 from drivers.lora.modem.driver import ModemDriver
-from gateway.model import HealthEvent, Reading
 from hil.sims.lora_modem import ModemEmulator, serve_on_pty
 from hil.sims.lora_payloads import dl_mbx
 from hil.sims.pty_port import PtyPort
+from kernel.model import HealthEvent, Reading
 
 
 class Sink:

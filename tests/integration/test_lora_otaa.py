@@ -14,9 +14,9 @@ from drivers.lora.codecs import codec_for
 from drivers.lora.forwarder import LorawanDevice, PacketForwarderServer
 from drivers.lora.lorawan.crypto import SessionKey
 from drivers.lora.lorawan.devices import DeviceProfile, OtaaIdentity
-from gateway.model import HealthEvent, Reading
 from hil.sims.lora_payloads import em300_th
 from hil.sims.packet_forwarder import ForwarderEmulator, OtaaSimDevice, build_uplink
+from kernel.model import HealthEvent, Reading
 
 DEVICE = OtaaSimDevice(
     "harbour-th-1", 0x70B3D57ED0001234, 0x70B3D57ED0000000, "98929b92c49edba9676d646d3b612456"

@@ -12,22 +12,10 @@ from drivers.base import DriverSpec
 from drivers.modbus import build_drivers
 from drivers.modbus.config import ModbusSection
 from drivers.modbus.profile import load_profile
-from gateway.model import Quality
 from hil.sims.modbus_slave import ModbusSimulator, SimulatedSlave, SlaveMode
+from kernel.model import Quality
 
 GUARD_S = 20.0  # only a guard against hanging: the tests wait for events, not for time
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.readings = []
-        self.events = []
-
-    def reading(self, reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event) -> None:
-        self.events.append(event)
 
 
 async def stop(task: asyncio.Task[None]) -> None:
@@ -66,7 +54,8 @@ def section(port: str, unit: int, profile: str, **extra) -> ModbusSection:
     return ModbusSection(port=port, unit=unit, profile=profile, **settings)
 
 
-async def test_dead_slow_and_refusing_slaves_do_not_hold_up_the_healthy_one(simulator, tmp_path):
+@pytest.mark.slow
+async def test_dead_slow_and_refusing_slaves_do_not_hold_up_the_healthy_one(simulator, tmp_path, sink):
     slaves = [
         SimulatedSlave(1, load_profile("radar_level")),
         SimulatedSlave(2, load_profile("radar_level"), SlaveMode.DEAD),
@@ -82,7 +71,6 @@ async def test_dead_slow_and_refusing_slaves_do_not_hold_up_the_healthy_one(simu
         for unit, name in profiles.items()
     ]
     [bus] = build_drivers(specs)
-    sink = ListSink()
     task = asyncio.create_task(bus.run(sink))
     try:
         stats = lambda: {s.unit: s for s in bus.statistics().slaves}  # noqa: E731
@@ -130,7 +118,8 @@ type = "uint16"
 """
 
 
-async def test_late_answers_of_a_slave_slower_than_its_timeout_never_mix_up_values(simulator, tmp_path):
+@pytest.mark.slow
+async def test_late_answers_of_a_slave_slower_than_its_timeout_never_mix_up_values(simulator, tmp_path, sink):
     (tmp_path / "two_registers.toml").write_text(TWO_HOLDING_REGISTERS)
     slow = SimulatedSlave(3, load_profile("two_registers", tmp_path), SlaveMode.SLOW, slow_s=0.45)
     _sim, line = await simulator([SimulatedSlave(1, load_profile("radar_level")), slow], tmp_path)
@@ -144,7 +133,6 @@ async def test_late_answers_of_a_slave_slower_than_its_timeout_never_mix_up_valu
         ),
     ]
     [bus] = build_drivers(specs)
-    sink = ListSink()
     task = asyncio.create_task(bus.run(sink))
     try:
         late = lambda q: [r for r in sink.readings if r.sensor == "late" and r.quantity == q]  # noqa: E731
@@ -159,11 +147,11 @@ async def test_late_answers_of_a_slave_slower_than_its_timeout_never_mix_up_valu
     assert bus.statistics().slaves[0].polls_failed == 0
 
 
-async def test_slave_switched_from_dead_to_normal_is_probed_back_to_life(simulator, tmp_path):
+@pytest.mark.slow
+async def test_slave_switched_from_dead_to_normal_is_probed_back_to_life(simulator, tmp_path, sink):
     sim, line = await simulator([SimulatedSlave(5, load_profile("radar_level"), SlaveMode.DEAD)], tmp_path)
     spec = DriverSpec("radar", section(line.client_port, 5, "radar_level", timeout_s=0.2, dead_retry_s=0.5))
     [bus] = build_drivers([spec])
-    sink = ListSink()
     task = asyncio.create_task(bus.run(sink))
     try:
         await until(lambda: bus.statistics().slaves[0].state == "dead")
@@ -176,10 +164,10 @@ async def test_slave_switched_from_dead_to_normal_is_probed_back_to_life(simulat
     assert bus.statistics().slaves[0].state == "alive"
 
 
-async def test_unplugged_adapter_is_reopened_and_readings_resume(simulator, tmp_path):
+@pytest.mark.slow
+async def test_unplugged_adapter_is_reopened_and_readings_resume(simulator, tmp_path, sink):
     _sim, line = await simulator([SimulatedSlave(7, load_profile("radar_level"))], tmp_path)
     [bus] = build_drivers([DriverSpec("radar", section(line.client_port, 7, "radar_level"))])
-    sink = ListSink()
     task = asyncio.create_task(bus.run(sink))
     try:
         await until(lambda: len(sink.readings) >= 3)
@@ -195,11 +183,10 @@ async def test_unplugged_adapter_is_reopened_and_readings_resume(simulator, tmp_
     assert bus.statistics().opens >= 2
 
 
-async def test_strict_device_refusing_holes_is_read_field_by_field(simulator, tmp_path):
+async def test_strict_device_refusing_holes_is_read_field_by_field(simulator, tmp_path, sink):
     slave = SimulatedSlave(1, load_profile("radar_level"), refuse_holes=True)
     _sim, line = await simulator([slave], tmp_path)
     [bus] = build_drivers([DriverSpec("radar", section(line.client_port, 1, "radar_level"))])
-    sink = ListSink()
     task = asyncio.create_task(bus.run(sink))
     try:
         await until(lambda: {r.quantity for r in sink.readings} >= {"distance", "water_level"})

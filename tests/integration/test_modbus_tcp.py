@@ -5,24 +5,14 @@ from __future__ import annotations
 import asyncio
 import math
 
+import pytest
+
 from drivers.base import DriverSpec
 from drivers.modbus import build_drivers
 from drivers.modbus.config import ModbusSection
 from drivers.modbus.profile import load_profile
-from gateway.model import Quality
 from hil.sims.modbus_slave import ModbusSimulator, SimulatedSlave, SlaveMode
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.readings = []
-        self.events = []
-
-    def reading(self, reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event) -> None:
-        self.events.append(event)
+from kernel.model import Quality
 
 
 async def stop(task: asyncio.Task[None]) -> None:
@@ -32,7 +22,7 @@ async def stop(task: asyncio.Task[None]) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_three_profiles_over_tcp_give_readings_with_their_units():
+async def test_three_profiles_over_tcp_give_readings_with_their_units(sink):
     names = {1: "sdm630", 2: "analog_4_20ma", 3: "radar_level"}
     sim = ModbusSimulator([SimulatedSlave(u, load_profile(n)) for u, n in names.items()])
     port = await sim.start_tcp()
@@ -45,7 +35,6 @@ async def test_three_profiles_over_tcp_give_readings_with_their_units():
     ]
     drivers = build_drivers(specs)
     assert len(drivers) == 1
-    sink = ListSink()
     task = asyncio.create_task(drivers[0].run(sink))
     try:
         async with asyncio.timeout(20):
@@ -128,14 +117,13 @@ order = "DCBA"
 """
 
 
-async def test_every_table_and_mixed_orders_round_trip_through_a_real_server(tmp_path):
+async def test_every_table_and_mixed_orders_round_trip_through_a_real_server(tmp_path, sink):
     (tmp_path / "mixed.toml").write_text(MIXED)
     profile = load_profile("mixed", tmp_path)
     sim = ModbusSimulator([SimulatedSlave(5, profile)])
     port = await sim.start_tcp()
     section = ModbusSection(host="127.0.0.1", tcp_port=port, unit=5, profile="mixed", profiles_dir=tmp_path)
     [driver] = build_drivers([DriverSpec("plc", section)])
-    sink = ListSink()
     task = asyncio.create_task(driver.run(sink))
     try:
         async with asyncio.timeout(20):
@@ -156,7 +144,8 @@ async def test_every_table_and_mixed_orders_round_trip_through_a_real_server(tmp
     assert driver.statistics().slaves[0].reads_per_poll == 4  # coil, discrete, holding, input
 
 
-async def test_dead_slow_and_refusing_units_behind_one_tcp_server_leave_the_healthy_one_alone():
+@pytest.mark.slow
+async def test_dead_slow_and_refusing_units_behind_one_tcp_server_leave_the_healthy_one_alone(sink):
     radar = load_profile("radar_level")
     sim = ModbusSimulator(
         [
@@ -185,7 +174,6 @@ async def test_dead_slow_and_refusing_units_behind_one_tcp_server_leave_the_heal
         for unit, name in profiles.items()
     ]
     [driver] = build_drivers(specs)
-    sink = ListSink()
     task = asyncio.create_task(driver.run(sink))
     stats = lambda: {s.unit: s for s in driver.statistics().slaves}  # noqa: E731
     try:
@@ -208,7 +196,7 @@ async def test_dead_slow_and_refusing_units_behind_one_tcp_server_leave_the_heal
     assert [e.kind for e in sink.events].count("slave_dead") == 1
 
 
-async def test_server_restart_is_a_lost_connection_that_is_reopened():
+async def test_server_restart_is_a_lost_connection_that_is_reopened(sink):
     radar = load_profile("radar_level")
     sim = ModbusSimulator([SimulatedSlave(1, radar)])
     port = await sim.start_tcp()
@@ -216,7 +204,6 @@ async def test_server_restart_is_a_lost_connection_that_is_reopened():
         host="127.0.0.1", tcp_port=port, unit=1, profile="radar_level", poll_interval_s=0.1
     )
     [driver] = build_drivers([DriverSpec("radar", section)])
-    sink = ListSink()
     task = asyncio.create_task(driver.run(sink))
     try:
         async with asyncio.timeout(20):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import cbor2
+import pytest
 import zstandard
 from conftest import Processes, read_json, wait_until
 
@@ -59,6 +60,7 @@ async def post_all(port: int, cases: list[tuple[str, bytes]]) -> list[int]:
         return list(await asyncio.gather(*(post(p, b) for p, b in cases)))
 
 
+@pytest.mark.slow
 def test_hostile_bodies_are_refused_and_peak_memory_stays_under_400_mb(
     tmp_path: Path, processes: Processes
 ) -> None:

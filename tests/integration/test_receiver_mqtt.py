@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
 from conftest import Processes, read_json, wait_until
 from test_skeleton_path import start_station, station_total, write_config
 
-from gateway.errors import StorageError
 from gateway.receiver import (
     BatchSubscriber,
     BrokerSettings,
@@ -31,6 +31,7 @@ from gateway.receiver import (
 from hil.broker import Mosquitto, free_port
 from hil.fleet import SimulatedGateway, publish_all, topic_of, write_public_keys
 from hil.tls import loopback_certificate
+from kernel.errors import StorageError
 
 GATEWAYS, BATCHES_EACH, SERIES, PER_SERIES = 20, 40, 5, 20  # 800 batches of 100 readings
 
@@ -87,6 +88,7 @@ def assert_each_batch_stored_once(db: Path, total: int) -> None:
     assert stored(db, "SELECT count(*) FROM readings") == total * SERIES * PER_SERIES
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_receiver_under_load_loses_and_duplicates_no_batch(
     tmp_path: Path, broker: Mosquitto, processes: Processes
 ) -> None:
@@ -108,6 +110,7 @@ def test_kill_9_of_the_receiver_under_load_loses_and_duplicates_no_batch(
     assert_each_batch_stored_once(receivers.db, len(messages))
 
 
+@pytest.mark.slow
 def test_three_receivers_share_the_load_and_a_killed_ones_batches_wait_for_it_in_its_session(
     tmp_path: Path, broker: Mosquitto, processes: Processes
 ) -> None:
@@ -136,6 +139,7 @@ def test_three_receivers_share_the_load_and_a_killed_ones_batches_wait_for_it_in
     print(f"{waiting} of {len(messages)} batches waited for the killed member")
 
 
+@pytest.mark.slow
 def test_a_key_rotation_the_backend_was_not_told_of_loses_nothing(
     tmp_path: Path, processes: Processes
 ) -> None:
@@ -175,6 +179,7 @@ def test_a_key_rotation_the_backend_was_not_told_of_loses_nothing(
     assert not (tmp_path / "keys" / "rollover.pending").exists()
 
 
+@pytest.mark.slow
 def test_the_receiver_subscribes_over_tls_with_a_user_name_and_password_file(
     tmp_path: Path, processes: Processes
 ) -> None:

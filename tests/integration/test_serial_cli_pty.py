@@ -39,6 +39,7 @@ def gateway(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_probe_json_prints_count_readings_and_reports_bad_frames(sds011: Path) -> None:
     result = gateway("probe", str(sds011), "--protocol", "sds011", "--count", "6", "--json")
     assert result.returncode == 0, result.stderr
@@ -49,6 +50,7 @@ def test_probe_json_prints_count_readings_and_reports_bad_frames(sds011: Path) -
     assert "ChecksumMismatch" in result.stderr
 
 
+@pytest.mark.slow
 def test_probe_query_mode_polls_a_sensor_that_does_not_stream(sds011: Path) -> None:
     quiet = gateway("probe", str(sds011), "--protocol", "sds011", "--query", "--count", "2", "--json")
     assert quiet.returncode == 0, quiet.stderr
@@ -58,6 +60,7 @@ def test_probe_query_mode_polls_a_sensor_that_does_not_stream(sds011: Path) -> N
     assert "only 0 of 1" in silent.stderr
 
 
+@pytest.mark.slow
 def test_sniff_dumps_the_bytes_with_timestamps(sds011: Path) -> None:
     result = gateway("sniff", str(sds011), "--duration", "1.5", "--json")
     assert result.returncode == 0, result.stderr
@@ -109,6 +112,7 @@ def test_hangup_every_n_frames_replugs_at_the_same_link(tmp_path: Path) -> None:
     assert json.loads(out.splitlines()[-1])["bad"] >= 1
 
 
+@pytest.mark.slow
 def test_probe_tells_a_missing_port_from_one_the_agent_holds(sds011: Path, tmp_path: Path) -> None:
     missing = gateway("probe", str(tmp_path / "ttyUSB9"), "--protocol", "sds011", "--count", "1")
     assert missing.returncode == 1
@@ -120,6 +124,7 @@ def test_probe_tells_a_missing_port_from_one_the_agent_holds(sds011: Path, tmp_p
     assert "gateway watch" in held.stderr
 
 
+@pytest.mark.slow
 def test_probe_with_the_wrong_protocol_counts_the_bytes_that_did_arrive(sds011: Path) -> None:
     result = gateway("probe", str(sds011), "--protocol", "pms5003", "--count", "1", "--timeout", "1.5")
     assert result.returncode == 1

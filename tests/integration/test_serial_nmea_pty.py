@@ -15,19 +15,6 @@ import pytest
 from drivers.base import DriverSpec
 from drivers.serial import build_drivers
 from drivers.serial.config import SerialSection
-from gateway.model import HealthEvent, Reading
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self.events: list[HealthEvent] = []
-
-    def reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event: HealthEvent) -> None:
-        self.events.append(event)
 
 
 @pytest.fixture
@@ -59,13 +46,13 @@ async def until(condition: Callable[[], bool], what: str, timeout_s: float = 20)
         pytest.fail(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 async def test_every_sentence_the_station_sent_arrives_once_even_across_a_hangup(
-    station: tuple[subprocess.Popen[str], Path],
+    station: tuple[subprocess.Popen[str], Path], sink
 ) -> None:
     process, link = station
     section = SerialSection(port=str(link), baud=4800, reopen_initial_s=0.1, reopen_cap_s=0.5)
     (driver,) = build_drivers([DriverSpec("wx-1", section, stale_after_s=30)])
-    sink = ListSink()
     task = asyncio.create_task(driver.run(sink))
     try:
         await until(lambda: len(sink.readings) >= 30, "first readings")

@@ -21,8 +21,8 @@ import pytest
 from drivers.base import Driver, DriverSpec
 from drivers.serial import SerialDriver, build_drivers
 from drivers.serial.config import SerialSection
-from gateway.model import HealthEvent, Reading
 from hil.sims.line_sensor import PATTERN
+from kernel.model import HealthEvent, Reading
 
 LINE_REGEX = {
     "pattern": PATTERN,
@@ -165,6 +165,7 @@ async def cancel(tasks: list[asyncio.Task[None]]) -> None:
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", [k for k in SENSORS if k != "nmea"])
 async def test_each_sensor_type_survives_an_unplug_mid_frame_without_loss(
     kind: str, sims: Callable[..., Sim]
@@ -191,6 +192,7 @@ async def test_each_sensor_type_survives_an_unplug_mid_frame_without_loss(
     assert stats.codec.checksum_errors + stats.codec.malformed + stats.codec.ignored > 0
 
 
+@pytest.mark.slow
 async def test_twenty_sensors_at_once_and_an_unplug_only_touches_its_own_sensor(
     sims: Callable[..., Sim],
 ) -> None:
@@ -216,6 +218,7 @@ async def test_twenty_sensors_at_once_and_an_unplug_only_touches_its_own_sensor(
     assert noticed == {s.sensor for s in unplugged}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["nmea", "sds011-query"])
 async def test_a_silent_sensor_goes_stale_and_recovers_without_invented_readings(
     kind: str, sims: Callable[..., Sim]

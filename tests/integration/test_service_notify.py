@@ -107,6 +107,7 @@ async def run_stuck_and_recover(
     assert any(m.startswith(b"STOPPING=1") for m in drain(notify))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("owner", "method", "part"),
     [(Writer, "_commit", "buffer-writer"), (Batcher, "_seal_next", "batcher")],

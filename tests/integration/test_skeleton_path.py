@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiomqtt
 import cbor2
+import pytest
 from conftest import Processes, read_json, wait_until
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pycose.keys.okp import OKPKey
@@ -23,9 +24,9 @@ from pycose.messages import Sign1Message
 from gateway import keys, tomlwriter
 from gateway.clock import kernel_clock_synchronised
 from gateway.control import query_status
-from gateway.errors import GatewayError
-from gateway.model import Quality
 from hil.broker import Mosquitto, free_port
+from kernel.errors import GatewayError
+from kernel.model import Quality
 
 
 def start_station(processes: Processes, link: Path, rate: float) -> subprocess.Popen[str]:
@@ -84,6 +85,7 @@ def stored_rows(db: Path, query: str) -> list[tuple[object, ...]]:
         return conn.execute(query).fetchall()
 
 
+@pytest.mark.slow
 def test_backlog_from_an_outage_arrives_once_in_seq_order_and_sigterm_is_clean(
     tmp_path: Path, processes: Processes
 ) -> None:
@@ -212,6 +214,7 @@ def test_agent_refuses_a_group_readable_key(tmp_path: Path) -> None:
     assert private_key in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_loses_nothing_across_a_broker_outage(tmp_path: Path) -> None:
     result = subprocess.run(
         [

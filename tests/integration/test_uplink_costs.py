@@ -15,12 +15,12 @@ from buffer import Store, StoreOptions
 from gateway import wire
 from gateway.batcher import Batcher
 from gateway.config import UplinkConfig
-from gateway.model import Reading
 from gateway.sealing import Due, SealingRules
 from gateway.uplink.mqtt import MqttUplink
 from gateway.uplink.session import hold_nat_open, keepalive_for, mqtt_keepalive_for
 from hil.broker import Mosquitto
 from hil.tls import loopback_certificate
+from kernel.model import Reading
 
 KEY = Ed25519PrivateKey.generate()
 T0 = 1_780_000_000_000

@@ -93,6 +93,7 @@ def test_garbage_exits_1_with_one_line(signed: tuple[Path, Path], tmp_path: Path
     assert "MalformedBatch" in result.stderr
 
 
+@pytest.mark.slow
 def test_keys_init_refuses_to_overwrite_and_rotate_keeps_the_old_kid(tmp_path: Path) -> None:
     first = gateway("keys", "init", "--dir", str(tmp_path), "--json")
     assert first.returncode == 0, first.stderr
@@ -107,6 +108,7 @@ def test_keys_init_refuses_to_overwrite_and_rotate_keeps_the_old_kid(tmp_path: P
     assert shown["kid"] == json.loads(rotated.stdout)["kid"] != old_kid
 
 
+@pytest.mark.slow
 def test_another_gateways_key_exits_1(signed: tuple[Path, Path], tmp_path: Path) -> None:
     batch, _ = signed
     assert gateway("keys", "init", "--dir", str(tmp_path)).returncode == 0

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from gateway.errors import ConfigError
-from gateway.model import Quality
+from kernel.errors import ConfigError
+from kernel.model import Quality
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ flag bit 0 = distance sensor (distance mm, number of valid samples), bit 1 = bat
 from __future__ import annotations
 
 from drivers.lora.codecs import Measurement
-from gateway.errors import ProtocolError
-from gateway.model import Quality
+from kernel.errors import ProtocolError
+from kernel.model import Quality
 
 _PROTOCOL_VERSION = 2
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from drivers.lora.codecs import Measurement
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 
 def _u(data: bytes) -> int:

@@ -9,7 +9,7 @@ information records (fixed sizes below) that hold no measurement.
 from __future__ import annotations
 
 from drivers.lora.codecs import Measurement
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 #: device-information records on channel 0xFF: type -> value length
 _INFO_SIZES = {0x01: 1, 0x09: 2, 0x0A: 2, 0x0B: 1, 0x0F: 1, 0x16: 8}

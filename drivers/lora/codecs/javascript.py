@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.lora.codecs import Measurement
-from gateway.errors import ConfigError, ProtocolError
+from kernel.errors import ConfigError, ProtocolError
 
 # imported by name: quickjs-ng ships no type information
 quickjs: Any = importlib.import_module("quickjs")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import struct
 
 from drivers.lora.codecs import Measurement
-from gateway.errors import ProtocolError
-from gateway.model import Quality
+from kernel.errors import ProtocolError
+from kernel.model import Quality
 
 _LAYOUT = struct.Struct(">HhHB")
 _EXT_TEMPERATURE = 0x01

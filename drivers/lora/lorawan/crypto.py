@@ -12,7 +12,7 @@ import struct
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 UPLINK = 0
 DOWNLINK = 1

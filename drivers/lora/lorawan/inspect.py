@@ -21,7 +21,7 @@ from drivers.lora.lorawan.phypayload import (
     parse_join_request,
     parse_mhdr,
 )
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 
 def describe_frame(

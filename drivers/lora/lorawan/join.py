@@ -20,7 +20,7 @@ from drivers.lora.lorawan.crypto import (
 from drivers.lora.lorawan.devices import DeviceProfile, Session
 from drivers.lora.lorawan.phypayload import build_join_accept_plain, parse_join_request
 from drivers.lora.lorawan.state import NetworkState
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 JOIN_ACCEPT_DELAY1_US = 5_000_000
 JOIN_ACCEPT_DELAY2_US = 6_000_000

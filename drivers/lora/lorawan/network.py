@@ -20,7 +20,7 @@ from drivers.lora.lorawan.fcnt import infer_fcnt32, is_fresh
 from drivers.lora.lorawan.join import JoinAnswer, JoinServer
 from drivers.lora.lorawan.phypayload import DataFrame, MType, parse_data_frame, parse_mhdr
 from drivers.lora.lorawan.state import NetworkState
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 #: how long a frame's bytes are remembered to call a late copy a duplicate, not a replay
 RECENT_S = 10.0

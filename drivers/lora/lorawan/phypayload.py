@@ -11,7 +11,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 MIC_LEN = 4
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import StorageError
+from kernel.errors import StorageError
 
 STATE_VERSION = 1
 #: DevNonces remembered per device (LoRaWAN 1.0 nonces are random: keep a bounded history)

@@ -2,17 +2,17 @@
 
 Reuses the serial transport (`drivers.serial.transport.SerialLine`); the line protocols are
 in `protocol.py`. Set-up commands wait for their answer (COMMAND_TIMEOUT_S each); a modem that
-does not answer is a DeviceError and the port is reopened with `gateway.backoff.Backoff`.
+does not answer is a DeviceError and the port is reopened by a `kernel.retry.RetrySeries`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import structlog
 
@@ -31,9 +31,11 @@ from drivers.lora.modem.protocol import (
 )
 from drivers.lora.readings import measurement_readings, signal_readings
 from drivers.serial.driver import Line
-from gateway.backoff import Backoff
-from gateway.errors import DeviceError, ProtocolError
-from gateway.model import HealthEvent
+from kernel.backoff import Backoff
+from kernel.errors import DeviceError, ProtocolError
+from kernel.model import HealthEvent
+from kernel.retry import RetrySeries
+from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
 
@@ -100,31 +102,30 @@ class ModemDriver:
     async def run(self, sink: Sink) -> None:
         """Keep the modem listening until cancelled, reopening the port after failures."""
         s = self._section
-        backoff = Backoff(s.reopen_initial_s, s.reopen_cap_s)
+        series = RetrySeries(
+            log, "lora_modem", Backoff(s.reopen_initial_s, s.reopen_cap_s), sensor=self.sensor_id
+        )
         while True:
             try:
                 line = await self._opener(s)
             except DeviceError as exc:
-                self._failed(exc, backoff.failures, sink)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(self._failed(exc, series, sink))
                 continue
             try:
-                await self._session(line, sink, backoff)
+                await self._session(line, sink, series)
             except DeviceError as exc:
-                self._failed(exc, backoff.failures, sink)
+                delay = self._failed(exc, series, sink)
                 self._counts["reopens"] += 1
             finally:
                 await line.close()
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(delay)
 
-    def _failed(self, exc: DeviceError, failures: int, sink: Sink) -> None:
-        if failures == 0:
-            log.warning("lora_modem.failed", sensor=self.sensor_id, error=str(exc))
-            sink.event(HealthEvent(time.time_ns() // 1_000_000, self.sensor_id, "device_error", str(exc)))
-        else:
-            log.debug("lora_modem.failed_again", sensor=self.sensor_id, error=str(exc))
+    def _failed(self, exc: DeviceError, series: RetrySeries, sink: Sink) -> float:
+        if not series.failing:  # the first of a series is a health event too
+            sink.event(HealthEvent(now_ms(), self.sensor_id, "device_error", str(exc)))
+        return series.failed(exc)
 
-    async def _session(self, line: Line, sink: Sink, backoff: Backoff) -> None:
+    async def _session(self, line: Line, sink: Sink, series: RetrySeries) -> NoReturn:
         protocol = self._protocol()
         s = self._section
         events: list[ModemEvent] = []
@@ -135,9 +136,7 @@ class ModemDriver:
             await self._ensure_p2p_mode(line, protocol, events)
         for command in commands:
             await self._command(line, protocol, command, events)
-        if backoff.failures:
-            log.info("lora_modem.recovered", sensor=self.sensor_id)
-        backoff.reset()
+        series.succeeded()
         log.info("lora_modem.listening", sensor=self.sensor_id, modem=s.modem, freq=s.frequency_hz)
         for event in events:
             await self._handle(event, line, protocol, sink)
@@ -213,7 +212,7 @@ class ModemDriver:
 
     def _packet(self, packet: Packet, sink: Sink) -> None:
         self._counts["packets"] += 1
-        ts = time.time_ns() // 1_000_000
+        ts = now_ms()
         if self._section.signal_readings and packet.rssi is not None:
             for reading in signal_readings(self.sensor_id, ts, packet.rssi, packet.snr):
                 sink.reading(reading)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 MAX_LINE = 1024
 

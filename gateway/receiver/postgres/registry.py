@@ -8,9 +8,9 @@ from typing import Any
 from psycopg import Connection
 from psycopg.rows import TupleRow
 
-from gateway.errors import ConfigError, UnknownKey
 from gateway.receiver.postgres.contents import text
 from gateway.receiver.store import QuarantinedBatch, QuarantineEntry, RegisteredKey
+from kernel.errors import ConfigError, UnknownKey
 
 #: rejected (non-retryable) quarantine rows kept, the oldest deleted beyond it (as the SQLite store)
 REJECTED_KEEP = 1000

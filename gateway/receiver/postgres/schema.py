@@ -18,7 +18,7 @@ import numpy.typing as npt
 from psycopg import Connection
 from psycopg.rows import TupleRow
 
-from gateway.errors import StorageError
+from kernel.errors import StorageError
 
 #: pg_advisory_xact_lock keys: receivers starting together migrate one after the other, and create a day's
 #: partition once (arbitrary constants, "gw-schema" and "gw-parts" in ASCII)

@@ -12,7 +12,6 @@ import psycopg
 from psycopg import Connection, errors
 from psycopg.rows import TupleRow
 
-from gateway.errors import StorageError
 from gateway.receiver.postgres import registry
 from gateway.receiver.postgres.contents import (
     INCOMING_WINDOWS,
@@ -39,6 +38,7 @@ from gateway.receiver.store import (
     RegisteredKey,
     VerifiedBatch,
 )
+from kernel.errors import StorageError
 
 #: a group commit that deadlocked or hit a serialization failure is tried again this many times in all
 #: (claims are made in identity order, so this is a safety net, not the normal path)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.errors import GatewayError
 from hil.postgres import THROWAWAY, PostgresCluster, find_postgres_bindir
+from kernel.errors import GatewayError
 
 _databases = itertools.count()
 

@@ -10,8 +10,6 @@ import psycopg
 import pytest
 
 from gateway import wire
-from gateway.errors import GatewayError
-from gateway.model import Quality
 from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.sqlite import SqliteStore
 from gateway.receiver.store import (
@@ -22,6 +20,8 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from hil.fleet import SimulatedGateway
+from kernel.errors import GatewayError
+from kernel.model import Quality
 from postgres_store.pg_batches import signed, verified
 
 T0 = 1_767_225_600_000

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from hil.fleet import SimulatedGateway
 from hil.postgres import PostgresCluster
@@ -80,6 +81,7 @@ def run_round(dsn: str, queue: Path, ack_file: Path, seed: int, kill_after_s: fl
                 receiver.wait()
 
 
+@pytest.mark.slow
 def test_receivers_killed_mid_commit_store_every_batch_exactly_once(
     tmp_path: Path, postgres_cluster: PostgresCluster, fresh_dsn: str
 ) -> None:

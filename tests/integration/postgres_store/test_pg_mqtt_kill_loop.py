@@ -43,6 +43,7 @@ def start(
     return child, stats
 
 
+@pytest.mark.slow
 def test_receivers_on_postgresql_killed_under_load_store_every_batch_once(
     broker: Mosquitto, processes: Processes, postgres_cluster: PostgresCluster, fresh_dsn: str
 ) -> None:

@@ -9,11 +9,11 @@ import psycopg
 import pytest
 
 from gateway import wire
-from gateway.errors import StorageError
 from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.postgres.schema import SCHEMA_VERSION
 from gateway.receiver.store import Outcome, VerifiedBatch
 from hil.fleet import SimulatedGateway
+from kernel.errors import StorageError
 from postgres_store.pg_batches import signed, verified
 
 MIDNIGHT = 1_767_312_000_000  # 2026-01-02T00:00:00Z

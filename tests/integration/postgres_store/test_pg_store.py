@@ -12,7 +12,6 @@ import psycopg
 import pytest
 
 from gateway import wire
-from gateway.errors import ConfigError, StorageError, UnknownKey
 from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.store import (
     Outcome,
@@ -22,6 +21,7 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from hil.fleet import SimulatedGateway
+from kernel.errors import ConfigError, StorageError, UnknownKey
 from postgres_store.pg_batches import keyring_of, signed, verified
 
 

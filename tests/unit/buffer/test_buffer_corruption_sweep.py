@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from buffer import Store, StoreOptions
-from gateway.model import HealthEvent, Reading
+from kernel.model import HealthEvent, Reading
 
 FAST = StoreOptions(commit_interval_s=0.01)
 CASES = 240
@@ -116,6 +116,7 @@ def recovers(folder: Path, figures: Figures) -> None:
         figures.delivered_after += len(found)
 
 
+@pytest.mark.slow
 def test_every_damaged_buffer_opens_or_is_quarantined_and_delivers_new_readings(tmp_path: Path) -> None:
     build_template(tmp_path)
     rng = random.Random(SEED)

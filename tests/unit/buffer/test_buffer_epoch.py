@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from buffer import Store, StoreOptions
 from gateway import wire
 from gateway.batcher import Batcher
-from gateway.model import Reading
 from gateway.sealing import Due, SealingRules
+from kernel.model import Reading
 
 FAST = StoreOptions(commit_interval_s=0.01)
 

@@ -20,8 +20,8 @@ from structlog.testing import capture_logs
 
 import buffer.schema
 from buffer import PendingSlice, Store, StoreOptions
-from gateway.errors import StorageError
-from gateway.model import Reading
+from kernel.errors import StorageError
+from kernel.model import Reading
 
 SQLITE_IOERR = 10
 

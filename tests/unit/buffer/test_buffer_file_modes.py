@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from buffer import Store, StoreOptions
-from gateway.model import Reading
+from kernel.model import Reading
 
 FAST = StoreOptions(commit_interval_s=0.01)
 

@@ -18,7 +18,7 @@ from test_buffer_quota import drain
 
 import buffer.quarantine
 from buffer import Store, StoreOptions
-from gateway.model import Reading
+from kernel.model import Reading
 
 GROUP = 1000
 RNG = np.random.default_rng(11)

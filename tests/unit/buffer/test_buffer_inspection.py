@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from buffer import Store, StoreOptions
 from gateway.cli.buffer import group
-from gateway.model import Reading
+from kernel.model import Reading
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_recent_newest_first_and_by_sensor(running: Store, tmp_path: Path) -> No
 
 def test_recent_names_quality_flags_and_rounds_at_the_declared_resolution(tmp_path: Path) -> None:
     from gateway import tomlwriter
-    from gateway.model import Quality
+    from kernel.model import Quality
 
     store = Store.open(tmp_path / "state" / "buffer.db", StoreOptions(commit_interval_s=0.02))
     flags = Quality.CLOCK_UNSYNCED | Quality.DEVICE_WARNING

@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 import buffer.schema
 from buffer import Store, StoreOptions
 from gateway.cli.buffer import group
-from gateway.errors import StorageError
-from gateway.model import Reading
+from kernel.errors import StorageError
+from kernel.model import Reading
 
 FAST = StoreOptions(commit_interval_s=0.02)
 

@@ -14,7 +14,8 @@ import pytest
 import buffer.schema
 import buffer.writer
 from buffer import GapRecord, Store, StoreOptions
-from gateway.model import HealthEvent, Reading
+from kernel.model import HealthEvent, Reading
+from kernel.wallclock import now_ms
 
 GROUP = 1000
 RNG = np.random.default_rng(3)
@@ -219,7 +220,7 @@ def test_batched_raw_readings_are_pruned_after_keep_raw(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(buffer.writer, "PRUNE_EVERY_S", 0.0)
-    now = int(time.time() * 1000)
+    now = now_ms()
     old = [Reading("a", "t", now - 3_600_000 + i, 1.0, "C") for i in range(100)]
     also_old = [Reading("b", "t", now - 3_600_000 + i, 2.0, "C") for i in range(100)]
     db = tmp_path / "b.db"

@@ -15,8 +15,8 @@ import pytest
 
 from buffer import StalePending, Store, StoreOptions
 from buffer.writer import Writer
-from gateway.errors import StorageError
-from gateway.model import HealthEvent, Quality, Reading
+from kernel.errors import StorageError
+from kernel.model import HealthEvent, Quality, Reading
 
 FAST = StoreOptions(commit_interval_s=0.02)
 

@@ -12,7 +12,7 @@ from drivers.lora import build_drivers
 from drivers.lora.config import LorawanSection, ModemSection
 from drivers.lora.forwarder import PacketForwarderServer
 from drivers.lora.modem.driver import ModemDriver
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 NWK = "44024241ed4ce9a68c6a8bc055233fd3"
 APP = "ec925802ae430ca77fd3dd73cb2cc588"

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.lora.codecs import Measurement, codec_for
-from gateway.errors import ConfigError, ProtocolError
-from gateway.model import Quality
+from kernel.errors import ConfigError, ProtocolError
+from kernel.model import Quality
 
 
 def values(measurements: list[Measurement]) -> dict[str, float]:

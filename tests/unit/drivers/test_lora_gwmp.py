@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.lora import gwmp
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 EUI = 0xAA555A0000000101
 HEADER = bytes([2, 0x12, 0x34, 0]) + EUI.to_bytes(8, "big")

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.lora.codecs import codec_for
 from drivers.lora.codecs.javascript import JavascriptCodec
-from gateway.errors import ConfigError, ProtocolError
+from kernel.errors import ConfigError, ProtocolError
 
 # A formatter in the TTN style (ES5, sloppy mode: an undeclared variable and `with` are legal),
 # decoding the Milesight EM300-TH layout so it can be checked against the native codec.

@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
+from drivers.base import Sink
 from drivers.lora.codecs import codec_for
 from drivers.lora.config import ModemSection
 from drivers.lora.modem.driver import ModemDriver
 from drivers.lora.modem.protocol import Info, Noise, Packet, Rak3172Protocol, Reply, Rn2483Protocol, RxEnded
-from gateway.errors import DeviceError
-from gateway.model import HealthEvent, Reading
 from hil.sims.lora_modem import ModemEmulator
 from hil.sims.lora_payloads import em300_th
+from kernel.errors import DeviceError
 
 
 def feed_bytewise(protocol: Rak3172Protocol | Rn2483Protocol, data: bytes) -> list[object]:
@@ -97,18 +97,6 @@ class FakeLine:
         self.closed = True
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self.events: list[HealthEvent] = []
-
-    def reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event: HealthEvent) -> None:
-        self.events.append(event)
-
-
 async def run_until(driver: ModemDriver, sink: Sink, condition: object) -> None:
     task = asyncio.create_task(driver.run(sink))
     try:
@@ -122,7 +110,7 @@ async def run_until(driver: ModemDriver, sink: Sink, condition: object) -> None:
 
 
 @pytest.mark.parametrize(("kind", "old"), [("rak3172", False), ("rak3172", True), ("rn2483", False)])
-async def test_driver_sets_up_the_modem_and_decodes_packets(kind: str, old: bool) -> None:
+async def test_driver_sets_up_the_modem_and_decodes_packets(kind: str, old: bool, sink) -> None:
     modem = ModemEmulator(kind, old_firmware=old)
     line = FakeLine(modem)
 
@@ -131,7 +119,6 @@ async def test_driver_sets_up_the_modem_and_decodes_packets(kind: str, old: bool
 
     section = ModemSection(modem=kind, port="/dev/fake", codec="em300_th", spreading_factor=9)  # type: ignore[arg-type]
     driver = ModemDriver("p2p-1", section, codec_for("em300_th"), opener)  # type: ignore[arg-type]
-    sink = Sink()
 
     async def feed_when_listening() -> None:
         while not modem.receiving:
@@ -152,7 +139,7 @@ async def test_driver_sets_up_the_modem_and_decodes_packets(kind: str, old: bool
         assert next(r.value for r in sink.readings if r.quantity == "rssi") == -77.0
 
 
-async def test_refused_command_is_a_device_error_and_the_port_is_reopened() -> None:
+async def test_refused_command_is_a_device_error_and_the_port_is_reopened(sink) -> None:
     modem = ModemEmulator("rn2483", refuse=frozenset({"radio set freq 868100000"}))
     opened: list[FakeLine] = []
 
@@ -162,14 +149,13 @@ async def test_refused_command_is_a_device_error_and_the_port_is_reopened() -> N
 
     section = ModemSection(modem="rn2483", port="/dev/fake", reopen_initial_s=0.01, reopen_cap_s=0.02)
     driver = ModemDriver("p2p-2", section, codec_for("raw"), opener)  # type: ignore[arg-type]
-    sink = Sink()
     await run_until(driver, sink, lambda: len(opened) >= 3)
     assert all(line.closed for line in opened[:-1])
     assert [e.kind for e in sink.events] == ["device_error"]  # once per failure series
     assert driver.statistics().reopens >= 2
 
 
-async def test_unplugged_port_raises_device_error_from_opener_and_retries() -> None:
+async def test_unplugged_port_raises_device_error_from_opener_and_retries(sink) -> None:
     attempts = 0
 
     async def opener(section: ModemSection) -> FakeLine:
@@ -179,11 +165,11 @@ async def test_unplugged_port_raises_device_error_from_opener_and_retries() -> N
 
     section = ModemSection(modem="rak3172", port="/dev/fake", reopen_initial_s=0.01, reopen_cap_s=0.02)
     driver = ModemDriver("p2p-3", section, codec_for("raw"), opener)  # type: ignore[arg-type]
-    await run_until(driver, Sink(), lambda: attempts >= 3)
+    await run_until(driver, sink, lambda: attempts >= 3)
 
 
 @pytest.mark.parametrize(("work_mode", "silent"), [(1, False), (1, True), (0, False)])
-async def test_rui3_is_switched_to_p2p_only_when_needed(work_mode: int, silent: bool) -> None:
+async def test_rui3_is_switched_to_p2p_only_when_needed(work_mode: int, silent: bool, sink) -> None:
     modem = ModemEmulator("rak3172", work_mode=work_mode, silent_restart=silent)
     line = FakeLine(modem)
 
@@ -192,7 +178,6 @@ async def test_rui3_is_switched_to_p2p_only_when_needed(work_mode: int, silent: 
 
     section = ModemSection(modem="rak3172", port="/dev/fake", codec="em300_th")
     driver = ModemDriver("p2p-4", section, codec_for("em300_th"), opener)  # type: ignore[arg-type]
-    sink = Sink()
     await run_until(driver, sink, lambda: modem.receiving)
     assert modem.work_mode == 0
     assert modem.restarts == work_mode  # a module already in P2P mode is not restarted
@@ -215,7 +200,7 @@ class SameReadLine(FakeLine):
         self.inbox.put_nowait(answer)
 
 
-async def test_packet_in_the_same_read_as_the_last_answer_is_not_lost() -> None:
+async def test_packet_in_the_same_read_as_the_last_answer_is_not_lost(sink) -> None:
     modem = ModemEmulator("rak3172", work_mode=0)
     line = SameReadLine(modem, em300_th(3.5, 40.0))
 
@@ -224,6 +209,5 @@ async def test_packet_in_the_same_read_as_the_last_answer_is_not_lost() -> None:
 
     section = ModemSection(modem="rak3172", port="/dev/fake", codec="em300_th")
     driver = ModemDriver("p2p-5", section, codec_for("em300_th"), opener)  # type: ignore[arg-type]
-    sink = Sink()
     await run_until(driver, sink, lambda: driver.statistics().packets >= 1)
     assert [r.value for r in sink.readings if r.quantity == "temperature"] == [3.5]

@@ -15,8 +15,8 @@ from drivers.lora.lorawan.fcnt import MAX_FCNT_GAP, infer_fcnt32
 from drivers.lora.lorawan.network import LorawanNetwork
 from drivers.lora.lorawan.phypayload import parse_data_frame
 from drivers.lora.lorawan.state import NetworkState, load_state, save_state
-from gateway.errors import ProtocolError, StorageError
 from hil.sims.packet_forwarder import DEMO_DEVICES, OtaaSimDevice, SimDevice, build_uplink
+from kernel.errors import ProtocolError, StorageError
 
 
 @pytest.mark.parametrize(

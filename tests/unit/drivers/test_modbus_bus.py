@@ -11,14 +11,15 @@ from collections import Counter
 
 import structlog.testing
 
+from drivers.base import Sink
 from drivers.modbus.breaker import SlaveBreaker
 from drivers.modbus.bus import BusTiming, ModbusBus
 from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout
 from drivers.modbus.planner import PlanLimits
 from drivers.modbus.profile import load_profile, parse_profile
 from drivers.modbus.slave import Slave
-from gateway.backoff import Backoff
-from gateway.model import Quality
+from kernel.backoff import Backoff
+from kernel.model import Quality
 
 CHAR_S = 10 / 9600
 
@@ -118,21 +119,6 @@ class FakeLink:
         return [a & 0xFFFF for a in range(first[2], first[2] + first[3])]
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.readings = []
-        self.events = []
-
-    def reading(self, reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event) -> None:
-        self.events.append(event)
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]
-
-
 def radar_slave(unit: int, interval_s: float = 1.0, max_gap: int = 1) -> Slave:
     profile = load_profile("radar_level")
     slave = Slave.planned(
@@ -149,7 +135,7 @@ def radar_slave(unit: int, interval_s: float = 1.0, max_gap: int = 1) -> Slave:
     return slave
 
 
-async def run_for(bus: ModbusBus, time: VirtualTime, seconds: float, sink: ListSink) -> None:
+async def run_for(bus: ModbusBus, time: VirtualTime, seconds: float, sink: Sink) -> None:
     task = asyncio.create_task(bus.run(sink))
     end = time.now + seconds
     while time.now < end and not task.done():
@@ -172,8 +158,8 @@ def make_bus(time: VirtualTime, link: FakeLink, slaves: list[Slave]) -> ModbusBu
     )
 
 
-async def test_one_request_at_a_time_with_the_connect_gap_and_the_gap_between_requests():
-    time, sink = VirtualTime(), ListSink()
+async def test_one_request_at_a_time_with_the_connect_gap_and_the_gap_between_requests(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     link.dead.add(3)
     link.lose_at_request = 20  # an unplug: the gap after connecting applies again
@@ -191,8 +177,8 @@ async def test_one_request_at_a_time_with_the_connect_gap_and_the_gap_between_re
     assert reads > 50
 
 
-async def test_one_dead_slave_of_five_leaves_the_others_their_poll_rate():
-    time, sink = VirtualTime(), ListSink()
+async def test_one_dead_slave_of_five_leaves_the_others_their_poll_rate(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     link.dead.add(5)
     slaves = [radar_slave(unit) for unit in range(1, 6)]
@@ -208,8 +194,8 @@ async def test_one_dead_slave_of_five_leaves_the_others_their_poll_rate():
     assert sink.kinds().count("slave_dead") == 1
 
 
-async def test_each_slave_keeps_its_own_timeout_and_retries():
-    time, sink = VirtualTime(), ListSink()
+async def test_each_slave_keeps_its_own_timeout_and_retries(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     link.dead.update({1, 2})
     patient, hasty = radar_slave(1), radar_slave(2)
@@ -225,8 +211,10 @@ async def test_each_slave_keeps_its_own_timeout_and_retries():
     link.read = timed_read
     at_death: dict[int, list[float]] = {}
 
+    record = sink.event
+
     def noting_deaths(event) -> None:
-        ListSink.event(sink, event)
+        record(event)
         if event.kind == "slave_dead":
             unit = 1 if event.detail.startswith("radar1") else 2
             at_death[unit] = list(waited[unit])
@@ -239,8 +227,8 @@ async def test_each_slave_keeps_its_own_timeout_and_retries():
     assert set(waited[1]) == {2.0} and set(waited[2]) == {0.2}
 
 
-async def test_dead_slave_is_noticed_again_when_it_answers():
-    time, sink = VirtualTime(), ListSink()
+async def test_dead_slave_is_noticed_again_when_it_answers(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     link.dead.add(2)
     bus = make_bus(time, link, [radar_slave(1), radar_slave(2)])
@@ -253,8 +241,8 @@ async def test_dead_slave_is_noticed_again_when_it_answers():
     assert {s.state for s in bus.statistics().slaves} == {"alive"}
 
 
-async def test_exception_response_flags_readings_and_is_reported_once_per_change():
-    time, sink = VirtualTime(), ListSink()
+async def test_exception_response_flags_readings_and_is_reported_once_per_change(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     link.refusing[2] = 6
     bus = make_bus(time, link, [radar_slave(1), radar_slave(2)])
@@ -276,8 +264,8 @@ async def test_exception_response_flags_readings_and_is_reported_once_per_change
     assert fresh and all(r.quality == Quality.OK for r in fresh)
 
 
-async def test_readings_carry_profile_quantity_unit_and_scaled_value():
-    time, sink = VirtualTime(), ListSink()
+async def test_readings_carry_profile_quantity_unit_and_scaled_value(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     bus = make_bus(time, link, [radar_slave(1)])
     await run_for(bus, time, 1.5, sink)
@@ -289,8 +277,8 @@ async def test_readings_carry_profile_quantity_unit_and_scaled_value():
     assert first["distance"].ts_ms >= 1_700_000_000_000
 
 
-async def test_merged_read_refused_for_a_hole_falls_back_to_one_read_per_field():
-    time, sink = VirtualTime(), ListSink()
+async def test_merged_read_refused_for_a_hole_falls_back_to_one_read_per_field(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     link.holes = {2, 4}
     slave = radar_slave(1)
@@ -304,7 +292,7 @@ async def test_merged_read_refused_for_a_hole_falls_back_to_one_read_per_field()
     assert "exception_response" not in sink.kinds()
 
 
-async def test_late_answers_of_a_slow_slave_are_never_taken_for_another_read():
+async def test_late_answers_of_a_slow_slave_are_never_taken_for_another_read(sink):
     profile = parse_profile(
         {
             "name": "two",
@@ -320,7 +308,7 @@ async def test_late_answers_of_a_slow_slave_are_never_taken_for_another_read():
         "slow", 3, profile, profile.fields, PlanLimits(), interval_s=2, timeout_s=1, retries=1
     )
     assert len(slow.reads) == 2
-    time, sink = VirtualTime(), ListSink()
+    time = VirtualTime()
     link = FakeLink(time)
     link.latency[3] = 1.5  # slower than its timeout: only a retry catches the answer
     bus = make_bus(time, link, [slow, radar_slave(1)])
@@ -332,8 +320,8 @@ async def test_late_answers_of_a_slow_slave_are_never_taken_for_another_read():
                for r in sink.readings if r.sensor == "radar1")  # fmt: skip
 
 
-async def test_lost_port_is_reopened_and_polling_goes_on():
-    time, sink = VirtualTime(), ListSink()
+async def test_lost_port_is_reopened_and_polling_goes_on(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     link.lose_at_request = 5
     bus = make_bus(time, link, [radar_slave(1)])
@@ -344,7 +332,7 @@ async def test_lost_port_is_reopened_and_polling_goes_on():
     assert sum(1 for r in sink.readings if r.quantity == "distance") >= 15
 
 
-async def test_not_a_number_from_a_meter_is_flagged_invalid():
+async def test_not_a_number_from_a_meter_is_flagged_invalid(sink):
     profile = parse_profile(
         {
             "name": "nan",
@@ -355,15 +343,15 @@ async def test_not_a_number_from_a_meter_is_flagged_invalid():
     slave = Slave.planned(
         "meter", 1, profile, profile.fields, PlanLimits(), interval_s=1, timeout_s=0.5, retries=0
     )
-    time, sink = VirtualTime(), ListSink()
+    time = VirtualTime()
     link = FakeLink(time)
     link.words[1] = list(struct.unpack(">HH", struct.pack(">f", math.nan)))
     await run_for(make_bus(time, link, [slave]), time, 0.5, sink)
     assert sink.readings and sink.readings[0].quality & Quality.INVALID
 
 
-async def test_silent_slave_turns_stale_once_and_recovers_when_data_returns():
-    time, sink = VirtualTime(), ListSink()
+async def test_silent_slave_turns_stale_once_and_recovers_when_data_returns(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     slave = radar_slave(1)
     slave.stale_after_s = 30.0
@@ -378,8 +366,8 @@ async def test_silent_slave_turns_stale_once_and_recovers_when_data_returns():
     assert [e.kind for e in sink.events if e.source == "radar1"] == ["stale", "recovered"]
 
 
-async def test_a_failing_slave_warns_once_then_debug_then_info_when_it_answers_again():
-    time, sink = VirtualTime(), ListSink()
+async def test_a_failing_slave_warns_once_then_debug_then_info_when_it_answers_again(sink):
+    time = VirtualTime()
     link = FakeLink(time)
     link.dead.add(1)
     bus = make_bus(time, link, [radar_slave(1)])

@@ -9,7 +9,7 @@ from drivers.base import DriverSpec
 from drivers.modbus import build_drivers
 from drivers.modbus.config import ModbusSection
 from drivers.modbus.profile import SHIPPED_PROFILES, load_profile, parse_profile
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 
 def spec(sensor: str, **section) -> DriverSpec[ModbusSection]:

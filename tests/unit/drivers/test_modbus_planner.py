@@ -19,7 +19,7 @@ from drivers.modbus.planner import (
 )
 from drivers.modbus.profile import load_profile
 from drivers.modbus.registers import RegisterKind
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.modbus.registers import DataType, WordOrder, decode_words, encode_value
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 # Every type in every order, the registers written out by hand from the value's big-endian bytes
 # (ABCD: registers in order; CDAB: registers reversed; BADC: bytes swapped in each register;

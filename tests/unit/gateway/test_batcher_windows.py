@@ -19,9 +19,9 @@ from buffer import Store, StoreOptions
 from gateway import wire
 from gateway.aggregation import aggregate
 from gateway.batcher import Batcher
-from gateway.model import Quality, Reading
 from gateway.sealing import Due, SealingRules
 from gateway.windowing import Windowing, WindowPolicy
+from kernel.model import Quality, Reading
 
 W = 10_000  # 10-s windows
 ALLOWED = 2_000

@@ -6,7 +6,7 @@ import json
 
 from gateway.agent import StoreSink
 from gateway.clock import ClockSample, ClockWatch, sample_now
-from gateway.model import Quality, Reading
+from kernel.model import Quality, Reading
 
 DAY_MS = 86_400_000
 #: fake-hwclock's saved time after a week switched off, and the true time

@@ -11,7 +11,7 @@ import pytest
 
 from gateway import tomlwriter
 from gateway.config import GatewayConfig, load_config, parse_config
-from gateway.errors import ConfigError
+from kernel.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "config" / "example.toml"

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.control import MAX_CONNECTIONS, ControlServer, RequestFailed, request, subscribe
 from gateway.health import ReadingFeed, ReadingFilter, SensorBoard
-from gateway.model import HealthEvent, Quality, Reading
+from kernel.model import HealthEvent, Quality, Reading
 
 
 @contextlib.asynccontextmanager

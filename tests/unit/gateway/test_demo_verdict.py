@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.demo import proves_something
-from gateway.errors import GatewayError
+from kernel.errors import GatewayError
 
 
 def test_a_demo_that_produced_nothing_fails() -> None:

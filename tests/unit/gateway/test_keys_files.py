@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
 from gateway.keys import (
     describe,
     generate_keypair,
@@ -17,6 +16,7 @@ from gateway.keys import (
     rotate_keypair,
 )
 from gateway.wire import kid_for
+from kernel.errors import ConfigError
 
 
 def test_generate_writes_a_private_0600_pkcs8_and_a_public_spki(tmp_path: Path) -> None:

@@ -21,9 +21,9 @@ from gateway.keys import (
     pending_rollover,
     rotate_keypair,
 )
-from gateway.model import Reading
 from gateway.receiver import Arrival, Outcome, ReceiverCore, RegisteredKey, SqliteStore
 from gateway.sealing import Due, SealingRules
+from kernel.model import Reading
 
 T0 = 1_780_000_000_000
 

@@ -11,11 +11,11 @@ from test_batcher_windows import ALLOWED, MAX_LATE, T0, Clock, Gateway, W, raw_o
 
 from gateway.agent import StoreSink
 from gateway.config import parse_config
-from gateway.errors import ConfigError
 from gateway.metrics import render
-from gateway.model import Quality, Reading
 from gateway.plausibility import DEFAULT_LIMITS, Plausibility
 from gateway.windowing import WindowPolicy
+from kernel.errors import ConfigError
+from kernel.model import Quality, Reading
 
 
 @pytest.fixture

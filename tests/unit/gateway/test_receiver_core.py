@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway import wire
 from gateway.clock import ClockSample, ClockWatch
-from gateway.model import HealthEvent, Quality
 from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
 from hil.fleet import SimulatedGateway
+from kernel.model import HealthEvent, Quality
 
 NOW = 1_767_300_000_000
 

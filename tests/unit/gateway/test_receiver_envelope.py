@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import MalformedBatch
 from gateway.receiver.envelope import parse_canonical
 from gateway.wire.cose import parse_sign1
 from hil.fleet import SimulatedGateway
+from kernel.errors import MalformedBatch
 
 GENUINE = SimulatedGateway("gw-1").batch()
 

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.cli import main
-from gateway.errors import ConfigError
 from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
 from hil.fleet import SimulatedGateway
+from kernel.errors import ConfigError
 
 NOW = 1_767_300_000_000
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
 from gateway.liveness import Progress
 from gateway.sdnotify import (
     MAX_STATUS_CHARS,
@@ -20,6 +19,7 @@ from gateway.sdnotify import (
     watchdog_setting,
 )
 from gateway.watchdog import ServiceWatch
+from kernel.errors import ConfigError
 
 
 @pytest.fixture

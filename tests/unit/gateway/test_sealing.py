@@ -14,10 +14,10 @@ from buffer import Store, StoreOptions
 from gateway import wire
 from gateway.batcher import Batcher
 from gateway.config import parse_config
-from gateway.errors import ConfigError
-from gateway.model import Reading
 from gateway.sealing import Due, SealingRules, Thresholds
 from gateway.windowing import Windowing, WindowPolicy
+from kernel.errors import ConfigError
+from kernel.model import Reading
 
 KEY = Ed25519PrivateKey.generate()
 T0 = 1_780_000_000_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.backoff import Backoff
 from gateway.supervisor import Supervised
+from kernel.backoff import Backoff
 
 
 async def test_failing_task_restarts_while_sibling_keeps_running() -> None:

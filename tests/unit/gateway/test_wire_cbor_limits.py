@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import MalformedBatch
 from gateway.wire.body import decode_body
 from gateway.wire.cbor_limits import check_items
 from gateway.wire.cose import parse_sign1
 from hil.fleet import SimulatedGateway
+from kernel.errors import MalformedBatch
 
 
 def test_a_genuine_body_passes() -> None:

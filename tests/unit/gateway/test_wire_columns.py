@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import MalformedBatch
 from gateway.wire import (
     Keyring,
     ReadingColumns,
@@ -21,6 +20,7 @@ from gateway.wire import (
     sign,
     verify_and_decode,
 )
+from kernel.errors import MalformedBatch
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 

@@ -13,9 +13,9 @@ from pycose.keys import OKPKey
 from pycose.keys.curves import Ed25519
 from pycose.messages import Sign1Message
 
-from gateway.errors import BadSignature, MalformedBatch, UnknownKey
 from gateway.wire import Keyring, ReadingColumns, SeriesInfo, encode_batch, kid_for, sign
 from gateway.wire import verify_and_decode as verify
+from kernel.errors import BadSignature, MalformedBatch, UnknownKey
 
 T0 = 1_764_150_000_000
 
@@ -114,7 +114,7 @@ def test_a_gateway_cannot_sign_for_another(key: Ed25519PrivateKey, ring: Keyring
 
 
 def test_a_key_cannot_be_registered_for_two_gateways(key: Ed25519PrivateKey, ring: Keyring) -> None:
-    from gateway.errors import ConfigError
+    from kernel.errors import ConfigError
 
     with pytest.raises(ConfigError, match="already registered"):
         ring.add("gw-2", key.public_key())

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import zstandard
 
-from gateway.errors import MalformedBatch
 from gateway.wire import ReadingColumns, SeriesInfo
 from gateway.wire.body import SERIES, decode_body, encode_batch
+from kernel.errors import MalformedBatch
 
 SERIES_TABLE = [SeriesInfo("dust-1", "pm10", "ug/m3", 0.1, 1000), SeriesInfo("t-1", "temperature", "C", 0.01)]
 

@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import BadSignature, MalformedBatch, UnknownKey, UnsupportedVersion
 from gateway.wire import (
     Keyring,
     ReadingColumns,
@@ -23,6 +22,7 @@ from gateway.wire import (
     sign,
     verify_and_decode,
 )
+from kernel.errors import BadSignature, MalformedBatch, UnknownKey, UnsupportedVersion
 
 WIRE_ERRORS = (BadSignature, UnknownKey, UnsupportedVersion, MalformedBatch)
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)

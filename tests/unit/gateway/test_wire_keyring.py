@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.errors import ConfigError, UnknownKey
 from gateway.wire import Keyring, kid_for
+from kernel.errors import ConfigError, UnknownKey
 
 
 def write_pem(path: Path) -> Ed25519PublicKey:

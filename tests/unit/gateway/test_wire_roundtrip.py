@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.model import Quality, Reading
 from gateway.wire import (
     FORMAT_VERSION,
     Batch,
@@ -26,6 +25,7 @@ from gateway.wire import (
     sign,
     verify_and_decode,
 )
+from kernel.model import Quality, Reading
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 T0 = 1_764_150_000_000

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import pytest
 from structlog.testing import capture_logs
 
-from drivers.base import DriverSpec
+from drivers.base import DriverSpec, Sink
 from drivers.serial import build_drivers
 from drivers.serial.config import SerialSection
 from drivers.serial.driver import Line, SerialDriver
 from drivers.serial.nmea import NmeaCodec, sentence
-from gateway.errors import DeviceError
-from gateway.model import HealthEvent, Reading
+from kernel.errors import DeviceError
+from kernel.wallclock import now_ms
 
 MTW = sentence("YXMTW,11.2,C")
 
@@ -62,24 +61,12 @@ class Ports:
         return item
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self.events: list[HealthEvent] = []
-
-    def reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event: HealthEvent) -> None:
-        self.events.append(event)
-
-
 def spec(stale_after_s: float = 60.0) -> DriverSpec[SerialSection]:
     section = SerialSection(port="/dev/fake", reopen_initial_s=0.01, reopen_cap_s=0.02)
     return DriverSpec("water-1", section, stale_after_s=stale_after_s)
 
 
-async def run_until(driver: SerialDriver, sink: ListSink, done: Callable[[], bool]) -> None:
+async def run_until(driver: SerialDriver, sink: Sink, done: Callable[[], bool]) -> None:
     task = asyncio.create_task(driver.run(sink))
     try:
         async with asyncio.timeout(10):
@@ -91,19 +78,18 @@ async def run_until(driver: SerialDriver, sink: ListSink, done: Callable[[], boo
             await task
 
 
-async def test_readings_carry_sensor_id_and_the_reception_wall_clock() -> None:
-    before = time.time_ns() // 1_000_000
+async def test_readings_carry_sensor_id_and_the_reception_wall_clock(sink) -> None:
+    before = now_ms()
     driver = SerialDriver(spec(), NmeaCodec(), opener=Ports([FakeLine([MTW[:7], MTW[7:]])]))
-    sink = ListSink()
     await run_until(driver, sink, lambda: bool(sink.readings))
     (reading,) = sink.readings
     assert (reading.sensor, reading.quantity, reading.value, reading.unit) == (
         "water-1", "water_temperature", 11.2, "Cel"
     )  # fmt: skip
-    assert before <= reading.ts_ms <= time.time_ns() // 1_000_000
+    assert before <= reading.ts_ms <= now_ms()
 
 
-async def test_a_vanished_port_is_reopened_with_one_warning_and_one_info() -> None:
+async def test_a_vanished_port_is_reopened_with_one_warning_and_one_info(sink) -> None:
     ports = Ports(
         [
             FakeLine([MTW, DeviceError("gone")]),
@@ -113,7 +99,6 @@ async def test_a_vanished_port_is_reopened_with_one_warning_and_one_info() -> No
         ]
     )
     driver = SerialDriver(spec(), NmeaCodec(), opener=ports)
-    sink = ListSink()
     with capture_logs() as logs:
         await run_until(driver, sink, lambda: len(sink.readings) == 2)
     levels = [(entry["log_level"], entry["event"]) for entry in logs if "port" in entry["event"]]
@@ -127,10 +112,9 @@ async def test_a_vanished_port_is_reopened_with_one_warning_and_one_info() -> No
     assert stats.readings == 2
 
 
-async def test_a_silent_sensor_goes_stale_once_and_recovers_when_data_returns() -> None:
+async def test_a_silent_sensor_goes_stale_once_and_recovers_when_data_returns(sink) -> None:
     line = FakeLine([MTW])
     driver = SerialDriver(spec(stale_after_s=0.2), NmeaCodec(), opener=Ports([line]))
-    sink = ListSink()
 
     def stale_then_data() -> bool:
         if [e.kind for e in sink.events] == ["stale"] and len(sink.readings) == 1:
@@ -143,10 +127,9 @@ async def test_a_silent_sensor_goes_stale_once_and_recovers_when_data_returns() 
     assert all(e.source == "water-1" for e in sink.events)
 
 
-async def test_garbage_does_not_count_as_data_for_staleness() -> None:
+async def test_garbage_does_not_count_as_data_for_staleness(sink) -> None:
     line = FakeLine([b"noise\r\n"] * 3)
     driver = SerialDriver(spec(stale_after_s=0.1), NmeaCodec(), opener=Ports([line]))
-    sink = ListSink()
     await run_until(driver, sink, lambda: bool(sink.events))
     assert [e.kind for e in sink.events] == ["stale"]
     assert sink.readings == []

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from drivers.serial.codec import NEED_DATA, Event, MalformedFrame, Sample
 from drivers.serial.line_parser import LineField, LineParserCodec
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 PATTERN = r"^T=(?P<t>-?\d+\.\d+);H=(?P<h>\d+\.\d+)(;P=(?P<p>\S+))?$"
 FIELDS = {

@@ -14,8 +14,8 @@ from drivers.serial.codec import (
     Sample,
 )
 from drivers.serial.nmea import NmeaCodec, checksum, sentence
-from gateway.errors import ProtocolError
-from gateway.model import Quality
+from kernel.errors import ProtocolError
+from kernel.model import Quality
 
 MDA = sentence("WIMDA,29.92,I,1.0132,B,12.5,C,,,81.0,,9.3,C,245.0,T,,,9.7,N,5.0,M")
 XDR = sentence("WIXDR,C,12.4,C,0,H,80.5,P,0,P,1.0131,B,0")

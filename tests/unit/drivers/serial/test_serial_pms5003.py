@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from drivers.serial import pms5003
 from drivers.serial.codec import NEED_DATA, ChecksumMismatch, Event, Reply, Sample
 from drivers.serial.pms5003 import Pms5003Codec
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 
 def decode(*chunks: bytes, codec: Pms5003Codec | None = None) -> list[Event]:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from drivers.serial import sds011
 from drivers.serial.codec import NEED_DATA, ChecksumMismatch, Event, Reply, Sample
 from drivers.serial.sds011 import Sds011Codec
-from gateway.errors import ProtocolError
+from kernel.errors import ProtocolError
 
 # PM2.5 = 0x0048/10 = 7.2, PM10 = 0x0090/10 = 14.4, device id A160 (a frame as the datasheet lays it out)
 FRAME = bytes.fromhex("AA C0 48 00 90 00 60 A1 D9 AB")

@@ -13,7 +13,7 @@ import serial.serialposix
 
 from drivers.serial.config import SerialSection
 from drivers.serial.transport import SerialLine
-from gateway.errors import DeviceError
+from kernel.errors import DeviceError
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from drivers.serial.codec import NEED_DATA, ChecksumMismatch, Event, MalformedFrame, Sample
 from drivers.serial.wxt import WxtCodec, crc16, crc_chars
-from gateway.errors import ProtocolError
-from gateway.model import Quality
+from kernel.errors import ProtocolError
+from kernel.model import Quality
 
 # the composite message printed in the WXT530 user guide
 COMPOSITE = (
