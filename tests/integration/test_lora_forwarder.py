@@ -17,6 +17,7 @@ from drivers.lora.codecs import codec_for
 from drivers.lora.forwarder import LorawanDevice, PacketForwarderServer
 from drivers.lora.lorawan.crypto import SessionKey
 from drivers.lora.lorawan.devices import DeviceProfile, Session
+from hil.recording import RecordingSink
 from hil.sims.packet_forwarder import (
     DEMO_DEVICES,
     GATEWAY_A,
@@ -27,22 +28,6 @@ from hil.sims.packet_forwarder import (
     plan_scenario,
     run_scenario,
 )
-from kernel.model import HealthEvent, Reading
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self.events: list[HealthEvent] = []
-
-    def reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event: HealthEvent) -> None:
-        self.events.append(event)
-
-    def values(self, sensor: str, quantity: str) -> list[float]:
-        return [r.value for r in self.readings if r.sensor == sensor and r.quantity == quantity]
 
 
 def devices(sims: tuple[SimDevice, ...] = DEMO_DEVICES) -> list[LorawanDevice]:

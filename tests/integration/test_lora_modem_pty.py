@@ -10,21 +10,10 @@ import pytest
 from drivers.base import DriverSpec
 from drivers.lora.config import ModemSection
 from drivers.lora.modem.driver import ModemDriver
+from hil.recording import RecordingSink
 from hil.sims.lora_modem import ModemEmulator, serve_on_pty
 from hil.sims.lora_payloads import dl_mbx
 from hil.sims.pty_port import PtyPort
-from kernel.model import HealthEvent, Reading
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event: HealthEvent) -> None:
-        pass
 
 
 @pytest.mark.parametrize("kind", ["rak3172", "rn2483"])
@@ -34,7 +23,7 @@ async def test_modem_on_pty_delivers_decoded_readings(tmp_path: Path, kind: str)
     modem = ModemEmulator(kind)
     section = ModemSection(modem=kind, port=str(port.link), codec="dl_mbx")  # type: ignore[arg-type]
     driver = ModemDriver.from_spec(DriverSpec("p2p-pty", section))
-    sink = Sink()
+    sink = RecordingSink()
     server = asyncio.create_task(serve_on_pty(port, modem))
     task = asyncio.create_task(driver.run(sink))
     try:

@@ -14,24 +14,13 @@ from drivers.lora.codecs import codec_for
 from drivers.lora.forwarder import LorawanDevice, PacketForwarderServer
 from drivers.lora.lorawan.crypto import SessionKey
 from drivers.lora.lorawan.devices import DeviceProfile, OtaaIdentity
+from hil.recording import RecordingSink
 from hil.sims.lora_payloads import em300_th
 from hil.sims.packet_forwarder import ForwarderEmulator, OtaaSimDevice, build_uplink
-from kernel.model import HealthEvent, Reading
 
 DEVICE = OtaaSimDevice(
     "harbour-th-1", 0x70B3D57ED0001234, 0x70B3D57ED0000000, "98929b92c49edba9676d646d3b612456"
 )
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def reading(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def event(self, event: HealthEvent) -> None:
-        pass
 
 
 async def test_join_then_uplink_and_devnonce_replay() -> None:
@@ -42,7 +31,7 @@ async def test_join_then_uplink_and_devnonce_replay() -> None:
     server = PacketForwarderServer(
         "127.0.0.1", 0, [LorawanDevice(profile, codec_for("em300_th"))], dedup_window_s=0.02, net_id=0x000013
     )
-    sink = Sink()
+    sink = RecordingSink()
     with capture_logs() as captured:
         async with forwarder_running(server, sink) as address:
             async with ForwarderEmulator(address, 0x1122334455667788) as fw, asyncio.timeout(5):
@@ -94,7 +83,7 @@ async def test_join_accept_timing_in_rx1_or_rx2(window: int, expected: tuple[int
         "127.0.0.1", 0, [LorawanDevice(profile, codec_for("raw"))], dedup_window_s=0.02, join_rx_window=window
     )
     async with (
-        forwarder_running(server, Sink()) as address,
+        forwarder_running(server, RecordingSink()) as address,
         ForwarderEmulator(address, 0x0102030405060708) as fw,
         asyncio.timeout(5),
     ):
