@@ -28,6 +28,9 @@ in_root apt-get install -y -qq "/tmp/$(basename "$deb")" >"$dist/arm64-install.l
 grep -A3 "register this public key" "$dist/arm64-install.log" || true
 echo "== gateway config check"
 in_root gateway config check /etc/gateway/gateway.toml
+echo "== the test harness from the package's wheelhouse (the demo lives there, not in the agent)"
+in_root env PIP_CONFIG_FILE=/dev/null /opt/rostock-gateway/venv/bin/python -m pip install --isolated --quiet \
+    --no-index --find-links /opt/rostock-gateway/wheels --disable-pip-version-check rostock-gateway-hil
 echo "== gateway demo --duration $DURATION (under emulation)"
 in_root gateway demo --duration "$DURATION" --workdir /tmp/arm64-demo >"$dist/arm64-demo.json" 2>"$dist/arm64-demo.log" || {
     tail -n 20 "$dist/arm64-demo.log"; cat "$dist/arm64-demo.json"; exit 1; }

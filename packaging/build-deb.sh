@@ -24,6 +24,9 @@ mkdir -p "$out" "$root/DEBIAN" "$root/opt/rostock-gateway/wheels" "$root/usr/bin
 
 # the project wheel (pure Python), with config/example.toml and systemd/ as package data
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$root/opt/rostock-gateway/wheels" "$here"
+# the test harness (simulators, the demo) as its own wheel beside it: postinst installs only the agent;
+# `gateway demo` and the system tests install this one from the same wheelhouse (docs/service.md)
+"$python" -m pip wheel --quiet --no-deps --wheel-dir "$root/opt/rostock-gateway/wheels" "$here/packaging/hil"
 
 # its dependencies as binary wheels for the target: manylinux tags up to bookworm's glibc 2.36
 # (DEB_WITHOUT_DEPENDENCIES=1: the project wheel only, for the fast test of the package's layout)

@@ -41,7 +41,12 @@ chmod 0644 /etc/gateway-receiver/keys/gw-systemtest.pem
 install -m 0640 -g gateway /root/gateway.toml "$CONFIG"
 cp /root/pts.conf /etc/systemd/system/gateway.service.d/systemtest.conf
 systemctl daemon-reload
+# the simulator comes from the harness wheel the package ships (not installed by postinst), into a folder
+# of its own so that the upgrade below, which rebuilds the agent's venv, leaves it alone
+PIP_CONFIG_FILE=/dev/null /opt/rostock-gateway/venv/bin/python -m pip install --isolated --quiet --no-index \
+    --no-deps --disable-pip-version-check --target /opt/gateway-harness /opt/rostock-gateway/wheels/rostock_gateway_hil-*.whl
 systemd-run --quiet --unit=gateway-sim -p User=gateway -p RuntimeDirectory=gateway-sim \
+    -p Environment=PYTHONPATH=/opt/gateway-harness \
     /opt/rostock-gateway/venv/bin/python -m hil.sims.nmea_station --link /run/gateway-sim/ttyWEATHER --rate 5
 systemctl start mosquitto.service gateway-receiver.service
 wait_for "the simulator's pty" 30 test -e /run/gateway-sim/ttyWEATHER

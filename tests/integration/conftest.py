@@ -1,22 +1,22 @@
-"""Real components for integration tests: a Mosquitto broker on a free loopback port, child processes."""
+"""Real components for integration tests: a Mosquitto broker on a free loopback port, child processes
+(hil/children.py, the harness the demo uses too)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from drivers.base import Sink
 from drivers.lora.forwarder import PacketForwarderServer
 from hil.broker import Mosquitto
+from hil.children import ChildProcesses
 
 
 @pytest.fixture
@@ -26,44 +26,13 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield running
 
 
-class Processes:
-    """Child processes a test starts; all are killed at the end whatever happens."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.children: list[subprocess.Popen[str]] = []
-        self._logs: list[IO[str]] = []
-
-    def start(self, name: str, *args: str, pipe: bool = False) -> subprocess.Popen[str]:
-        log = (self.workdir / f"{name}.log").open("w")
-        self._logs.append(log)
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            stdout=subprocess.PIPE if pipe else log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        self.children.append(process)
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.workdir / f"{name}.log").read_text()
-
-    def stop_all(self) -> None:
-        for process in self.children:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
-        for log in self._logs:
-            log.close()
+#: the one child-process harness, shared with the demo (hil/children.py)
+Processes = ChildProcesses
 
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
+    running = ChildProcesses(tmp_path)
     yield running
     running.stop_all()
 

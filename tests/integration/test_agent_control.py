@@ -127,13 +127,6 @@ def _config(tmp_path: Path, port: int, dust: Path, quiet: Path, rtu: Path, lora_
     return path
 
 
-def _ready(process: subprocess.Popen[str]) -> dict[str, object]:
-    """Simulators print one JSON line once their port exists (the Modbus one says where)."""
-    assert process.stdout is not None
-    ready: dict[str, object] = json.loads(process.stdout.readline())
-    return ready
-
-
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tmp_path = tmp_path_factory.mktemp("control")
@@ -146,14 +139,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     quiet.symlink_to(os.ttyname(slave))
     dust, rtu = tmp_path / "ttyDUST", tmp_path / "ttyRTU"
     try:
-        _ready(
-            processes.start("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5", pipe=True)
-        )
+        processes.start_ready("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5")
         slaves = ("--slave", "1:sdm630", "--slave", "4:radar_level")
-        _ready(processes.start("modbus", "-m", "hil.sims.modbus_slave", "--rtu", str(rtu), "--baud", "19200",
-                               *slaves, pipe=True))  # fmt: skip
-        tcp = _ready(processes.start("modbus-tcp", "-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0",
-                                     "--slave", "2:radar_level", pipe=True))["tcp"]  # fmt: skip
+        processes.start_ready("modbus", "-m", "hil.sims.modbus_slave", "--rtu", str(rtu), "--baud", "19200",
+                              *slaves)  # fmt: skip
+        tcp = processes.start_ready("modbus-tcp", "-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0",
+                                    "--slave", "2:radar_level")["tcp"]  # fmt: skip
         lora_port = free_port()
         config = _config(tmp_path, port, dust, quiet, rtu, lora_port, str(tcp))
         processes.start("agent", "-m", "gateway", "run", "--config", str(config))
@@ -360,7 +351,7 @@ def test_selftest_with_the_agent_stopped_runs_the_drivers_itself(
 ) -> None:
     port = free_port()
     dust, silent = tmp_path / "ttyDUST", tmp_path / "ttySILENT"
-    _ready(processes.start("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5", pipe=True))
+    processes.start_ready("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5")
     master, slave = os.openpty()
     silent.symlink_to(os.ttyname(slave))
     private, _ = keys.generate_keypair(tmp_path / "keys")

@@ -14,24 +14,14 @@ from conftest import Processes
 from gateway import keys, tomlwriter
 
 
-def ready(process: subprocess.Popen[str]) -> dict[str, Any]:
-    assert process.stdout is not None
-    line: dict[str, Any] = json.loads(process.stdout.readline())
-    return line
-
-
 def config_for(tmp_path: Path, processes: Processes, *, missing_sensor: bool) -> Path:
     weather, dust = tmp_path / "ttyWEATHER", tmp_path / "ttyDUST"
-    ready(
-        processes.start(
-            "weather", "-m", "hil.sims.nmea_station", "--link", str(weather), "--rate", "5", pipe=True
-        )
+    processes.start_ready("weather", "-m", "hil.sims.nmea_station", "--link", str(weather), "--rate", "5")
+    processes.start_ready("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5")
+    slave = processes.start_ready(
+        "modbus", "-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0", "--slave", "2:radar_level"
     )
-    ready(processes.start("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5", pipe=True))
-    slave = processes.start(
-        "modbus", "-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0", "--slave", "2:radar_level", pipe=True
-    )
-    host, _, port = ready(slave)["tcp"].rpartition(":")
+    host, _, port = slave["tcp"].rpartition(":")
     private, _ = keys.generate_keypair(tmp_path / "keys")
     sensors: list[dict[str, Any]] = [
         {"id": "weather-1", "driver": "serial", "serial": {"port": str(weather), "protocol": "nmea"}},

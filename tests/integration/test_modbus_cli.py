@@ -3,45 +3,26 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
 
 from gateway.cli.modbus import group
-
-
-def start_simulator(*args: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hil.sims.modbus_slave", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        stop_simulator(proc)
-        pytest.fail("simulator did not start")
-    return proc, json.loads(line)
-
-
-def stop_simulator(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    proc.wait(timeout=10)
-    if proc.stdout is not None:
-        proc.stdout.close()
+from hil.children import ChildProcesses
 
 
 @pytest.fixture(scope="module")
-def tcp_bus():
-    proc, where = start_simulator(
-        "--tcp", "127.0.0.1:0", "--slave", "1:sdm630", "--slave", "2:radar_level",
-        "--slave", "3:analog_4_20ma:exception",
-    )  # fmt: skip
-    yield str(where["tcp"])
-    stop_simulator(proc)
+def tcp_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    simulators = ChildProcesses(tmp_path_factory.mktemp("modbus-cli"))
+    try:
+        where = simulators.start_ready(
+            "slave", "-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0", "--slave", "1:sdm630",
+            "--slave", "2:radar_level", "--slave", "3:analog_4_20ma:exception",
+        )  # fmt: skip
+        yield str(where["tcp"])
+    finally:
+        simulators.stop_all(graceful=True)
 
 
 def run(*args: str):
@@ -96,13 +77,11 @@ def test_scan_lists_the_units_that_answer(tcp_bus):
     assert "scanned 5/5 units, 3 answered" in result.stderr
 
 
-def test_scan_over_rtu_on_a_pty(tmp_path):
+def test_scan_over_rtu_on_a_pty(tmp_path, processes):
     link = tmp_path / "ttyRS485"
-    proc, _ = start_simulator("--rtu", str(link), "--baud", "9600", "--slave", "4:radar_level")
-    try:
-        result = run("scan", "--serial", str(link), "--units", "3-5", "--timeout", "0.2")
-    finally:
-        stop_simulator(proc)
+    processes.start_ready("slave", "-m", "hil.sims.modbus_slave", "--rtu", str(link), "--baud", "9600",
+                          "--slave", "4:radar_level")  # fmt: skip
+    result = run("scan", "--serial", str(link), "--units", "3-5", "--timeout", "0.2")
     assert result.exit_code == 0, result.output
     assert [line.split()[1] for line in result.stdout.splitlines()] == ["4"]
 

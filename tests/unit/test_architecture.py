@@ -8,6 +8,7 @@ under a second and cannot be fooled by import side effects.
 from __future__ import annotations
 
 import ast
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,11 @@ ALLOWED = {
     "hil": {"kernel", "drivers", "buffer", "gateway", "hil"},
 }
 
-#: the one listed exception (docs/decisions.md, "Layers"): `gateway demo` starts the simulators and the
-#: broker of hil/ until the demo itself moves into hil/ (issue 14, item 3). Nothing else may join it.
-EXCEPTIONS = {("gateway/demo.py", "hil")}
+#: imports against the table that are allowed anyway, as (file, top-level package): none. The last one,
+#: gateway/demo.py importing hil/, ended when the demo moved into hil/ (docs/decisions.md, "Layers").
+EXCEPTIONS: frozenset[tuple[str, str]] = frozenset()
+#: the one place production code names the harness: `gateway demo` runs it by name when it is installed
+HARNESS_BY_NAME = {("gateway/cli/demo.py", "hil.demo_cli")}
 
 #: modules under drivers/ that do I/O (transports, the glue around a codec, on-disk state); every other
 #: module there is a sans-I/O codec: bytes or registers in, readings and events out
@@ -115,6 +118,36 @@ def test_production_code_never_imports_the_test_harness_or_the_tests() -> None:
     used = {(i.path, i.top) for i in harness}
     assert used >= EXCEPTIONS, f"stale exceptions: {sorted(EXCEPTIONS - used)}"
     assert not any(i.top == "tests" for i in _ours(imports_of("hil"))), "hil/ imports tests/"
+
+
+def _harness_names(package: str) -> set[tuple[str, str]]:
+    """(file, string) for every string constant in `package` that names a module of hil/ or tests/."""
+    found = set()
+    for file in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            value = node.value if isinstance(node, ast.Constant) else None
+            # a dotted module name, not prose that happens to start with the word
+            if (
+                isinstance(value, str)
+                and value.split(".")[0] in {"hil", "tests"}
+                and "." in value.strip(" .")
+            ):
+                found.add((file.relative_to(ROOT).as_posix(), value))
+    return found
+
+
+def test_production_code_names_the_harness_only_to_run_the_demo() -> None:
+    # an import by name (importlib) is still an import: only `gateway demo` may do it, and it must say what
+    # to install when the harness is missing (tests/unit/gateway/test_demo_command.py)
+    named = {hit for package in PRODUCTION for hit in _harness_names(package)}
+    assert named == HARNESS_BY_NAME
+
+
+def test_the_runtime_wheel_leaves_the_harness_out() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert set(project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]) == set(PRODUCTION)
+    harness = tomllib.loads((ROOT / "packaging" / "hil" / "pyproject.toml").read_text())
+    assert harness["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"] == {"../../hil": "hil"}
 
 
 def _pure_modules() -> list[str]:

@@ -1,4 +1,4 @@
-"""`gateway demo`: the whole data path on loopback, with a broker outage in the middle.
+"""The demo: the whole data path on loopback, with a broker outage in the middle (`gateway demo`, `make demo`).
 
 Children: Mosquitto on a free port, one simulator per configured sensor, the reference receiver and the
 agent running config/example.toml (ports and paths redirected into a scratch directory).
@@ -11,9 +11,7 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,12 +19,13 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from gateway import keys, tomlwriter
 from gateway.config import EXAMPLE_CONFIG, parse_config
 from gateway.control import query_status
 from hil.broker import Mosquitto, free_port
+from hil.children import ChildProcesses
 from kernel.errors import GatewayError
 
 #: simulator module per serial protocol: each counts exactly the valid readings it wrote
@@ -45,28 +44,6 @@ DEMO_ALLOWED_LATENESS_S = 2.0
 CHILD_START_TIMEOUT_S = 180.0
 #: the LoRa packet forwarder sends this many uplinks (genuine ones plus duplicates, replays, bad CRCs)
 LORA_UPLINKS = 100_000
-
-
-@dataclass
-class Child:
-    """One child process with its log file."""
-
-    name: str
-    process: subprocess.Popen[str]
-    log: IO[str] | None = None
-
-    def terminate(self, timeout_s: float = 10.0) -> str:
-        """SIGTERM, wait, SIGKILL if it hangs; returns what it printed on stdout (if piped)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            out, _ = self.process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, _ = self.process.communicate()
-        if self.log:
-            self.log.close()
-        return out or ""
 
 
 @dataclass
@@ -96,8 +73,9 @@ class Demo:
         self.workdir = workdir
         self.rate_hz = rate_hz
         self.config_path = config_path
-        self.children: list[Child] = []
-        self.sims: list[tuple[Child, str]] = []
+        self.children = ChildProcesses(workdir)
+        #: (child name, sensor id) of each serial simulator: they count every reading they write
+        self.sims: list[tuple[str, str]] = []
         self.modbus_buses: dict[str, dict[str, Any]] = {}
         #: sensors uploading windows only: the receiver holds their readings as window counts
         self.windowed_only: set[str] = set()
@@ -108,19 +86,9 @@ class Demo:
         self.receiver_db = workdir / "receiver.db"
         self.last_status: dict[str, Any] = {}
 
-    def _spawn(self, name: str, args: list[str], *, pipe: bool = False) -> Child:
-        log = (self.workdir / f"{name}.log").open("w")
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            stdout=subprocess.PIPE if pipe else log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            cwd=self.workdir,
-        )
-        child = Child(name, process, log)
-        self.children.append(child)
-        return child
+    def _spawn(self, name: str, args: list[str], *, pipe: bool = False) -> str:
+        self.children.start(name, *args, pipe=pipe, cwd=self.workdir)
+        return name
 
     def prepare(self) -> None:
         """Keys, broker, simulators, the agent's config; then the receiver and the agent."""
@@ -187,14 +155,6 @@ class Demo:
         if windows.get("upload", "windows") == "windows":
             self.windowed_only.add(sensor["id"])
 
-    def _ready_line(self, child: Child) -> dict[str, Any]:
-        assert child.process.stdout is not None
-        line = child.process.stdout.readline()
-        if not line:
-            raise GatewayError(f"simulator {child.name} did not start; see {child.name}.log")
-        ready: dict[str, Any] = json.loads(line)
-        return ready
-
     def _serial_simulator(self, sensor: dict[str, Any]) -> None:
         section = sensor["serial"]
         link = self.workdir / f"tty-{sensor['id']}"
@@ -203,7 +163,7 @@ class Demo:
         args = ["-m", module, "--link", str(link), "--rate", str(self.rate_hz)]
         if protocol == "wxt" and section.get("polling", {}).get("mode") == "query":
             args.append("--polled")  # a polled WXT has no command that switches it: start it so
-        self._ready_line(child := self._spawn(f"sim-{sensor['id']}", args, pipe=True))
+        self.children.ready(child := self._spawn(f"sim-{sensor['id']}", args, pipe=True))
         section["port"] = str(link)
         self.sims.append((child, sensor["id"]))
 
@@ -213,7 +173,7 @@ class Demo:
             args = ["-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0"]
             for sensor in bus.values():
                 args += ["--slave", f"{sensor['modbus']['unit']}:{sensor['modbus']['profile']}"]
-            ready = self._ready_line(self._spawn(f"modbus-{number}", args, pipe=True))
+            ready = self.children.ready(self._spawn(f"modbus-{number}", args, pipe=True))
             host, _, port = ready["tcp"].rpartition(":")
             for sensor in bus.values():
                 sensor["modbus"].update(host=host, tcp_port=int(port))
@@ -329,13 +289,11 @@ class Demo:
             snap = self._wait_for_receiver(produced, started, show)
             return self._finish(produced, snap)
         finally:
-            for child in reversed(self.children):
-                child.terminate()
+            self.children.stop_all(graceful=True)
             self.broker.stop()
 
     def _agent_running(self) -> bool:
-        agent = next(c for c in self.children if c.name == "agent")
-        return agent.process.poll() is None
+        return self.children.running("agent")
 
     def _wait_for_agent(self) -> None:
         """Until the agent answers on its control socket (its drivers and uplink have started)."""
@@ -352,7 +310,7 @@ class Demo:
     def _stop_simulators(self) -> int:
         produced = 0
         for child, _sensor in self.sims:
-            out = child.terminate()
+            out = self.children.terminate(child)
             lines = [line for line in out.splitlines() if line.startswith("{")]
             produced += int(json.loads(lines[-1])["readings"]) if lines else 0
         return produced
@@ -368,10 +326,8 @@ class Demo:
         return snap
 
     def _finish(self, produced: int, snap: Snapshot) -> dict[str, int]:
-        agent = next(c for c in self.children if c.name == "agent")
-        agent.terminate()
-        receiver = next(c for c in self.children if c.name == "receiver")
-        receiver.terminate()
+        self.children.terminate("agent")
+        self.children.terminate("receiver")
         stored = self.stored_counted()
         final = self.receiver_statistics()
         return {

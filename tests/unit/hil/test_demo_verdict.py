@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.demo import proves_something
+from hil.demo import proves_something
 from kernel.errors import GatewayError
 
 
