@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from drivers.lora.config import LorawanSection, ModemSection
-from drivers.modbus.config import ModbusSection
-from drivers.serial.config import SerialSection
+from drivers.family import BusFamily
+from gateway.buses import BUS_FAMILIES, FAMILY_BY_TAG
 from kernel.errors import ConfigError
 
 #: the example configuration shipped with the project (what `gateway demo` runs)
@@ -217,37 +224,40 @@ class SensorBase(_Strict):
         return value
 
 
-class SerialSensor(SensorBase):
-    """A sensor on a serial line (RS232/RS485/USB)."""
+class BusSensor(SensorBase):
+    """A sensor of one bus family: `driver` names the family and the section holding its settings."""
 
-    driver: Literal["serial"]
-    serial: SerialSection
+    driver: str
 
+    @property
+    def section(self) -> BaseModel:
+        """The family's own section (`[sensors.<driver>]`)."""
+        section: BaseModel = getattr(self, self.driver)
+        return section
 
-class ModbusSensor(SensorBase):
-    """A slave on a Modbus RTU (RS485) bus or behind a Modbus TCP server."""
-
-    driver: Literal["modbus"]
-    modbus: ModbusSection
-
-
-class LorawanSensor(SensorBase):
-    """A LoRaWAN 1.0.x device heard through a Semtech packet forwarder."""
-
-    driver: Literal["lorawan"]
-    lorawan: LorawanSection
+    @property
+    def family(self) -> BusFamily[Any]:
+        """The bus family serving this sensor."""
+        return FAMILY_BY_TAG[self.driver]
 
 
-class LoraModemSensor(SensorBase):
-    """A point-to-point LoRa modem (RAK3172 RUI3 / RN2483) on a serial port."""
+def _sensor_model(family: BusFamily[Any]) -> type[BusSensor]:
+    """`driver = "<tag>"` plus a required `<tag>` section: SerialSensor, ModbusSensor, LorawanSensor, ..."""
+    name = "".join(part.capitalize() for part in family.tag.split("_")) + "Sensor"
+    fields: dict[str, Any] = {
+        "driver": (cast(Any, Literal)[family.tag], ...),
+        family.tag: (family.section, ...),
+    }
+    return create_model(name, __base__=BusSensor, __doc__=family.summary, __module__=__name__, **fields)
 
-    driver: Literal["lora_modem"]
-    lora_modem: ModemSection
 
+#: one config model per bus family, by tag
+SENSOR_MODELS: dict[str, type[BusSensor]] = {family.tag: _sensor_model(family) for family in BUS_FAMILIES}
 
-Sensor = Annotated[
-    SerialSensor | ModbusSensor | LorawanSensor | LoraModemSensor, Field(discriminator="driver")
-]
+if TYPE_CHECKING:  # every member of the union is a BusSensor; which one is known only at run time
+    Sensor = BusSensor
+else:
+    Sensor = Annotated[Union[tuple(SENSOR_MODELS.values())], Field(discriminator="driver")]  # noqa: UP007
 
 
 class LoggingConfig(_Strict):
@@ -316,9 +326,10 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-DRIVER_TAGS = frozenset({"serial", "modbus", "lorawan", "lora_modem"})
-#: values under these keys are secrets: a config error names the key, never the value
-SECRET_KEYS = frozenset({"nwkskey", "appskey", "app_key", "password"})
+DRIVER_TAGS = frozenset(FAMILY_BY_TAG)
+#: values under these keys are secrets: a config error names the key, never the value (the uplink's
+#: password and each bus family's own)
+SECRET_KEYS = frozenset({"password"}).union(*(family.secret_fields for family in BUS_FAMILIES))
 
 
 def _without_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
@@ -351,8 +362,10 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None) -> Gatew
         raise ConfigError("\n".join(describe_errors(exc))) from None
     if base_dir is not None:
         for sensor in config.sensors:
-            if isinstance(sensor, ModbusSensor):
-                sensor.modbus = _files_from(base_dir, sensor.modbus, ("profiles_dir",))
+            if sensor.family.file_fields:
+                setattr(
+                    sensor, sensor.driver, _files_from(base_dir, sensor.section, sensor.family.file_fields)
+                )
         config.uplink.mqtt = _files_from(base_dir, config.uplink.mqtt, ("ca_file",))
         config.uplink.https = _files_from(base_dir, config.uplink.https, _HTTPS_FILES)
         config = _files_from(base_dir, config, ("key_file", "state_dir"))

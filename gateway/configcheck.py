@@ -19,15 +19,15 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from drivers.lora.config import LorawanSection, ModemSection
+from drivers.modbus.config import ModbusSection
+from drivers.serial.config import SerialSection
 from gateway import keys, quantities
 from gateway.config import (
     DRIVER_TAGS,
+    BusSensor,
     GatewayConfig,
-    LoraModemSensor,
-    ModbusSensor,
     Sensor,
-    SensorBase,
-    SerialSensor,
     describe_errors,
     parse_config,
 )
@@ -60,7 +60,7 @@ def check_file(path: Path) -> tuple[GatewayConfig | None, list[Problem]]:
     raw_sensors = raw_sensors if isinstance(raw_sensors, list) else []
     base_dir = path.parent.resolve()
     top, problems = _top_level(data, base_dir)
-    valid: list[tuple[Any, SensorBase]] = []
+    valid: list[tuple[Any, BusSensor]] = []
     for index, raw in enumerate(raw_sensors):
         sensor, found = _sensor(index, raw)
         problems += found
@@ -98,11 +98,11 @@ def _name(index: int, raw: Any) -> str:
     )
 
 
-def _sensor(index: int, raw: Any) -> tuple[SensorBase | None, list[Problem]]:
+def _sensor(index: int, raw: Any) -> tuple[BusSensor | None, list[Problem]]:
     """One sensor validated on its own, then what its drivers would refuse."""
     name = _name(index, raw)
     try:
-        sensor: SensorBase = _SENSOR.validate_python(raw)
+        sensor: BusSensor = _SENSOR.validate_python(raw)
     except ValidationError as exc:
         problems = []
         for line in describe_errors(exc):
@@ -114,35 +114,32 @@ def _sensor(index: int, raw: Any) -> tuple[SensorBase | None, list[Problem]]:
     return sensor, list(_semantics(name, sensor))
 
 
-def _semantics(name: str, sensor: SensorBase) -> Iterator[Problem]:
+def _semantics(name: str, sensor: BusSensor) -> Iterator[Problem]:
     """Profiles that exist and quantities the protocol emits."""
     profile_quantities = None
     protocol = ""
-    if isinstance(sensor, ModbusSensor):
-        protocol = f"profile {sensor.modbus.profile}"
+    section = sensor.section
+    if isinstance(section, ModbusSection):
+        protocol = f"profile {section.profile}"
         try:
             from drivers.modbus.profile import load_profile
 
-            register_map = load_profile(sensor.modbus.profile, sensor.modbus.profiles_dir)
+            register_map = load_profile(section.profile, section.profiles_dir)
         except ConfigError:
-            shipped = ", ".join(known_profiles(sensor.modbus.profiles_dir)) or "none"
-            yield Problem(
-                f"{name} modbus.profile", f"unknown profile {sensor.modbus.profile!r}; known: {shipped}"
-            )
+            shipped = ", ".join(known_profiles(section.profiles_dir)) or "none"
+            yield Problem(f"{name} modbus.profile", f"unknown profile {section.profile!r}; known: {shipped}")
             return
         profile_quantities = frozenset(f.quantity for f in register_map.fields)
-        if sensor.modbus.fields:
-            for missing in quantities.unknown(sensor.modbus.fields, profile_quantities, protocol):
+        if section.fields:
+            for missing in quantities.unknown(section.fields, profile_quantities, protocol):
                 yield Problem(
                     f"{name} modbus.fields",
                     f"{missing!r} is not in {protocol} ({_listed(profile_quantities)})",
                 )
-    elif isinstance(sensor, SerialSensor):
-        protocol = sensor.serial.protocol
-    elif isinstance(sensor, LoraModemSensor):
-        protocol = sensor.lora_modem.codec
-    else:
-        protocol = getattr(getattr(sensor, "lorawan", None), "codec", "")
+    elif isinstance(section, SerialSection):
+        protocol = section.protocol
+    elif isinstance(section, ModemSection | LorawanSection):
+        protocol = section.codec
     known = quantities.emitted(sensor, profile_quantities)
     if known is None:
         return
@@ -168,7 +165,7 @@ def known_profiles(directory: Path | None) -> list[str]:
         return []
 
 
-def _claimed_twice(raw_sensors: list[Any], sensors: list[SensorBase]) -> Iterator[Problem]:
+def _claimed_twice(raw_sensors: list[Any], sensors: list[BusSensor]) -> Iterator[Problem]:
     """Duplicate ids, two sensors on one serial port, one Modbus unit address claimed twice."""
     ids: dict[str, int] = {}
     for raw in raw_sensors:
@@ -179,50 +176,48 @@ def _claimed_twice(raw_sensors: list[Any], sensors: list[SensorBase]) -> Iterato
         if count > 1:
             yield Problem(f"sensor {sensor_id!r}", f"the id is used by {count} sensors")
     ports: dict[str, list[str]] = {}
-    units: dict[tuple[str, int], list[ModbusSensor]] = {}
+    units: dict[tuple[str, int], list[tuple[str, ModbusSection]]] = {}
     for sensor in sensors:
         if not sensor.enabled:
             continue
         port = _serial_port(sensor)
         if port is not None:
             ports.setdefault(port, []).append(sensor.id)
-        if isinstance(sensor, ModbusSensor):
-            units.setdefault((sensor.modbus.bus_key, sensor.modbus.unit), []).append(sensor)
-            if sensor.modbus.port is not None:
-                ports.setdefault(sensor.modbus.port, []).append(f"{sensor.id}")
+        if isinstance(modbus := sensor.section, ModbusSection):
+            units.setdefault((modbus.bus_key, modbus.unit), []).append((sensor.id, modbus))
+            if modbus.port is not None:
+                ports.setdefault(modbus.port, []).append(f"{sensor.id}")
     for port, users in ports.items():
-        modbus_only = all(isinstance(s, ModbusSensor) for s in sensors if s.id in users)
+        modbus_only = all(isinstance(s.section, ModbusSection) for s in sensors if s.id in users)
         if len(users) > 1 and not modbus_only:
             yield Problem(
                 f"port {port}", f"used by {len(users)} sensors: {', '.join(users)} (one port, one sensor)"
             )
     for (bus, unit), claimants in units.items():
         if len(claimants) > 1:
-            names = ", ".join(repr(s.id) for s in claimants)
+            names = ", ".join(repr(sensor_id) for sensor_id, _ in claimants)
             overlap = _overlap(claimants)
             yield Problem(f"modbus {bus}", f"unit {unit} is claimed by sensors {names}{overlap}")
 
 
-def _serial_port(sensor: SensorBase) -> str | None:
-    if isinstance(sensor, SerialSensor):
-        return sensor.serial.port
-    if isinstance(sensor, LoraModemSensor):
-        return sensor.lora_modem.port
+def _serial_port(sensor: BusSensor) -> str | None:
+    if isinstance(section := sensor.section, SerialSection | ModemSection):
+        return section.port
     return None
 
 
-def _overlap(claimants: list[ModbusSensor]) -> str:
+def _overlap(claimants: list[tuple[str, ModbusSection]]) -> str:
     """' (both read holding 1-5)' when their registers overlap, else ''."""
     from drivers.modbus.profile import load_profile
     from drivers.modbus.registers import register_count
 
     spans = []
-    for sensor in claimants:
+    for _sensor_id, modbus in claimants:
         try:
-            register_map = load_profile(sensor.modbus.profile, sensor.modbus.profiles_dir)
+            register_map = load_profile(modbus.profile, modbus.profiles_dir)
         except ConfigError:
             return ""
-        wanted = set(sensor.modbus.fields or [f.quantity for f in register_map.fields])
+        wanted = set(modbus.fields or [f.quantity for f in register_map.fields])
         spans.append(
             {
                 (f.kind.value, a)

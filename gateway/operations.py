@@ -20,13 +20,14 @@ from typing import Any
 
 from buffer import Store
 from drivers.base import Driver
+from drivers.lora.config import CodecChoice
 from drivers.lora.forwarder import PacketForwarderServer
 from drivers.modbus.bus import ModbusBus, OneOffRead
 from drivers.modbus.errors import BusLost, ExceptionResponse, SlaveTimeout
 from drivers.modbus.registers import RegisterKind
 from gateway import selftest
 from gateway.batcher import Batcher
-from gateway.config import GatewayConfig, LoraModemSensor, LorawanSensor
+from gateway.config import GatewayConfig
 from gateway.control import ControlServer, RequestFailed, to_jsonable
 from gateway.health import ReadingFeed, ReadingFilter, SensorBoard, quality_names
 from gateway.supervisor import Supervised
@@ -150,7 +151,7 @@ class AgentOperations:
         }
 
     def _lora_view(self, sensors: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-        lora_ids = [s.id for s in self.parts.config.sensors if isinstance(s, LorawanSensor | LoraModemSensor)]
+        lora_ids = [s.id for s in self.parts.config.sensors if isinstance(s.section, CodecChoice)]
         recent = self._recent_uplinks()
         view = {}
         for sensor in lora_ids:

@@ -8,7 +8,10 @@ simulators' frames through the serial codecs and fails when a codec emits a name
 
 from __future__ import annotations
 
-from gateway.config import LoraModemSensor, LorawanSensor, ModbusSensor, SensorBase, SerialSensor
+from drivers.lora.config import CodecChoice
+from drivers.modbus.config import ModbusSection
+from drivers.serial.config import SerialSection
+from gateway.config import BusSensor
 
 _SDS011 = frozenset({"pm2_5", "pm10"})
 _PMS5003 = frozenset({"pm1", "pm2_5", "pm10"})
@@ -49,20 +52,19 @@ _LORA_CODECS = {
 _LORA_SIGNAL = frozenset({"rssi", "snr"})
 
 
-def emitted(sensor: SensorBase, profile_quantities: frozenset[str] | None = None) -> frozenset[str] | None:
+def emitted(sensor: BusSensor, profile_quantities: frozenset[str] | None = None) -> frozenset[str] | None:
     """The quantities `sensor` can emit, or None when its protocol does not say (a JavaScript codec)."""
-    if isinstance(sensor, SerialSensor):
-        section = sensor.serial
+    section = sensor.section
+    if isinstance(section, SerialSection):
         if section.protocol == "regex":
             return (
                 frozenset(f.quantity for f in section.regex.fields.values()) if section.regex else frozenset()
             )
         return {"sds011": _SDS011, "pms5003": _PMS5003, "wxt": _WXT, "nmea": _NMEA}.get(section.protocol)
-    if isinstance(sensor, ModbusSensor):
+    if isinstance(section, ModbusSection):
         return profile_quantities
-    if isinstance(sensor, LorawanSensor | LoraModemSensor):
-        choice = sensor.lorawan if isinstance(sensor, LorawanSensor) else sensor.lora_modem
-        codec = _LORA_CODECS.get(choice.codec)
+    if isinstance(section, CodecChoice):  # LoRaWAN devices and LoRa modems
+        codec = _LORA_CODECS.get(section.codec)
         return None if codec is None else codec | _LORA_SIGNAL
     return None
 

@@ -2,47 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import drivers.lora
-import drivers.modbus
-import drivers.serial
 from drivers.base import Driver, DriverSpec
 from gateway import wire
-from gateway.config import GatewayConfig, LoraModemSensor, LorawanSensor, ModbusSensor, SerialSensor
+from gateway.buses import BUS_FAMILIES
+from gateway.config import GatewayConfig
+
+#: a bus family's driver builder (drivers/family.py)
+Builder = Callable[[Sequence[DriverSpec[Any]]], list[Driver]]
 
 
 def build_drivers(config: GatewayConfig) -> list[Driver]:
     """One driver per sensor or per shared bus, for every enabled sensor of the config."""
     state_dir = config.state_dir / "drivers"
-    serial: list[DriverSpec[object]] = []
-    modbus: list[DriverSpec[object]] = []
-    lora: list[DriverSpec[object]] = []
+    # families group their sensors themselves (one driver per shared bus or listen address), and two
+    # families may share a builder (LoRaWAN devices and LoRa modems): each builder runs once, with all its sensors
+    by_builder: dict[Builder, list[DriverSpec[Any]]] = {family.build: [] for family in BUS_FAMILIES}
     for sensor in config.sensors:
-        if not sensor.enabled:
-            continue
-        if isinstance(sensor, SerialSensor):
-            serial.append(_spec(sensor.id, sensor.serial, sensor.stale_after_s, state_dir))
-        elif isinstance(sensor, ModbusSensor):
-            modbus.append(_spec(sensor.id, sensor.modbus, sensor.stale_after_s, state_dir))
-        elif isinstance(sensor, LorawanSensor):
-            lora.append(_spec(sensor.id, sensor.lorawan, sensor.stale_after_s, state_dir))
-        elif isinstance(sensor, LoraModemSensor):
-            lora.append(_spec(sensor.id, sensor.lora_modem, sensor.stale_after_s, state_dir))
-    built: list[Driver] = []
-    # families group their sensors themselves (one driver per shared bus or listen address)
-    if serial:
-        built += drivers.serial.build_drivers(serial)  # type: ignore[arg-type]
-    if modbus:
-        built += drivers.modbus.build_drivers(modbus)  # type: ignore[arg-type]
-    if lora:
-        built += drivers.lora.build_drivers(lora)  # type: ignore[arg-type]
-    return built
-
-
-def _spec(sensor_id: str, section: object, stale_after_s: float, state_dir: Path) -> DriverSpec[object]:
-    return DriverSpec(sensor_id=sensor_id, section=section, stale_after_s=stale_after_s, state_dir=state_dir)
+        if sensor.enabled:
+            family = sensor.family
+            spec = family.spec(sensor.id, sensor.section, sensor.stale_after_s, state_dir)
+            by_builder.setdefault(family.build, []).append(spec)
+    return [driver for build, specs in by_builder.items() if specs for driver in build(specs)]
 
 
 class SeriesCatalog:

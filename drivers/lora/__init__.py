@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drivers.base import Driver, DriverSpec
+from drivers.family import BusFamily
 from drivers.lora.codecs import codec_for
 from drivers.lora.config import LorawanSection, ModemSection
 from drivers.lora.forwarder import LorawanDevice, PacketForwarderServer
@@ -102,4 +103,24 @@ def build_drivers(specs: Sequence[DriverSpec[LorawanSection] | DriverSpec[ModemS
     return _forwarder_servers(lorawan) + drivers
 
 
-__all__ = ["PacketForwarderServer", "build_drivers", "device_profile"]
+#: this package's two bus families (drivers/family.py), built together: a JavaScript codec is a file,
+#: the LoRaWAN session and application keys are secrets
+FAMILIES = (
+    BusFamily(
+        "lorawan",
+        LorawanSection,
+        build_drivers,
+        "A LoRaWAN 1.0.x device heard through a Semtech packet forwarder.",
+        file_fields=("js_file",),
+        secret_fields=frozenset({"nwkskey", "appskey", "app_key"}),
+    ),
+    BusFamily(
+        "lora_modem",
+        ModemSection,
+        build_drivers,
+        "A point-to-point LoRa modem (RAK3172 RUI3 / RN2483) on a serial port.",
+        file_fields=("js_file",),
+    ),
+)
+
+__all__ = ["FAMILIES", "PacketForwarderServer", "build_drivers", "device_profile"]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drivers.base import Driver, DriverSpec
+from drivers.family import BusFamily
 from drivers.modbus.breaker import SlaveBreaker
 from drivers.modbus.bus import BusTiming, ModbusBus
 from drivers.modbus.config import ModbusSection
@@ -98,4 +99,15 @@ def build_drivers(specs: Sequence[DriverSpec[ModbusSection]]) -> list[Driver]:
     return drivers
 
 
-__all__ = ["ModbusBus", "ModbusSection", "build_drivers", "endpoint_of"]
+#: this package's one bus family (drivers/family.py): profiles_dir names a folder
+FAMILIES = (
+    BusFamily(
+        "modbus",
+        ModbusSection,
+        build_drivers,
+        "A slave on a Modbus RTU (RS485) bus or behind a Modbus TCP server.",
+        file_fields=("profiles_dir",),
+    ),
+)
+
+__all__ = ["FAMILIES", "ModbusBus", "ModbusSection", "build_drivers", "endpoint_of"]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import structlog
 
 from drivers.base import Driver, DriverSpec
+from drivers.family import BusFamily
 from drivers.serial import polling
 from drivers.serial.codec import Codec
 from drivers.serial.config import SerialSection
@@ -80,4 +81,9 @@ def build_drivers(specs: Sequence[DriverSpec[SerialSection]]) -> list[Driver]:
     return [SerialDriver(spec, codec_for(spec.section), poller=poller_for(spec.section)) for spec in specs]
 
 
-__all__ = ["PROTOCOLS", "SerialDriver", "build_drivers", "codec_for", "poller_for"]
+#: this package's one bus family (drivers/family.py)
+FAMILIES = (
+    BusFamily("serial", SerialSection, build_drivers, "A sensor on a serial line (RS232/RS485/USB)."),
+)
+
+__all__ = ["FAMILIES", "PROTOCOLS", "SerialDriver", "build_drivers", "codec_for", "poller_for"]

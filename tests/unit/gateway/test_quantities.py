@@ -9,7 +9,7 @@ import pytest
 from drivers.serial import codec_for
 from drivers.serial.codec import Sample
 from drivers.serial.config import SerialSection
-from gateway.config import SerialSensor
+from gateway.config import SENSOR_MODELS
 from gateway.quantities import emitted
 from hil.sims.nmea_station import KINDS, WeatherStation
 from hil.sims.pms5003 import Pms5003Device
@@ -27,7 +27,7 @@ DEVICES: dict[str, Any] = {
 @pytest.mark.parametrize("protocol", sorted(DEVICES))
 def test_every_quantity_a_codec_emits_is_known_to_config_check(protocol: str) -> None:
     section = SerialSection(port="/dev/null", protocol=protocol)  # type: ignore[arg-type]
-    sensor = SerialSensor(id="s", driver="serial", serial=section)
+    sensor = SENSOR_MODELS["serial"](id="s", driver="serial", serial=section)
     known = emitted(sensor)
     assert known is not None
     device, codec = DEVICES[protocol](), codec_for(section)
