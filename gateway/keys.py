@@ -20,8 +20,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.keyfiles import load_public_pem
 from gateway.wire.batch import KeyRollover
-from gateway.wire.keyring import kid_for, load_public_pem
+from gateway.wire.keyring import kid_for
 from gateway.wire.rollover import make_rollover
 from kernel.errors import ConfigError
 

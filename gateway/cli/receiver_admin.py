@@ -15,11 +15,11 @@ from pathlib import Path
 
 import click
 
+from gateway.keyfiles import load_public_pem
 from gateway.receiver.core import ReceiverCore
 from gateway.receiver.store import ReceiverStore, RegisteredKey
 from gateway.receiver.verdict import valid_gateway_id
 from gateway.wire import kid_for
-from gateway.wire.keyring import load_public_pem
 from kernel.errors import ConfigError, GatewayError
 from kernel.wallclock import now_ms
 

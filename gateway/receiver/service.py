@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gateway.keyfiles import load_public_pem
 from gateway.receiver.core import CoreStatistics, ReceiverCore
 from gateway.receiver.http import BatchEndpoint
 from gateway.receiver.intake import Committer
@@ -15,7 +16,6 @@ from gateway.receiver.mqtt import BatchSubscriber
 from gateway.receiver.store import RegisteredKey
 from gateway.receiver.verdict import valid_gateway_id
 from gateway.wire import kid_for
-from gateway.wire.keyring import load_public_pem
 from kernel.errors import ConfigError
 
 

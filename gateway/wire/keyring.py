@@ -1,10 +1,12 @@
-"""The public keys a backend trusts: which gateway owns which key id, and which keys are retired."""
+"""The public keys a backend trusts: which gateway owns which key id, and which keys are retired.
+
+Pure, as all of gateway/wire: the PEM files a keyring is filled from are read by gateway/keyfiles.py.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -13,8 +15,6 @@ from kernel.errors import ConfigError, UnknownKey
 
 #: length of a key id in bytes
 KID_LENGTH = 8
-#: a public key file in a directory loaded by `Keyring.load_dir` is retired when its name ends so
-RETIRED_SUFFIX = ".retired.pem"
 
 
 def kid_for(public_key: Ed25519PublicKey) -> bytes:
@@ -71,41 +71,3 @@ class Keyring:
 
     def __contains__(self, kid: object) -> bool:
         return kid in self._keys
-
-    @classmethod
-    def load_dir(cls, path: Path) -> Keyring:
-        """Load public key PEM files: `<gateway-id>.pem` or `<gateway-id>/<any name>.pem`.
-
-        A file whose name ends in `.retired.pem` is registered as retired.
-        """
-        if not path.is_dir():
-            raise ConfigError(f"key directory {path} does not exist or is not a directory")
-        ring = cls()
-        for pem in sorted(path.glob("*.pem")):
-            ring.add(_gateway_of(pem.name), load_public_pem(pem), retired=_is_retired(pem))
-        for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-            for pem in sorted(sub.glob("*.pem")):
-                ring.add(sub.name, load_public_pem(pem), retired=_is_retired(pem))
-        return ring
-
-
-def load_public_pem(path: Path) -> Ed25519PublicKey:
-    """An Ed25519 public key from a SubjectPublicKeyInfo PEM file (ConfigError when it is not one)."""
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"cannot read public key {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not a PEM public key: {exc}") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"{path} holds a {type(key).__name__}, expected an Ed25519 public key")
-    return key
-
-
-def _is_retired(pem: Path) -> bool:
-    return pem.name.endswith(RETIRED_SUFFIX)
-
-
-def _gateway_of(name: str) -> str:
-    suffix = RETIRED_SUFFIX if name.endswith(RETIRED_SUFFIX) else ".pem"
-    return name[: -len(suffix)]

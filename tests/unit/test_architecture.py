@@ -50,6 +50,11 @@ DRIVER_IO_MODULES = {
 PURE_PACKAGES = ("gateway/wire", "gateway/aggregation")
 #: what a codec or a pure module never imports: the event loop, ports, sockets, the disk, the clock
 IMPURE = frozenset({"asyncio", "serial", "serial_asyncio_fast", "socket", "sqlite3", "time", "os"})
+#: what the pure packages never call: pathlib and builtin file access (a key file is read in gateway/keyfiles.py)
+FILE_ACCESS = frozenset(
+    {"open", "read_bytes", "read_text", "write_bytes", "write_text", "glob", "rglob", "iterdir", "is_dir",
+     "is_file", "exists", "stat", "mkdir", "unlink", "rename", "touch"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,20 @@ def test_codecs_wire_and_aggregation_do_no_io_and_read_no_clock() -> None:
     assert broken == [], "I/O or clock in a sans-I/O module (architecture.md rules 1 and 3):\n" + "\n".join(
         broken
     )
+
+
+def test_wire_and_aggregation_touch_no_file() -> None:
+    # rule 3 beyond imports: a Path passed in is read with pathlib, no `import os` needed
+    broken = []
+    for folder in PURE_PACKAGES:
+        for file in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call):
+                    func = node.func
+                    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                    if name in FILE_ACCESS:
+                        broken.append(f"{file.relative_to(ROOT).as_posix()}:{node.lineno} calls {name}()")
+    assert broken == [], "file access in a pure package (architecture.md rule 3):\n" + "\n".join(broken)
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
