@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from buffer import chunk, quota, schema
-from buffer.condition import StorageCondition
+from buffer.condition import DISK_FULL, STORAGE_ERROR, StorageCondition
 from buffer.quarantine import is_corruption
 from buffer.quota import GapBook
 from buffer.records import GapRecord, SeriesKey, StoreOptions
@@ -101,7 +101,10 @@ class Writer:
         self._load_series()
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
         self._ballast = quota.Ballast.beside(path)
-        self._condition = StorageCondition(options.policy)
+        # no jitter: one writer per gateway, nothing to spread
+        self._retry = Backoff(initial_s=RETRY_INITIAL_S, cap_s=RETRY_CAP_S, jitter=0.0)
+        self._condition = StorageCondition(options.policy, self._retry)
+        self._retry_delay = 0.0
         self._ballast.ensure()
         self._thread = threading.Thread(target=self._run, name="buffer-writer", daemon=True)
 
@@ -197,8 +200,7 @@ class Writer:
     # -- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        # no jitter: one writer per gateway, nothing to spread; the log lines are StorageCondition's
-        backoff = Backoff(initial_s=RETRY_INITIAL_S, cap_s=RETRY_CAP_S, jitter=0.0)
+        # the retry series of a storage error (StorageCondition) paces the next attempt
         delay = 0.0
         while True:
             group, stop = self._next_group(delay)
@@ -206,9 +208,9 @@ class Writer:
                 self._requeue(group)  # for the writer of the fresh database, not this corrupt one
                 return
             ok = self._commit(group)
-            delay = 0.0 if ok else backoff.next_delay()
+            delay = 0.0 if ok else self._retry_delay
             if ok:
-                backoff.reset()
+                self._retry.reset()
                 self._prune_step()
             if stop and (not ok or self._queued == 0):
                 break  # closing: after a failure do not retry forever, what is left is counted
@@ -313,7 +315,7 @@ class Writer:
             self._failed(group, exc)
             return False
         self._tally.add(errors=1, last_error=f"disk full: {exc}")
-        self._condition.failed("disk full", exc)
+        self._condition.failed(DISK_FULL, exc)
         if self._ballast.release():
             self._shrink_wal()
         try:
@@ -346,7 +348,7 @@ class Writer:
         if is_corruption(exc, self._path.parent):
             self.corrupt = f"{type(exc).__name__}: {exc}"  # the store quarantines the file
         self._tally.add(errors=1, last_error=f"{type(exc).__name__}: {exc}")
-        self._condition.failed("storage error", exc)
+        self._retry_delay = self._condition.failed(STORAGE_ERROR, exc)
         self._requeue(group)
         self._done(0, StorageError(f"group commit failed: {exc}"))
         self._reopen()

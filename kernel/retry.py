@@ -49,18 +49,25 @@ class RetrySeries:
         self.backoff = backoff or Backoff()
         self._context = context
         self.failing = False  # a failure was reported and no success since
+        self.warned = False  # this series' first failure went out at WARNING (so its recovery is news)
 
     @property
     def failures(self) -> int:
         """Failures in the current series (0 when the last attempt succeeded)."""
         return self.backoff.failures
 
-    def failed(self, error: object, **facts: Any) -> float:
-        """Report one failure (WARNING first, DEBUG after) and return the delay before the next attempt."""
+    def failed(self, error: object, *, quiet: bool = False, **facts: Any) -> float:
+        """Report one failure (WARNING first, DEBUG after) and return the delay before the next attempt.
+
+        `quiet`: the caller told the operator about this kind of trouble a moment ago (a disk that is
+        just full flips between failing and succeeding), so even a first failure is DEBUG, and so is
+        its recovery."""
         delay = self.backoff.next_delay()
-        report = self._log.debug if self.failing else self._log.warning
-        event = self.events.failed_again if self.failing else self.events.failed
+        first = not self.failing
+        report = self._log.warning if first and not quiet else self._log.debug
+        event = self.events.failed if first else self.events.failed_again
         report(event, **self._context, error=str(error), retry_in_s=round(delay, 2), **facts)
+        self.warned = self.warned or (first and not quiet)
         self.failing = True
         return delay
 
@@ -68,8 +75,10 @@ class RetrySeries:
         """End the series; one INFO when it had failures, or when the caller reported a loss itself
         (`after_loss`: a bus that dropped and reopened at once). Returns whether this was a recovery."""
         recovered = self.failing or after_loss
-        if recovered:
+        if self.warned or after_loss:
             self._log.info(self.events.recovered, **self._context, **facts)
-        self.failing = False
+        elif recovered:
+            self._log.debug(self.events.recovered, **self._context, **facts)
+        self.failing = self.warned = False
         self.backoff.reset()
         return recovered

@@ -70,3 +70,17 @@ def test_a_loss_reported_by_the_caller_makes_the_next_success_a_recovery() -> No
     journal = Journal()  # a Modbus bus that dropped (its own WARNING) and reopened on the first attempt
     assert _series(journal).succeeded(after_loss=True, attempts=1) is True
     assert journal.lines == [("info", "uplink.broker.recovered", {"host": "broker.local", "attempts": 1})]
+
+
+def test_a_quiet_series_logs_its_failure_and_its_recovery_at_debug() -> None:
+    # the caller warned about this kind of trouble a moment ago (a disk flipping between full and not)
+    journal = Journal()
+    series = _series(journal)
+    assert series.failed(OSError("full"), quiet=True) == 1.0
+    series.failed(OSError("full"))
+    assert series.succeeded() is True
+    assert journal.events() == [
+        ("debug", "uplink.broker.failed"),
+        ("debug", "uplink.broker.failed_again"),
+        ("debug", "uplink.broker.recovered"),
+    ]
