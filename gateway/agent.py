@@ -97,10 +97,19 @@ class Agent:
     """Runs a validated configuration until SIGTERM/SIGINT (or `stop()`)."""
 
     def __init__(
-        self, config: GatewayConfig, config_path: Path | None = None, service: ServiceWatch | None = None
+        self,
+        config: GatewayConfig,
+        config_path: Path | None = None,
+        service: ServiceWatch | None = None,
+        *,
+        drivers: Callable[[GatewayConfig], list[Driver]] = build_drivers,
+        uplink: Callable[..., Uplink] = open_uplink,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        #: what builds the drivers and opens the uplink: the configured ones, or a test's fakes
+        self._build_drivers = drivers
+        self._open_uplink = uplink
         #: what systemd is told (READY, STATUS, WATCHDOG); a no-op outside a notify unit
         self._service = service or ServiceWatch.from_environment()
         self._rate = ReadingRate()
@@ -157,7 +166,7 @@ class Agent:
         if config.clock.check == "kernel":
             self._clock = ClockWatch(step_threshold_ms=config.clock.step_threshold_ms)
             self._observe_clock(sink)  # before the drivers start: their first readings are judged too
-        self._drivers = build_drivers(config)
+        self._drivers = self._build_drivers(config)
         batcher = self._batcher = Batcher(
             store,
             gateway_id=config.gateway_id,
@@ -171,7 +180,9 @@ class Agent:
             rollover=keys.pending_rollover(config.key_file, config.gateway_id),
         )
         sink.noted, sink.noted_event = batcher.note, batcher.note_event
-        uplink = self._uplink = open_uplink(store, config.uplink, gateway_id=config.gateway_id, sealed=sealed)
+        uplink = self._uplink = self._open_uplink(
+            store, config.uplink, gateway_id=config.gateway_id, sealed=sealed
+        )
         uplink.quiet_for = batcher.quiet_for
         control = ControlServer(config.state_dir / "control.sock")
         loop = asyncio.get_running_loop()

@@ -11,9 +11,12 @@ class RecordingSink:
     def __init__(self) -> None:
         self.readings: list[Reading] = []
         self.events: list[HealthEvent] = []
+        #: the same readings by sensor: tests with twenty sensors poll counts many times a second
+        self._by_sensor: dict[str, list[Reading]] = {}
 
     def reading(self, reading: Reading) -> None:
         self.readings.append(reading)
+        self._by_sensor.setdefault(reading.sensor, []).append(reading)
 
     def event(self, event: HealthEvent) -> None:
         self.events.append(event)
@@ -21,6 +24,14 @@ class RecordingSink:
     def kinds(self) -> list[str]:
         """The kinds of the health events, in order."""
         return [e.kind for e in self.events]
+
+    def of(self, sensor: str) -> list[Reading]:
+        """The readings of one sensor, in order."""
+        return self._by_sensor.get(sensor, [])
+
+    def count(self, sensor: str) -> int:
+        """How many readings one sensor emitted."""
+        return len(self._by_sensor.get(sensor, []))
 
     def values(self, sensor: str, quantity: str) -> list[float]:
         """The values of one series, in order."""

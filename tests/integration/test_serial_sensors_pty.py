@@ -21,8 +21,9 @@ import pytest
 from drivers.base import Driver, DriverSpec
 from drivers.serial import SerialDriver, build_drivers
 from drivers.serial.config import SerialSection
+from hil.recording import RecordingSink
 from hil.sims.line_sensor import PATTERN
-from kernel.model import HealthEvent, Reading
+from kernel.model import HealthEvent
 
 LINE_REGEX = {
     "pattern": PATTERN,
@@ -67,21 +68,6 @@ SENSORS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     ),
     "regex": ("hil.sims.line_sensor", ["--rate", "20"], {"protocol": "regex", "regex": LINE_REGEX}),
 }
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.readings: dict[str, list[Reading]] = {}
-        self.events: list[HealthEvent] = []
-
-    def reading(self, reading: Reading) -> None:
-        self.readings.setdefault(reading.sensor, []).append(reading)
-
-    def event(self, event: HealthEvent) -> None:
-        self.events.append(event)
-
-    def count(self, sensor: str) -> int:
-        return len(self.readings.get(sensor, []))
 
 
 @dataclass
@@ -136,7 +122,7 @@ async def until(condition: Callable[[], bool], what: str, timeout_s: float = 30)
         pytest.fail(f"timed out waiting for {what}")
 
 
-async def stop_and_compare(sims: list[Sim], sink: ListSink) -> None:
+async def stop_and_compare(sims: list[Sim], sink: RecordingSink) -> None:
     """SIGTERM the simulators (they drain first) and check every reading they sent arrived once."""
     sent = await asyncio.gather(*(asyncio.to_thread(sim.stop) for sim in sims))
     for sim, counters in zip(sims, sent, strict=True):
@@ -154,7 +140,7 @@ def drivers_for(sims: list[Sim]) -> list[Driver]:
     return build_drivers(specs)
 
 
-async def run_drivers(drivers: list[Driver], sink: ListSink) -> list[asyncio.Task[None]]:
+async def run_drivers(drivers: list[Driver], sink: RecordingSink) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(d.run(sink)) for d in drivers]
 
 
@@ -168,13 +154,12 @@ async def cancel(tasks: list[asyncio.Task[None]]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", [k for k in SENSORS if k != "nmea"])
 async def test_each_sensor_type_survives_an_unplug_mid_frame_without_loss(
-    kind: str, sims: Callable[..., Sim]
+    kind: str, sims: Callable[..., Sim], sink: RecordingSink
 ) -> None:
     sim = sims(kind, kind)
     wait_ready(sim)
     (driver,) = drivers_for([sim])
     assert isinstance(driver, SerialDriver)
-    sink = ListSink()
     tasks = await run_drivers([driver], sink)
     try:
         frames = 3 if kind.endswith("duty") else 6
@@ -194,14 +179,13 @@ async def test_each_sensor_type_survives_an_unplug_mid_frame_without_loss(
 
 @pytest.mark.slow
 async def test_twenty_sensors_at_once_and_an_unplug_only_touches_its_own_sensor(
-    sims: Callable[..., Sim],
+    sims: Callable[..., Sim], sink: RecordingSink
 ) -> None:
     kinds = ["nmea", "sds011-active", "pms5003-active", "wxt", "regex"]
     started = [sims(f"{kind}-{i}", kind) for i in range(4) for kind in kinds]
     for sim in started:
         wait_ready(sim)
     drivers = drivers_for(started)
-    sink = ListSink()
     tasks = await run_drivers(drivers, sink)
     try:
         await until(lambda: all(sink.count(s.sensor) >= 5 for s in started), "readings from all 20")
@@ -221,17 +205,16 @@ async def test_twenty_sensors_at_once_and_an_unplug_only_touches_its_own_sensor(
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["nmea", "sds011-query"])
 async def test_a_silent_sensor_goes_stale_and_recovers_without_invented_readings(
-    kind: str, sims: Callable[..., Sim]
+    kind: str, sims: Callable[..., Sim], sink: RecordingSink
 ) -> None:
     sim = sims("quiet", kind, "--silence-every", "10", "--silence-s", "1.5")
     wait_ready(sim)
     spec = DriverSpec("quiet", SerialSection.model_validate(sim.section), stale_after_s=0.6)
     (driver,) = build_drivers([spec])
-    sink = ListSink()
 
     def after_first_reading() -> list[HealthEvent]:
         # a slow start may look stale too: only a silence after data counts
-        first = sink.readings.get("quiet")
+        first = sink.of("quiet")
         return [e for e in sink.events if first and e.ts_ms > first[0].ts_ms]
 
     tasks = await run_drivers([driver], sink)
@@ -240,7 +223,7 @@ async def test_a_silent_sensor_goes_stale_and_recovers_without_invented_readings
             lambda: [e.kind for e in after_first_reading()][:2] == ["stale", "recovered"], "stale, recovered"
         )
         stale, recovered = after_first_reading()[:2]
-        assert not [r for r in sink.readings["quiet"] if stale.ts_ms <= r.ts_ms < recovered.ts_ms]
+        assert not [r for r in sink.of("quiet") if stale.ts_ms <= r.ts_ms < recovered.ts_ms]
         await stop_and_compare([sim], sink)
     finally:
         await cancel(tasks)

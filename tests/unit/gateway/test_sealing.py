@@ -32,7 +32,16 @@ class Clock:
         return self.now_ms
 
 
-def batcher(store: Store, rules: SealingRules, clock: Clock, windowing: Windowing | None = None) -> Batcher:
+def batcher(
+    store: Store,
+    rules: SealingRules,
+    clock: Clock | None,
+    windowing: Windowing | None = None,
+    *,
+    sealed: asyncio.Event | None = None,
+    max_readings: int = 50_000,
+) -> Batcher:
+    """A batcher signing with KEY (test_delivery.py shares it, with the event its uplink waits on)."""
     return Batcher(
         store,
         gateway_id="gw-test",
@@ -40,10 +49,10 @@ def batcher(store: Store, rules: SealingRules, clock: Clock, windowing: Windowin
         kid=wire.kid_for(KEY.public_key()),
         declare=wire.SeriesInfo,
         due=Due(rules),
-        max_readings=50_000,
-        sealed=asyncio.Event(),
+        max_readings=max_readings,
+        sealed=sealed or asyncio.Event(),
         windowing=windowing,
-        clock=clock,
+        **({} if clock is None else {"clock": clock}),
     )
 
 

@@ -1,0 +1,99 @@
+"""Delivery without a broker: outbox -> uplink -> acknowledgement -> the outbox row is gone.
+
+A real Store and Batcher, the real Delivery, and a loopback transport (uplink_fakes.py) that acknowledges
+what it is handed: the path the MQTT and HTTPS uplinks share, in well under a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from test_sealing import KEY
+from test_sealing import batcher as sealing_batcher
+from uplink_fakes import LoopbackUplink
+
+from buffer import Store, StoreOptions
+from gateway import wire
+from gateway.batcher import Batcher
+from gateway.sealing import SealingRules
+from kernel.errors import UplinkError
+from kernel.model import Reading
+
+T0 = 1_780_000_000_000
+
+
+def batcher(store: Store, sealed: asyncio.Event) -> Batcher:
+    # ten readings a batch: several batches from a few readings
+    rules = SealingRules(max_delay_ms=60_000, target_readings=20_000)
+    return sealing_batcher(store, rules, None, sealed=sealed, max_readings=10)
+
+
+async def seal(store: Store, b: Batcher, first: int, count: int) -> None:
+    store.submit(
+        [
+            Reading("weather-1", "air_temperature", T0 + i * 1000, 20 + i / 10, "Cel")
+            for i in range(first, first + count)
+        ]
+    )
+    await store.flush()
+    await b.seal(upto_ts_ms=None)
+
+
+async def until_delivered(store: Store, uplink: LoopbackUplink) -> None:
+    async with asyncio.timeout(5):
+        while await asyncio.to_thread(store.undelivered, limit=1):
+            uplink.delivered.clear()
+            await uplink.delivered.wait()
+
+
+async def test_every_sealed_batch_is_sent_in_seq_order_acknowledged_and_removed(tmp_path: Path) -> None:
+    sealed = asyncio.Event()
+    with Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store:
+        b = batcher(store, sealed)
+        await seal(store, b, 0, 25)
+        uplink = LoopbackUplink(store, sealed=sealed)
+        running = asyncio.create_task(uplink.run())
+        try:
+            await until_delivered(store, uplink)
+            await seal(store, b, 25, 12)  # sealed while the link is up: `sealed` wakes the uplink
+            await until_delivered(store, uplink)
+        finally:
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        stats, outbox = uplink.statistics(), store.undelivered(limit=100)
+        store_stats = store.statistics()
+    seqs = [entry.seq for entry in uplink.sent]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)) == 5  # 10 + 10 + 5, then 10 + 2
+    batches = [wire.verify_with_key(entry.blob, KEY.public_key()) for entry in uplink.sent]
+    assert sum(len(batch.readings) for batch in batches) == 37
+    assert (stats.batches_acked, stats.readings_acked, stats.last_acked_seq) == (5, 37, seqs[-1])
+    assert outbox == [] and store_stats.outbox_rows == 0 and store_stats.delivered == 37
+
+
+async def test_a_link_lost_mid_batch_resends_that_batch_byte_identical_and_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    sealed = asyncio.Event()
+    with Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store:
+        b = batcher(store, sealed)
+        await seal(store, b, 0, 30)
+        waiting = {entry.seq: entry.blob for entry in store.undelivered(limit=100)}
+        uplink = LoopbackUplink(store, sealed=sealed)
+        uplink.fail_once = {sorted(waiting)[1]}
+        with pytest.raises(ExceptionGroup) as lost:  # the supervisor restarts the uplink after this
+            await uplink.run()
+        assert lost.group_contains(UplinkError)
+        left = {entry.seq for entry in store.undelivered(limit=100)}
+        assert sorted(waiting)[1] in left
+        running = asyncio.create_task(uplink.run())
+        try:
+            await until_delivered(store, uplink)
+        finally:
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+    assert sorted(entry.seq for entry in uplink.sent) == sorted(waiting)  # each acknowledged once
+    assert all(entry.blob == waiting[entry.seq] for entry in uplink.sent)  # signed once, resent as is
