@@ -143,7 +143,7 @@ def _harness_names(package: str) -> set[tuple[str, str]]:
 
 def test_production_code_names_the_harness_only_to_run_the_demo() -> None:
     # an import by name (importlib) is still an import: only `gateway demo` may do it, and it must say what
-    # to install when the harness is missing (tests/unit/gateway/test_demo_command.py)
+    # to install when the harness is missing (tests/unit/packaging/test_harness_distribution.py)
     named = {hit for package in PRODUCTION for hit in _harness_names(package)}
     assert named == HARNESS_BY_NAME
 

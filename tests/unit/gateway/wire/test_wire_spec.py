@@ -441,7 +441,7 @@ def test_decoded_values_are_the_input_at_its_resolution(decoded: tuple[dict[str,
 def test_the_example_in_the_spec_is_what_the_library_writes() -> None:
     from pathlib import Path
 
-    page = (Path(__file__).parents[3] / "docs" / "wire-format.md").read_text()
+    page = (Path(__file__).parents[4] / "docs" / "wire-format.md").read_text()
     example = page.split("**Example**", 1)[1].split("```", 2)[1]
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))
     body = encode_batch(

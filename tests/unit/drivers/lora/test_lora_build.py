@@ -74,7 +74,7 @@ def test_demo_sensor_file_matches_the_simulator_devices() -> None:
 
     from hil.sims.packet_forwarder import DEMO_DEVICES
 
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     config = tomllib.loads((root / "config/lorawan/demo-sensors.toml").read_text())
     configured = {
         s["id"]: (
