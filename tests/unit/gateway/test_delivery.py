@@ -73,7 +73,7 @@ async def test_every_sealed_batch_is_sent_in_seq_order_acknowledged_and_removed(
     assert outbox == [] and store_stats.outbox_rows == 0 and store_stats.delivered == 37
 
 
-async def test_a_link_lost_mid_batch_resends_that_batch_byte_identical_and_nothing_twice(
+async def test_a_link_lost_mid_batch_resends_what_was_not_acknowledged_byte_identical(
     tmp_path: Path,
 ) -> None:
     sealed = asyncio.Event()
@@ -95,5 +95,8 @@ async def test_a_link_lost_mid_batch_resends_that_batch_byte_identical_and_nothi
             running.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await running
-    assert sorted(entry.seq for entry in uplink.sent) == sorted(waiting)  # each acknowledged once
-    assert all(entry.blob == waiting[entry.seq] for entry in uplink.sent)  # signed once, resent as is
+        assert store.undelivered(limit=100) == []
+    # at least once: a batch in flight beside the lost one may go again (its acknowledgement may have been
+    # cut off); the receiver deduplicates. Every batch went, and every copy is the bytes signed once.
+    assert {entry.seq for entry in uplink.sent} == set(waiting)
+    assert all(entry.blob == waiting[entry.seq] for entry in uplink.sent)
