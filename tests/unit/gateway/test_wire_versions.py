@@ -1,8 +1,10 @@
 """Batches written by older agents (kept in an outbox across an upgrade) still verify and decode.
 
 `data/batch-v1.cose` and `data/batch-v2.cose` were written by the encoders of wire format versions 1
-(commit 78ee996) and 2 (commit 5e5324a); the JSON beside each holds what that version's own reader
-decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
+(commit 78ee996) and 2 (commit 5e5324a), `data/batch_v3_compression.cose` by version 3 (commit
+fead6ee: five series of the shared data with a daily predictor, all three column methods, a grid,
+exceptions, quality flags, a lossless series and a gap); the JSON beside each holds what that
+version's own reader decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ DATA = Path(__file__).parent / "data"
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+STORED = {1: "batch-v1", 2: "batch-v2", 3: "batch_v3_compression"}
+
+
+@pytest.mark.parametrize("version", sorted(STORED))
 def test_a_stored_batch_of_an_older_version_decodes_as_its_own_reader_did(version: int) -> None:
     assert version in READABLE_VERSIONS
-    blob = (DATA / f"batch-v{version}.cose").read_bytes()
-    expected = json.loads((DATA / f"batch-v{version}.json").read_text())
+    blob = (DATA / f"{STORED[version]}.cose").read_bytes()
+    expected = json.loads((DATA / f"{STORED[version]}.json").read_text())
     ring = Keyring()
     ring.add("gw-fixture", KEY.public_key())
     batch = verify_and_decode(blob, ring)
-    assert (batch.gateway_id, batch.seq) == (expected["gateway_id"], expected["seq"])
+    assert (batch.version, batch.gateway_id, batch.seq) == (version, expected["gateway_id"], expected["seq"])
     assert batch.epoch == (NO_EPOCH if version == 1 else bytes(range(16)))
     readings = batch.readings
     assert readings.series.tolist() == expected["series"]
