@@ -5,7 +5,9 @@ Method 0: zigzag LEB128 varints (left to the body's zstd). Method 1: canonical H
 nibble first, a zero nibble pads an odd T), then the bit stream. Method 2 (format version 3): byte
 planes, i.e. uvarint count, one width byte w (1, 2, 4 or 8), then the zigzag values as w-byte
 little-endian integers stored plane by plane (every value's lowest byte first, then every value's
-next byte...), for zstd to find runs and repeats in.
+next byte...), for zstd to find runs and repeats in. Method 3 (format version 4): sparse, i.e.
+uvarint count n, uvarint m, then m unsigned LEB128 gaps (the zero entries skipped before each nonzero
+entry) and the m nonzero entries as zigzag varints; every other entry is 0.
 
 The encoder keeps whichever gives the smallest *final* size, i.e. measured after zstd, because
 the body's zstd sees every column: a Huffman code removes what zstd's own order-0 stage would, but
@@ -25,6 +27,7 @@ from kernel.errors import MalformedBatch
 METHOD_VARINT = 0
 METHOD_HUFFMAN = 1
 METHOD_PLANES = 2
+METHOD_SPARSE = 3
 #: at most this many values in one column (bounds what a hostile count can make us allocate)
 MAX_VALUES = 1_000_000
 #: zstd level the candidates are measured at: the body's (a lower level ranks them differently: on
@@ -37,6 +40,10 @@ QUICK_LEVEL = 3
 #: far behind the Huffman code is not measured at the body's level
 _DEEPER_SEARCH_GAIN = 1.3
 _PLANE_WIDTHS = (1, 2, 4, 8)
+#: the sparse method is measured when at most this share of a column is nonzero: beyond it every
+#: nonzero entry costs a gap byte that the varints' zero runs, which zstd codes as one match, do not
+#: (hourly air temperature steps, 77 % nonzero: 3,157 -> 3,490 bytes sparse)
+_SPARSE_SHARE = 0.125
 
 IntArray = npt.NDArray[np.int64]
 _measure = zstandard.ZstdCompressor(level=MEASURE_LEVEL, write_checksum=False, write_content_size=False)
@@ -60,6 +67,8 @@ def pack(values: npt.ArrayLike, plain: bool = False) -> bytes:
     candidates = [pack_varints(ints)]
     if int(ints.min()) < -64 or int(ints.max()) > 63:  # else planes and varints are the same bytes
         candidates.append(pack_planes(ints))
+    if np.count_nonzero(ints) <= _SPARSE_SHARE * ints.size:
+        candidates.append(pack_sparse(ints))
     # a Huffman stream has no repeats for a deeper match search to find: level 3 measures it as
     # well as the body's level, and faster
     huffman_packed = pack_huffman(ints)
@@ -110,6 +119,20 @@ def pack_planes(ints: IntArray) -> bytes:
     return bytes([METHOD_PLANES]) + huffman.uvarint(ints.size) + bytes([width]) + planes.tobytes()
 
 
+def pack_sparse(ints: IntArray) -> bytes:
+    """Method 3: uvarint count, uvarint m, m uvarint gaps before the nonzero entries, their zigzag varints.
+
+    Timestamps of a regular series and the steps of a nearly constant one are runs of zeros that
+    zstd codes in a few bytes each; this saves those bytes and the varints' per-match costs (an
+    hourly pressure constant for 6,000 hours: batch 119 -> 109 bytes).
+    """
+    where = np.flatnonzero(ints)
+    gaps = np.diff(where, prepend=-1) - 1
+    unsigned = varint.unzigzag(gaps.astype(np.uint64))  # its zigzag varints are the uvarints of gaps
+    head = bytes([METHOD_SPARSE]) + huffman.uvarint(ints.size) + huffman.uvarint(where.size)
+    return head + varint.pack(unsigned) + varint.pack(ints[where])
+
+
 def unpack(data: bytes, count: int) -> IntArray:
     """Exactly `count` integers from a packed column; MalformedBatch otherwise."""
     values = unpack_any(data)
@@ -125,13 +148,15 @@ def unpack_any(data: bytes) -> IntArray:
     method = data[0]
     if method == METHOD_VARINT:
         return varint.unpack(data[1:])
-    if method not in (METHOD_HUFFMAN, METHOD_PLANES):
+    if method not in (METHOD_HUFFMAN, METHOD_PLANES, METHOD_SPARSE):
         raise MalformedBatch(f"unknown integer column method {method}")
     count, pos = huffman.read_uvarint(data, 1)
     if count > MAX_VALUES:
         raise MalformedBatch(f"integer column claims {count} values")
     if method == METHOD_PLANES:
         return _unpack_planes(data, pos, count)
+    if method == METHOD_SPARSE:
+        return _unpack_sparse(data, pos, count)
     lengths, pos = huffman.read_table(data, pos, huffman.ALPHABET)
     return huffman.decode(data[pos:], lengths, count)
 
@@ -148,3 +173,21 @@ def _unpack_planes(data: bytes, pos: int, count: int) -> IntArray:
     planes = np.frombuffer(raw, dtype=np.uint8).reshape(width, count)
     z = np.ascontiguousarray(planes.T).view(f"<u{width}").reshape(count).astype(np.uint64)
     return varint.unzigzag(z)
+
+
+def _unpack_sparse(data: bytes, pos: int, count: int) -> IntArray:
+    nonzero, pos = huffman.read_uvarint(data, pos)
+    if nonzero > count:
+        raise MalformedBatch(f"sparse column claims {nonzero} nonzero entries of {count}")
+    both = varint.unpack(data[pos:])
+    if both.size != 2 * nonzero:
+        raise MalformedBatch(f"sparse column holds {both.size} varints, expected {2 * nonzero}")
+    gaps = varint.zigzag(both[:nonzero])  # unsigned: the zigzag of the decoded value
+    if nonzero and int(gaps.max()) >= count:
+        raise MalformedBatch("sparse column gap beyond its count")
+    where = np.cumsum(gaps.astype(np.int64) + 1) - 1
+    if nonzero and int(where[-1]) >= count:
+        raise MalformedBatch("sparse column entry beyond its count")
+    values = np.zeros(count, np.int64)
+    values[where] = both[nonzero:]
+    return values

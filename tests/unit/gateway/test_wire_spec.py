@@ -107,6 +107,18 @@ def int_column(data: bytes) -> list[int]:
             values.append(unzigzag(z))
         return values
     count, pos = uvarint(data, 1)
+    if data[0] == 3:  # sparse: m, then m gaps (zeros skipped), then the m nonzero values
+        nonzero, pos = uvarint(data, pos)
+        numbers = []
+        while pos < len(data):
+            z, pos = uvarint(data, pos)
+            numbers.append(z)
+        assert len(numbers) == 2 * nonzero
+        out, at = [0] * count, -1
+        for gap, z in zip(numbers[:nonzero], numbers[nonzero:], strict=True):
+            at += gap + 1
+            out[at] = unzigzag(z)
+        return out
     if data[0] == 2:  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
         assert len(planes) == count * width
@@ -229,14 +241,14 @@ def reference_decode(blob: bytes, public_key_raw: bytes) -> dict[str, Any]:
     to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
     Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
     body = cbor2.loads(zstandard.ZstdDecompressor().decompress(payload))
-    assert body[0] in (1, 2, 3)
+    assert body[0] in (1, 2, 3, 4)
     table = body[4]
     rollover = body.get(10)
     if rollover is not None:  # section 3.4: the new key signs [context, gateway, old kid, new key]
         statement = cbor2.dumps(["rostock-gateway key rollover v1", body[1], header[4], rollover[0]])
         Ed25519PublicKey.from_public_bytes(rollover[0]).verify(rollover[1], statement)
     return {
-        "epoch": body[9] if body[0] >= 2 else bytes(16),
+        "epoch": body[9] if 2 <= body[0] <= 3 else body.get(9, bytes(16)),
         "rollover": rollover,
         "gateway_id": body[1],
         "seq": body[2],
@@ -379,7 +391,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
 
 
-@pytest.mark.parametrize("method", [0, 1, 2])
+@pytest.mark.parametrize("method", [0, 1, 2, 3])
 def test_reference_decoder_reads_every_integer_column_method(
     method: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -388,6 +400,7 @@ def test_reference_decoder_reads_every_integer_column_method(
         0: lambda v: b"\x00" + varint.pack(v),
         1: intcol.pack_huffman,
         2: intcol.pack_planes,
+        3: intcol.pack_sparse,
     }
     monkeypatch.setattr(
         intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))
