@@ -7,7 +7,8 @@ planes, i.e. uvarint count, one width byte w (1, 2, 4 or 8), then the zigzag val
 little-endian integers stored plane by plane (every value's lowest byte first, then every value's
 next byte...), for zstd to find runs and repeats in. Method 3 (format version 4): sparse, i.e.
 uvarint count n, uvarint m, then m unsigned LEB128 gaps (the zero entries skipped before each nonzero
-entry) and the m nonzero entries as zigzag varints; every other entry is 0.
+entry) and the m nonzero entries as zigzag varints; every other entry is 0. Method 4 (version 4):
+method 2's count and width, then its planes as one raw LZMA1 stream (lc = lp = pb = 0, 64 KiB).
 
 The encoder keeps whichever gives the smallest *final* size, i.e. measured after zstd, because
 the body's zstd sees every column: a Huffman code removes what zstd's own order-0 stage would, but
@@ -16,6 +17,8 @@ over the varints 3,104, over the byte planes 3,095; greensboro air temperature).
 """
 
 from __future__ import annotations
+
+import lzma
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +31,9 @@ METHOD_VARINT = 0
 METHOD_HUFFMAN = 1
 METHOD_PLANES = 2
 METHOD_SPARSE = 3
+METHOD_LZMA_PLANES = 4
+#: method 4's LZMA1 stream: no literal or position context bits, 64 KiB dictionary (section 4)
+LZMA_FILTERS = [{"id": lzma.FILTER_LZMA1, "lc": 0, "lp": 0, "pb": 0, "dict_size": 1 << 16}]
 #: at most this many values in one column (bounds what a hostile count can make us allocate)
 MAX_VALUES = 1_000_000
 #: zstd level the candidates are measured at: the body's (a lower level ranks them differently: on
@@ -44,6 +50,9 @@ _PLANE_WIDTHS = (1, 2, 4, 8)
 #: nonzero entry costs a gap byte that the varints' zero runs, which zstd codes as one match, do not
 #: (hourly air temperature steps, 77 % nonzero: 3,157 -> 3,490 bytes sparse)
 _SPARSE_SHARE = 0.125
+#: LZMA is tried on columns of at least this many integers that zstd would get (varints or planes):
+#: it costs about 0.25 us per byte to encode, and the Huffman-coded NEON columns never gain from it
+_LZMA_FROM = 256
 
 IntArray = npt.NDArray[np.int64]
 _measure = zstandard.ZstdCompressor(level=MEASURE_LEVEL, write_checksum=False, write_content_size=False)
@@ -78,7 +87,13 @@ def pack(values: npt.ArrayLike, plain: bool = False) -> bytes:
         return huffman_packed
     sizes = [final_size(c) for c in candidates]
     best = int(np.argmin(sizes))
-    return huffman_packed if huffman_size <= sizes[best] else candidates[best]
+    if huffman_size <= sizes[best]:
+        return huffman_packed
+    if ints.size >= _LZMA_FROM:  # left to zstd: LZMA's context modelling may do better still
+        packed = pack_lzma_planes(ints)
+        if final_size(packed) < sizes[best]:
+            return packed
+    return candidates[best]
 
 
 def pack_varints(ints: IntArray) -> bytes:
@@ -133,6 +148,19 @@ def pack_sparse(ints: IntArray) -> bytes:
     return head + varint.pack(unsigned) + varint.pack(ints[where])
 
 
+def pack_lzma_planes(ints: IntArray) -> bytes:
+    """Method 4: uvarint count, width byte, then method 2's planes as one raw LZMA1 stream.
+
+    LZMA codes each byte with probabilities adapted to what came before and to the length of the
+    current match, which zstd's static per-block tables cannot: hourly air temperature steps at
+    Sand Point 2,795 -> 2,644 bytes after zstd, Greensboro irradiance (daily predictor) 4,601 -> 4,436.
+    """
+    planes = pack_planes(ints)
+    head_end = 1 + len(huffman.uvarint(ints.size)) + 1
+    stream = lzma.compress(planes[head_end:], format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    return bytes([METHOD_LZMA_PLANES]) + planes[1:head_end] + stream
+
+
 def unpack(data: bytes, count: int) -> IntArray:
     """Exactly `count` integers from a packed column; MalformedBatch otherwise."""
     values = unpack_any(data)
@@ -148,13 +176,15 @@ def unpack_any(data: bytes) -> IntArray:
     method = data[0]
     if method == METHOD_VARINT:
         return varint.unpack(data[1:])
-    if method not in (METHOD_HUFFMAN, METHOD_PLANES, METHOD_SPARSE):
+    if method not in (METHOD_HUFFMAN, METHOD_PLANES, METHOD_SPARSE, METHOD_LZMA_PLANES):
         raise MalformedBatch(f"unknown integer column method {method}")
     count, pos = huffman.read_uvarint(data, 1)
     if count > MAX_VALUES:
         raise MalformedBatch(f"integer column claims {count} values")
     if method == METHOD_PLANES:
         return _unpack_planes(data, pos, count)
+    if method == METHOD_LZMA_PLANES:
+        return _unpack_planes(_unlzma(data, pos, count), 0, count)
     if method == METHOD_SPARSE:
         return _unpack_sparse(data, pos, count)
     lengths, pos = huffman.read_table(data, pos, huffman.ALPHABET)
@@ -191,3 +221,21 @@ def _unpack_sparse(data: bytes, pos: int, count: int) -> IntArray:
     values = np.zeros(count, np.int64)
     values[where] = both[nonzero:]
     return values
+
+
+def _unlzma(data: bytes, pos: int, count: int) -> bytes:
+    """The width byte and planes of a method-4 column, decompressed to at most count * width bytes."""
+    width = data[pos] if pos < len(data) else 0
+    if width not in _PLANE_WIDTHS:
+        raise MalformedBatch(f"byte-plane width must be 1, 2, 4 or 8, got {width}")
+    need = count * width
+    stream = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    try:
+        planes = stream.decompress(data[pos + 1 :], max_length=need)
+        if not stream.eof and len(planes) == need:  # the end marker may still be ahead
+            planes += stream.decompress(b"", max_length=1)
+    except lzma.LZMAError as exc:
+        raise MalformedBatch(f"LZMA planes do not decode: {exc}") from None
+    if not stream.eof or stream.unused_data or len(planes) != need:
+        raise MalformedBatch(f"LZMA planes must end after exactly {need} bytes")
+    return bytes([width]) + planes

@@ -1,4 +1,4 @@
-"""A second decoder written from docs/wire-format.md alone (plain cbor2, zstandard, Python loops).
+"""A second decoder written from docs/wire-format.md alone (cbor2, zstandard, lzma, Python loops).
 
 It shares no code with gateway.wire: if the two disagree, the page or the library is wrong.
 """
@@ -6,6 +6,7 @@ It shares no code with gateway.wire: if the two disagree, the page or the librar
 from __future__ import annotations
 
 import hashlib
+import lzma
 import struct
 from typing import Any
 
@@ -119,8 +120,11 @@ def int_column(data: bytes) -> list[int]:
             at += gap + 1
             out[at] = unzigzag(z)
         return out
-    if data[0] == 2:  # byte planes: plane b holds byte b (least significant first) of every value
+    if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
+        if data[0] == 4:  # the planes as a raw LZMA1 stream, lc = lp = pb = 0, 64 KiB dictionary
+            lzma1 = {"id": lzma.FILTER_LZMA1, "lc": 0, "lp": 0, "pb": 0, "dict_size": 1 << 16}
+            planes = lzma.decompress(planes, format=lzma.FORMAT_RAW, filters=[lzma1])
         assert len(planes) == count * width
         return [unzigzag(sum(planes[b * count + i] << (8 * b) for b in range(width))) for i in range(count)]
     assert data[0] == 1
@@ -369,7 +373,7 @@ def test_the_sample_exercises_every_part_of_the_format() -> None:
     assert set(body[5]) == set(range(11))  # every readings key, grids, groups, predictors included
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
     columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
-    assert {0, 1} <= {column[0] for column in columns}  # varints and Huffman (2: see below)
+    assert {0, 1, 3} <= {column[0] for column in columns}  # varints, Huffman, sparse (2: see below)
     assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
     assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
 
@@ -391,7 +395,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
 
 
-@pytest.mark.parametrize("method", [0, 1, 2, 3])
+@pytest.mark.parametrize("method", [0, 1, 2, 3, 4])
 def test_reference_decoder_reads_every_integer_column_method(
     method: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -401,6 +405,7 @@ def test_reference_decoder_reads_every_integer_column_method(
         1: intcol.pack_huffman,
         2: intcol.pack_planes,
         3: intcol.pack_sparse,
+        4: intcol.pack_lzma_planes,
     }
     monkeypatch.setattr(
         intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))
