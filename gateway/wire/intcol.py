@@ -91,7 +91,9 @@ def pack(values: npt.ArrayLike, plain: bool = False) -> bytes:
         return huffman_packed
     if ints.size >= _LZMA_FROM:  # left to zstd: LZMA's context modelling may do better still
         packed = pack_lzma_planes(ints)
-        if final_size(packed) < sizes[best]:
+        # its length, not `final_size`: zstd stores an incompressible stretch raw, and with it the
+        # stand-in context, which overstated LZMA's size by 57 bytes (hourly wind speed at Sand Point)
+        if len(packed) < sizes[best]:
             return packed
     return candidates[best]
 
@@ -144,8 +146,23 @@ def pack_sparse(ints: IntArray) -> bytes:
     where = np.flatnonzero(ints)
     gaps = np.diff(where, prepend=-1) - 1
     unsigned = varint.unzigzag(gaps.astype(np.uint64))  # its zigzag varints are the uvarints of gaps
+    nonzero = ints[where]
+    factor = _common_factor(nonzero)
     head = bytes([METHOD_SPARSE]) + huffman.uvarint(ints.size) + huffman.uvarint(where.size)
-    return head + varint.pack(unsigned) + varint.pack(ints[where])
+    return head + huffman.uvarint(factor) + varint.pack(unsigned) + varint.pack(nonzero // factor)
+
+
+def _common_factor(nonzero: IntArray) -> int:
+    """The greatest common divisor of the entries (1 when there are none or it exceeds 2^62).
+
+    A series declared finer than it moves (rain at 0.001 mm that falls in whole millimetres) has
+    steps that are all multiples of one number; dividing it out shortens every varint (hourly
+    precipitation: 41 steps, all multiples of 1,000 units: 138 -> 91 bytes).
+    """
+    magnitude = np.abs(nonzero)  # -2^63 stays negative: no factor then
+    if nonzero.size == 0 or int(magnitude.min()) < 0 or int(magnitude.max()) >= 1 << 62:
+        return 1
+    return int(np.gcd.reduce(magnitude))
 
 
 def pack_lzma_planes(ints: IntArray) -> bytes:
@@ -209,6 +226,9 @@ def _unpack_sparse(data: bytes, pos: int, count: int) -> IntArray:
     nonzero, pos = huffman.read_uvarint(data, pos)
     if nonzero > count:
         raise MalformedBatch(f"sparse column claims {nonzero} nonzero entries of {count}")
+    factor, pos = huffman.read_uvarint(data, pos)
+    if not 1 <= factor < 1 << 62:
+        raise MalformedBatch(f"sparse column factor must be 1 to 2^62 - 1, got {factor}")
     both = varint.unpack(data[pos:])
     if both.size != 2 * nonzero:
         raise MalformedBatch(f"sparse column holds {both.size} varints, expected {2 * nonzero}")
@@ -219,7 +239,7 @@ def _unpack_sparse(data: bytes, pos: int, count: int) -> IntArray:
     if nonzero and int(where[-1]) >= count:
         raise MalformedBatch("sparse column entry beyond its count")
     values = np.zeros(count, np.int64)
-    values[where] = both[nonzero:]
+    values[where] = both[nonzero:] * np.int64(factor)  # wraps modulo 2^64 as the format says
     return values
 
 

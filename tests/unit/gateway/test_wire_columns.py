@@ -57,10 +57,28 @@ def test_a_nearly_constant_column_travels_sparse_and_is_smaller_after_zstd(nonze
     rng = np.random.default_rng(5)
     column = np.zeros(6000, np.int64)  # an hourly pressure that rarely moves, or regular timestamps
     column[rng.choice(column.size, nonzero, replace=False)] = rng.integers(-3, 4, nonzero) * 2 + 1
+    column[:nonzero] *= 1000  # a rain gauge at 0.001 mm that counts whole millimetres
     packed = intcol.pack(column)
     assert packed[0] == intcol.METHOD_SPARSE
     assert np.array_equal(intcol.unpack(packed, column.size), column)
     assert intcol.final_size(packed) < intcol.final_size(intcol.pack_varints(column))
+
+
+@pytest.mark.parametrize(
+    "entries", [[-(2**63)], [-(2**63), -(2**63)], [2**63 - 1, -(2**63)], [2**62, -(2**62)]]
+)
+def test_a_sparse_column_of_extreme_entries_comes_back(entries: list[int]) -> None:
+    column = np.zeros(100, np.int64)
+    column[[3, 50, 99][: len(entries)]] = entries
+    assert np.array_equal(intcol.unpack(intcol.pack_sparse(column), column.size), column)
+
+
+def test_a_sparse_column_divides_out_the_common_factor_of_its_entries() -> None:
+    column = np.zeros(6000, np.int64)
+    column[::150] = np.tile([3000, -3000, 6000, -6000], 10)  # whole millimetres at 0.001 mm
+    factored = intcol.pack_sparse(column)
+    assert np.array_equal(intcol.unpack(factored, column.size), column)
+    assert len(factored) < len(intcol.pack_sparse(column + (column != 0)))  # same shape, no factor
 
 
 def test_a_column_with_context_zstd_cannot_model_travels_as_lzma_planes_and_is_smaller() -> None:
@@ -102,11 +120,12 @@ def test_linear_extrapolation_is_chosen_for_a_smooth_curve() -> None:
         bytes([2, 3, 3]) + bytes(9),  # width 3
         bytes([2, 3]),  # width missing
         bytes([2, 2, 2, 1, 2]),  # 2 values of 2 bytes need 4
-        bytes([3, 3, 2, 4]),  # sparse: 2 nonzero entries need 4 varints, not 1
-        bytes([3, 3, 4, 0, 0, 0, 2, 2, 2, 2]),  # sparse: 4 nonzero entries of 3
-        bytes([3, 3, 1, 3, 2]),  # sparse: 3 zeros before the first entry of 3
-        bytes([3, 3, 2, 1, 1, 2, 2]),  # sparse: positions 1 and 3 of 3
-        bytes([3, 3, 1, 0x80, 2]),  # sparse: a gap varint cut off
+        bytes([3, 3, 2, 1, 4]),  # sparse: 2 nonzero entries need 4 varints, not 1
+        bytes([3, 3, 4, 1, 0, 0, 0, 2, 2, 2, 2]),  # sparse: 4 nonzero entries of 3
+        bytes([3, 3, 1, 1, 3, 2]),  # sparse: 3 zeros before the first entry of 3
+        bytes([3, 3, 2, 1, 1, 1, 2, 2]),  # sparse: positions 1 and 3 of 3
+        bytes([3, 3, 1, 1, 0x80]),  # sparse: a gap varint cut off
+        bytes([3, 3, 1, 0, 0, 2]),  # sparse: factor 0
         bytes([5, 3, 2, 4]),  # no method 5
         bytes([4, 3, 3]) + intcol.pack_lzma_planes(np.arange(3))[3:],  # LZMA planes: width 3
         intcol.pack_lzma_planes(np.arange(3))[:-2],  # LZMA stream cut off

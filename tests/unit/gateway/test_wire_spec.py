@@ -108,8 +108,9 @@ def int_column(data: bytes) -> list[int]:
             values.append(unzigzag(z))
         return values
     count, pos = uvarint(data, 1)
-    if data[0] == 3:  # sparse: m, then m gaps (zeros skipped), then the m nonzero values
+    if data[0] == 3:  # sparse: m, factor, then m gaps (zeros skipped), then the m nonzero values / factor
         nonzero, pos = uvarint(data, pos)
+        factor, pos = uvarint(data, pos)
         numbers = []
         while pos < len(data):
             z, pos = uvarint(data, pos)
@@ -118,7 +119,7 @@ def int_column(data: bytes) -> list[int]:
         out, at = [0] * count, -1
         for gap, z in zip(numbers[:nonzero], numbers[nonzero:], strict=True):
             at += gap + 1
-            out[at] = unzigzag(z)
+            out[at] = unzigzag(z) * factor
         return out
     if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
