@@ -50,8 +50,10 @@ _PLANE_WIDTHS = (1, 2, 4, 8)
 #: nonzero entry costs a gap byte that the varints' zero runs, which zstd codes as one match, do not
 #: (hourly air temperature steps, 77 % nonzero: 3,157 -> 3,490 bytes sparse)
 _SPARSE_SHARE = 0.125
-#: LZMA is tried on columns of at least this many integers that zstd would get (varints or planes):
-#: it costs about 0.25 us per byte to encode, and the Huffman-coded NEON columns never gain from it
+#: LZMA is tried on columns of at least this many integers that zstd would get (varints or planes)
+#: and takes to at least 1 bit per integer: it costs about 0.2 us per byte to encode (a fifth of the
+#: NEON batches' encoding time, spent on their timestamps, which zstd takes to 0.002-0.016 bytes per
+#: integer and LZMA never beat); every column where it won took zstd 0.46-0.77 bytes per integer
 _LZMA_FROM = 256
 
 IntArray = npt.NDArray[np.int64]
@@ -89,7 +91,7 @@ def pack(values: npt.ArrayLike, plain: bool = False) -> bytes:
     best = int(np.argmin(sizes))
     if huffman_size <= sizes[best]:
         return huffman_packed
-    if ints.size >= _LZMA_FROM:  # left to zstd: LZMA's context modelling may do better still
+    if ints.size >= _LZMA_FROM and sizes[best] * 8 >= ints.size:  # zstd left >= 1 bit per value
         packed = pack_lzma_planes(ints)
         # its length, not `final_size`: zstd stores an incompressible stretch raw, and with it the
         # stand-in context, which overstated LZMA's size by 57 bytes (hourly wind speed at Sand Point)
