@@ -1,6 +1,7 @@
 """The signed, compact, versioned batch format (docs/wire-format.md): pure functions over bytes.
 
-A backend needs only this package (plus numpy, cbor2, zstandard, cryptography) to verify batches.
+A backend needs only this package (plus numpy, cbor2, zstandard, cryptography and the standard
+library's lzma) to verify batches.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ import numpy.typing as npt
 from kernel.model import Quality, Reading
 
 #: the body format version this library writes
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: the versions it reads: 1 has no epoch and no key rollover, 2 no predictors and no byte-plane
-#: columns (docs/wire-format.md, "Versions")
-READABLE_VERSIONS = frozenset({1, 2, 3})
+#: columns, 3 always carries the epoch and no sparse columns (docs/wire-format.md, "Versions")
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 #: length of a batch epoch: 128 random bits drawn with each new buffer database
 EPOCH_LENGTH = 16
 #: the epoch of tools and tests that have no buffer database, and of every version-1 batch's key

@@ -133,6 +133,8 @@ def read_table(data: bytes, pos: int, alphabet: int) -> tuple[IntArray, int]:
 
 def uvarint(n: int) -> bytes:
     """Unsigned LEB128 of one non-negative integer."""
+    if n < 0:  # would never end: n >> 7 stays -1
+        raise ValueError(f"uvarint of a negative number: {n}")
     out = bytearray()
     while True:
         low, n = n & 0x7F, n >> 7

@@ -1,4 +1,4 @@
-"""Integer columns and predictors of format version 3: exact round trips, choice by final size."""
+"""Integer columns and predictors of format versions 3 and 4: exact round trips, choice by final size."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def test_residuals_of_any_predictor_give_back_the_steps(values: list[int], predi
 @given(st.lists(INT64, max_size=300))
 def test_every_method_gives_back_the_column(values: list[int]) -> None:
     ints = np.array(values, dtype=np.int64)
-    for packed in (intcol.pack(ints), intcol.pack_planes(ints), intcol.pack_huffman(ints)):
+    methods = (intcol.pack_planes, intcol.pack_huffman, intcol.pack_sparse, intcol.pack_lzma_planes)
+    for packed in (intcol.pack(ints), *(method(ints) for method in methods)):
         assert np.array_equal(intcol.unpack(packed, ints.size), ints)
 
 
@@ -49,6 +50,51 @@ def test_a_column_of_repeated_patterns_is_left_to_zstd_and_is_smaller_after_it()
     assert packed[0] in (intcol.METHOD_VARINT, intcol.METHOD_PLANES)
     zstd = zstandard.ZstdCompressor(level=12)
     assert len(zstd.compress(packed)) < len(zstd.compress(intcol.pack_huffman(column)))
+
+
+@pytest.mark.parametrize("nonzero", [0, 1, 40])
+def test_a_nearly_constant_column_travels_sparse_and_is_smaller_after_zstd(nonzero: int) -> None:
+    rng = np.random.default_rng(5)
+    column = np.zeros(6000, np.int64)  # an hourly pressure that rarely moves, or regular timestamps
+    column[rng.choice(column.size, nonzero, replace=False)] = rng.integers(-3, 4, nonzero) * 2 + 1
+    column[:nonzero] *= 1000  # a rain gauge at 0.001 mm that counts whole millimetres
+    packed = intcol.pack(column)
+    assert packed[0] == intcol.METHOD_SPARSE
+    assert np.array_equal(intcol.unpack(packed, column.size), column)
+    assert intcol.final_size(packed) < intcol.final_size(intcol.pack_varints(column))
+
+
+@pytest.mark.parametrize(
+    "entries", [[-(2**63)], [-(2**63), -(2**63)], [2**63 - 1, -(2**63)], [2**62, -(2**62)]]
+)
+def test_a_sparse_column_of_extreme_entries_comes_back(entries: list[int]) -> None:
+    column = np.zeros(100, np.int64)
+    column[[3, 50, 99][: len(entries)]] = entries
+    assert np.array_equal(intcol.unpack(intcol.pack_sparse(column), column.size), column)
+
+
+def test_a_sparse_column_divides_out_the_common_factor_of_its_entries() -> None:
+    column = np.zeros(6000, np.int64)
+    column[::150] = np.tile([3000, -3000, 6000, -6000], 10)  # whole millimetres at 0.001 mm
+    factored = intcol.pack_sparse(column)
+    assert np.array_equal(intcol.unpack(factored, column.size), column)
+    assert len(factored) < len(intcol.pack_sparse(column + (column != 0)))  # same shape, no factor
+
+
+def test_a_column_with_context_zstd_cannot_model_travels_as_lzma_planes_and_is_smaller() -> None:
+    noise = np.random.default_rng(6).normal(0, 1, 6000)
+    steps = np.zeros(6000)
+    for i in range(1, steps.size):  # slowly wandering steps: each depends on the one before
+        steps[i] = 0.95 * steps[i - 1] + noise[i]
+    column = np.round(steps).astype(np.int64)
+    packed = intcol.pack(column)
+    assert packed[0] == intcol.METHOD_LZMA_PLANES
+    assert np.array_equal(intcol.unpack(packed, column.size), column)
+    assert intcol.final_size(packed) < min(
+        intcol.final_size(intcol.pack_planes(column)),
+        intcol.final_size(intcol.pack_varints(column)),
+        len(intcol.pack_huffman(column)),
+    )
 
 
 def test_independent_values_travel_as_huffman() -> None:
@@ -74,7 +120,19 @@ def test_linear_extrapolation_is_chosen_for_a_smooth_curve() -> None:
         bytes([2, 3, 3]) + bytes(9),  # width 3
         bytes([2, 3]),  # width missing
         bytes([2, 2, 2, 1, 2]),  # 2 values of 2 bytes need 4
-        bytes([3, 3, 2, 4]),  # no method 3
+        bytes([3, 3, 2, 1, 4]),  # sparse: 2 nonzero entries need 4 varints, not 1
+        bytes([3, 3, 4, 1, 0, 0, 0, 2, 2, 2, 2]),  # sparse: 4 nonzero entries of 3
+        bytes([3, 3, 1, 1, 3, 2]),  # sparse: 3 zeros before the first entry of 3
+        bytes([3, 3, 2, 1, 1, 1, 2, 2]),  # sparse: positions 1 and 3 of 3
+        bytes([3, 3, 1, 1, 0x80]),  # sparse: a gap varint cut off
+        bytes([3, 3, 1, 0, 0, 2]),  # sparse: factor 0
+        bytes([5, 3, 2, 4]),  # no method 5
+        bytes([4, 3, 3]) + intcol.pack_lzma_planes(np.arange(3))[3:],  # LZMA planes: width 3
+        intcol.pack_lzma_planes(np.arange(3))[:-2],  # LZMA stream cut off
+        intcol.pack_lzma_planes(np.arange(3)) + b"\0",  # stray byte after the end marker
+        bytes([4, 2]) + intcol.pack_lzma_planes(np.arange(3))[2:],  # 3 values where 2 are declared
+        bytes([4, 4]) + intcol.pack_lzma_planes(np.arange(3))[2:],  # 3 values where 4 are declared
+        bytes([4, 3, 1, 0xFF, 0xFF, 0xFF]),  # not an LZMA stream
     ],
 )
 def test_malformed_byte_planes_are_refused(column: bytes) -> None:

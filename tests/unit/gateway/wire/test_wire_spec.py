@@ -1,4 +1,4 @@
-"""A second decoder written from docs/wire-format.md alone (plain cbor2, zstandard, Python loops).
+"""A second decoder written from docs/wire-format.md alone (cbor2, zstandard, lzma, Python loops).
 
 It shares no code with gateway.wire: if the two disagree, the page or the library is wrong.
 """
@@ -6,6 +6,7 @@ It shares no code with gateway.wire: if the two disagree, the page or the librar
 from __future__ import annotations
 
 import hashlib
+import lzma
 import struct
 from typing import Any
 
@@ -107,8 +108,24 @@ def int_column(data: bytes) -> list[int]:
             values.append(unzigzag(z))
         return values
     count, pos = uvarint(data, 1)
-    if data[0] == 2:  # byte planes: plane b holds byte b (least significant first) of every value
+    if data[0] == 3:  # sparse: m, factor, then m gaps (zeros skipped), then the m nonzero values / factor
+        nonzero, pos = uvarint(data, pos)
+        factor, pos = uvarint(data, pos)
+        numbers = []
+        while pos < len(data):
+            z, pos = uvarint(data, pos)
+            numbers.append(z)
+        assert len(numbers) == 2 * nonzero
+        out, at = [0] * count, -1
+        for gap, z in zip(numbers[:nonzero], numbers[nonzero:], strict=True):
+            at += gap + 1
+            out[at] = unzigzag(z) * factor
+        return out
+    if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
+        if data[0] == 4:  # the planes as a raw LZMA1 stream, lc = lp = pb = 0, 64 KiB dictionary
+            lzma1 = {"id": lzma.FILTER_LZMA1, "lc": 0, "lp": 0, "pb": 0, "dict_size": 1 << 16}
+            planes = lzma.decompress(planes, format=lzma.FORMAT_RAW, filters=[lzma1])
         assert len(planes) == count * width
         return [unzigzag(sum(planes[b * count + i] << (8 * b) for b in range(width))) for i in range(count)]
     assert data[0] == 1
@@ -229,14 +246,14 @@ def reference_decode(blob: bytes, public_key_raw: bytes) -> dict[str, Any]:
     to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
     Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
     body = cbor2.loads(zstandard.ZstdDecompressor().decompress(payload))
-    assert body[0] in (1, 2, 3)
+    assert body[0] in (1, 2, 3, 4)
     table = body[4]
     rollover = body.get(10)
     if rollover is not None:  # section 3.4: the new key signs [context, gateway, old kid, new key]
         statement = cbor2.dumps(["rostock-gateway key rollover v1", body[1], header[4], rollover[0]])
         Ed25519PublicKey.from_public_bytes(rollover[0]).verify(rollover[1], statement)
     return {
-        "epoch": body[9] if body[0] >= 2 else bytes(16),
+        "epoch": body[9] if 2 <= body[0] <= 3 else body.get(9, bytes(16)),
         "rollover": rollover,
         "gateway_id": body[1],
         "seq": body[2],
@@ -357,7 +374,7 @@ def test_the_sample_exercises_every_part_of_the_format() -> None:
     assert set(body[5]) == set(range(11))  # every readings key, grids, groups, predictors included
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
     columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
-    assert {0, 1} <= {column[0] for column in columns}  # varints and Huffman (2: see below)
+    assert {0, 1, 3} <= {column[0] for column in columns}  # varints, Huffman, sparse (2: see below)
     assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
     assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
 
@@ -379,7 +396,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
 
 
-@pytest.mark.parametrize("method", [0, 1, 2])
+@pytest.mark.parametrize("method", [0, 1, 2, 3, 4])
 def test_reference_decoder_reads_every_integer_column_method(
     method: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -388,6 +405,8 @@ def test_reference_decoder_reads_every_integer_column_method(
         0: lambda v: b"\x00" + varint.pack(v),
         1: intcol.pack_huffman,
         2: intcol.pack_planes,
+        3: intcol.pack_sparse,
+        4: intcol.pack_lzma_planes,
     }
     monkeypatch.setattr(
         intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))

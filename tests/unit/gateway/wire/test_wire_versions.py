@@ -1,8 +1,10 @@
 """Batches written by older agents (kept in an outbox across an upgrade) still verify and decode.
 
 `data/batch-v1.cose` and `data/batch-v2.cose` were written by the encoders of wire format versions 1
-(commit 78ee996) and 2 (commit 5e5324a); the JSON beside each holds what that version's own reader
-decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
+(commit 78ee996) and 2 (commit 5e5324a), `data/batch_v3_compression.cose` by version 3 (commit
+fead6ee: five series of the shared data with a daily predictor, all three column methods, a grid,
+exceptions, quality flags, a lossless series and a gap); the JSON beside each holds what that
+version's own reader decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
 """
 
 from __future__ import annotations
@@ -10,24 +12,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cbor2
 import pytest
+import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.wire import NO_EPOCH, READABLE_VERSIONS, Keyring, verify_and_decode
+from gateway.wire import (
+    FORMAT_VERSION,
+    NO_EPOCH,
+    READABLE_VERSIONS,
+    Keyring,
+    ReadingColumns,
+    encode_batch,
+    kid_for,
+    sign,
+    verify_and_decode,
+)
+from kernel.errors import MalformedBatch
 
 DATA = Path(__file__).parent / "data"
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+STORED = {1: "batch-v1", 2: "batch-v2", 3: "batch_v3_compression"}
+
+
+@pytest.mark.parametrize("version", sorted(STORED))
 def test_a_stored_batch_of_an_older_version_decodes_as_its_own_reader_did(version: int) -> None:
     assert version in READABLE_VERSIONS
-    blob = (DATA / f"batch-v{version}.cose").read_bytes()
-    expected = json.loads((DATA / f"batch-v{version}.json").read_text())
+    blob = (DATA / f"{STORED[version]}.cose").read_bytes()
+    expected = json.loads((DATA / f"{STORED[version]}.json").read_text())
     ring = Keyring()
     ring.add("gw-fixture", KEY.public_key())
     batch = verify_and_decode(blob, ring)
-    assert (batch.gateway_id, batch.seq) == (expected["gateway_id"], expected["seq"])
+    assert (batch.version, batch.gateway_id, batch.seq) == (version, expected["gateway_id"], expected["seq"])
     assert batch.epoch == (NO_EPOCH if version == 1 else bytes(range(16)))
     readings = batch.readings
     assert readings.series.tolist() == expected["series"]
@@ -35,3 +53,36 @@ def test_a_stored_batch_of_an_older_version_decodes_as_its_own_reader_did(versio
     assert readings.quality.tolist() == expected["quality"]
     assert [float(v).hex() for v in readings.value.tolist()] == expected["value"]
     assert [[g.series, g.from_ms, g.to_ms, g.count, g.reason] for g in batch.gaps] == expected["gaps"]
+
+
+def _signed(fields: dict[int, object]) -> bytes:
+    return sign(zstandard.ZstdCompressor().compress(cbor2.dumps(fields)), KEY, kid_for(KEY.public_key()))
+
+
+def test_version_4_leaves_the_zero_epoch_out_and_keeps_a_real_one() -> None:
+    ring = Keyring()
+    ring.add("gw-fixture", KEY.public_key())
+    sizes = {}
+    for epoch in (NO_EPOCH, bytes(range(16))):
+        body = encode_batch(
+            gateway_id="gw-fixture",
+            seq=1,
+            created_ms=0,
+            series=[],
+            readings=ReadingColumns.empty(),
+            epoch=epoch,
+        )
+        fields = cbor2.loads(zstandard.ZstdDecompressor().decompress(body))
+        assert fields[0] == FORMAT_VERSION == 4
+        assert (9 in fields) == (epoch != NO_EPOCH)
+        assert verify_and_decode(sign(body, KEY, kid_for(KEY.public_key())), ring).epoch == epoch
+        sizes[epoch] = len(body)
+    assert sizes[NO_EPOCH] < sizes[bytes(range(16))]
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_version_2_or_3_body_without_its_epoch_is_malformed(version: int) -> None:
+    ring = Keyring()
+    ring.add("gw-fixture", KEY.public_key())
+    with pytest.raises(MalformedBatch):
+        verify_and_decode(_signed({0: version, 1: "gw-fixture", 2: 1, 3: 0, 4: []}), ring)
