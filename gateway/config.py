@@ -55,6 +55,17 @@ class BatchingConfig(_Strict):
         default=20_000, gt=0, description="seal before the budget as soon as this many readings wait"
     )
     max_readings: int = Field(default=50_000, gt=0, le=1_000_000, description="the wire format's limit")
+    catalogue_every_batches: int = Field(
+        default=96,
+        ge=1,
+        description="every Nth batch carries the whole series table again (docs/wire-format.md 3.5); 1: every batch",
+    )
+    catalogue_every_s: float = Field(
+        default=6 * 3600,
+        gt=0,
+        le=7 * 86_400,
+        description="... and the first batch after this long: bounds how long a receiver that lost the table waits",
+    )
 
     @model_validator(mode="after")
     def _one_budget(self) -> BatchingConfig:

@@ -19,7 +19,7 @@ from gateway.wire.batch import (
     WindowColumns,
 )
 from gateway.wire.body import catalogue_series, encode_batch
-from gateway.wire.catalogue import CATALOGUE_ID_LENGTH, CatalogueLookup, catalogue_of
+from gateway.wire.catalogue import CATALOGUE_ID_LENGTH, CatalogueLookup, KnownCatalogues, catalogue_of
 from gateway.wire.cose import MEDIA_TYPE, sign
 from gateway.wire.keyring import Keyring, kid_for
 from gateway.wire.rollover import make_rollover
@@ -38,6 +38,7 @@ __all__ = [
     "Gap",
     "KeyRollover",
     "Keyring",
+    "KnownCatalogues",
     "ReadingColumns",
     "SeriesInfo",
     "WindowColumns",

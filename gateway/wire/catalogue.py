@@ -17,7 +17,7 @@ from typing import Any
 
 import cbor2
 
-from gateway.wire.batch import SeriesInfo
+from gateway.wire.batch import Batch, SeriesInfo
 from gateway.wire.scale import scale_of
 
 #: bytes of a catalogue id: 64 bits of SHA-256. Only the gateway's own key can sign a table, so a
@@ -54,3 +54,21 @@ def catalogue_id_of_cbor(cbor: bytes) -> bytes:
 def catalogue_of(series: Sequence[SeriesInfo]) -> bytes:
     """The id of the catalogue a writer declares with `series` (the agent's resend rule keys on it)."""
     return catalogue_id(series_rows(series))
+
+
+class KnownCatalogues:
+    """The catalogues of one gateway learned from its declaring batches, for a reader that decodes its
+    batches in order (tools, tests): `verify_with_key(blob, key, known.lookup)`, then `known.learn(batch)`."""
+
+    def __init__(self) -> None:
+        self._tables: dict[bytes, tuple[SeriesInfo, ...]] = {}
+
+    def lookup(self, catalogue: bytes) -> tuple[SeriesInfo, ...] | None:
+        """The table declared as `catalogue`, or None."""
+        return self._tables.get(catalogue)
+
+    def learn(self, batch: Batch) -> Batch:
+        """Keep the catalogue `batch` declares (if it does); returns `batch`."""
+        if batch.catalogue_table:
+            self._tables[batch.catalogue] = batch.series
+        return batch
