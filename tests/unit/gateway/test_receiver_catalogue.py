@@ -120,3 +120,33 @@ def test_an_upgrade_delivers_version_3_batches_left_in_the_outbox_beside_version
     assert results(core, [new_declaring], "gw-fixture") == [Outcome.STORED]
     assert store.count_readings("gw-fixture") == 663 + 2 * 25
     assert store.quarantined() == []
+
+
+def test_wire_decode_takes_the_declaring_batch_as_catalogue(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    gw = SimulatedGateway("gw-1", series=3)
+    (tmp_path / "declaring.cose").write_bytes(gw.batch())
+    (tmp_path / "referring.cose").write_bytes(gw.batch(refer=True))
+    pem = tmp_path / "gw.pem"
+    pem.write_bytes(gw.key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    runner, referring = CliRunner(), str(tmp_path / "referring.cose")
+    alone = runner.invoke(main, ["wire", "decode", referring, "--pubkey", str(pem), "--json"])
+    assert alone.exit_code == 1 and "UnknownCatalogue" in alone.output
+    with_table = runner.invoke(
+        main,
+        [
+            "wire",
+            "decode",
+            referring,
+            "--pubkey",
+            str(pem),
+            "--catalogue",
+            str(tmp_path / "declaring.cose"),
+            "--json",
+        ],
+    )
+    assert with_table.exit_code == 0, with_table.output
+    decoded = json.loads(with_table.output)
+    assert decoded["seq"] == 1 and len(decoded["readings"]) == 15
+    assert {r["sensor"] for r in decoded["readings"]} == {"sensor-0", "sensor-1", "sensor-2"}
