@@ -85,6 +85,10 @@ class MqttConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, gt=0, lt=65536)
     topic: str = "gateways/{gateway_id}/batches"
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT 5 (topic aliases where the broker allows them; 3.1.1 when the broker refuses 5) or 3.1.1",
+    )
     client_id: str | None = None
     keepalive_s: int | None = Field(
         default=None, gt=0, description="MQTT keepalive; by default chosen from uplink.nat_timeout_s"
