@@ -49,7 +49,13 @@ class MqttUplink(Uplink):
         self._keepalive = keepalive_for(config.nat_timeout_s)
         self._mqtt_keepalive = config.mqtt.keepalive_s or mqtt_keepalive_for(config.nat_timeout_s)
         mqtt = config.mqtt
-        self._tls = ResumingContext(str(mqtt.ca_file) if mqtt.ca_file else None) if mqtt.tls else None
+        self._tls = (
+            ResumingContext(
+                str(mqtt.ca_file) if mqtt.ca_file else None, tls13_only=mqtt.tls_min_version == "1.3"
+            )
+            if mqtt.tls
+            else None
+        )
         self.state: UplinkState = "connecting"
         self._delivery = Delivery(store, sealed=sealed, max_inflight=config.max_inflight)
         self._on_demand = config.connect_on_demand
