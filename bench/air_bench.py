@@ -29,7 +29,9 @@ cutting the connection every 10 min (compressed: 11.1 s). The ThingsBoard figure
 readings as ThingsBoard IoT Gateway JSON telemetry (one message per sensor and reading time) with QoS 1
 over the same relay and TLS, paced so each message travels alone as it would at 1/min.
 
-Prints informational lines, then ONE JSON object as the last line.
+Prints informational lines, then ONE JSON object as the last line. `AIR_BENCH_PROFILES=a,d` runs only
+those profiles (the JSON then lacks the others' keys); `AIR_BENCH_TRACE=FILE` writes every read of the
+relay (time, direction, bytes) to FILE, to see what a batch cycle or a reconnect is made of.
 """
 
 from __future__ import annotations
@@ -147,8 +149,9 @@ class Counts:
 class Relay:
     """A TCP relay in front of the broker's TLS listener that counts the agent's connection."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, trace: Path | None = None) -> None:
         self.target_port = target_port
+        self._trace = trace.open("a") if trace is not None else None
         self.port = 0
         self.closed = Counts()
         self._live: dict[socket.socket, tuple[asyncio.StreamWriter, asyncio.StreamWriter, Counts]] = {}
@@ -226,6 +229,10 @@ class Relay:
         with contextlib.suppress(OSError, ConnectionError):
             while data := await reader.read(65536):
                 setattr(counts, direction, getattr(counts, direction) + len(data))
+                if self._trace is not None:
+                    segs = sum(tcp_segments(sock))
+                    self._trace.write(f"{time.time():.3f} {direction} {len(data)} segs={segs}\n")
+                    self._trace.flush()
                 if direction == "down":
                     self.answered.set()
                 writer.write(data)
@@ -408,7 +415,8 @@ async def wait_started(ports: list[PtyPort], timeout_s: float = 30.0) -> None:
 
 async def run_profile(bench: Bench, profile: Profile, replay: Replay, connect_bytes: int) -> Outcome:
     gateway_id = f"air-{profile.name}"
-    relay = Relay(bench.broker.tls_port or 0)
+    trace = os.environ.get("AIR_BENCH_TRACE")
+    relay = Relay(bench.broker.tls_port or 0, Path(f"{trace}.{profile.name}") if trace else None)
     await relay.start()
     recorder = Recorder(relay)
     n_sensors = SENSORS if profile.interval_s is not None else 0
@@ -606,25 +614,28 @@ async def main_async(workdir: Path) -> dict[str, Any]:
             full, resumed, did_resume = await connect_costs(broker.tls_port or 0, bench.ca_file)
             result.update(connect_bytes_full=full, connect_bytes_resumed=resumed, tls_resumed=did_resume)
             outcomes: dict[str, Outcome] = {}
-            for profile in PROFILES:
+            chosen = os.environ.get("AIR_BENCH_PROFILES", "abcd").replace(",", "")
+            for profile in (p for p in PROFILES if p.name in chosen):
                 outcome = await run_profile(bench, profile, replay, full)
                 outcomes[profile.name] = outcome
                 print(f"profile {profile.name}: {outcome}", flush=True)
             tb_message = await thingsboard_per_message(broker.tls_port or 0, bench.ca_file, replay)
-            single = one_batch_bytes_per_reading(bench, "air-b")
+            single = one_batch_bytes_per_reading(bench, "air-b") if "b" in outcomes else 0.0
         finally:
             if bench.receiver is not None:
                 bench.receiver.terminate()
                 bench.receiver.wait(10)
     tb_per_day = tb_message * SENSORS * DAY_S / 60
-    b = outcomes["b"]
     result.update({f"{name}_kb_per_day": o.kb_per_day for name, o in outcomes.items()})
+    result["max_delay_observed_s"] = {name: o.max_delay_s for name, o in outcomes.items()}
+    result["lost"] = {name: o.lost for name, o in outcomes.items()}
+    if "b" not in outcomes or "a" not in outcomes:
+        return result
+    b = outcomes["b"]
     result["b_bytes_per_reading"] = b.bytes_per_reading
     result["thingsboard_json_kb_per_day_a"] = round(tb_per_day / 1000, 1)
-    result["max_delay_observed_s"] = {name: o.max_delay_s for name, o in outcomes.items()}
     result["b_overhead_ratio"] = round((b.bytes_per_reading or 0) / single, 3)
     result["b_one_batch_bytes_per_reading"] = round(single, 3)
-    result["lost"] = {name: o.lost for name, o in outcomes.items()}
     result["a_below_thingsboard_x"] = round(tb_per_day / 1000 / outcomes["a"].kb_per_day, 1)
     return result
 

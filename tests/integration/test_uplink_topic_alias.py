@@ -1,12 +1,15 @@
-"""MQTT 5 topic aliases on a real Mosquitto: the topic travels once per connection; 3.1.1 stays the fallback."""
+"""MQTT framing costs on a real Mosquitto: topic aliases (the topic once per connection, 3.1.1 as the
+fallback) and no keepalive pings while batches flow."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 
 import aiomqtt
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from buffer import Store, StoreOptions
@@ -141,3 +144,47 @@ def test_a_broker_that_refuses_mqtt_5_gets_3_1_1_and_every_batch(tmp_path: Path)
 
         asyncio.run(scenario())
     assert refused == [5]  # refused once, then 3.1.1 for good
+
+
+def test_no_mqtt_ping_while_batches_flow_and_one_when_they_stop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PUBLISH answered by a PUBACK within the keepalive makes a PINGREQ pointless (MQTT 5.0,
+    3.1.2.10): paho alone sends one every keepalive anyway (its issue 813), 48 bytes and 2-3
+    segments on the air each time. Once the batches stop, the keepalive pings again."""
+    caplog.set_level(logging.DEBUG, logger="mqtt")  # paho logs every packet it sends there
+    with (
+        Mosquitto(tmp_path / "broker") as broker,
+        Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store,
+    ):
+        sealed = asyncio.Event()
+        config = UplinkConfig.model_validate(
+            {"mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 2}, "connect_on_demand": False}
+        )
+        uplink = MqttUplink(store, config, gateway_id=GATEWAY, sealed=sealed)
+        batcher = Batcher(
+            store, gateway_id=GATEWAY, private_key=KEY, kid=wire.kid_for(KEY.public_key()), declare=wire.SeriesInfo,
+            due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)), max_readings=1000, sealed=sealed,
+        )  # fmt: skip
+
+        async def scenario() -> tuple[int, int]:
+            task = asyncio.create_task(uplink.run())
+            for n in range(10):  # a batch every 0.6 s for 6 s: three keepalives
+                store.submit([Reading("s1", "t", T0 + n * 1000, float(n), "Cel")])
+                await batcher.seal_due()
+                await asyncio.sleep(0.6)
+            while_flowing = pings(caplog)
+            await asyncio.sleep(4.5)  # nothing to send for two keepalives
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return while_flowing, pings(caplog)
+
+        while_flowing, in_all = asyncio.run(scenario())
+    assert uplink.statistics().batches_acked == 10
+    assert while_flowing == 0
+    assert in_all >= 1
+
+
+def pings(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(1 for r in caplog.records if r.name == "mqtt" and r.getMessage() == "Sending PINGREQ")
