@@ -56,12 +56,15 @@ class GatewayCatalogue:
         self._declared_ms = 0
 
     def table_for(self, keys: Iterable[tuple[str, str, str]]) -> SeriesTable:
-        """The table with `keys` in it: the same table while it has room, else a new one of `keys`."""
+        """The table with `keys` (sensor, quantity, unit) in it: the same table while it has room, else
+        a new one of `keys`. New series are appended by quantity, unit, then sensor: the readings'
+        heads are coded as differences in table order, and neighbours of one quantity differ little
+        (30 series of bench/air_bench.py profile b: 1.082 -> 1.065 bytes per reading, 1.6 %)."""
         keys = list(dict.fromkeys(keys))
-        missing = sum(1 for key in keys if self.table.find(key) is None)
-        if len(self.table.keys) + missing > MAX_SERIES:
-            self.table = SeriesTable()
-        for key in keys:
+        missing = sorted((key for key in keys if self.table.find(key) is None), key=_by_quantity)
+        if len(self.table.keys) + len(missing) > MAX_SERIES:
+            self.table, missing = SeriesTable(), sorted(keys, key=_by_quantity)
+        for key in missing:
             self.table.add(key)
         return self.table
 
@@ -85,3 +88,8 @@ class GatewayCatalogue:
             self._since, self._declared_ms = 0, now_ms
         else:
             self._since += 1
+
+
+def _by_quantity(key: tuple[str, str, str]) -> tuple[str, str, str]:
+    sensor, quantity, unit = key
+    return quantity, unit, sensor

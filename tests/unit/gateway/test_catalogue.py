@@ -88,6 +88,16 @@ def test_the_table_keeps_its_indexes_and_starts_over_beyond_its_size() -> None:
     assert fresh.keys == [("new", "t", "Cel"), keys[3]]
 
 
+def test_new_series_join_the_table_by_quantity() -> None:
+    """Series of one quantity sit side by side (their heads differ little), new ones go at the end."""
+    catalogue = GatewayCatalogue()
+    first = [("post-1", "air_pressure", "kPa"), ("post-1", "dew_point", "Cel"), ("post-0", "dew_point", "Cel"),
+             ("post-0", "air_pressure", "kPa")]  # fmt: skip
+    assert catalogue.table_for(first).keys == [first[3], first[0], first[2], first[1]]
+    later = catalogue.table_for([("post-2", "dew_point", "Cel"), ("post-2", "air_pressure", "kPa"), first[1]])
+    assert later.keys[4:] == [("post-2", "air_pressure", "kPa"), ("post-2", "dew_point", "Cel")]
+
+
 def batcher(store: Store, clock: Clock, rule: ResendRule) -> Batcher:
     return Batcher(
         store, gateway_id="gw-test", private_key=KEY, kid=wire.kid_for(KEY.public_key()), declare=wire.SeriesInfo,
