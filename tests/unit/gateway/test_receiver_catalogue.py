@@ -3,15 +3,22 @@ kept, acknowledged and stored as soon as a batch declaring it arrives; nothing i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from buffer import Store, StoreOptions
+from gateway import wire
+from gateway.batcher import Batcher
 from gateway.cli import main
 from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
+from gateway.sealing import Due, SealingRules
 from hil.fleet import SimulatedGateway
+from kernel.model import Reading
 
 NOW = 1_767_300_000_000
 DATA = Path(__file__).parent / "data"
@@ -123,8 +130,6 @@ def test_an_upgrade_delivers_version_3_batches_left_in_the_outbox_beside_version
 
 
 def test_wire_decode_takes_the_declaring_batch_as_catalogue(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     gw = SimulatedGateway("gw-1", series=3)
     (tmp_path / "declaring.cose").write_bytes(gw.batch())
     (tmp_path / "referring.cose").write_bytes(gw.batch(refer=True))
@@ -150,3 +155,31 @@ def test_wire_decode_takes_the_declaring_batch_as_catalogue(tmp_path: Path) -> N
     decoded = json.loads(with_table.output)
     assert decoded["seq"] == 1 and len(decoded["readings"]) == 15
     assert {r["sensor"] for r in decoded["readings"]} == {"sensor-0", "sensor-1", "sensor-2"}
+
+
+def test_an_upgraded_agent_delivers_the_version_3_batch_in_its_outbox_and_its_own(tmp_path: Path) -> None:
+    """The outbox of the buffer holds a batch the version-3 agent sealed (the frozen one); the new
+    agent's batcher seals version-4 batches behind it (the first declares the catalogue, the next ones
+    name it). Delivered byte for byte, newest first (the worst order), the receiver stores them all."""
+    old = (DATA / "batch_v3_catalogue.cose").read_bytes()
+    with Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as buffer:
+        buffer.seal_batch(buffer.next_seq(), old, buffer.empty_slice())  # left by the old agent
+        batcher = Batcher(
+            buffer, gateway_id="gw-fixture", private_key=V3_KEY, kid=wire.kid_for(V3_KEY.public_key()),
+            declare=wire.SeriesInfo, due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
+            max_readings=1000, sealed=asyncio.Event(),
+        )  # fmt: skip
+        for n in range(3):
+            buffer.submit([Reading(f"post-{i}", "t", NOW + n * 60_000, 20.0 + i, "Cel") for i in range(4)])
+            buffer.flush_blocking(5)
+            asyncio.run(batcher.seal(upto_ts_ms=None))
+        outbox = [e.blob for e in buffer.undelivered(limit=10)]
+    assert outbox[0] == old and len(outbox) == 4
+    store = SqliteStore(tmp_path / "received.db")
+    core = ReceiverCore(store)
+    public = V3_KEY.public_key().public_bytes_raw()
+    core.enrol(RegisteredKey(wire.kid_for(V3_KEY.public_key()), "gw-fixture", public, NOW, "cli"))
+    verdicts = [core.receive(Arrival(blob, "gw-fixture", NOW)).result for blob in reversed(outbox)]
+    assert verdicts == [QuarantineReason.CATALOGUE_UNKNOWN] * 2 + [Outcome.STORED] * 2
+    assert store.count_readings("gw-fixture") == 663 + 3 * 4
+    assert store.quarantined() == []
