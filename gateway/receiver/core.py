@@ -180,7 +180,8 @@ class ReceiverCore:
     def _after_commit(
         self, arrivals: Sequence[Arrival], judged: Sequence[_Judged], verdicts: Sequence[Verdict]
     ) -> None:
-        """Count and log; keep replays' bytes aside; enrol rolled-over keys, then retry their gateways."""
+        """Count and log; keep replays' bytes aside; enrol rolled-over keys and remember new catalogues,
+        then retry those gateways' quarantine."""
         replays = []
         rolled_over: set[str] = set()
         catalogued = self._keep_catalogues(_declared(judged))
