@@ -18,6 +18,7 @@ from buffer import Store, StoreOptions
 from drivers.base import Driver
 from gateway import keys, wire
 from gateway.batcher import Batcher
+from gateway.catalogue import GatewayCatalogue, ResendRule
 from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
@@ -178,6 +179,7 @@ class Agent:
             sealed=sealed,
             windowing=Windowing(policies_of(config)),
             rollover=keys.pending_rollover(config.key_file, config.gateway_id),
+            catalogue=GatewayCatalogue(ResendRule.of(config.batching)),
         )
         sink.noted, sink.noted_event = batcher.note, batcher.note_event
         uplink = self._uplink = self._open_uplink(

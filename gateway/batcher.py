@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from buffer import PendingSlice, Store, WindowProgress
 from gateway import wire
 from gateway.aggregation import WindowerStatistics
+from gateway.catalogue import Declaration, GatewayCatalogue
 from gateway.keys import PendingRollover
 from gateway.liveness import Progress
 from gateway.sealing import Due
-from gateway.windowing import Closed, SeriesTable, Taken, Windowing
+from gateway.windowing import Closed, Taken, Windowing
 from kernel.model import Quality, Reading
 from kernel.wallclock import now_ms
 
@@ -63,6 +64,7 @@ class Batcher:
         windowing: Windowing | None = None,
         clock: Callable[[], int] = now_ms,
         rollover: PendingRollover | None = None,
+        catalogue: GatewayCatalogue | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -84,6 +86,8 @@ class Batcher:
         self._last_seq: int | None = None
         #: a `gateway keys rotate` the backend has not heard of: announced by the next batch
         self._rollover = rollover
+        #: one series table for every batch, declared in full only when the resend rule says so
+        self._catalogue = catalogue if catalogue is not None else GatewayCatalogue()
         #: the slice timer and `gateway flush` seal one at a time
         self._sealing = asyncio.Lock()
         #: the watchdog's view: busy while sealing, a beat per batch (a long backlog is progress)
@@ -192,12 +196,15 @@ class Batcher:
         """Encode, sign and store one batch."""
         seq = self._store.next_seq()
         rollover = self._rollover
-        body = self.encode(seq, pending, taken, closed, None if rollover is None else rollover.statement)
+        body, declaration = self.encode(
+            seq, pending, taken, closed, None if rollover is None else rollover.statement
+        )
         if rollover is None:
             blob = wire.sign(body, self._key, self._kid)
         else:  # signed by the key the backend knows, announcing the current one
             blob = wire.sign(body, rollover.old_key, rollover.old_kid)
         self._store.seal_batch(seq, blob, pending, progress)
+        self._catalogue.sealed(declaration, self._clock())
         if rollover is not None:
             rollover.complete()
             self._rollover = None
@@ -215,6 +222,8 @@ class Batcher:
             windows=len(closed),
             bytes=len(blob),
             gaps=len(pending.gaps),
+            catalogue=declaration.catalogue.hex(),
+            declared=declaration.declare,
         )
 
     def encode(
@@ -224,13 +233,19 @@ class Batcher:
         taken: Taken,
         closed: Closed,
         rollover: wire.KeyRollover | None = None,
-    ) -> bytes:
-        """The compressed CBOR body of one batch: the raw part of `pending`, its gaps and events, `closed`."""
-        table = SeriesTable()
+    ) -> tuple[bytes, Declaration]:
+        """The compressed CBOR body of one batch (the raw part of `pending`, its gaps and events,
+        `closed`) indexing the gateway's catalogue, and whether it declares it."""
         raw = np.flatnonzero(taken.raw)
         series_of_raw = pending.series[raw]
+        used = np.unique(series_of_raw).tolist()
+        table = self._catalogue.table_for(
+            [pending.series_keys[key] for key in used]
+            + [(g.sensor, g.quantity, g.unit) for g in pending.gaps]
+            + list(closed.keys)
+        )
         index = np.full(len(pending.series_keys), -1, np.int32)
-        for key in np.unique(series_of_raw).tolist():
+        for key in used:
             index[key] = table.add(pending.series_keys[key])
         quality = pending.quality[raw] | np.where(taken.late[raw], int(Quality.LATE), 0).astype(np.uint16)
         readings = wire.ReadingColumns(
@@ -248,18 +263,23 @@ class Batcher:
             window_index = np.array([table.add(k) for k in closed.keys], np.int32)
             windows = dataclasses.replace(windows, series=window_index[windows.series])
         events = [wire.Event(e.ts_ms, e.source, e.kind, e.detail) for e in pending.events]
-        return wire.encode_batch(
+        series = [self._declare(*key) for key in table.keys]
+        now = self._clock()
+        declaration = self._catalogue.plan(series, self._store.epoch, now)
+        body = wire.encode_batch(
             gateway_id=self._gateway_id,
             seq=seq,
             epoch=self._store.epoch,
-            created_ms=self._clock(),
-            series=[self._declare(*key) for key in table.keys],
+            created_ms=now,
+            series=series,
             readings=readings,
             windows=windows,
             gaps=gaps,
             events=events,
             rollover=rollover,
+            refer_to_catalogue=not declaration.declare,
         )
+        return body, declaration
 
     def statistics(self) -> BatcherStatistics:
         """Counters for status and metrics."""

@@ -62,6 +62,17 @@ class BatchingConfig(_Strict):
         default=20_000, gt=0, description="seal before the budget as soon as this many readings wait"
     )
     max_readings: int = Field(default=50_000, gt=0, le=1_000_000, description="the wire format's limit")
+    catalogue_every_batches: int = Field(
+        default=96,
+        ge=1,
+        description="every Nth batch carries the whole series table again (docs/wire-format.md 3.5); 1: every batch",
+    )
+    catalogue_every_s: float = Field(
+        default=6 * 3600,
+        gt=0,
+        le=7 * 86_400,
+        description="... and the first batch after this long: bounds how long a receiver that lost the table waits",
+    )
 
     @model_validator(mode="after")
     def _one_budget(self) -> BatchingConfig:
@@ -81,6 +92,10 @@ class MqttConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, gt=0, lt=65536)
     topic: str = "gateways/{gateway_id}/batches"
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT 5 (topic aliases where the broker allows them; 3.1.1 when the broker refuses 5) or 3.1.1",
+    )
     client_id: str | None = None
     keepalive_s: int | None = Field(
         default=None, gt=0, description="MQTT keepalive; by default chosen from uplink.nat_timeout_s"
@@ -89,6 +104,11 @@ class MqttConfig(_Strict):
     password: str | None = None
     tls: bool = False
     ca_file: Path | None = None
+    tls_min_version: Literal["1.3", "1.2"] = Field(
+        default="1.3",
+        description="1.3: a ClientHello of about 250 instead of 517 bytes per connect (docs/lte.md); "
+        "1.2 only for a broker without TLS 1.3",
+    )
 
 
 class HttpsConfig(_Strict):

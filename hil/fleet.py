@@ -40,14 +40,23 @@ class SimulatedGateway:
         """The current public key's 32 raw bytes."""
         return self.key.public_key().public_bytes_raw()
 
-    def batch(self, per_series: int = 5, *, offset: float = 0.0, seq: int | None = None) -> bytes:
-        """Sign the next batch (or the batch `seq` again, with values shifted by `offset`)."""
+    def batch(
+        self, per_series: int = 5, *, offset: float = 0.0, seq: int | None = None, refer: bool = False
+    ) -> bytes:
+        """Sign the next batch (or the batch `seq` again, with values shifted by `offset`); with
+        `refer` it names its series catalogue instead of carrying the table."""
         if seq is None:
             seq, self.seq = self.seq, self.seq + 1
-        return wire.sign(self.body(seq, per_series, offset=offset), self.key, self.kid)
+        return wire.sign(self.body(seq, per_series, offset=offset, refer=refer), self.key, self.kid)
 
     def body(
-        self, seq: int, per_series: int, *, offset: float = 0.0, rollover: wire.KeyRollover | None = None
+        self,
+        seq: int,
+        per_series: int,
+        *,
+        offset: float = 0.0,
+        rollover: wire.KeyRollover | None = None,
+        refer: bool = False,
     ) -> bytes:
         """The encoded body of batch `seq`: `per_series` readings, one a second, of each series."""
         n = self.series * per_series
@@ -64,7 +73,7 @@ class SimulatedGateway:
         ]
         return wire.encode_batch(
             gateway_id=self.gateway_id, seq=seq, created_ms=start + per_series * 1000, series=names,
-            readings=readings, epoch=self.epoch, rollover=rollover,
+            readings=readings, epoch=self.epoch, rollover=rollover, refer_to_catalogue=refer,
         )  # fmt: skip
 
     def rotate(self, per_series: int = 5) -> bytes:

@@ -51,6 +51,15 @@ class MalformedBatch(WireError):
     """The bytes are not a well-formed signed batch of the documented format."""
 
 
+class UnknownCatalogue(WireError):
+    """A verified batch refers to a series catalogue the reader has not seen (wire version 4): keep it
+    until a batch declaring that catalogue arrives (docs/wire-format.md, section 3.5)."""
+
+    def __init__(self, catalogue: bytes) -> None:
+        super().__init__(f"series catalogue {catalogue.hex()} is unknown here")
+        self.catalogue = catalogue
+
+
 def first_leaf(exc: BaseException) -> BaseException:
     """The first real exception inside the groups a TaskGroup wraps it in."""
     while isinstance(exc, BaseExceptionGroup):

@@ -15,6 +15,7 @@ import numpy as np
 from gateway.keys import load_private_key, load_public_key
 from gateway.wire import (
     Batch,
+    KnownCatalogues,
     ReadingColumns,
     SeriesInfo,
     encode_batch,
@@ -79,18 +80,34 @@ def encode_command(
 @group.command("decode")
 @click.argument("batch_path", type=click.Path(path_type=Path))
 @click.option("--pubkey", "pubkey_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--catalogue",
+    "catalogue_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="a batch of the same gateway that declares the series catalogue BATCH names (repeatable)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def decode_command(batch_path: Path, pubkey_path: Path, as_json: bool) -> None:
+def decode_command(
+    batch_path: Path, pubkey_path: Path, catalogue_paths: tuple[Path, ...], as_json: bool
+) -> None:
     """Verify a signed batch with a gateway's public key and print its content."""
+    known = KnownCatalogues()
     try:
         public_key = load_public_key(pubkey_path)
         blob = batch_path.read_bytes()
+        for path in catalogue_paths:
+            known.learn(verify_with_key(path.read_bytes(), public_key))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot read {batch_path}: {exc.strerror or exc}") from None
+        raise click.ClickException(
+            f"cannot read {exc.filename or batch_path}: {exc.strerror or exc}"
+        ) from None
+    except WireError as exc:
+        raise click.ClickException(f"--catalogue: {type(exc).__name__}: {exc}") from None
     try:
-        batch = verify_with_key(blob, public_key)
+        batch = verify_with_key(blob, public_key, known.lookup)
     except WireError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     if as_json:

@@ -2,15 +2,18 @@
 
 The MQTT and HTTP transports (mqtt.py, http.py) feed it; it verifies against the key registry in
 the store, quarantines what cannot be verified now, stores the rest in one group commit, enrols keys
-announced by verified rollover statements and then re-verifies that gateway's quarantine. Calls are
+announced by verified rollover statements and then re-verifies that gateway's quarantine, and keeps
+the series catalogues verified batches declare (wire version 4): a batch referring to a catalogue not
+held yet waits in the quarantine until one declaring it arrives (docs/wire-format.md 3.5). Calls are
 serialised by a lock (one store connection); callers run it in a worker thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -27,7 +30,7 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from gateway.receiver.verdict import Verdict
-from kernel.errors import BadSignature, ConfigError, MalformedBatch, UnsupportedVersion
+from kernel.errors import BadSignature, ConfigError, MalformedBatch, UnknownCatalogue, UnsupportedVersion
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +39,13 @@ log = structlog.get_logger(__name__)
 KEY_REFRESH_MS = 5000
 #: quarantined batches re-verified per transaction
 RETRY_PAGE = 200
+#: series catalogues held in memory at most (a gateway has a handful; the store keeps them all, so
+#: emptying the cache when full only costs a lookup per catalogue)
+CATALOGUES_KEPT = 65536
+
+#: (gateway id, catalogue id) -> the series table
+CatalogueKey = tuple[str, bytes]
+Catalogues = Mapping[CatalogueKey, tuple[wire.SeriesInfo, ...]]
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,8 @@ class ReceiverCore:
         self._registry = _Registry.of({})
         self._refreshed_ms: int | None = None
         self._counts: Counter[str] = Counter()
+        #: catalogues known to be committed (or declared by a batch committed in this process)
+        self._catalogues: dict[CatalogueKey, tuple[wire.SeriesInfo, ...]] = {}
 
     def receive(self, arrival: Arrival) -> Verdict:
         """One arrival in its own transaction."""
@@ -140,6 +152,13 @@ class ReceiverCore:
                 self._judge(a, registry) if _stale(j, registry) else j
                 for a, j in zip(arrivals, judgement.judged, strict=True)
             ]
+            # a catalogue declared in this group or kept by the store (another receiver, an earlier
+            # run): decode the batches referring to it in this same transaction
+            declared = _declared(judged)
+            judged = [
+                self._judge(a, registry, declared) if _waits_for_catalogue(j) else j
+                for a, j in zip(arrivals, judged, strict=True)
+            ]
             return self._commit(arrivals, judged, release=())
 
     def _commit(
@@ -161,9 +180,11 @@ class ReceiverCore:
     def _after_commit(
         self, arrivals: Sequence[Arrival], judged: Sequence[_Judged], verdicts: Sequence[Verdict]
     ) -> None:
-        """Count and log; keep replays' bytes aside; enrol rolled-over keys, then retry their gateways."""
+        """Count and log; keep replays' bytes aside; enrol rolled-over keys and remember new catalogues,
+        then retry those gateways' quarantine."""
         replays = []
         rolled_over: set[str] = set()
+        catalogued = self._keep_catalogues(_declared(judged))
         for arrival, j, verdict in zip(arrivals, judged, verdicts, strict=True):
             self._count(arrival, verdict)
             if verdict.result is Outcome.REPLAY:
@@ -178,8 +199,37 @@ class ReceiverCore:
                 rolled_over.add(batch.gateway_id)
         if replays:
             self._store.commit([], replays)
-        for gateway_id in sorted(rolled_over):
+        for gateway_id in sorted(rolled_over | catalogued):
             self._retry(gateway_id, max(a.received_ms for a in arrivals))
+
+    def _keep_catalogues(self, declared: Catalogues) -> set[str]:
+        """Remember committed catalogues; returns the gateways with one new here (whose quarantine may
+        hold batches waiting for it)."""
+        new = {key for key in declared if key not in self._catalogues}
+        for key in new:
+            if len(self._catalogues) >= CATALOGUES_KEPT:
+                self._catalogues.clear()
+            self._catalogues[key] = declared[key]
+        return {gateway_id for gateway_id, _ in new}
+
+    def _catalogue_lookup(self, gateway_id: str, declared: Catalogues | None) -> wire.CatalogueLookup:
+        """How a batch of `gateway_id` finds its catalogue: in memory, and when `declared` is given
+        (under the lock) also among the group's declaring batches and in the store."""
+
+        def lookup(catalogue: bytes) -> tuple[wire.SeriesInfo, ...] | None:
+            key = (gateway_id, catalogue)
+            found = self._catalogues.get(key)
+            if found is not None or declared is None:
+                return found
+            found = declared.get(key)
+            if found is None:
+                table = self._store.catalogue(gateway_id, catalogue)
+                if table is not None:
+                    found = wire.catalogue_series(table)
+                    self._keep_catalogues({key: found})
+            return found
+
+        return lookup
 
     def _enrol_rollover(self, batch: wire.Batch, arrival: Arrival) -> bool:
         """Register the key a verified rollover statement announces; True when it is new."""
@@ -222,7 +272,7 @@ class ReceiverCore:
         released, limit = 0, RETRY_PAGE
         while rows := self._store.quarantined(gateway_id=gateway_id, retryable_only=True, limit=limit):
             arrivals = [Arrival(r.blob, r.gateway_id, r.received_ms) for r in rows]
-            judged = [self._judge(a, self._registry) for a in arrivals]
+            judged = [self._judge(a, self._registry, {}) for a in arrivals]
             done = [r.id for r, j in zip(rows, judged, strict=True) if j.verified is not None]
             if not done:
                 if len(rows) < limit:
@@ -237,8 +287,11 @@ class ReceiverCore:
             log.info("quarantine released", gateway_id=gateway_id, batches=released, at_ms=now_ms)
         return released
 
-    def _judge(self, arrival: Arrival, registry: _Registry) -> _Judged:
-        """Verify one arrival against the registry: a VerifiedBatch, or why to keep it aside."""
+    def _judge(self, arrival: Arrival, registry: _Registry, declared: Catalogues | None = None) -> _Judged:
+        """Verify one arrival against the registry: a VerifiedBatch, or why to keep it aside.
+
+        Catalogues are looked up in memory only, unless `declared` is given (under the lock): then
+        also among those and in the store."""
         try:
             message = parse_canonical(arrival.blob)
         except MalformedBatch as exc:
@@ -250,8 +303,14 @@ class ReceiverCore:
             entry = self._entry(arrival, reason, detail, message.kid, message.content_digest)
             return _Judged(quarantine=entry)
         assert known is not None
+        lookup = self._catalogue_lookup(known.gateway_id, declared)
         try:
-            batch = wire.verify_message(message, registry.public[known.kid], known.gateway_id)
+            batch = wire.verify_message(message, registry.public[known.kid], known.gateway_id, lookup)
+        except UnknownCatalogue as exc:
+            entry = self._entry(
+                arrival, QuarantineReason.CATALOGUE_UNKNOWN, str(exc), message.kid, message.content_digest
+            )  # the gateway is known from its key even where the topic names none: its retry finds it
+            return _Judged(quarantine=dataclasses.replace(entry, gateway_id=known.gateway_id))
         except (BadSignature, MalformedBatch, UnsupportedVersion) as exc:
             reason = _REASON_OF_ERROR[type(exc)]
             return _Judged(
@@ -333,6 +392,19 @@ def _unverifiable(
     if known is None:
         return QuarantineReason.UNKNOWN_KEY if claimed in registry.gateways else QuarantineReason.NOT_ENROLLED
     return QuarantineReason.REVOKED if known.revoked_ms is not None else None
+
+
+def _declared(judged: Sequence[_Judged]) -> dict[CatalogueKey, tuple[wire.SeriesInfo, ...]]:
+    """The catalogues the verified batches among `judged` declare."""
+    return {
+        (j.verified.batch.gateway_id, j.verified.batch.catalogue): j.verified.batch.series
+        for j in judged
+        if j.verified is not None and j.verified.batch.catalogue_table
+    }
+
+
+def _waits_for_catalogue(judged: _Judged) -> bool:
+    return judged.quarantine is not None and judged.quarantine.reason is QuarantineReason.CATALOGUE_UNKNOWN
 
 
 def _stale(judged: _Judged, registry: _Registry) -> bool:

@@ -81,6 +81,11 @@ class SqliteStore:
 
     def _store_one(self, db: sqlite3.Connection, item: VerifiedBatch, contents: _Contents) -> Outcome:
         batch = item.batch
+        if batch.catalogue_table:
+            db.execute(
+                "INSERT OR IGNORE INTO catalogues VALUES (?, ?, ?, ?)",
+                (batch.gateway_id, batch.catalogue, batch.catalogue_table, item.received_ms),
+            )
         row = db.execute(
             "SELECT digest FROM batches WHERE gateway_id = ? AND epoch = ? AND seq = ?",
             (batch.gateway_id, batch.epoch, batch.seq),
@@ -131,6 +136,12 @@ class SqliteStore:
         )
         rows = self._read(query, (gateway_id, gateway_id, int(retryable_only), limit))
         return [QuarantinedBatch.from_row(r) for r in rows]
+
+    def catalogue(self, gateway_id: str, catalogue: bytes) -> bytes | None:
+        """The series table `gateway_id` declared as `catalogue`, or None."""
+        query = "SELECT series_table FROM catalogues WHERE gateway_id = ? AND catalogue = ?"
+        rows = self._read(query, (gateway_id, catalogue))
+        return bytes(rows[0][0]) if rows else None
 
     def add_key(self, key: RegisteredKey) -> bool:
         """Register a key (False when already registered for this gateway)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 #: the schema version this code writes; 0 is the pre-epoch layout (batches keyed by gateway id, seq),
-#: 1 the wide readings table (four text columns and the epoch per reading)
-SCHEMA_VERSION = 2
+#: 1 the wide readings table (four text columns and the epoch per reading), 2 without `catalogues`
+SCHEMA_VERSION = 3
 ZERO_EPOCH = "x'00000000000000000000000000000000'"
 
 TABLES = f"""
@@ -56,6 +56,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS quarantine_retryable_digest ON quarantine (digest)
     WHERE retryable AND digest IS NOT NULL;
+-- series catalogues (wire version 4) as verified batches declared them: the deterministic CBOR of
+-- the table, to decode the gateway's later batches that only name the catalogue
+CREATE TABLE IF NOT EXISTS catalogues (
+    gateway_id TEXT NOT NULL, catalogue BLOB NOT NULL, series_table BLOB NOT NULL,
+    declared_ms INTEGER NOT NULL, PRIMARY KEY (gateway_id, catalogue)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keys (
     kid BLOB PRIMARY KEY, gateway_id TEXT NOT NULL, public_key BLOB NOT NULL, added_ms INTEGER NOT NULL,
     source TEXT NOT NULL, revoked_ms INTEGER

@@ -43,8 +43,8 @@ class Outcome(Enum):
 class QuarantineReason(Enum):
     """Why bytes were kept aside instead of stored as readings.
 
-    The first four are *retryable*: the bytes are well-formed and may verify later (a key enrolled,
-    a receiver upgraded); they are kept whole and without a count limit, deduplicated on their content
+    The first five are *retryable*: the bytes are well-formed and may verify later (a key enrolled,
+    a receiver upgraded, a batch declaring the catalogue arrived); they are kept whole and without a count limit, deduplicated on their content
     digest. The others are *rejected*: bad bytes kept for forensics only, bounded by count and with
     their bytes truncated (`SqliteStore.REJECTED_KEEP`, `REJECTED_MAX_BYTES`).
     """
@@ -53,6 +53,8 @@ class QuarantineReason(Enum):
     NOT_ENROLLED = "not_enrolled"  # no key at all for the gateway the transport names
     REVOKED = "revoked"  # the kid was revoked (`gateway receiver keys revoke`)
     UNSUPPORTED_VERSION = "unsupported_version"  # a wire format version this receiver cannot read
+    #: verified, but refers to a series catalogue not held for its gateway (docs/wire-format.md 3.5)
+    CATALOGUE_UNKNOWN = "catalogue_unknown"
     BAD_SIGNATURE = "bad_signature"
     MALFORMED = "malformed"
     TOPIC_MISMATCH = "topic_mismatch"  # signed for another gateway than the topic or URL names
@@ -70,6 +72,7 @@ _RETRYABLE = frozenset(
         QuarantineReason.NOT_ENROLLED,
         QuarantineReason.REVOKED,
         QuarantineReason.UNSUPPORTED_VERSION,
+        QuarantineReason.CATALOGUE_UNKNOWN,
     }
 )
 
@@ -156,6 +159,9 @@ class ReceiverStore(Protocol):
         Present with another digest: REPLAY. Two batches of one call with the same identity are
         judged in order (the second is then DUPLICATE or REPLAY). NaN values are stored as NULL.
 
+        Per verified batch that declares a series catalogue (`Batch.catalogue_table` not empty),
+        whatever its outcome: keep the table under (gateway_id, catalogue) unless one is kept there.
+
         Per quarantine entry: a retryable one is inserted unless a retryable row with the same
         non-None digest is already there; a rejected one is inserted with its blob cut to the size
         limit, and the oldest rejected rows beyond the count limit are deleted.
@@ -166,6 +172,11 @@ class ReceiverStore(Protocol):
         self, *, gateway_id: str | None = None, retryable_only: bool = False, limit: int = 1000
     ) -> list[QuarantinedBatch]:
         """Quarantine rows, oldest first (optionally of one gateway, or retryable ones only)."""
+        ...
+
+    def catalogue(self, gateway_id: str, catalogue: bytes) -> bytes | None:
+        """The series table (deterministic CBOR) a verified batch of `gateway_id` declared as
+        `catalogue`, or None when none did."""
         ...
 
     def add_key(self, key: RegisteredKey) -> bool:

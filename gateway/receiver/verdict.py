@@ -48,6 +48,7 @@ HTTP_STATUS: dict[Outcome | QuarantineReason, int] = {
     QuarantineReason.NOT_ENROLLED: 202,
     QuarantineReason.REVOKED: 202,
     QuarantineReason.UNSUPPORTED_VERSION: 202,
+    QuarantineReason.CATALOGUE_UNKNOWN: 202,
     QuarantineReason.BAD_SIGNATURE: 422,
     QuarantineReason.MALFORMED: 422,
     QuarantineReason.TOPIC_MISMATCH: 403,

@@ -20,6 +20,8 @@ NAT_MARGIN = 0.1
 #: (two bare segments, 104 bytes on the air, against 204 for an MQTT PINGREQ/PINGRESP in TLS records),
 #: the MQTT keepalive only lets the broker forget a gateway that vanished (within 1.5 times it)
 MQTT_KEEPALIVE_IN_NAT_KEEPALIVES = 4
+#: OpenSSL's SSL_OP_TLSEXT_PADDING (part of the SSL_OP_ALL Python sets; the ssl module has no name for it)
+OP_TLSEXT_PADDING = 0x10
 #: unanswered TCP keepalive probes before the kernel fails the connection (a dead link is noticed
 #: 3 probe intervals after the idle time)
 TCP_KEEPALIVE_PROBES = 3
@@ -57,11 +59,19 @@ def hold_nat_open(sock: socket.socket, nat_timeout_s: float) -> bool:
 class ResumingContext(ssl.SSLContext):
     """A client TLS context that resumes the previous session on the next connection."""
 
-    def __new__(cls, cafile: str | None = None) -> ResumingContext:
+    def __new__(cls, cafile: str | None = None, *, tls13_only: bool = False) -> ResumingContext:
         return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
 
-    def __init__(self, cafile: str | None = None) -> None:
+    def __init__(self, cafile: str | None = None, *, tls13_only: bool = False) -> None:
         # PROTOCOL_TLS_CLIENT (set in __new__) verifies the certificate and the host name
+        if tls13_only:
+            # no TLS 1.2 cipher suites and extensions: OpenSSL 3.0's ClientHello shrinks from 517
+            # bytes to 243. Nor the RFC 7685 padding to 512 bytes (a workaround for TLS 1.2-era
+            # load balancers that hang on hellos of 256-511 bytes): a resumed hello carries the
+            # broker's ticket, and against a broker with stateful resumption (small PSK identities)
+            # the padding alone would cost 180 of the 357 bytes a resumed connect saves (docs/lte.md)
+            self.minimum_version = ssl.TLSVersion.TLSv1_3
+            self.options &= ~OP_TLSEXT_PADDING
         if cafile is not None:
             self.load_verify_locations(cafile)
         else:

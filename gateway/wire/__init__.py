@@ -19,26 +19,32 @@ from gateway.wire.batch import (
     SeriesInfo,
     WindowColumns,
 )
-from gateway.wire.body import encode_batch
+from gateway.wire.body import catalogue_series, encode_batch
+from gateway.wire.catalogue import CATALOGUE_ID_LENGTH, CatalogueLookup, KnownCatalogues, catalogue_of
 from gateway.wire.cose import MEDIA_TYPE, sign
 from gateway.wire.keyring import Keyring, kid_for
 from gateway.wire.rollover import make_rollover
 from gateway.wire.verify import verify_and_decode, verify_message, verify_with_key
 
 __all__ = [
+    "CATALOGUE_ID_LENGTH",
     "EPOCH_LENGTH",
     "FORMAT_VERSION",
     "MEDIA_TYPE",
     "NO_EPOCH",
     "READABLE_VERSIONS",
     "Batch",
+    "CatalogueLookup",
     "Event",
     "Gap",
     "KeyRollover",
     "Keyring",
+    "KnownCatalogues",
     "ReadingColumns",
     "SeriesInfo",
     "WindowColumns",
+    "catalogue_of",
+    "catalogue_series",
     "encode_batch",
     "kid_for",
     "make_rollover",

@@ -14,7 +14,8 @@ from kernel.model import Quality, Reading
 #: the body format version this library writes
 FORMAT_VERSION = 4
 #: the versions it reads: 1 has no epoch and no key rollover, 2 no predictors and no byte-plane
-#: columns, 3 always carries the epoch and no sparse columns (docs/wire-format.md, "Versions")
+#: columns, 3 always carries the epoch and has no sparse or LZMA columns and no series catalogues
+#: (docs/wire-format.md, "Versions")
 READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 #: length of a batch epoch: 128 random bits drawn with each new buffer database
 EPOCH_LENGTH = 16
@@ -210,6 +211,12 @@ class Batch:
     #: SHA-256 over the signed content (protected header and payload): two envelopes of the same
     #: signed content have the same digest, so a receiver deduplicates on it
     digest: bytes = b""
+    #: version 4: the id of the series catalogue the batch declares or refers to (8 bytes); empty
+    #: for versions 1-3, which always carry their table
+    catalogue: bytes = b""
+    #: the deterministic CBOR of the table when the batch declares its catalogue (a receiver keeps it
+    #: to decode later batches that only refer to it); empty when it refers
+    catalogue_table: bytes = b""
 
     def iter_readings(self) -> Iterator[Reading]:
         """The raw readings as domain objects, ordered by series then timestamp."""

@@ -22,14 +22,23 @@ from gateway.wire.batch import (
     SeriesInfo,
     WindowColumns,
 )
+from gateway.wire.catalogue import (
+    CATALOGUE_ID_LENGTH,
+    CatalogueLookup,
+    catalogue_id_of_cbor,
+    series_rows,
+    table_cbor,
+)
 from gateway.wire.cbor_limits import MAX_ITEMS, check_items
 from gateway.wire.readings import decode_readings, encode_readings
-from gateway.wire.scale import resolution_of, scale_of
+from gateway.wire.scale import resolution_of
 from gateway.wire.windows import decode_windows, encode_windows
-from kernel.errors import MalformedBatch, UnsupportedVersion, WireError
+from kernel.errors import MalformedBatch, UnknownCatalogue, UnsupportedVersion, WireError
 
 # keys of the body map (docs/wire-format.md, "Body")
-VERSION, GATEWAY, SEQ, CREATED, SERIES, READINGS, WINDOWS, GAPS, EVENTS, EPOCH, ROLLOVER = range(11)
+VERSION, GATEWAY, SEQ, CREATED, SERIES, READINGS, WINDOWS, GAPS, EVENTS, EPOCH, ROLLOVER, CATALOGUE = range(
+    12
+)
 #: zstd level: 12 (binary-tree match finder) finds repeats in byte-plane columns that 9 misses
 #: (hourly dew point 2,718 -> 2,525 bytes) and is within 0.3 % of 19 on Huffman-coded bodies (the
 #: NEON batches) at a third of its time
@@ -75,11 +84,14 @@ def encode_batch(
     events: Sequence[Event] = (),
     epoch: bytes = NO_EPOCH,
     rollover: KeyRollover | None = None,
+    refer_to_catalogue: bool = False,
 ) -> bytes:
     """The compressed body of one batch (sign it with `sign`); readings travel sorted by series, ts.
 
     `epoch` is the buffer database's random id (tools and tests may leave NO_EPOCH); `rollover`
-    announces the gateway's next key in a batch signed by its current one.
+    announces the gateway's next key in a batch signed by its current one. With `refer_to_catalogue`
+    the body carries only the id of `series`' catalogue instead of the table (a batch before it must
+    have declared it: section 3.5).
     """
     if seq < 0:
         raise ValueError(f"seq must be >= 0, got {seq}")
@@ -92,12 +104,14 @@ def encode_batch(
         GATEWAY: str(gateway_id),
         SEQ: int(seq),
         CREATED: int(created_ms),
-        SERIES: [
-            [s.sensor, s.quantity, s.unit, scale_of(s.resolution), int(s.time_resolution_ms)] for s in series
-        ],
     }
     if epoch != NO_EPOCH:  # version 4 omits the zero epoch of tools (17 bytes before zstd)
         body[EPOCH] = bytes(epoch)
+    rows = series_rows(series)
+    if refer_to_catalogue:
+        body[CATALOGUE] = catalogue_id_of_cbor(table_cbor(rows))
+    else:
+        body[SERIES] = rows
     if rollover is not None:
         body[ROLLOVER] = [bytes(rollover.new_public_key), bytes(rollover.proof)]
     plain_readings = None
@@ -159,7 +173,7 @@ def _left_to_zstd(readings: object) -> int:
 class DecodedBody:
     """The fields of a body, checked against the format."""
 
-    def __init__(self, fields: dict[Any, Any], version: int) -> None:
+    def __init__(self, fields: dict[Any, Any], version: int, catalogues: CatalogueLookup | None) -> None:
         self.version = version
         self.epoch = NO_EPOCH
         #: field 10 as decoded; `verify` checks it against the signer's kid
@@ -175,7 +189,8 @@ class DecodedBody:
         if self.seq < 0:
             raise MalformedBatch(f"seq must be >= 0, got {self.seq}")
         self.created_ms = _typed(fields.get(CREATED), int, "creation time")
-        self.series = _series_table(_typed(fields.get(SERIES), list, "series"))
+        self.catalogue = self.catalogue_table = b""
+        self.series = self._series(fields, catalogues) if version >= 4 else _series_in(fields)
         readings = fields.get(READINGS)
         self.readings = ReadingColumns.empty() if readings is None else decode_readings(readings, self.series)
         if len(self.readings) > MAX_ROWS:
@@ -187,16 +202,36 @@ class DecodedBody:
         self.gaps = tuple(_gap(row, len(self.series)) for row in _list_or_empty(fields, GAPS))
         self.events = tuple(_event(row) for row in _list_or_empty(fields, EVENTS))
 
+    def _series(self, fields: dict[Any, Any], catalogues: CatalogueLookup | None) -> tuple[SeriesInfo, ...]:
+        """Version 4: the table the body declares (and its catalogue id), or the one it refers to."""
+        if SERIES in fields:
+            if CATALOGUE in fields:
+                raise MalformedBatch("a body carries its series table or a catalogue id, not both")
+            series = _series_in(fields)
+            self.catalogue_table = table_cbor(fields[SERIES])
+            self.catalogue = catalogue_id_of_cbor(self.catalogue_table)
+            return series
+        self.catalogue = _typed(fields.get(CATALOGUE), bytes, "catalogue id")
+        if len(self.catalogue) != CATALOGUE_ID_LENGTH:
+            raise MalformedBatch(
+                f"catalogue id must be {CATALOGUE_ID_LENGTH} bytes, got {len(self.catalogue)}"
+            )
+        known = None if catalogues is None else catalogues(self.catalogue)
+        if known is None:
+            raise UnknownCatalogue(self.catalogue)
+        return known
 
-def decode_body(payload: bytes) -> DecodedBody:
-    """Decompress and decode a body; only MalformedBatch or UnsupportedVersion escape."""
+
+def decode_body(payload: bytes, catalogues: CatalogueLookup | None = None) -> DecodedBody:
+    """Decompress and decode a body; only MalformedBatch, UnsupportedVersion or (a version-4 body that
+    refers to a catalogue `catalogues` does not know) UnknownCatalogue escape."""
     fields = _fields(_decompress(payload))
     version = fields.get(VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
         known = ", ".join(str(v) for v in sorted(READABLE_VERSIONS))
         raise UnsupportedVersion(f"batch format version {version!r}, this reader knows {known}")
     try:
-        return DecodedBody(fields, version)
+        return DecodedBody(fields, version, catalogues)
     except WireError:
         raise
     except Exception as exc:  # the safety net of the "only wire errors escape" contract
@@ -240,6 +275,20 @@ _series_tables: dict[str, tuple[SeriesInfo, ...]] = {}
 SERIES_TABLES_KEPT = 16384
 #: larger tables are decoded each time (their repr would cost more than it saves)
 SERIES_TABLE_CACHED_ROWS = 256
+
+
+def _series_in(fields: dict[Any, Any]) -> tuple[SeriesInfo, ...]:
+    return _series_table(_typed(fields.get(SERIES), list, "series"))
+
+
+def catalogue_series(table: bytes) -> tuple[SeriesInfo, ...]:
+    """The series of a catalogue kept as its deterministic CBOR (`Batch.catalogue_table`);
+    MalformedBatch when the bytes are not a series table."""
+    try:
+        rows = cbor2.loads(table)
+    except Exception as exc:  # cbor2 raises several kinds on hostile input
+        raise MalformedBatch(f"catalogue is not valid CBOR: {exc}") from None
+    return _series_table(_typed(rows, list, "series"))
 
 
 def _series_table(rows: list[Any]) -> tuple[SeriesInfo, ...]:

@@ -6,28 +6,38 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.wire.batch import Batch
 from gateway.wire.body import DecodedBody, decode_body
+from gateway.wire.catalogue import CatalogueLookup
 from gateway.wire.cose import SignedMessage, parse_sign1
 from gateway.wire.keyring import Keyring, kid_for
 from gateway.wire.rollover import check_rollover
 from kernel.errors import BadSignature, UnknownKey
 
 
-def verify_and_decode(blob: bytes, keyring: Keyring) -> Batch:
-    """A verified batch; raises only BadSignature, UnknownKey, UnsupportedVersion or MalformedBatch.
+def verify_and_decode(blob: bytes, keyring: Keyring, catalogues: CatalogueLookup | None = None) -> Batch:
+    """A verified batch; raises only BadSignature, UnknownKey, UnsupportedVersion, MalformedBatch or
+    UnknownCatalogue (a version-4 batch that refers to a catalogue `catalogues` does not hold).
 
     A body naming another gateway than the one its key is registered for raises BadSignature:
     a gateway must not speak for another.
     """
     message = parse_sign1(bytes(blob))
     trusted = keyring.trusted(message.kid)
-    return verify_message(message, trusted.public_key, trusted.gateway_id)
+    return verify_message(message, trusted.public_key, trusted.gateway_id, catalogues)
 
 
-def verify_message(message: SignedMessage, public_key: Ed25519PublicKey, gateway_id: str) -> Batch:
+def verify_message(
+    message: SignedMessage,
+    public_key: Ed25519PublicKey,
+    gateway_id: str,
+    catalogues: CatalogueLookup | None = None,
+) -> Batch:
     """Steps 3-5 of verification for an envelope already parsed and a key already looked up (the
-    receiver parses the canonical envelope itself and keeps its key registry in its database)."""
+    receiver parses the canonical envelope itself and keeps its key registry in its database).
+
+    `catalogues` are the series catalogues of `gateway_id` the caller holds; the signature is
+    checked before any of them is looked up."""
     message.verify(public_key)
-    body = decode_body(message.payload)
+    body = decode_body(message.payload, catalogues)
     if body.gateway_id != gateway_id:
         raise BadSignature(
             f"batch claims gateway {body.gateway_id!r} but key {message.kid.hex()}"
@@ -36,13 +46,15 @@ def verify_message(message: SignedMessage, public_key: Ed25519PublicKey, gateway
     return _batch(body, message)
 
 
-def verify_with_key(blob: bytes, public_key: Ed25519PublicKey) -> Batch:
+def verify_with_key(
+    blob: bytes, public_key: Ed25519PublicKey, catalogues: CatalogueLookup | None = None
+) -> Batch:
     """A batch verified with one public key, whatever gateway it names (for tools, not receivers)."""
     message = parse_sign1(bytes(blob))
     if message.kid != kid_for(public_key):
         raise UnknownKey(f"batch is signed with key {message.kid.hex()}, not {kid_for(public_key).hex()}")
     message.verify(public_key)
-    return _batch(decode_body(message.payload), message)
+    return _batch(decode_body(message.payload, catalogues), message)
 
 
 def _batch(body: DecodedBody, message: SignedMessage) -> Batch:
@@ -62,4 +74,6 @@ def _batch(body: DecodedBody, message: SignedMessage) -> Batch:
         epoch=body.epoch,
         rollover=rollover,
         digest=message.content_digest,
+        catalogue=body.catalogue,
+        catalogue_table=body.catalogue_table,
     )

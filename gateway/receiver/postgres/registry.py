@@ -9,7 +9,7 @@ from psycopg import Connection
 from psycopg.rows import TupleRow
 
 from gateway.receiver.postgres.contents import text
-from gateway.receiver.store import QuarantinedBatch, QuarantineEntry, RegisteredKey
+from gateway.receiver.store import QuarantinedBatch, QuarantineEntry, RegisteredKey, VerifiedBatch
 from kernel.errors import ConfigError, UnknownKey
 
 #: rejected (non-retryable) quarantine rows kept, the oldest deleted beyond it (as the SQLite store)
@@ -18,6 +18,27 @@ REJECTED_KEEP = 1000
 REJECTED_MAX_BYTES = 64 * 1024
 
 _KEY_COLUMNS = "kid, gateway_id, public_key, added_ms, source, revoked_ms"
+
+
+def keep_catalogues(conn: Connection[TupleRow], items: Sequence[VerifiedBatch]) -> None:
+    """Keep the series tables these verified batches declare (a declared catalogue never changes:
+    its id is the hash of its table), inside the caller's transaction."""
+    for item in items:
+        batch = item.batch
+        if batch.catalogue_table:
+            conn.execute(
+                "INSERT INTO catalogues VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (text(batch.gateway_id), batch.catalogue, batch.catalogue_table, item.received_ms),
+            )
+
+
+def catalogue(conn: Connection[TupleRow], gateway_id: str, catalogue_id: bytes) -> bytes | None:
+    """The series table `gateway_id` declared as `catalogue_id`, or None."""
+    row = conn.execute(
+        "SELECT series_table FROM catalogues WHERE gateway_id = %s AND catalogue = %s",
+        (text(gateway_id), catalogue_id),
+    ).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def quarantine(conn: Connection[TupleRow], entries: Sequence[QuarantineEntry]) -> None:

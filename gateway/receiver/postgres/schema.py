@@ -143,6 +143,16 @@ FROM readings r;
 """
 
 
+# series catalogues (wire version 4) as verified batches declared them: the deterministic CBOR of the
+# table, to decode the gateway's later batches that only name the catalogue
+_CATALOGUES = """
+CREATE TABLE catalogues (
+    gateway_id text NOT NULL, catalogue bytea NOT NULL, series_table bytea NOT NULL,
+    declared_ms bigint NOT NULL, PRIMARY KEY (gateway_id, catalogue)
+);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema: applied once, in order, recorded in schema_version."""
@@ -155,6 +165,7 @@ class Migration:
 MIGRATIONS = (
     Migration(1, "batches, series, readings partitioned by day, windows, gaps, events, quarantine, keys, "
               "views named like the SQLite store's tables", _TABLES + _VIEWS),
+    Migration(2, "series catalogues per gateway (wire version 4)", _CATALOGUES),
 )  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -122,6 +122,7 @@ class PostgresStore:
             write_contents(
                 conn, [claimed(first[i].batch, batch_id, self._series) for i, batch_id in ids.items()]
             )
+            registry.keep_catalogues(conn, batches)
             registry.quarantine(conn, quarantine)
             registry.release(conn, release)
         digests.update((i, first[i].batch.digest) for i in ids)
@@ -155,6 +156,10 @@ class PostgresStore:
     ) -> list[QuarantinedBatch]:
         """Quarantine rows, oldest first."""
         return self._run(registry.quarantined, gateway_id, retryable_only, limit)
+
+    def catalogue(self, gateway_id: str, catalogue: bytes) -> bytes | None:
+        """The series table `gateway_id` declared as `catalogue`, or None."""
+        return self._run(registry.catalogue, gateway_id, catalogue)
 
     def add_key(self, key: RegisteredKey) -> bool:
         """Register a key (False when already registered for this gateway)."""

@@ -211,3 +211,32 @@ def test_rejected_bytes_are_kept_for_the_latest_thousand_and_retryable_ones_all(
         f"#{i}" for i in range(5, 1_005)
     ]
     assert [q.detail for q in kept if q.reason.retryable] == ["gw-new"]
+
+
+def test_a_receiver_core_on_an_empty_database_stores_batches_that_name_their_catalogue(
+    fresh_dsn: str,
+) -> None:
+    """Wire version 4 on PostgreSQL: a batch naming a catalogue the database lacks waits in the
+    quarantine (catalogue_unknown) and is stored once the declaring batch arrives; a second receiver
+    on the same database then decodes referring batches from the kept table."""
+    from gateway.receiver import Arrival, ReceiverCore
+
+    gw = SimulatedGateway("gw-cat", series=12)
+    first = PostgresStore(fresh_dsn)
+    core = ReceiverCore(first)
+    core.enrol(RegisteredKey(gw.kid, gw.gateway_id, gw.public_raw, 1, "cli"))
+    waiting = [gw.batch(refer=True) for _ in range(3)]
+    verdicts = core.receive_many([Arrival(b, "gw-cat", 2) for b in waiting])
+    assert [v.result for v in verdicts] == [QuarantineReason.CATALOGUE_UNKNOWN] * 3
+    assert [q.reason for q in first.quarantined()] == [QuarantineReason.CATALOGUE_UNKNOWN] * 3
+    assert [v.result for v in core.receive_many([Arrival(gw.batch(), "gw-cat", 3)])] == [Outcome.STORED]
+    assert first.count_readings("gw-cat") == 4 * 60 and first.quarantined() == []
+    second = PostgresStore(fresh_dsn)
+    other = ReceiverCore(second)
+    assert [v.result for v in other.receive_many([Arrival(gw.batch(refer=True), "gw-cat", 4)])] == [
+        Outcome.STORED
+    ]
+    assert second.count_readings("gw-cat") == 5 * 60
+    assert rows(fresh_dsn, "SELECT count(*) FROM catalogues WHERE gateway_id = 'gw-cat'") == [(1,)]
+    first.close()
+    second.close()

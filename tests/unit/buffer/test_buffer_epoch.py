@@ -58,5 +58,9 @@ def test_every_batch_the_batcher_seals_carries_the_database_epoch(tmp_path: Path
         store.submit([Reading("s", "t", ts, 1.0, "C") for ts in range(5)])
         store.flush_blocking(5)
         assert asyncio.run(batcher.seal(upto_ts_ms=None)) == 3
-        batches = [wire.verify_with_key(e.blob, key.public_key()) for e in store.undelivered()]
+        known = wire.KnownCatalogues()
+        batches = [
+            known.learn(wire.verify_with_key(e.blob, key.public_key(), known.lookup))
+            for e in store.undelivered()
+        ]
         assert [(b.epoch, b.seq) for b in batches] == [(store.epoch, 1), (store.epoch, 2), (store.epoch, 3)]

@@ -46,6 +46,7 @@ class Gateway:
         self.store = Store.open(db, StoreOptions(commit_interval_s=0.01))
         self.batcher = self._batcher()
         self.delivered_up_to = 0
+        self.catalogues = wire.KnownCatalogues()
 
     def _batcher(self) -> Batcher:
         return Batcher(
@@ -71,7 +72,8 @@ class Gateway:
         new = [e for e in self.store.undelivered(limit=1000) if e.seq > self.delivered_up_to]
         for entry in new:
             self.delivered_up_to = entry.seq
-        return [wire.verify_with_key(e.blob, KEY.public_key()) for e in new]
+        known = self.catalogues  # a batch may name the catalogue an earlier one declared
+        return [known.learn(wire.verify_with_key(e.blob, KEY.public_key(), known.lookup)) for e in new]
 
     def restart(self) -> None:
         self.store.close()

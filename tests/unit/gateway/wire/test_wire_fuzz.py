@@ -7,6 +7,7 @@ import math
 
 import cbor2
 import numpy as np
+import pytest
 import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
@@ -22,9 +23,10 @@ from gateway.wire import (
     sign,
     verify_and_decode,
 )
-from kernel.errors import BadSignature, MalformedBatch, UnknownKey, UnsupportedVersion
+from kernel.errors import BadSignature, MalformedBatch, UnknownCatalogue, UnknownKey, UnsupportedVersion
 
-WIRE_ERRORS = (BadSignature, UnknownKey, UnsupportedVersion, MalformedBatch)
+#: the five errors docs/wire-format.md section 6 names (UnknownCatalogue since version 4)
+WIRE_ERRORS = (BadSignature, UnknownKey, UnsupportedVersion, MalformedBatch, UnknownCatalogue)
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
 KID = kid_for(KEY.public_key())
 RING = Keyring()
@@ -173,3 +175,34 @@ def test_signed_bodies_with_one_replaced_column(part: int, key: int, value: obje
     else:
         body[part][key % len(body[part])] = value
     only_wire_errors(signed_payload(zstandard.ZstdCompressor().compress(cbor2.dumps(body))))
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({11: b"\x01" * 8}, "not both"),  # the table and a catalogue id
+        ({4: None, 11: b"\x01" * 7}, "8 bytes"),
+        ({4: None, 11: "id"}, "catalogue id must be of type bytes"),
+        ({4: None}, "catalogue id must be of type bytes"),  # neither
+    ],
+)
+def test_a_body_with_a_bad_catalogue_reference_is_malformed(change: dict[int, object], error: str) -> None:
+    fields = cbor2.loads(CBOR_BODY)
+    for key, value in change.items():
+        if value is None:
+            fields.pop(key)
+        else:
+            fields[key] = value
+    blob = signed_payload(zstandard.ZstdCompressor().compress(cbor2.dumps(fields)))
+    with pytest.raises(MalformedBatch, match=error):
+        verify_and_decode(blob, RING)
+
+
+def test_a_well_formed_reference_to_an_unknown_catalogue_is_its_own_error() -> None:
+    fields = cbor2.loads(CBOR_BODY)
+    fields.pop(4)
+    fields[11] = b"\x02" * 8
+    blob = signed_payload(zstandard.ZstdCompressor().compress(cbor2.dumps(fields)))
+    with pytest.raises(UnknownCatalogue) as caught:
+        verify_and_decode(blob, RING)
+    assert caught.value.catalogue == b"\x02" * 8

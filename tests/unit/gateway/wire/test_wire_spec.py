@@ -24,6 +24,7 @@ from gateway.wire import (
     ReadingColumns,
     SeriesInfo,
     WindowColumns,
+    catalogue_of,
     encode_batch,
     intcol,
     kid_for,
@@ -31,6 +32,7 @@ from gateway.wire import (
     sign,
     varint,
     verify_and_decode,
+    verify_with_key,
 )
 
 T0 = 1_764_150_000_000
@@ -233,8 +235,11 @@ def windows(w: list[Any]) -> dict[str, list[Any]]:
     return out
 
 
-def reference_decode(blob: bytes, public_key_raw: bytes) -> dict[str, Any]:
-    """Sections 1-3, with the signature checked as section 1 says."""
+def reference_decode(
+    blob: bytes, public_key_raw: bytes, catalogues: dict[bytes, list[Any]] | None = None
+) -> dict[str, Any]:
+    """Sections 1-3, with the signature checked as section 1 says; `catalogues` are the tables of
+    section 3.5 by id, as earlier batches declared them."""
     message = cbor2.loads(blob)
     assert message.tag == 18
     protected, _, payload, signature = message.value
@@ -247,7 +252,12 @@ def reference_decode(blob: bytes, public_key_raw: bytes) -> dict[str, Any]:
     Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
     body = cbor2.loads(zstandard.ZstdDecompressor().decompress(payload))
     assert body[0] in (1, 2, 3, 4)
-    table = body[4]
+    if 4 in body:  # the table itself; version 4 declares the catalogue it hashes to (3.5)
+        table = body[4]
+        catalogue = hashlib.sha256(cbor2.dumps(table, canonical=True)).digest()[:8]
+    else:
+        catalogue = body[11]
+        table = (catalogues or {})[catalogue]
     rollover = body.get(10)
     if rollover is not None:  # section 3.4: the new key signs [context, gateway, old kid, new key]
         statement = cbor2.dumps(["rostock-gateway key rollover v1", body[1], header[4], rollover[0]])
@@ -259,6 +269,7 @@ def reference_decode(blob: bytes, public_key_raw: bytes) -> dict[str, Any]:
         "seq": body[2],
         "created_ms": body[3],
         "series": table,
+        "catalogue": catalogue if body[0] >= 4 else None,
         "readings": readings(body[5], table) if 5 in body else [],
         "windows": windows(body[6]) if 6 in body else None,
         "gaps": body.get(7, []),
@@ -477,3 +488,21 @@ def test_the_example_in_the_spec_is_what_the_library_writes() -> None:
         epoch=bytes(range(16)),
     )
     assert sign(body, key, kid_for(key.public_key())).hex() == "".join(example.split())
+
+
+def test_reference_decoder_follows_a_catalogue_declared_by_an_earlier_batch() -> None:
+    """Section 3.5: a batch that refers to its catalogue decodes with the table an earlier batch declared."""
+    blob, table, columns, windows, key = rich_batch()
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    declaring = reference_decode(blob, public)
+    body = encode_batch(
+        gateway_id="gw-spec", seq=100, created_ms=T0, series=table, readings=columns,
+        windows=windows, epoch=bytes(range(16)), refer_to_catalogue=True,
+    )  # fmt: skip
+    referring_blob = sign(body, key, kid_for(key.public_key()))
+    referring = reference_decode(referring_blob, public, {declaring["catalogue"]: declaring["series"]})
+    assert referring["catalogue"] == declaring["catalogue"] == catalogue_of(table)
+    assert repr(referring["readings"]) == repr(declaring["readings"])  # NaN values too
+    assert len(referring_blob) < len(blob) - 60  # the table stays home
+    ours = verify_with_key(referring_blob, key.public_key(), {catalogue_of(table): tuple(table)}.get)
+    assert [(s.sensor, s.quantity) for s in ours.series] == [(r[0], r[1]) for r in declaring["series"]]

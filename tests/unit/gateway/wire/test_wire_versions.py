@@ -86,3 +86,23 @@ def test_a_version_2_or_3_body_without_its_epoch_is_malformed(version: int) -> N
     ring.add("gw-fixture", KEY.public_key())
     with pytest.raises(MalformedBatch):
         verify_and_decode(_signed({0: version, 1: "gw-fixture", 2: 1, 3: 0, 4: []}), ring)
+
+
+def test_a_stored_version_3_batch_decodes_with_its_own_series_table() -> None:
+    """`data/batch_v3_catalogue.cose` was written by the version-3 encoder (commit fead6ee), from the
+    readings of the version-2 fixture: a version-3 batch always carries its whole series table, and a
+    reader of version 4 (series catalogues) must not need a catalogue for it."""
+    blob = (DATA / "batch_v3_catalogue.cose").read_bytes()
+    expected = json.loads((DATA / "batch_v3_catalogue.json").read_text())
+    ring = Keyring()
+    ring.add("gw-fixture", KEY.public_key())
+    batch = verify_and_decode(blob, ring)
+    assert (batch.version, batch.gateway_id, batch.seq) == (3, expected["gateway_id"], expected["seq"])
+    assert batch.epoch == bytes(range(16))
+    table = [[s.sensor, s.quantity, s.unit, s.resolution, s.time_resolution_ms] for s in batch.series]
+    assert table == expected["series_table"]
+    readings = batch.readings
+    assert readings.series.tolist() == expected["series"]
+    assert readings.ts_ms.tolist() == expected["ts_ms"]
+    assert [float(v).hex() for v in readings.value.tolist()] == expected["value"]
+    assert [[g.series, g.from_ms, g.to_ms, g.count, g.reason] for g in batch.gaps] == expected["gaps"]

@@ -1,0 +1,185 @@
+"""Series catalogues at the receiver (wire version 4): a batch naming a catalogue the receiver lacks is
+kept, acknowledged and stored as soon as a batch declaring it arrives; nothing is lost or rejected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from buffer import Store, StoreOptions
+from gateway import wire
+from gateway.batcher import Batcher
+from gateway.cli import main
+from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
+from gateway.sealing import Due, SealingRules
+from hil.fleet import SimulatedGateway
+from kernel.model import Reading
+
+NOW = 1_767_300_000_000
+DATA = Path(__file__).parent.parent / "wire" / "data"
+#: the key the frozen version-3 batch is signed with (test_wire_versions.py)
+V3_KEY = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
+
+
+def enrolled(path: Path, gw: SimulatedGateway) -> tuple[SqliteStore, ReceiverCore]:
+    store = SqliteStore(path)
+    core = ReceiverCore(store)
+    core.enrol(RegisteredKey(gw.kid, gw.gateway_id, gw.public_raw, NOW, "cli"))
+    return store, core
+
+
+def results(core: ReceiverCore, blobs: list[bytes], gateway_id: str = "gw-1") -> list[object]:
+    return [v.result for v in core.receive_many([Arrival(b, gateway_id, NOW) for b in blobs])]
+
+
+def test_a_receiver_restarted_with_an_empty_database_stores_every_later_batch(tmp_path: Path) -> None:
+    gw = SimulatedGateway("gw-1", series=30)
+    first_store, first = enrolled(tmp_path / "before.db", gw)
+    declaring, referring = gw.batch(), [gw.batch(refer=True) for _ in range(3)]
+    assert results(first, [declaring, *referring]) == [Outcome.STORED] * 4
+    assert first_store.count_readings() == 4 * 150
+    assert all(len(r) < len(declaring) - 80 for r in referring)  # 30 series rows stay home
+    # the receiver comes back with an empty database: the gateway goes on naming its catalogue
+    store, core = enrolled(tmp_path / "after.db", gw)
+    waiting = [gw.batch(refer=True) for _ in range(5)]
+    verdicts = core.receive_many([Arrival(b, "gw-1", NOW) for b in waiting])
+    assert [v.result for v in verdicts] == [QuarantineReason.CATALOGUE_UNKNOWN] * 5
+    assert all(v.settled for v in verdicts)  # acknowledged: the gateway deletes them from its outbox
+    assert store.count_readings() == 0
+    assert [q.reason for q in store.quarantined()] == [QuarantineReason.CATALOGUE_UNKNOWN] * 5
+    # the resend rule brings the table again: everything that waited is decoded and stored
+    assert results(core, [gw.batch()]) == [Outcome.STORED]
+    assert store.count_readings("gw-1") == 6 * 150
+    assert store.quarantined() == []
+    after = [gw.batch(refer=True) for _ in range(2)]
+    assert results(core, after) == [Outcome.STORED] * 2
+    stats = core.statistics()
+    assert (stats.rejected, stats.released_from_quarantine) == (0, 5)
+    assert stats.by_reason["catalogue_unknown"] == 5
+
+
+def test_a_declaring_batch_behind_its_referrers_in_one_group_stores_them_in_the_same_commit(
+    tmp_path: Path,
+) -> None:
+    gw = SimulatedGateway("gw-1", series=4)
+    store, core = enrolled(tmp_path / "received.db", gw)
+    declaring = gw.batch()
+    referring = [gw.batch(refer=True) for _ in range(3)]
+    assert results(core, [*referring, declaring]) == [Outcome.STORED] * 4
+    assert store.quarantined() == [] and store.count_readings() == 4 * 20
+    assert core.statistics().quarantined == 0
+
+
+def test_a_restarted_receiver_finds_the_catalogue_in_its_database(tmp_path: Path) -> None:
+    gw = SimulatedGateway("gw-1", series=3)
+    store, core = enrolled(tmp_path / "received.db", gw)
+    assert results(core, [gw.batch()]) == [Outcome.STORED]
+    store.close()
+    again = SqliteStore(tmp_path / "received.db")  # a new process: nothing in memory
+    assert results(ReceiverCore(again), [gw.batch(refer=True)]) == [Outcome.STORED]
+    assert again.count_readings() == 2 * 15
+
+
+def test_a_catalogue_is_per_gateway(tmp_path: Path) -> None:
+    """Two gateways with the same series have the same catalogue id; one's declaration does not
+    decode the other's batches (each gateway's tables come only from batches it signed)."""
+    gw1, gw2 = SimulatedGateway("gw-1", series=2), SimulatedGateway("gw-2", series=2)
+    store, core = enrolled(tmp_path / "received.db", gw1)
+    core.enrol(RegisteredKey(gw2.kid, "gw-2", gw2.public_raw, NOW, "cli"))
+    assert results(core, [gw1.batch()]) == [Outcome.STORED]
+    assert results(core, [gw2.batch(refer=True)], "gw-2") == [QuarantineReason.CATALOGUE_UNKNOWN]
+    assert results(core, [gw2.batch()], "gw-2") == [Outcome.STORED]
+    assert store.count_readings("gw-2") == 2 * 10 and store.quarantined() == []
+
+
+def test_quarantine_list_shows_batches_waiting_for_their_catalogue(tmp_path: Path) -> None:
+    gw = SimulatedGateway("gw-3", series=2)
+    db = tmp_path / "received.db"
+    store, core = enrolled(db, gw)
+    results(core, [gw.batch(refer=True)], "gw-3")
+    store.close()
+    listed = CliRunner().invoke(main, ["receiver", "quarantine", "list", "--db", str(db), "--json"])
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert [(r["reason"], r["gateway_id"], r["retryable"]) for r in rows] == [
+        ("catalogue_unknown", "gw-3", True)
+    ]
+
+
+def test_an_upgrade_delivers_version_3_batches_left_in_the_outbox_beside_version_4_ones(
+    tmp_path: Path,
+) -> None:
+    """The outbox of an upgraded agent still holds batches the version-3 writer sealed (the frozen
+    one: 663 readings, seq 6); the new agent's first batch declares its catalogue, the next ones refer
+    to it. The receiver stores all of them, in whatever order they come."""
+    old = (DATA / "batch_v3_catalogue.cose").read_bytes()
+    gw = SimulatedGateway("gw-fixture", series=5, key=V3_KEY, epoch=bytes(range(16)), seq=7)
+    store, core = enrolled(tmp_path / "received.db", gw)
+    new_declaring, new_referring = gw.batch(), gw.batch(refer=True)
+    assert results(core, [new_referring, old], "gw-fixture") == [
+        QuarantineReason.CATALOGUE_UNKNOWN,
+        Outcome.STORED,  # a version-3 batch carries its table: no catalogue needed
+    ]
+    assert results(core, [new_declaring], "gw-fixture") == [Outcome.STORED]
+    assert store.count_readings("gw-fixture") == 663 + 2 * 25
+    assert store.quarantined() == []
+
+
+def test_wire_decode_takes_the_declaring_batch_as_catalogue(tmp_path: Path) -> None:
+    gw = SimulatedGateway("gw-1", series=3)
+    (tmp_path / "declaring.cose").write_bytes(gw.batch())
+    (tmp_path / "referring.cose").write_bytes(gw.batch(refer=True))
+    pem = tmp_path / "gw.pem"
+    pem.write_bytes(gw.key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    runner, referring = CliRunner(), str(tmp_path / "referring.cose")
+    alone = runner.invoke(main, ["wire", "decode", referring, "--pubkey", str(pem), "--json"])
+    assert alone.exit_code == 1 and "UnknownCatalogue" in alone.output
+    with_table = runner.invoke(
+        main,
+        [
+            "wire",
+            "decode",
+            referring,
+            "--pubkey",
+            str(pem),
+            "--catalogue",
+            str(tmp_path / "declaring.cose"),
+            "--json",
+        ],
+    )
+    assert with_table.exit_code == 0, with_table.output
+    decoded = json.loads(with_table.output)
+    assert decoded["seq"] == 1 and len(decoded["readings"]) == 15
+    assert {r["sensor"] for r in decoded["readings"]} == {"sensor-0", "sensor-1", "sensor-2"}
+
+
+def test_an_upgraded_agent_delivers_the_version_3_batch_in_its_outbox_and_its_own(tmp_path: Path) -> None:
+    """The outbox of the buffer holds a batch the version-3 agent sealed (the frozen one); the new
+    agent's batcher seals version-4 batches behind it (the first declares the catalogue, the next ones
+    name it). Delivered byte for byte, newest first (the worst order), the receiver stores them all."""
+    old = (DATA / "batch_v3_catalogue.cose").read_bytes()
+    with Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as buffer:
+        buffer.seal_batch(buffer.next_seq(), old, buffer.empty_slice())  # left by the old agent
+        batcher = Batcher(
+            buffer, gateway_id="gw-fixture", private_key=V3_KEY, kid=wire.kid_for(V3_KEY.public_key()),
+            declare=wire.SeriesInfo, due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
+            max_readings=1000, sealed=asyncio.Event(),
+        )  # fmt: skip
+        for n in range(3):
+            buffer.submit([Reading(f"post-{i}", "t", NOW + n * 60_000, 20.0 + i, "Cel") for i in range(4)])
+            buffer.flush_blocking(5)
+            asyncio.run(batcher.seal(upto_ts_ms=None))
+        outbox = [e.blob for e in buffer.undelivered(limit=10)]
+    assert outbox[0] == old and len(outbox) == 4
+    store = SqliteStore(tmp_path / "received.db")
+    core = ReceiverCore(store)
+    public = V3_KEY.public_key().public_bytes_raw()
+    core.enrol(RegisteredKey(wire.kid_for(V3_KEY.public_key()), "gw-fixture", public, NOW, "cli"))
+    verdicts = [core.receive(Arrival(blob, "gw-fixture", NOW)).result for blob in reversed(outbox)]
+    assert verdicts == [QuarantineReason.CATALOGUE_UNKNOWN] * 2 + [Outcome.STORED] * 2
+    assert store.count_readings("gw-fixture") == 663 + 3 * 4
+    assert store.quarantined() == []
