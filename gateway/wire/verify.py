@@ -28,12 +28,17 @@ def verify_message(message: SignedMessage, public_key: Ed25519PublicKey, gateway
     receiver parses the canonical envelope itself and keeps its key registry in its database)."""
     message.verify(public_key)
     body = decode_body(message.payload)
+    check_signer(body, message, gateway_id)
+    return batch_of(body, message)
+
+
+def check_signer(body: DecodedBody, message: SignedMessage, gateway_id: str) -> None:
+    """BadSignature unless the body names the gateway its signer's key belongs to."""
     if body.gateway_id != gateway_id:
         raise BadSignature(
             f"batch claims gateway {body.gateway_id!r} but key {message.kid.hex()}"
             f" belongs to gateway {gateway_id!r}"
         )
-    return _batch(body, message)
 
 
 def verify_with_key(blob: bytes, public_key: Ed25519PublicKey) -> Batch:
@@ -42,10 +47,11 @@ def verify_with_key(blob: bytes, public_key: Ed25519PublicKey) -> Batch:
     if message.kid != kid_for(public_key):
         raise UnknownKey(f"batch is signed with key {message.kid.hex()}, not {kid_for(public_key).hex()}")
     message.verify(public_key)
-    return _batch(decode_body(message.payload), message)
+    return batch_of(decode_body(message.payload), message)
 
 
-def _batch(body: DecodedBody, message: SignedMessage) -> Batch:
+def batch_of(body: DecodedBody, message: SignedMessage) -> Batch:
+    """The Batch of a decoded body and its verified envelope (the rollover statement checked)."""
     kid = message.kid
     rollover = None if body.rollover is None else check_rollover(body.rollover, body.gateway_id, kid)
     return Batch(
