@@ -73,7 +73,6 @@ def _serve(
     mqtt_cert: Path | None, mqtt_key: Path | None, stats_file: Path | None, log_level: str,
 ) -> None:  # fmt: skip
     from gateway.receiver import (
-        BatchEndpoint,
         BatchSubscriber,
         BrokerSettings,
         Committer,
@@ -105,13 +104,16 @@ def _serve(
         store.close()
         raise click.ClickException(str(exc)) from None
     committer = Committer(core)
+    endpoint = None
+    if endpoint_at is not None:
+        from gateway.receiver.http import BatchEndpoint  # aiohttp only for a receiver that serves HTTP
+
+        endpoint = BatchEndpoint(committer, host=endpoint_at[0], port=endpoint_at[1], clock=now_ms, tls=tls)
     receiver = Receiver(
         core,
         committer,
         subscriber=None if settings is None else BatchSubscriber(committer, settings, clock=now_ms),
-        endpoint=None
-        if endpoint_at is None
-        else BatchEndpoint(committer, host=endpoint_at[0], port=endpoint_at[1], clock=now_ms, tls=tls),
+        endpoint=endpoint,
     )
 
     async def serve() -> None:
