@@ -78,6 +78,7 @@ def _serve(
         Committer,
         Receiver,
         ReceiverCore,
+        SqliteStore,
         import_key_dir,
     )
     from gateway.receiver.service import write_json_atomically
@@ -103,7 +104,7 @@ def _serve(
     except (ConfigError, StorageError) as exc:
         store.close()
         raise click.ClickException(str(exc)) from None
-    committer = Committer(core)
+    committer = Committer(core, overlap=not isinstance(store, SqliteStore))
     endpoint = None
     if endpoint_at is not None:
         from gateway.receiver.http import BatchEndpoint  # aiohttp only for a receiver that serves HTTP

@@ -222,14 +222,15 @@ class FailingFirstCommits(SqliteStore):
         return super().commit(batches, quarantine, release)
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["judging-beside-commits", "one-group-at-a-time"])
 async def test_a_failed_commit_acknowledges_nothing_and_the_broker_sends_the_batches_again(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path, broker: Mosquitto, overlap: bool
 ) -> None:
     gw = SimulatedGateway("gw-1")
     store = FailingFirstCommits(tmp_path / "received.db", failures=2)
     core = ReceiverCore(store)
     core.enrol(RegisteredKey(gw.kid, gw.gateway_id, gw.public_raw, 0, "cli"))
-    committer = Committer(core)
+    committer = Committer(core, overlap=overlap)
     subscriber = BatchSubscriber(
         committer, BrokerSettings("127.0.0.1", broker.port, client_id="r"), clock=lambda: 1
     )
