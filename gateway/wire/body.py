@@ -144,9 +144,15 @@ def _left_to_zstd(readings: object) -> int:
     return sum(len(c) for c in readings.get(3, []) if c[:1] in (b"\x00", b"\x02"))
 
 
+#: versions whose readings maps `gateway.wire.group` decodes a group at a time (a later version's
+#: readings are decoded with its body, by this module's reader for it)
+GROUP_DECODED_VERSIONS = frozenset({1, 2, 3})
+
+
 class DecodedBody:
-    """The fields of a body, checked against the format; with `readings=False` the readings map is
-    left undecoded in `readings_item` (`gateway.wire.group` decodes a whole group's at once)."""
+    """The fields of a body, checked against the format; with `readings=False` the readings map of
+    a version in GROUP_DECODED_VERSIONS is left undecoded in `readings_item` and `readings_deferred`
+    is set (`gateway.wire.group` decodes a whole group's at once)."""
 
     def __init__(self, fields: dict[Any, Any], version: int, readings: bool = True) -> None:
         self.version = version
@@ -166,7 +172,8 @@ class DecodedBody:
         self.series = _series_table(_typed(fields.get(SERIES), list, "series"))
         self.readings_item = fields.get(READINGS)
         self.readings = _NO_READINGS
-        if readings and self.readings_item is not None:
+        self.readings_deferred = not readings and version in GROUP_DECODED_VERSIONS
+        if not self.readings_deferred and self.readings_item is not None:
             self.readings = decode_readings(self.readings_item, self.series)
         if len(self.readings) > MAX_ROWS:
             raise MalformedBatch(f"more than {MAX_ROWS} readings")

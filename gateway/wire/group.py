@@ -58,13 +58,22 @@ def verify_group(items: Sequence[Item]) -> list[Batch | WireError]:
             bodies.append((i, decode_body(message.payload, readings=False)))
         except WireError:
             results[i] = _alone(items[i])
-    readings = decode_readings_group([(b.readings_item, b.series) for _, b in bodies])
-    for (i, body), columns in zip(bodies, readings, strict=True):
+    deferred = [(i, b) for i, b in bodies if b.readings_deferred]
+    readings = dict(
+        zip(
+            (i for i, _ in deferred),
+            decode_readings_group([(b.readings_item, b.series) for _, b in deferred]),
+            strict=True,
+        )
+    )
+    for i, body in bodies:
         message, _, gateway_id = items[i]
-        if columns is None:
-            results[i] = _alone(items[i])
-            continue
-        body.readings = columns
+        if body.readings_deferred:
+            columns = readings[i]
+            if columns is None:
+                results[i] = _alone(items[i])
+                continue
+            body.readings = columns
         try:
             check_signer(body, message, gateway_id)
             results[i] = batch_of(body, message)
@@ -163,11 +172,17 @@ def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
     )  # fmt: skip
 
 
+#: the readings-map keys of versions 1-3 (docs/wire-format.md 3.2); a map with another key is
+#: decoded alone
+_KNOWN_KEYS = frozenset(range(11))
+
+
 def _usual_shape(body: dict[Any, Any]) -> bool:
     """No grid steps and no predictor but "previous" (the shapes decoded together)."""
     predictors = body.get(steps.PREDICTORS, [])
     return (
-        body.get(steps.LATTICES, []) == []
+        _KNOWN_KEYS.issuperset(body)
+        and body.get(steps.LATTICES, []) == []
         and isinstance(predictors, list)
         and all(type(p) is int and p == 0 for p in predictors)
     )

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import cbor2
 import numpy as np
+import pytest
 import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import wire
-from gateway.wire import Batch, ReadingColumns, SeriesInfo, WindowColumns
+from gateway.wire import Batch, ReadingColumns, SeriesInfo, WindowColumns, group
+from gateway.wire import body as body_module
 from gateway.wire.cose import parse_sign1
 from gateway.wire.group import Item, verify_group
 from hil.fleet import SimulatedGateway
@@ -186,3 +188,19 @@ def test_random_groups_decode_exactly_as_each_batch_alone(
         quality = (rng.random(sid.size) < 0.1).astype(np.uint16)
         blobs.append(wire.sign(body(seq, table, readings_of(sid, values, quality=quality)), KEY, KID))
     assert_group_is_each_alone([item(b) for b in blobs])
+
+
+def test_a_version_the_group_decoder_was_not_written_for_is_decoded_with_its_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+
+    def together(plans: list[object]) -> list[object]:
+        calls.append(len(plans))
+        return []
+
+    monkeypatch.setattr(group, "_decode_together", together)
+    monkeypatch.setattr(body_module, "GROUP_DECODED_VERSIONS", frozenset({1, 2}))  # as if 3 were new
+    items = [item(blob) for blob in mixed_batches()]
+    assert_group_is_each_alone(items)
+    assert calls == []  # every version-3 readings map went through decode_body's own reader
