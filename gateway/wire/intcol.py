@@ -166,7 +166,7 @@ def unpack_many(columns: list[bytes], counts: list[int]) -> IntArray:
             stated, pos = huffman.read_uvarint(data, 1)
             if stated != count:
                 raise MalformedBatch(f"integer column holds {stated} values, expected {count}")
-            lengths, pos = huffman.read_table(data, pos, huffman.ALPHABET)
+            lengths, pos = huffman.read_table_cached(data, pos)
             coded.append(i)
             streams.append((data[pos:], lengths, count))
         else:
