@@ -3,10 +3,11 @@ quarantine and the key registry in one file (`ReceiverStore`, gateway/receiver/s
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -269,17 +270,22 @@ class _Contents:
         _insert_details(self._db, batch, names)
 
     def flush(self) -> None:
-        """Every reading of the transaction in one executemany over tuples zipped in C: no Python
-        bytecode runs per reading."""
+        """Every reading of the transaction, ROWS_PER_INSERT rows per INSERT statement, parameters
+        flattened in C: no Python bytecode runs per reading."""
         if not self._columns[0]:
             return
         series, ts, value, quality, batch = (np.concatenate(c) for c in self._columns)
-        self._db.executemany(
-            "INSERT INTO reading_rows VALUES (?, ?, ?, ?, ?)",
-            zip(
-                series.tolist(), ts.tolist(), _nullable(value), quality.tolist(), batch.tolist(), strict=True
-            ),
+        rows = zip(
+            series.tolist(), ts.tolist(), _nullable(value), quality.tolist(), batch.tolist(), strict=True
         )
+        flat = list(chain.from_iterable(rows))
+        step = 5 * ROWS_PER_INSERT
+        whole = len(flat) - len(flat) % step
+        self._db.executemany(
+            _insert_rows(ROWS_PER_INSERT), (flat[i : i + step] for i in range(0, whole, step))
+        )
+        if whole < len(flat):
+            self._db.execute(_insert_rows((len(flat) - whole) // 5), flat[whole:])
 
     def _series_id(self, key: SeriesKey) -> int:
         known = self._committed.get(key)
@@ -296,6 +302,17 @@ class _Contents:
             ).fetchone()
             known = self.new_series[key] = int(row[0])
         return known
+
+
+#: reading rows per INSERT statement: one statement per row stepped 6,400 times per group cost 2.3 µs
+#: a row, 50 rows per statement 1.3-1.4 (the same rows into the same indexed table, CPU; SQLite's
+#: limit on VALUES rows is 500)
+ROWS_PER_INSERT = 50
+
+
+@functools.cache
+def _insert_rows(rows: int) -> str:
+    return "INSERT INTO reading_rows VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * rows)
 
 
 def _insert_details(db: sqlite3.Connection, batch: Batch, names: list[tuple[str, str, str]]) -> None:

@@ -86,6 +86,34 @@ def test_copies_and_replays_within_one_group_are_judged_in_order_and_stored_once
     assert per_seq[1][2] == first  # seq 1's readings are the genuine batch's, not the replay's
 
 
+def test_a_groups_readings_are_stored_row_for_row_in_arrival_order(tmp_path: Path) -> None:
+    gateways = [SimulatedGateway(f"gw-{i}", series=3) for i in range(3)]
+    core, store = enrolled(tmp_path, *gateways)
+    blobs = [gw.batch(per_series=per) for per in (7, 11, 5) for gw in gateways]  # 207 rows: not whole 50s
+    verdicts = core.receive_many(
+        [Arrival(b, b_gw.gateway_id, NOW) for b, b_gw in zip(blobs, gateways * 3, strict=True)]
+    )
+    assert {v.result for v in verdicts} == {Outcome.STORED}
+    expected = []
+    for blob, gw in zip(blobs, gateways * 3, strict=True):
+        batch = wire.verify_with_key(blob, gw.key.public_key())
+        r = batch.readings
+        expected += [
+            (gw.gateway_id, batch.series[s].sensor, t, v, q, batch.seq)
+            for s, t, v, q in zip(
+                r.series.tolist(), r.ts_ms.tolist(), r.value.tolist(), r.quality.tolist(), strict=True
+            )
+        ]
+    store.close()
+    with sqlite3.connect(tmp_path / "received.db") as db:
+        rows = db.execute(
+            "SELECT s.gateway_id, s.sensor, r.ts_ms, r.value, r.quality, b.seq FROM reading_rows r"
+            " JOIN series s USING (series_id) JOIN batch_refs b USING (batch_id) ORDER BY r.rowid"
+        ).fetchall()
+    assert len(expected) == 207
+    assert rows == expected
+
+
 def test_the_identity_lookup_of_a_group_searches_the_primary_key(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "received.db")
     plan = store._db.execute(f"EXPLAIN QUERY PLAN {lookup_query(3)}", ["gw", b"e", 1] * 3).fetchall()
