@@ -131,7 +131,8 @@ def decode_readings_group(
     try:
         decoded = _decode_together([p for _, p in plans]) if plans else []
     except Exception:  # some column is bad: each batch alone says which and why
-        return [None if any(i == j for j, _ in plans) else columns for i, columns in enumerate(out)]
+        planned = {i for i, _ in plans}
+        return [None if i in planned else columns for i, columns in enumerate(out)]
     for (i, _), columns in zip(plans, decoded, strict=True):
         out[i] = columns
     return out
