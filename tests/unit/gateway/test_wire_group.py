@@ -204,3 +204,37 @@ def test_a_version_the_group_decoder_was_not_written_for_is_decoded_with_its_bod
     items = [item(blob) for blob in mixed_batches()]
     assert_group_is_each_alone(items)
     assert calls == []  # every version-3 readings map went through decode_body's own reader
+
+
+GATEWAY = SimulatedGateway("gw-group", series=20, key=KEY)
+BASE = cbor2.loads(zstandard.ZstdDecompressor().decompress(parse_sign1(GATEWAY.batch(5)).payload))
+GOOD = [item(GATEWAY.batch(5)) for _ in range(2)]
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CBOR_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**65), 2**65) | st.floats() | st.binary(max_size=30),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.integers(0, 11), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def among_good(readings: dict[int, object]) -> None:
+    """A batch with this readings map, signed, between two good ones: each gets what it gets alone."""
+    garbled = wire.sign(_zstd({**BASE, 5: readings}), KEY, KID)
+    assert_group_is_each_alone([GOOD[0], item(garbled), GOOD[1]])
+
+
+@FUZZ
+@given(st.integers(0, 11), CBOR_VALUES)
+def test_a_readings_map_with_one_replaced_entry_gets_its_own_verdict_in_a_group(
+    key: int, value: object
+) -> None:
+    among_good({**BASE[5], key: value})
+
+
+@FUZZ
+@given(st.sampled_from([2, 3]), st.lists(st.integers(0, 8 * 200), min_size=1, max_size=4))
+def test_a_column_with_flipped_bits_gets_its_own_verdict_in_a_group(key: int, bits: list[int]) -> None:
+    column = bytearray(BASE[5][key] if key == 2 else BASE[5][key][0])
+    for bit in bits:
+        column[(bit // 8) % len(column)] ^= 1 << (bit % 8)
+    among_good({**BASE[5], key: bytes(column) if key == 2 else [bytes(column)]})
