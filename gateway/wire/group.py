@@ -128,14 +128,33 @@ def decode_readings_group(
                 out[i] = decode_readings(item, series)
         except Exception:  # decoded alone later: that path raises the exact error
             continue
-    try:
-        decoded = _decode_together([p for _, p in plans]) if plans else []
-    except Exception:  # some column is bad: each batch alone says which and why
-        planned = {i for i, _ in plans}
-        return [None if i in planned else columns for i, columns in enumerate(out)]
-    for (i, _), columns in zip(plans, decoded, strict=True):
-        out[i] = columns
+    for chunk in _chunks(plans):
+        try:
+            decoded = _decode_together([p for _, p in chunk])
+        except Exception:  # some column is bad: each batch alone says which and why
+            continue
+        for (i, _), columns in zip(chunk, decoded, strict=True):
+            out[i] = columns
     return out
+
+
+#: readings decoded together at most: decoding takes ~250 bytes of transient memory a reading, so a
+#: group of 64 batches of a million readings each (the most a batch may hold) must not be decoded in
+#: one piece; 65,536 readings (~16 MB) hold 650 batches of 100, and a larger batch goes alone
+JOINT_READINGS = 1 << 16
+
+
+def _chunks(plans: list[tuple[int, _Plan]]) -> list[list[tuple[int, _Plan]]]:
+    """Consecutive plans in runs of at most JOINT_READINGS readings (a larger one in a run of its own)."""
+    chunks: list[list[tuple[int, _Plan]]] = []
+    size = 0
+    for entry in plans:
+        if not chunks or size + entry[1].size > JOINT_READINGS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += entry[1].size
+    return chunks
 
 
 def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:

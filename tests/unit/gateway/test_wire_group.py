@@ -238,3 +238,22 @@ def test_a_column_with_flipped_bits_gets_its_own_verdict_in_a_group(key: int, bi
     for bit in bits:
         column[(bit // 8) % len(column)] ^= 1 << (bit % 8)
     among_good({**BASE[5], key: bytes(column) if key == 2 else [bytes(column)]})
+
+
+def test_a_group_is_decoded_in_pieces_of_bounded_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[list[int]] = []
+    together = group._decode_together
+
+    def counting(plans: list[group._Plan]) -> list[ReadingColumns]:
+        sizes.append([p.size for p in plans])
+        return together(plans)
+
+    monkeypatch.setattr(group, "_decode_together", counting)
+    monkeypatch.setattr(group, "JOINT_READINGS", 250)
+    fleet = [SimulatedGateway(f"gw-{i}", series=20) for i in range(2)]
+    big = SimulatedGateway("gw-big", series=20)
+    items = [item(gw.batch(5), gw.key, gw.gateway_id) for gw in fleet for _ in range(3)]  # 100 each
+    items.insert(3, item(big.batch(40), big.key, big.gateway_id))  # 800 readings: a piece of its own
+    items.insert(5, item(mixed_batches()[0][:-1] + b"\x00"))  # a bad signature in the middle
+    assert_group_is_each_alone(items)
+    assert sizes == [[100, 100], [100], [800], [100, 100], [100]]
