@@ -85,8 +85,9 @@ class SqliteStore:
     ) -> list[Outcome]:
         """Judge every batch by its identity, then insert the new ones with one statement per table.
 
-        Why not batch by batch: three statements per batch (look up, insert, number it) were about
-        a fifth of the receiver's store time for 100-reading batches."""
+        Why not batch by batch: three statements per batch (look up, insert, number it) and two
+        for empty gaps and events cost 0.4-0.5 µs a reading of 100-reading batches (in-process
+        judge + commit of 2,000 batches: 4.9-5.0 -> 4.5 µs a reading)."""
         stored = _stored_digests(db, {_identity(item.batch) for item in batches})
         outcomes, new = [], []
         for item in batches:
