@@ -311,11 +311,11 @@ def decode_many(streams: list[tuple[bytes, IntArray, int]]) -> IntArray:
     window = _windows(data)
     # each stream's own table, one gather per stream (a stacked table of 4,096 rows per stream
     # would cost more to build than these gathers)
-    step = np.empty(total, dtype=np.int64)
+    step = np.empty(total, dtype=np.int32)
     for (_, _, table_step), a, b in zip(tables, firsts.tolist(), ends.tolist(), strict=True):
         step[a:b] = table_step[window[a:b]]
-    following = np.minimum(np.arange(total, dtype=np.int64) + step, total + 1)
-    starts = _chains(following.astype(np.int32), firsts, counts, total)
+    following = np.minimum(np.arange(total, dtype=np.int32) + step, total + 1)
+    starts = _chains(following, firsts, counts, total)
     last = starts[np.cumsum(counts) - 1]
     # every stream's last value must end inside its own bytes (streams are monotone chains)
     if np.any(last >= ends) or np.any(following[np.minimum(last, total - 1)] > ends):

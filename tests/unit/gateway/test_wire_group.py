@@ -129,6 +129,14 @@ def test_a_mixed_group_decodes_exactly_as_each_batch_alone() -> None:
     fleet = [SimulatedGateway(f"gw-{i}", series=20) for i in range(3)]
     items = [item(blob) for blob in mixed_batches()]
     items += [item(gw.batch(5), gw.key, gw.gateway_id) for gw in fleet for _ in range(3)]
+    noisy = np.round(np.cumsum(np.random.default_rng(3).normal(0, 2, 1500)), 1)  # a long Huffman column
+    items.append(
+        item(
+            wire.sign(
+                body(9, [SeriesInfo("long", "t", "Cel", 0.1)], readings_of(np.zeros(1500), noisy)), KEY, KID
+            )
+        )
+    )
     for version in (1, 2):  # stored batches of older wire versions
         items.insert(version, item((DATA / f"batch-v{version}.cose").read_bytes(), FIXTURE_KEY, "gw-fixture"))
     assert_group_is_each_alone(items)
