@@ -73,12 +73,12 @@ def _serve(
     mqtt_cert: Path | None, mqtt_key: Path | None, stats_file: Path | None, log_level: str,
 ) -> None:  # fmt: skip
     from gateway.receiver import (
-        BatchEndpoint,
         BatchSubscriber,
         BrokerSettings,
         Committer,
         Receiver,
         ReceiverCore,
+        SqliteStore,
         import_key_dir,
     )
     from gateway.receiver.service import write_json_atomically
@@ -104,14 +104,17 @@ def _serve(
     except (ConfigError, StorageError) as exc:
         store.close()
         raise click.ClickException(str(exc)) from None
-    committer = Committer(core)
+    committer = Committer(core, overlap=not isinstance(store, SqliteStore))
+    endpoint = None
+    if endpoint_at is not None:
+        from gateway.receiver.http import BatchEndpoint  # aiohttp only for a receiver that serves HTTP
+
+        endpoint = BatchEndpoint(committer, host=endpoint_at[0], port=endpoint_at[1], clock=now_ms, tls=tls)
     receiver = Receiver(
         core,
         committer,
         subscriber=None if settings is None else BatchSubscriber(committer, settings, clock=now_ms),
-        endpoint=None
-        if endpoint_at is None
-        else BatchEndpoint(committer, host=endpoint_at[0], port=endpoint_at[1], clock=now_ms, tls=tls),
+        endpoint=endpoint,
     )
 
     async def serve() -> None:

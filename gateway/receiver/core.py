@@ -30,7 +30,16 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from gateway.receiver.verdict import Verdict
-from kernel.errors import BadSignature, ConfigError, MalformedBatch, UnknownCatalogue, UnsupportedVersion
+from gateway.wire.cose import SignedMessage
+from gateway.wire.group import verify_group
+from kernel.errors import (
+    BadSignature,
+    ConfigError,
+    MalformedBatch,
+    UnknownCatalogue,
+    UnsupportedVersion,
+    WireError,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -134,8 +143,7 @@ class ReceiverCore:
 
     def judge_many(self, arrivals: Sequence[Arrival]) -> Judgement:
         """Verify and decode (the CPU-bound half; touches no database, may run beside a commit)."""
-        registry = self._registry
-        return Judgement(arrivals, [self._judge(a, registry) for a in arrivals])
+        return Judgement(arrivals, self._judge_all(arrivals, self._registry))
 
     def commit_judged(self, judgement: Judgement) -> list[Verdict]:
         """Commit what `judge_many` made of the arrivals in ONE transaction; returns after the commit.
@@ -272,7 +280,7 @@ class ReceiverCore:
         released, limit = 0, RETRY_PAGE
         while rows := self._store.quarantined(gateway_id=gateway_id, retryable_only=True, limit=limit):
             arrivals = [Arrival(r.blob, r.gateway_id, r.received_ms) for r in rows]
-            judged = [self._judge(a, self._registry, {}) for a in arrivals]
+            judged = self._judge_all(arrivals, self._registry, {})
             done = [r.id for r, j in zip(rows, judged, strict=True) if j.verified is not None]
             if not done:
                 if len(rows) < limit:
@@ -288,10 +296,43 @@ class ReceiverCore:
         return released
 
     def _judge(self, arrival: Arrival, registry: _Registry, declared: Catalogues | None = None) -> _Judged:
-        """Verify one arrival against the registry: a VerifiedBatch, or why to keep it aside.
+        """Verify one arrival against the registry: a VerifiedBatch, or why to keep it aside."""
+        return self._judge_all([arrival], registry, declared)[0]
+
+    def _judge_all(
+        self, arrivals: Sequence[Arrival], registry: _Registry, declared: Catalogues | None = None
+    ) -> list[_Judged]:
+        """Verify arrivals against the registry, decoding the readings of all together (wire.group).
 
         Catalogues are looked up in memory only, unless `declared` is given (under the lock): then
         also among those and in the store."""
+        judged: list[_Judged | None] = []
+        items: list[tuple[Arrival, SignedMessage, RegisteredKey]] = []
+        for arrival in arrivals:
+            pre = self._known_signer(arrival, registry)
+            judged.append(pre if isinstance(pre, _Judged) else None)
+            if not isinstance(pre, _Judged):
+                items.append((arrival, *pre))
+        results = iter(
+            verify_group(
+                [
+                    (
+                        message,
+                        registry.public[key.kid],
+                        key.gateway_id,
+                        self._catalogue_lookup(key.gateway_id, declared),
+                    )
+                    for _, message, key in items
+                ]
+            )
+        )
+        checked = iter(self._checked(a, m, k, next(results)) for a, m, k in items)
+        return [j if j is not None else next(checked) for j in judged]
+
+    def _known_signer(
+        self, arrival: Arrival, registry: _Registry
+    ) -> _Judged | tuple[SignedMessage, RegisteredKey]:
+        """The parsed envelope and its registered key, or why the arrival cannot be verified now."""
         try:
             message = parse_canonical(arrival.blob)
         except MalformedBatch as exc:
@@ -303,19 +344,25 @@ class ReceiverCore:
             entry = self._entry(arrival, reason, detail, message.kid, message.content_digest)
             return _Judged(quarantine=entry)
         assert known is not None
-        lookup = self._catalogue_lookup(known.gateway_id, declared)
-        try:
-            batch = wire.verify_message(message, registry.public[known.kid], known.gateway_id, lookup)
-        except UnknownCatalogue as exc:
+        return message, known
+
+    def _checked(
+        self, arrival: Arrival, message: SignedMessage, known: RegisteredKey, result: wire.Batch | WireError
+    ) -> _Judged:
+        """The verdict on a verified (or refused) batch: stored, quarantined, or for another gateway."""
+        if isinstance(result, UnknownCatalogue):
             entry = self._entry(
-                arrival, QuarantineReason.CATALOGUE_UNKNOWN, str(exc), message.kid, message.content_digest
+                arrival, QuarantineReason.CATALOGUE_UNKNOWN, str(result), message.kid, message.content_digest
             )  # the gateway is known from its key even where the topic names none: its retry finds it
             return _Judged(quarantine=dataclasses.replace(entry, gateway_id=known.gateway_id))
-        except (BadSignature, MalformedBatch, UnsupportedVersion) as exc:
-            reason = _REASON_OF_ERROR[type(exc)]
+        if isinstance(result, BadSignature | MalformedBatch | UnsupportedVersion):
+            reason = _REASON_OF_ERROR[type(result)]
             return _Judged(
-                quarantine=self._entry(arrival, reason, str(exc), message.kid, message.content_digest)
+                quarantine=self._entry(arrival, reason, str(result), message.kid, message.content_digest)
             )
+        if isinstance(result, WireError):
+            raise result
+        batch = result
         if arrival.claimed_gateway is not None and batch.gateway_id != arrival.claimed_gateway:
             detail = f"signed for gateway {batch.gateway_id!r}, arrived for {arrival.claimed_gateway!r}"
             return _Judged(

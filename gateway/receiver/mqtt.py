@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 import structlog
 
 from gateway.receiver.core import Arrival
@@ -99,7 +101,7 @@ class BatchSubscriber:
                 self.connected = False
 
     async def _read(self, client: aiomqtt.Client, failed: asyncio.Future[StorageError]) -> None:
-        paho = client._client
+        acks = _Acknowledgements(client._client)
         async for message in client.messages:
             mid, qos = message.mid, message.qos
             claimed = _gateway_of(str(message.topic))
@@ -111,10 +113,42 @@ class BatchSubscriber:
                         failed.set_result(result)
                     return
                 if qos > 0 and not failed.done():
-                    paho.ack(mid, qos)
+                    acks.add(mid)
                     self.acknowledged += 1
 
             await self._committer.submit(Arrival(bytes(payload), claimed, self._clock()), settle)
+
+
+class _Acknowledgements:
+    """PUBACKs of one session, written together: a committed group's verdicts all come in one turn of
+    the event loop, and its acknowledgements leave in one socket write after it instead of one
+    write each (paho's `ack`: 4,072 sends took 0.18 s for 4,000 messages, cProfile of the receiver).
+
+    paho 2.x queues a PUBACK as the 4 bytes 0x40 0x02 <mid>; several of them in one queued packet
+    are the same bytes on the wire. Without that private queue (another paho), each goes via `ack`.
+    """
+
+    def __init__(self, paho: mqtt.Client) -> None:
+        self._paho = paho
+        self._mids: list[int] = []
+
+    def add(self, mid: int) -> None:
+        """Acknowledge `mid` (QoS 1) at the end of this turn of the event loop."""
+        if not self._mids:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._mids.append(mid)
+
+    def _send(self) -> None:
+        mids, self._mids = self._mids, []
+        queue = getattr(self._paho, "_packet_queue", None)
+        if queue is None:
+            for mid in mids:
+                self._paho.ack(mid, 1)
+            return
+        queue(mqtt.PUBACK, b"".join(_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids), 0, 1)
+
+
+_PUBACK = struct.Struct("!BBH")
 
 
 def _gateway_of(topic: str) -> str | None:

@@ -7,16 +7,19 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.keyfiles import load_public_pem
 from gateway.receiver.core import CoreStatistics, ReceiverCore
-from gateway.receiver.http import BatchEndpoint
 from gateway.receiver.intake import Committer
 from gateway.receiver.mqtt import BatchSubscriber
 from gateway.receiver.store import RegisteredKey
 from gateway.receiver.verdict import valid_gateway_id
 from gateway.wire import kid_for
 from kernel.errors import ConfigError
+
+if TYPE_CHECKING:  # aiohttp is imported only by a receiver that serves HTTP (--listen)
+    from gateway.receiver.http import BatchEndpoint
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@ quarantine and the key registry in one file (`ReceiverStore`, gateway/receiver/s
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ class SqliteStore:
         """Store batches and quarantine entries in one durable transaction (ReceiverStore.commit)."""
         with self._transaction() as db:
             contents = _Contents(db, self._series)
-            outcomes = [self._store_one(db, item, contents) for item in batches]
+            outcomes = self._store_all(db, batches, contents)
             contents.flush()
             for entry in quarantine:
                 self._quarantine_one(db, entry)
@@ -79,34 +80,55 @@ class SqliteStore:
         self._series.update(contents.new_series)  # committed: the ids are now safe to reuse
         return outcomes
 
-    def _store_one(self, db: sqlite3.Connection, item: VerifiedBatch, contents: _Contents) -> Outcome:
-        batch = item.batch
-        if batch.catalogue_table:
-            db.execute(
+    def _store_all(
+        self, db: sqlite3.Connection, batches: Sequence[VerifiedBatch], contents: _Contents
+    ) -> list[Outcome]:
+        """Judge every batch by its identity, then insert the new ones with one statement per table.
+
+        Why not batch by batch: three statements per batch (look up, insert, number it) and two
+        for empty gaps and events cost 0.4-0.5 µs a reading of 100-reading batches (in-process
+        judge + commit of 2,000 batches: 4.9-5.0 -> 4.5 µs a reading)."""
+        declaring = [item for item in batches if item.batch.catalogue_table]
+        if declaring:
+            db.executemany(
                 "INSERT OR IGNORE INTO catalogues VALUES (?, ?, ?, ?)",
-                (batch.gateway_id, batch.catalogue, batch.catalogue_table, item.received_ms),
+                [
+                    (i.batch.gateway_id, i.batch.catalogue, i.batch.catalogue_table, i.received_ms)
+                    for i in declaring
+                ],
             )
-        row = db.execute(
-            "SELECT digest FROM batches WHERE gateway_id = ? AND epoch = ? AND seq = ?",
-            (batch.gateway_id, batch.epoch, batch.seq),
-        ).fetchone()
-        if row is not None:
-            return Outcome.DUPLICATE if bytes(row[0]) == batch.digest else Outcome.REPLAY
-        db.execute(
+        stored = _stored_digests(db, {_identity(item.batch) for item in batches})
+        outcomes, new = [], []
+        for item in batches:
+            identity = _identity(item.batch)
+            digest = stored.get(identity)
+            if digest is not None:
+                outcomes.append(Outcome.DUPLICATE if digest == item.batch.digest else Outcome.REPLAY)
+                continue
+            stored[identity] = item.batch.digest  # a later copy in this call is judged against it
+            outcomes.append(Outcome.STORED)
+            new.append(item)
+        if not new:
+            return outcomes
+        db.executemany(
             "INSERT INTO batches (gateway_id, seq, kid, digest, created_ms, received_ms, readings, epoch,"
             " signed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                batch.gateway_id, batch.seq, batch.kid, batch.digest, batch.created_ms,
-                item.received_ms, len(batch.readings), batch.epoch, item.blob,
-            ),
+            [
+                (b.gateway_id, b.seq, b.kid, b.digest, b.created_ms, item.received_ms, len(b.readings), b.epoch,
+                 item.blob)
+                for item in new
+                for b in (item.batch,)
+            ],
         )  # fmt: skip
-        ref = db.execute(
-            "INSERT INTO batch_refs (gateway_id, epoch, seq) VALUES (?, ?, ?)",
-            (batch.gateway_id, batch.epoch, batch.seq),
+        # numbered as INTEGER PRIMARY KEY would (max + 1, ...): BEGIN IMMEDIATE holds the write lock
+        first = int(db.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batch_refs").fetchone()[0])
+        db.executemany(
+            "INSERT INTO batch_refs (batch_id, gateway_id, epoch, seq) VALUES (?, ?, ?, ?)",
+            [(first + i, *_identity(item.batch)) for i, item in enumerate(new)],
         )
-        assert ref.lastrowid is not None
-        contents.add(batch, ref.lastrowid)
-        return Outcome.STORED
+        for i, item in enumerate(new):
+            contents.add(item.batch, first + i)
+        return outcomes
 
     def _quarantine_one(self, db: sqlite3.Connection, entry: QuarantineEntry) -> None:
         retryable = entry.reason.retryable
@@ -199,6 +221,36 @@ class SqliteStore:
         self._db.close()
 
 
+Identity = tuple[str, bytes, int]
+#: identities looked up per SELECT (3 parameters each, under SQLite's default limit of 32,766)
+_LOOKUP_CHUNK = 500
+
+
+def _identity(batch: Batch) -> Identity:
+    return batch.gateway_id, batch.epoch, batch.seq
+
+
+def _stored_digests(db: sqlite3.Connection, identities: set[Identity]) -> dict[Identity, bytes]:
+    """The digest stored under each of these identities that is stored."""
+    found: dict[Identity, bytes] = {}
+    ordered = sorted(identities)
+    for at in range(0, len(ordered), _LOOKUP_CHUNK):
+        chunk = ordered[at : at + _LOOKUP_CHUNK]
+        rows = db.execute(lookup_query(len(chunk)), [v for identity in chunk for v in identity])
+        found.update(((g, bytes(e), s), bytes(d)) for g, e, s, d in rows)
+    return found
+
+
+def lookup_query(identities: int) -> str:
+    """The digests stored under `identities` (gateway_id, epoch, seq) parameter triples: a join
+    that searches the primary key once per identity (`(...) IN (VALUES ...)` scans the table)."""
+    values = ", ".join(["(?, ?, ?)"] * identities)
+    return (
+        f"SELECT b.gateway_id, b.epoch, b.seq, b.digest FROM (VALUES {values}) AS v JOIN batches AS b"
+        " ON b.gateway_id = v.column1 AND b.epoch = v.column2 AND b.seq = v.column3"
+    )
+
+
 def _key(row: tuple[object, ...]) -> RegisteredKey:
     kid, gateway_id, public_key, added_ms, source, revoked_ms = row
     assert isinstance(kid, bytes) and isinstance(public_key, bytes)
@@ -234,17 +286,22 @@ class _Contents:
         _insert_details(self._db, batch, names)
 
     def flush(self) -> None:
-        """Every reading of the transaction in one executemany over tuples zipped in C: no Python
-        bytecode runs per reading."""
+        """Every reading of the transaction, ROWS_PER_INSERT rows per INSERT statement, parameters
+        flattened in C: no Python bytecode runs per reading."""
         if not self._columns[0]:
             return
         series, ts, value, quality, batch = (np.concatenate(c) for c in self._columns)
-        self._db.executemany(
-            "INSERT INTO reading_rows VALUES (?, ?, ?, ?, ?)",
-            zip(
-                series.tolist(), ts.tolist(), _nullable(value), quality.tolist(), batch.tolist(), strict=True
-            ),
+        rows = zip(
+            series.tolist(), ts.tolist(), _nullable(value), quality.tolist(), batch.tolist(), strict=True
         )
+        flat = list(chain.from_iterable(rows))
+        step = 5 * ROWS_PER_INSERT
+        whole = len(flat) - len(flat) % step
+        self._db.executemany(
+            _insert_rows(ROWS_PER_INSERT), (flat[i : i + step] for i in range(0, whole, step))
+        )
+        if whole < len(flat):
+            self._db.execute(_insert_rows((len(flat) - whole) // 5), flat[whole:])
 
     def _series_id(self, key: SeriesKey) -> int:
         known = self._committed.get(key)
@@ -263,11 +320,24 @@ class _Contents:
         return known
 
 
+#: reading rows per INSERT statement: one statement per row stepped 6,400 times per group cost 2.3 µs
+#: a row, 50 rows per statement 1.3-1.4 (the same rows into the same indexed table, CPU; SQLite's
+#: limit on VALUES rows is 500)
+ROWS_PER_INSERT = 50
+
+
+@functools.cache
+def _insert_rows(rows: int) -> str:
+    return "INSERT INTO reading_rows VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+
+
 def _insert_details(db: sqlite3.Connection, batch: Batch, names: list[tuple[str, str, str]]) -> None:
     """Windows, gaps and events of one batch."""
     gid, seq, epoch = batch.gateway_id, batch.seq, batch.epoch
     if len(batch.windows):
         _insert_windows(db, batch, names)
+    if not (batch.gaps or batch.events):  # most batches: two statements saved
+        return
     db.executemany(
         "INSERT INTO gaps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ((gid, *names[g.series], g.from_ms, g.to_ms, g.count, g.reason, seq, epoch) for g in batch.gaps),

@@ -262,3 +262,62 @@ def _unlzma(data: bytes, pos: int, count: int) -> bytes:
     if not stream.eof or stream.unused_data or len(planes) != need:
         raise MalformedBatch(f"LZMA planes must end after exactly {need} bytes")
     return bytes([width]) + planes
+
+
+#: Huffman columns of more values are decoded alone: their fixed cost is small beside their bits,
+#: and the joint chain runs as many doubling rounds for every stream as the longest needs (a group
+#: of Dew-point-temp columns of 1,200-6,000 values: 13 ms alone, 23 ms jointly)
+JOINT_HUFFMAN_VALUES = 1024
+
+
+def unpack_many(columns: list[bytes], counts: list[int]) -> IntArray:
+    """Exactly counts[i] integers from each columns[i], concatenated: what `unpack` gives for each in
+    turn, but the varint columns decoded together and the Huffman columns together (one set of numpy
+    calls for a receiver's whole group of batches); MalformedBatch when any column is invalid."""
+    out = np.empty(sum(counts), dtype=np.int64)
+    offsets = np.cumsum(counts) - np.asarray(counts, dtype=np.int64)
+    varints: list[int] = []
+    coded: list[int] = []
+    streams: list[tuple[bytes, IntArray, int]] = []
+    for i, (data, count) in enumerate(zip(columns, counts, strict=True)):
+        if data[:1] == bytes([METHOD_VARINT]):
+            varints.append(i)
+        elif data[:1] == bytes([METHOD_HUFFMAN]) and count <= JOINT_HUFFMAN_VALUES:
+            stated, pos = huffman.read_uvarint(data, 1)
+            if stated != count:
+                raise MalformedBatch(f"integer column holds {stated} values, expected {count}")
+            lengths, pos = huffman.read_table_cached(data, pos)
+            coded.append(i)
+            streams.append((data[pos:], lengths, count))
+        else:
+            out[offsets[i] : offsets[i] + count] = unpack(data, count)
+    if varints:
+        _scatter_columns(
+            out, offsets, counts, varints, _varints_many([columns[i] for i in varints], counts, varints)
+        )
+    if coded:
+        _scatter_columns(out, offsets, counts, coded, huffman.decode_many(streams))
+    return out
+
+
+def _varints_many(columns: list[bytes], counts: list[int], which: list[int]) -> IntArray:
+    """The varint columns' values concatenated; each must end on a complete value and hold its count."""
+    payloads = [c[1:] for c in columns]
+    if any(p and p[-1] >= 0x80 for p in payloads):
+        raise MalformedBatch("varint column ends in the middle of a value")
+    values = varint.unpack(b"".join(payloads))
+    raw_ends = np.cumsum([len(p) for p in payloads])
+    terminators = np.flatnonzero(np.frombuffer(b"".join(payloads), dtype=np.uint8) < 0x80)
+    held = np.diff(np.searchsorted(terminators, raw_ends, side="left"), prepend=0)
+    if not np.array_equal(held, np.asarray([counts[i] for i in which], dtype=np.int64)):
+        raise MalformedBatch("an integer column does not hold the values its counts need")
+    return values
+
+
+def _scatter_columns(
+    out: IntArray, offsets: IntArray, counts: list[int], which: list[int], values: IntArray
+) -> None:
+    """Place the concatenated values of columns `which` at their offsets in `out`."""
+    sizes = np.asarray([counts[i] for i in which], dtype=np.int64)
+    shift = offsets[which] - (np.cumsum(sizes) - sizes)
+    out[np.arange(values.size) + np.repeat(shift, sizes)] = values

@@ -81,28 +81,35 @@ def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumn
     """Columns from a readings map; MalformedBatch on anything inconsistent."""
     if not isinstance(body, dict):
         raise MalformedBatch("readings must be a map")
-    counts = _int_list(body.get(COUNTS), "readings counts")
-    if len(counts) != len(series) or any(c < 0 for c in counts):
-        raise MalformedBatch("readings counts must give one non-negative count per series")
+    counts = series_counts(body, len(series))
     count = np.array(counts, dtype=np.int64)
     n = sum(counts)
-    if n > intcol.MAX_VALUES:
-        raise MalformedBatch(f"{n} readings, more than the {intcol.MAX_VALUES} a batch may hold")
     sid = np.repeat(np.arange(len(series), dtype=np.int64), count)
     starts = _starts(count)
     live = count > 0
-    scales, quantised_series, time_resolution = _table_facts(series)
+    scales, quantised_series, time_resolution = table_facts(series)
     quantised = quantised_series[sid]
     first = np.zeros(n, dtype=bool)
     first[starts[live]] = True
     t_heads, q_heads = _split_heads(body.get(HEADS), live, quantised_series)
     dod = _scatter(n, ~first, _int_column(body, TIMESTAMPS, int((~first).sum())))
-    delta = _segment_cumsum(dod, starts, count)
+    delta = segment_cumsum(dod, starts, count)
     delta[first] = t_heads
-    ts = _segment_cumsum(delta, starts, count) * time_resolution[sid]
+    ts = segment_cumsum(delta, starts, count) * time_resolution[sid]
     values = _decode_values(body, sid, first, quantised, (starts, count, q_heads), scales)
     quality = _decode_quality(body.get(QUALITY), n)
     return ReadingColumns(series=sid.astype(np.int32), ts_ms=ts, value=values, quality=quality)
+
+
+def series_counts(body: dict[Any, Any], series: int) -> list[int]:
+    """The readings count of each series (key 0), checked: one non-negative count per series, at
+    most intcol.MAX_VALUES in all."""
+    counts = int_list(body.get(COUNTS), "readings counts")
+    if len(counts) != series or any(c < 0 for c in counts):
+        raise MalformedBatch("readings counts must give one non-negative count per series")
+    if sum(counts) > intcol.MAX_VALUES:
+        raise MalformedBatch(f"{sum(counts)} readings, more than the {intcol.MAX_VALUES} a batch may hold")
+    return counts
 
 
 #: per series table (the same tuple object while body.py's table cache holds it): its scales, which
@@ -112,7 +119,7 @@ _facts_of_table: dict[int, tuple[Sequence[SeriesInfo], list[Scale], npt.NDArray[
 FACTS_KEPT = 16384
 
 
-def _table_facts(series: Sequence[SeriesInfo]) -> tuple[list[Scale], npt.NDArray[np.bool_], IntArray]:
+def table_facts(series: Sequence[SeriesInfo]) -> tuple[list[Scale], npt.NDArray[np.bool_], IntArray]:
     known = _facts_of_table.get(id(series))
     if known is not None and known[0] is series:
         return known[1], known[2], known[3]
@@ -153,7 +160,7 @@ def _decode_values(
     n = sid.size
     d = steps.decode_steps(body, sid, ~first & quantised, len(scales))
     d[first & quantised] = q_heads
-    q = _segment_cumsum(d, starts, count)
+    q = segment_cumsum(d, starts, count)
     values = np.zeros(n, dtype=np.float64)
     for scale, mine in _by_scale(scales, sid):
         values[mine] = dequantise(q[mine], scale)
@@ -162,7 +169,7 @@ def _decode_values(
         raise MalformedBatch("float64 column length does not match the lossless series' counts")
     values[~quantised] = np.frombuffer(floats, dtype="<f8")
     if EXCEPTIONS in body:
-        where, raw = _sparse(body[EXCEPTIONS], n, "exceptions")
+        where, raw = read_sparse(body[EXCEPTIONS], n, "exceptions")
         if not isinstance(raw, bytes) or len(raw) != 8 * where.size:
             raise MalformedBatch("exception values must be 8 bytes each")
         values[where] = np.frombuffer(raw, dtype="<f8")
@@ -173,7 +180,7 @@ def _decode_quality(sparse: object, n: int) -> npt.NDArray[np.uint16]:
     quality = np.zeros(n, dtype=np.uint16)
     if sparse is None:
         return quality
-    where, packed = _sparse(sparse, n, "quality")
+    where, packed = read_sparse(sparse, n, "quality")
     if not isinstance(packed, bytes):
         raise MalformedBatch("quality values must be a byte string")
     flags = intcol.unpack(packed, where.size)
@@ -183,7 +190,7 @@ def _decode_quality(sparse: object, n: int) -> npt.NDArray[np.uint16]:
     return quality
 
 
-def _sparse(item: object, n: int, what: str) -> tuple[IntArray, object]:
+def read_sparse(item: object, n: int, what: str) -> tuple[IntArray, object]:
     """Positions (delta-coded, strictly increasing, < n) and the undecoded second element."""
     if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], bytes):
         raise MalformedBatch(f"{what} must be [positions, values]")
@@ -234,7 +241,7 @@ def _heads(
 def _split_heads(
     item: object, live: npt.NDArray[np.bool_], quantised_series: npt.NDArray[np.bool_]
 ) -> tuple[IntArray, IntArray]:
-    heads = _int64(_int_list(item, "readings heads"))
+    heads = _int64(int_list(item, "readings heads"))
     n_t = int(live.sum())
     n_q = int((live & quantised_series).sum())
     if heads.size != n_t + n_q:
@@ -258,7 +265,7 @@ def _delta_of_delta(x: IntArray, first: npt.NDArray[np.bool_]) -> IntArray:
     return dd
 
 
-def _segment_cumsum(x: IntArray, starts: IntArray, counts: IntArray) -> IntArray:
+def segment_cumsum(x: IntArray, starts: IntArray, counts: IntArray) -> IntArray:
     """Running sums restarting at each series (int64 wrap-around cancels out exactly)."""
     c = np.cumsum(x)
     live = counts > 0
@@ -295,7 +302,7 @@ def _bytes(body: dict[Any, Any], key: int) -> bytes:
     return item
 
 
-def _int_list(item: object, what: str) -> list[int]:
+def int_list(item: object, what: str) -> list[int]:
     # `type(x) is int` refuses bools and int subclasses in one test; min and max bound the range
     # in C (a generator testing each element was ~5 % of decoding a 100-reading batch)
     if (

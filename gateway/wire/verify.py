@@ -38,12 +38,17 @@ def verify_message(
     checked before any of them is looked up."""
     message.verify(public_key)
     body = decode_body(message.payload, catalogues)
+    check_signer(body, message, gateway_id)
+    return batch_of(body, message)
+
+
+def check_signer(body: DecodedBody, message: SignedMessage, gateway_id: str) -> None:
+    """BadSignature unless the body names the gateway its signer's key belongs to."""
     if body.gateway_id != gateway_id:
         raise BadSignature(
             f"batch claims gateway {body.gateway_id!r} but key {message.kid.hex()}"
             f" belongs to gateway {gateway_id!r}"
         )
-    return _batch(body, message)
 
 
 def verify_with_key(
@@ -54,10 +59,11 @@ def verify_with_key(
     if message.kid != kid_for(public_key):
         raise UnknownKey(f"batch is signed with key {message.kid.hex()}, not {kid_for(public_key).hex()}")
     message.verify(public_key)
-    return _batch(decode_body(message.payload, catalogues), message)
+    return batch_of(decode_body(message.payload, catalogues), message)
 
 
-def _batch(body: DecodedBody, message: SignedMessage) -> Batch:
+def batch_of(body: DecodedBody, message: SignedMessage) -> Batch:
+    """The Batch of a decoded body and its verified envelope (the rollover statement checked)."""
     kid = message.kid
     rollover = None if body.rollover is None else check_rollover(body.rollover, body.gateway_id, kid)
     return Batch(

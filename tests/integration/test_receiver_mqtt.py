@@ -222,14 +222,15 @@ class FailingFirstCommits(SqliteStore):
         return super().commit(batches, quarantine, release)
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["judging-beside-commits", "one-group-at-a-time"])
 async def test_a_failed_commit_acknowledges_nothing_and_the_broker_sends_the_batches_again(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path, broker: Mosquitto, overlap: bool
 ) -> None:
     gw = SimulatedGateway("gw-1")
     store = FailingFirstCommits(tmp_path / "received.db", failures=2)
     core = ReceiverCore(store)
     core.enrol(RegisteredKey(gw.kid, gw.gateway_id, gw.public_raw, 0, "cli"))
-    committer = Committer(core)
+    committer = Committer(core, overlap=overlap)
     subscriber = BatchSubscriber(
         committer, BrokerSettings("127.0.0.1", broker.port, client_id="r"), clock=lambda: 1
     )
@@ -246,3 +247,40 @@ async def test_a_failed_commit_acknowledges_nothing_and_the_broker_sends_the_bat
     assert store.failures == 0
     assert store.count_readings() == 50
     assert stored(tmp_path / "received.db") == 10
+
+
+async def session(
+    core: ReceiverCore, port: int, publish: list[tuple[str, bytes]], until: Callable[[], bool]
+) -> int:
+    """One receiver session (client id "r", persistent): publish, run until `until()`, stop; how
+    many messages it acknowledged."""
+    committer = Committer(core)
+    subscriber = BatchSubscriber(committer, BrokerSettings("127.0.0.1", port, client_id="r"), clock=lambda: 1)
+    async with asyncio.TaskGroup() as tasks:
+        running = [tasks.create_task(committer.run()), tasks.create_task(subscriber.run())]
+        async with asyncio.timeout(30):
+            while not subscriber.connected:
+                await asyncio.sleep(0.02)
+            await publish_all(port, publish)
+            while not until():
+                await asyncio.sleep(0.05)
+        for task in running:
+            task.cancel()
+    return subscriber.acknowledged
+
+
+async def test_acknowledged_batches_reach_the_broker_and_are_not_sent_again(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    gw = SimulatedGateway("gw-1")
+    store = SqliteStore(tmp_path / "received.db")
+    core = ReceiverCore(store)
+    core.enrol(RegisteredKey(gw.kid, gw.gateway_id, gw.public_raw, 0, "cli"))
+    first = [(topic_of("gw-1"), gw.batch()) for _ in range(30)]
+    assert await session(core, broker.port, first, lambda: core.statistics().batches_stored == 30) == 30
+    # the same persistent session again: a message whose PUBACK never reached the broker would come
+    # again (before the new one) and be dropped as a duplicate
+    probe = [(topic_of("gw-1"), gw.batch())]
+    await session(core, broker.port, probe, lambda: core.statistics().batches_stored == 31)
+    assert core.statistics().duplicates_dropped == 0
+    assert stored(tmp_path / "received.db") == 31

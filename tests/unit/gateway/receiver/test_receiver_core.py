@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway import wire
 from gateway.clock import ClockSample, ClockWatch
 from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
+from gateway.receiver.sqlite import lookup_query
 from hil.fleet import SimulatedGateway
 from kernel.model import HealthEvent, Quality
 
@@ -60,6 +61,65 @@ def test_one_group_commit_judges_every_arrival_and_keeps_the_signed_bytes(tmp_pa
         kept = db.execute("SELECT signed, epoch FROM batches ORDER BY seq").fetchall()
     assert [bytes(k) for k, _ in kept] == blobs  # the audit record: re-verifiable later
     assert {bytes(e) for _, e in kept} == {gw.epoch}
+
+
+def test_copies_and_replays_within_one_group_are_judged_in_order_and_stored_once(tmp_path: Path) -> None:
+    gw = SimulatedGateway("gw-1", series=2)
+    core, store = enrolled(tmp_path, gw)
+    earlier = gw.batch()
+    assert arrive(core, earlier) is Outcome.STORED
+    batch, other = gw.batch(), gw.batch()
+    replay = gw.batch(seq=1, offset=5.0)  # batch's identity with other content
+    group = [other, batch, earlier, replay, batch, gw.batch(seq=0, offset=1.0)]
+    verdicts = core.receive_many([Arrival(b, "gw-1", NOW) for b in group])
+    assert [v.result for v in verdicts] == [
+        Outcome.STORED, Outcome.STORED, Outcome.DUPLICATE, Outcome.REPLAY, Outcome.DUPLICATE, Outcome.REPLAY,
+    ]  # fmt: skip
+    assert core.receive(Arrival(gw.batch(), "gw-1", NOW)).result is Outcome.STORED  # the group after
+    store.close()
+    with sqlite3.connect(tmp_path / "received.db") as db:
+        per_seq = db.execute(
+            "SELECT seq, count(*), min(value) FROM readings GROUP BY seq ORDER BY seq"
+        ).fetchall()
+    first = wire.verify_with_key(batch, gw.key.public_key()).readings.value.min()
+    assert [(s, c) for s, c, _ in per_seq] == [(0, 10), (1, 10), (2, 10), (3, 10)]
+    assert per_seq[1][2] == first  # seq 1's readings are the genuine batch's, not the replay's
+
+
+def test_a_groups_readings_are_stored_row_for_row_in_arrival_order(tmp_path: Path) -> None:
+    gateways = [SimulatedGateway(f"gw-{i}", series=3) for i in range(3)]
+    core, store = enrolled(tmp_path, *gateways)
+    blobs = [gw.batch(per_series=per) for per in (7, 11, 5) for gw in gateways]  # 207 rows: not whole 50s
+    verdicts = core.receive_many(
+        [Arrival(b, b_gw.gateway_id, NOW) for b, b_gw in zip(blobs, gateways * 3, strict=True)]
+    )
+    assert {v.result for v in verdicts} == {Outcome.STORED}
+    expected = []
+    for blob, gw in zip(blobs, gateways * 3, strict=True):
+        batch = wire.verify_with_key(blob, gw.key.public_key())
+        r = batch.readings
+        expected += [
+            (gw.gateway_id, batch.series[s].sensor, t, v, q, batch.seq)
+            for s, t, v, q in zip(
+                r.series.tolist(), r.ts_ms.tolist(), r.value.tolist(), r.quality.tolist(), strict=True
+            )
+        ]
+    store.close()
+    with sqlite3.connect(tmp_path / "received.db") as db:
+        rows = db.execute(
+            "SELECT s.gateway_id, s.sensor, r.ts_ms, r.value, r.quality, b.seq FROM reading_rows r"
+            " JOIN series s USING (series_id) JOIN batch_refs b USING (batch_id) ORDER BY r.rowid"
+        ).fetchall()
+    assert len(expected) == 207
+    assert rows == expected
+
+
+def test_the_identity_lookup_of_a_group_searches_the_primary_key(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "received.db")
+    plan = store._db.execute(f"EXPLAIN QUERY PLAN {lookup_query(3)}", ["gw", b"e", 1] * 3).fetchall()
+    steps = [str(row[-1]) for row in plan]
+    assert any("SEARCH b USING PRIMARY KEY" in step for step in steps), steps
+    assert not any(step.startswith("SCAN b") for step in steps), steps  # would slow down as it grows
 
 
 def test_a_new_epoch_starts_seq_again_without_a_replay(tmp_path: Path) -> None:
