@@ -13,7 +13,7 @@ object as the last line:
 - python_loop_readings_per_s: a plain-Python dict loop over the first 1 million readings
 - peak_extra_memory_ratio: tracemalloc peak during aggregate / bytes of the three input arrays
 - streaming_core_fraction: CPU seconds per simulated second of the agent's windowing
-  (gateway.windowing: readings in, closed windows out) fed 100 sensors x 1 Hz, one slice a second
+  (gateway.window_routing: readings in, closed windows out) fed 100 sensors x 1 Hz, one slice a second
   (60 s windows, 1 % of readings 30 s late), i.e. the fraction of one core it needs
 
 pandas is a benchmark-only dependency (the `bench` extra).
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from gateway.aggregation import Windows, aggregate
-from gateway.windowing import Windowing, WindowPolicy
+from gateway.window_routing import Windowing, WindowPolicy
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sensor-series"
 N_SERIES = 1_000
@@ -135,7 +135,7 @@ def peak_extra_memory(series: np.ndarray, ts: np.ndarray, values: np.ndarray) ->
 
 
 def streaming_core_fraction(rng: np.random.Generator, values: np.ndarray) -> float:
-    """CPU seconds per simulated second of the agent's windowing (gateway.windowing, what the batcher
+    """CPU seconds per simulated second of the agent's windowing (gateway.window_routing, what the batcher
     calls for every slice it seals) for 100 sensors x 1 Hz, one slice a second, after an hour's
     warm-up, so that every window still revisable is held."""
     keys = [(f"sensor-{i}", "pm10", "ug/m3") for i in range(100)]

@@ -61,7 +61,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway import keys, tomlwriter, wire  # noqa: E402
+from gateway import signing_key, tomlwriter, wire  # noqa: E402
 from hil.broker import Mosquitto  # noqa: E402
 from hil.sims.pty_port import PtyPort  # noqa: E402
 from hil.tls import loopback_certificate  # noqa: E402
@@ -326,7 +326,7 @@ class Bench:
         k = profile.k
         raw: dict[str, Any] = {
             "gateway_id": gateway_id,
-            "key_file": str(self.workdir / "keys" / gateway_id / keys.PRIVATE_NAME),
+            "key_file": str(self.workdir / "keys" / gateway_id / signing_key.PRIVATE_NAME),
             "state_dir": str(self.workdir / gateway_id),
             "clock": {"check": "off"},
             "logging": {"format": "json"},
@@ -349,7 +349,7 @@ def start_receiver(bench: Bench, gateway_ids: list[str]) -> None:
     keys_dir = bench.workdir / "receiver-keys"
     keys_dir.mkdir()
     for gateway_id in gateway_ids:  # one key per gateway: a key belongs to one gateway only
-        _private, public = keys.generate_keypair(bench.workdir / "keys" / gateway_id)
+        _private, public = signing_key.generate_keypair(bench.workdir / "keys" / gateway_id)
         shutil.copyfile(public, keys_dir / f"{gateway_id}.pem")
     log = (bench.workdir / "receiver.log").open("wb")
     bench.receiver = subprocess.Popen(

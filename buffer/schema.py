@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS outbox_series (
     count INTEGER NOT NULL,
     PRIMARY KEY (seq, series_id)
 ) WITHOUT ROWID;
--- revision numbers of windows revised after their first emission (buffer/windowstate.py)
+-- revision numbers of windows revised after their first emission (buffer/window_replay.py)
 CREATE TABLE IF NOT EXISTS window_rev (
     sensor TEXT NOT NULL,
     quantity TEXT NOT NULL,

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from buffer import batching, schema, windowstate
+from buffer import batching, schema, window_replay
 from buffer.batching import SeriesNames, StalePending, Token
 from buffer.quarantine import is_corruption, open_checked, replace_corrupt
 from buffer.records import (
@@ -170,7 +170,7 @@ class Store:
         token = pending.token
         if not isinstance(token, Token):
             raise StorageError("seal_batch needs a slice returned by pending() or empty_slice()")
-        also = None if windows is None else (lambda c: windowstate.record(c, windows))
+        also = None if windows is None else (lambda c: window_replay.record(c, windows))
         self._call(lambda c: batching.seal(c, seq, blob, token, also))
         self._tally.add(batched=token.readings, pending=-token.readings, outbox_rows=1)
 
@@ -189,7 +189,7 @@ class Store:
 
     def window_state(self) -> WindowState:
         """The windowing watermark and the live window revisions stored by sealed batches."""
-        return self._call(windowstate.load)
+        return self._call(window_replay.load)
 
     def batched_since(
         self, since_ts_ms: int, *, after_chunk: int = 0, max_chunks: int = 1_000
@@ -199,7 +199,7 @@ class Store:
         Pages follow commit order; the next page starts after the returned `last_chunk`.
         """
         return self._call(
-            lambda c: windowstate.read_batched(c, self._names, since_ts_ms, after_chunk, max_chunks)
+            lambda c: window_replay.read_batched(c, self._names, since_ts_ms, after_chunk, max_chunks)
         )
 
     def undelivered(self, *, after_seq: int | None = None, limit: int = 100) -> list[OutboxEntry]:

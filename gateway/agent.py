@@ -16,7 +16,7 @@ import structlog
 
 from buffer import Store, StoreOptions
 from drivers.base import Driver
-from gateway import keys, wire
+from gateway import signing_key, wire
 from gateway.batcher import Batcher
 from gateway.catalogue import GatewayCatalogue, ResendRule
 from gateway.clock import ClockWatch, sample_now
@@ -32,7 +32,7 @@ from gateway.statelock import StateLock
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
 from gateway.watchdog import ReadingRate, ServiceWatch, probe_writer, status_line
-from gateway.windowing import Windowing, policies_of
+from gateway.window_routing import Windowing, policies_of
 from kernel.backoff import Backoff
 from kernel.model import HealthEvent, Quality, Reading
 from kernel.wallclock import now_ms
@@ -130,7 +130,7 @@ class Agent:
     async def run(self) -> None:
         """Open everything, run until asked to stop, then stop drivers, commit, seal, close."""
         config = self.config
-        private_key = await asyncio.to_thread(keys.load_private_key, config.key_file)
+        private_key = await asyncio.to_thread(signing_key.load_private_key, config.key_file)
         kid = wire.kid_for(private_key.public_key())
         config.state_dir.mkdir(parents=True, exist_ok=True)
         with StateLock.acquire(config.state_dir):  # before the buffer and the control socket are touched
@@ -178,7 +178,7 @@ class Agent:
             max_readings=config.batching.max_readings,
             sealed=sealed,
             windowing=Windowing(policies_of(config)),
-            rollover=keys.pending_rollover(config.key_file, config.gateway_id),
+            rollover=signing_key.pending_rollover(config.key_file, config.gateway_id),
             catalogue=GatewayCatalogue(ResendRule.of(config.batching)),
         )
         sink.noted, sink.noted_event = batcher.note, batcher.note_event

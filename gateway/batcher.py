@@ -16,10 +16,10 @@ from buffer import PendingSlice, Store, WindowProgress
 from gateway import wire
 from gateway.aggregation import WindowerStatistics
 from gateway.catalogue import Declaration, GatewayCatalogue
-from gateway.keys import PendingRollover
 from gateway.liveness import Progress
 from gateway.sealing import Due
-from gateway.windowing import Closed, Taken, Windowing
+from gateway.signing_key import PendingRollover
+from gateway.window_routing import Closed, Taken, Windowing
 from kernel.model import Quality, Reading
 from kernel.wallclock import now_ms
 

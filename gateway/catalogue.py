@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gateway import wire
 from gateway.config import BatchingConfig
-from gateway.windowing import SeriesTable
+from gateway.window_routing import SeriesTable
 
 #: a catalogue holds at most this many series; beyond it the next table starts over with the series
 #: of the batch at hand (a gateway with churning series names must not grow a table without bound)

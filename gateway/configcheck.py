@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from drivers.lora.config import LorawanSection, ModemSection
 from drivers.modbus.config import ModbusSection
 from drivers.serial.config import SerialSection
-from gateway import keys, quantities
+from gateway import quantities, signing_key
 from gateway.config import (
     DRIVER_TAGS,
     BusSensor,
@@ -237,7 +237,7 @@ def _overlap(claimants: list[tuple[str, ModbusSection]]) -> str:
 def _files(config: GatewayConfig) -> Iterator[Problem]:
     """What only a run would find: the key, the state directory, the TLS and token files."""
     try:
-        keys.load_private_key(config.key_file)
+        signing_key.load_private_key(config.key_file)
     except ConfigError as exc:
         yield Problem("key_file", str(exc))
     if (problem := _state_dir_problem(config.state_dir)) is not None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig
-from gateway.windowing import WindowPolicy, policies_of
+from gateway.window_routing import WindowPolicy, policies_of
 from kernel.model import Reading
 
 #: a wall clock that went back more than this was stepped (NTP): deadlines move back with it

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import keys
+from gateway import signing_key
 from gateway.clock import kernel_clock_synchronised
 from gateway.config import GatewayConfig
 from kernel.errors import ConfigError
@@ -98,7 +98,7 @@ def disk_check(config: GatewayConfig) -> Check:
 def key_check(config: GatewayConfig) -> Check:
     """The signing key loads (readable, private, Ed25519)."""
     try:
-        keys.load_private_key(config.key_file)
+        signing_key.load_private_key(config.key_file)
     except ConfigError as exc:
         return Check("key", False, str(exc))
     return Check("key", True, f"{config.key_file} readable")

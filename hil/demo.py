@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway import keys, tomlwriter
+from gateway import signing_key, tomlwriter
 from gateway.config import EXAMPLE_CONFIG, parse_config
 from gateway.control import query_status
 from hil.broker import Mosquitto, free_port
@@ -94,7 +94,7 @@ class Demo:
         """Keys, broker, simulators, the agent's config; then the receiver and the agent."""
         raw = tomllib.loads(self.config_path.read_text())
         gateway_id = raw["gateway_id"]
-        private, public = keys.generate_keypair(self.workdir / "keys")
+        private, public = signing_key.generate_keypair(self.workdir / "keys")
         receiver_keys = self.workdir / "receiver-keys"
         receiver_keys.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gateway.aggregation.core import aggregate
 from gateway.aggregation.merge import merge
-from gateway.aggregation.windower import Windower, WindowerStatistics
-from gateway.aggregation.windows import MAX_WINDOW_MS, Windows
+from gateway.aggregation.window_columns import MAX_WINDOW_MS, Windows
+from gateway.aggregation.window_lifecycle import Windower, WindowerStatistics
 
 __all__ = ["MAX_WINDOW_MS", "Windower", "WindowerStatistics", "Windows", "aggregate", "merge"]

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from gateway.aggregation.grouping import CHUNK, Grouping
 from gateway.aggregation.moments import moments
 from gateway.aggregation.quantiles import window_quantiles
-from gateway.aggregation.windows import Windows, check_window_ms
+from gateway.aggregation.window_columns import Windows, check_window_ms
 
 Float64Array = NDArray[np.float64]
 Int64Array = NDArray[np.int64]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.aggregation.windows import Windows, concat, two_sum
+from gateway.aggregation.window_columns import Windows, concat, two_sum
 
 Float64Array = NDArray[np.float64]
 

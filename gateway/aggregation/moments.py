@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.aggregation.grouping import CHUNK
-from gateway.aggregation.windows import two_sum
+from gateway.aggregation.window_columns import two_sum
 
 Float64Array = NDArray[np.float64]
 Int64Array = NDArray[np.int64]

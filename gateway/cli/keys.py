@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gateway.keys import (
+from gateway.signing_key import (
     PRIVATE_NAME,
     describe,
     generate_keypair,

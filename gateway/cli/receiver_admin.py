@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from gateway.keyfiles import load_public_pem
+from gateway.public_key_files import load_public_pem
 from gateway.receiver.core import ReceiverCore
 from gateway.receiver.store import ReceiverStore, RegisteredKey
 from gateway.receiver.verdict import valid_gateway_id

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 import numpy as np
 
-from gateway.keys import load_private_key, load_public_key
+from gateway.signing_key import load_private_key, load_public_key
 from gateway.wire import (
     Batch,
     KnownCatalogues,

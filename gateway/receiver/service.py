@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.keyfiles import load_public_pem
+from gateway.public_key_files import load_public_pem
 from gateway.receiver.core import CoreStatistics, ReceiverCore
 from gateway.receiver.intake import Committer
 from gateway.receiver.mqtt import BatchSubscriber

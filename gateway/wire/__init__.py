@@ -22,8 +22,8 @@ from gateway.wire.batch import (
 from gateway.wire.body import catalogue_series, encode_batch
 from gateway.wire.catalogue import CATALOGUE_ID_LENGTH, CatalogueLookup, KnownCatalogues, catalogue_of
 from gateway.wire.cose import MEDIA_TYPE, sign
-from gateway.wire.keyring import Keyring, kid_for
 from gateway.wire.rollover import make_rollover
+from gateway.wire.trusted_keys import Keyring, kid_for
 from gateway.wire.verify import verify_and_decode, verify_message, verify_with_key
 
 __all__ = [

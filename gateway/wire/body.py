@@ -34,7 +34,7 @@ from gateway.wire.catalogue import (
 from gateway.wire.cbor_limits import MAX_ITEMS, check_items
 from gateway.wire.readings import decode_readings, encode_readings
 from gateway.wire.scale import resolution_of
-from gateway.wire.windows import decode_windows, encode_windows
+from gateway.wire.window_codec import decode_windows, encode_windows
 from kernel.errors import MalformedBatch, UnknownCatalogue, UnsupportedVersion, WireError
 
 # keys of the body map (docs/wire-format.md, "Body")

@@ -8,8 +8,8 @@ from gateway.wire.batch import Batch
 from gateway.wire.body import DecodedBody, decode_body
 from gateway.wire.catalogue import CatalogueLookup
 from gateway.wire.cose import SignedMessage, parse_sign1
-from gateway.wire.keyring import Keyring, kid_for
 from gateway.wire.rollover import check_rollover
+from gateway.wire.trusted_keys import Keyring, kid_for
 from kernel.errors import BadSignature, UnknownKey
 
 

@@ -25,7 +25,7 @@ import pytest
 from conftest import Processes, wait_until
 
 from drivers.serial import sds011
-from gateway import keys, tomlwriter
+from gateway import signing_key, tomlwriter
 from gateway.control import query_status, request
 from hil.broker import Mosquitto, free_port
 from kernel.errors import GatewayError
@@ -95,7 +95,7 @@ LORA_DEVICE = {
 
 
 def _config(tmp_path: Path, port: int, dust: Path, quiet: Path, rtu: Path, lora_port: int, tcp: str) -> Path:
-    private, _public = keys.generate_keypair(tmp_path / "keys")
+    private, _public = signing_key.generate_keypair(tmp_path / "keys")
     serial = {"baud": 9600, "protocol": "sds011"}
     modbus = {"port": str(rtu), "baud": 19200, "poll_interval_s": 0.2, "timeout_s": 0.5}
     config = {
@@ -354,7 +354,7 @@ def test_selftest_with_the_agent_stopped_runs_the_drivers_itself(
     processes.start_ready("dust", "-m", "hil.sims.sds011", "--link", str(dust), "--rate", "5")
     master, slave = os.openpty()
     silent.symlink_to(os.ttyname(slave))
-    private, _ = keys.generate_keypair(tmp_path / "keys")
+    private, _ = signing_key.generate_keypair(tmp_path / "keys")
     serial = {"baud": 9600, "protocol": "sds011"}
     config = tmp_path / "agent.toml"
     config.write_text(tomlwriter.dumps({

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import Processes
 
-from gateway import keys, tomlwriter
+from gateway import signing_key, tomlwriter
 
 
 def config_for(tmp_path: Path, processes: Processes, *, missing_sensor: bool) -> Path:
@@ -22,7 +22,7 @@ def config_for(tmp_path: Path, processes: Processes, *, missing_sensor: bool) ->
         "modbus", "-m", "hil.sims.modbus_slave", "--tcp", "127.0.0.1:0", "--slave", "2:radar_level"
     )
     host, _, port = slave["tcp"].rpartition(":")
-    private, _ = keys.generate_keypair(tmp_path / "keys")
+    private, _ = signing_key.generate_keypair(tmp_path / "keys")
     sensors: list[dict[str, Any]] = [
         {"id": "weather-1", "driver": "serial", "serial": {"port": str(weather), "protocol": "nmea"}},
         {"id": "dust-1", "driver": "serial", "serial": {"port": str(dust), "protocol": "sds011"}},

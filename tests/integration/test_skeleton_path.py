@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pycose.keys.okp import OKPKey
 from pycose.messages import Sign1Message
 
-from gateway import keys, tomlwriter
+from gateway import signing_key, tomlwriter
 from gateway.clock import kernel_clock_synchronised
 from gateway.control import query_status
 from hil.broker import Mosquitto, free_port
@@ -39,7 +39,7 @@ def start_station(processes: Processes, link: Path, rate: float) -> subprocess.P
 
 
 def write_config(tmp_path: Path, port: int, link: Path) -> tuple[Path, Path]:
-    private, public = keys.generate_keypair(tmp_path / "keys")
+    private, public = signing_key.generate_keypair(tmp_path / "keys")
     receiver_keys = tmp_path / "receiver-keys"
     receiver_keys.mkdir()
     (receiver_keys / "gw-test.pem").write_bytes(public.read_bytes())

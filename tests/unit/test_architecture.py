@@ -50,7 +50,7 @@ DRIVER_IO_MODULES = {
 PURE_PACKAGES = ("gateway/wire", "gateway/aggregation")
 #: what a codec or a pure module never imports: the event loop, ports, sockets, the disk, the clock
 IMPURE = frozenset({"asyncio", "serial", "serial_asyncio_fast", "socket", "sqlite3", "time", "os"})
-#: what the pure packages never call: pathlib and builtin file access (a key file is read in gateway/keyfiles.py)
+#: what the pure packages never call: pathlib and builtin file access (a key file is read in gateway/public_key_files.py)
 FILE_ACCESS = frozenset(
     {"open", "read_bytes", "read_text", "write_bytes", "write_text", "glob", "rglob", "iterdir", "is_dir",
      "is_file", "exists", "stat", "mkdir", "unlink", "rename", "touch"}

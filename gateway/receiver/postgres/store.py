@@ -12,7 +12,7 @@ import psycopg
 from psycopg import Connection, errors
 from psycopg.rows import TupleRow
 
-from gateway.receiver.postgres import registry
+from gateway.receiver.postgres import key_registry
 from gateway.receiver.postgres.contents import (
     INCOMING_WINDOWS,
     Identity,
@@ -122,9 +122,9 @@ class PostgresStore:
             write_contents(
                 conn, [claimed(first[i].batch, batch_id, self._series) for i, batch_id in ids.items()]
             )
-            registry.keep_catalogues(conn, batches)
-            registry.quarantine(conn, quarantine)
-            registry.release(conn, release)
+            key_registry.keep_catalogues(conn, batches)
+            key_registry.quarantine(conn, quarantine)
+            key_registry.release(conn, release)
         digests.update((i, first[i].batch.digest) for i in ids)
         outcomes = []
         for item in batches:
@@ -155,27 +155,27 @@ class PostgresStore:
         self, *, gateway_id: str | None = None, retryable_only: bool = False, limit: int = 1000
     ) -> list[QuarantinedBatch]:
         """Quarantine rows, oldest first."""
-        return self._run(registry.quarantined, gateway_id, retryable_only, limit)
+        return self._run(key_registry.quarantined, gateway_id, retryable_only, limit)
 
     def catalogue(self, gateway_id: str, catalogue: bytes) -> bytes | None:
         """The series table `gateway_id` declared as `catalogue`, or None."""
-        return self._run(registry.catalogue, gateway_id, catalogue)
+        return self._run(key_registry.catalogue, gateway_id, catalogue)
 
     def add_key(self, key: RegisteredKey) -> bool:
         """Register a key (False when already registered for this gateway)."""
-        return self._run(registry.add_key, key)
+        return self._run(key_registry.add_key, key)
 
     def keys(self, gateway_id: str | None = None) -> list[RegisteredKey]:
         """Registered keys, by gateway then added time."""
-        return self._run(registry.keys, gateway_id)
+        return self._run(key_registry.keys, gateway_id)
 
     def key(self, kid: bytes) -> RegisteredKey | None:
         """The key registered under `kid`, or None."""
-        return self._run(registry.key, kid)
+        return self._run(key_registry.key, kid)
 
     def revoke_key(self, kid: bytes, revoked_ms: int) -> None:
         """Mark a key revoked (an earlier revocation time is kept)."""
-        self._run(registry.revoke_key, kid, revoked_ms)
+        self._run(key_registry.revoke_key, kid, revoked_ms)
 
     def count_readings(self, gateway_id: str | None = None) -> int:
         """How many readings are stored."""

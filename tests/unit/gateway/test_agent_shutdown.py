@@ -14,7 +14,7 @@ from uplink_fakes import LoopbackUplink
 
 from buffer import Store
 from drivers.base import Driver, Sink
-from gateway import keys
+from gateway import signing_key
 from gateway.agent import Agent
 from gateway.config import GatewayConfig, parse_config
 from kernel.model import Reading
@@ -46,7 +46,7 @@ class CountingDriver:
 
 
 def config(tmp_path: Path) -> GatewayConfig:
-    private, _public = keys.generate_keypair(tmp_path / "keys")
+    private, _public = signing_key.generate_keypair(tmp_path / "keys")
     return parse_config(
         {
             "gateway_id": "gw-test",

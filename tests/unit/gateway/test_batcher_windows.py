@@ -20,7 +20,7 @@ from gateway import wire
 from gateway.aggregation import aggregate
 from gateway.batcher import Batcher
 from gateway.sealing import Due, SealingRules
-from gateway.windowing import Windowing, WindowPolicy
+from gateway.window_routing import Windowing, WindowPolicy
 from kernel.model import Quality, Reading
 
 W = 10_000  # 10-s windows

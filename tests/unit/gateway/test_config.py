@@ -108,9 +108,9 @@ def _check(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
-    from gateway import keys
+    from gateway import signing_key
 
-    private, _ = keys.generate_keypair(tmp_path / "keys")
+    private, _ = signing_key.generate_keypair(tmp_path / "keys")
     example = tomllib.loads(EXAMPLE.read_text()) | {
         "key_file": str(private),
         "state_dir": str(tmp_path / "s"),
@@ -202,9 +202,9 @@ def test_https_transport_needs_an_https_url_and_takes_its_files_from_the_config_
 
 
 def test_cli_config_check_opens_the_https_files(tmp_path: Path) -> None:
-    from gateway import keys
+    from gateway import signing_key
 
-    private, _ = keys.generate_keypair(tmp_path)
+    private, _ = signing_key.generate_keypair(tmp_path)
     private.rename(tmp_path / "k")
     path = tmp_path / "gw.toml"
     path.write_text(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway import keys, tomlwriter
+from gateway import signing_key, tomlwriter
 
 
 def _check(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -20,7 +20,7 @@ def _check(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def _broken(tmp_path: Path) -> Path:
     """A file with one of every mistake a technician makes."""
-    private, _ = keys.generate_keypair(tmp_path / "keys")
+    private, _ = signing_key.generate_keypair(tmp_path / "keys")
     private.chmod(0o644)  # readable by everyone
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the state directory's parent should be")
@@ -66,7 +66,7 @@ def test_every_error_of_a_file_is_reported_at_once_naming_sensors_by_id(tmp_path
 
 
 def test_key_and_state_directory_problems_come_with_the_rest(tmp_path: Path) -> None:
-    private, _ = keys.generate_keypair(tmp_path / "keys")
+    private, _ = signing_key.generate_keypair(tmp_path / "keys")
     private.chmod(0o640)
     blocked = tmp_path / "blocked"
     blocked.write_text("")
@@ -94,7 +94,7 @@ def test_key_and_state_directory_problems_come_with_the_rest(tmp_path: Path) -> 
 
 
 def test_a_good_file_passes(tmp_path: Path) -> None:
-    private, _ = keys.generate_keypair(tmp_path / "keys")
+    private, _ = signing_key.generate_keypair(tmp_path / "keys")
     sensor = {"id": "dust-1", "driver": "serial", "resolution": {"pm2_5": 0.1},
               "serial": {"port": "/dev/ttyUSB0", "protocol": "sds011"}}  # fmt: skip
     path = tmp_path / "gateway.toml"

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from buffer import Store
 from buffer.schema import SCHEMA_VERSION, NewerSchema
-from gateway import keys, tomlwriter
+from gateway import signing_key, tomlwriter
 from gateway.cli.agent import EXIT_NEWER_STATE, run_command
 
 
@@ -31,7 +31,7 @@ def test_a_newer_buffer_is_refused_with_the_recovery_and_not_quarantined(tmp_pat
 
 
 def test_the_agent_exits_3_so_systemd_does_not_restart_it(tmp_path: Path) -> None:
-    private, _ = keys.generate_keypair(tmp_path / "keys")
+    private, _ = signing_key.generate_keypair(tmp_path / "keys")
     newer_buffer(tmp_path / "state")
     config = tmp_path / "gateway.toml"
     config.write_text(

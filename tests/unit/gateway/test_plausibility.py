@@ -13,7 +13,7 @@ from gateway.agent import StoreSink
 from gateway.config import parse_config
 from gateway.metrics import render
 from gateway.plausibility import DEFAULT_LIMITS, Plausibility
-from gateway.windowing import WindowPolicy
+from gateway.window_routing import WindowPolicy
 from kernel.errors import ConfigError
 from kernel.model import Quality, Reading
 

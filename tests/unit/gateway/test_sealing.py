@@ -15,7 +15,7 @@ from gateway import wire
 from gateway.batcher import Batcher
 from gateway.config import parse_config
 from gateway.sealing import Due, SealingRules, Thresholds
-from gateway.windowing import Windowing, WindowPolicy
+from gateway.window_routing import Windowing, WindowPolicy
 from kernel.errors import ConfigError
 from kernel.model import Reading
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.keyfiles import load_public_pem
+from gateway.public_key_files import load_public_pem
 from gateway.wire.batch import KeyRollover
-from gateway.wire.keyring import kid_for
 from gateway.wire.rollover import make_rollover
+from gateway.wire.trusted_keys import kid_for
 from kernel.errors import ConfigError
 
 PRIVATE_NAME = "gateway.key.pem"

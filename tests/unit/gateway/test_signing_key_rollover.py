@@ -12,7 +12,9 @@ import pytest
 from buffer import Store, StoreOptions
 from gateway import wire
 from gateway.batcher import Batcher
-from gateway.keys import (
+from gateway.receiver import Arrival, Outcome, ReceiverCore, RegisteredKey, SqliteStore
+from gateway.sealing import Due, SealingRules
+from gateway.signing_key import (
     PRIVATE_NAME,
     PUBLIC_NAME,
     ROLLOVER_PENDING,
@@ -21,8 +23,6 @@ from gateway.keys import (
     pending_rollover,
     rotate_keypair,
 )
-from gateway.receiver import Arrival, Outcome, ReceiverCore, RegisteredKey, SqliteStore
-from gateway.sealing import Due, SealingRules
 from kernel.model import Reading
 
 T0 = 1_780_000_000_000

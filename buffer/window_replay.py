@@ -1,6 +1,6 @@
 """What the agent's windowing needs to survive a restart: the watermark, revisions, recent batched readings.
 
-Window state itself lives in memory (gateway/windowing.py); it is rebuilt at start by replaying the
+Window state itself lives in memory (gateway/window_routing.py); it is rebuilt at start by replaying the
 readings already batched, because every batch sealed the windows of exactly the readings it marked
 batched. Two facts cannot be replayed and are kept here, written in the seal transaction: the
 watermark of the last sealed batch (which windows were already emitted) and the revision numbers of

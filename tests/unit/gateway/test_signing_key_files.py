@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.keys import (
+from gateway.signing_key import (
     describe,
     generate_keypair,
     load_private_key,

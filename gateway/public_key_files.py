@@ -1,6 +1,6 @@
 """Public keys on disk: one PEM file, or a backend's key directory read into a `wire.Keyring`.
 
-The file reading lives here, beside the agent's own key files (gateway/keys.py), so that gateway/wire
+The file reading lives here, beside the agent's own key files (gateway/signing_key.py), so that gateway/wire
 stays pure (architecture.md rule 3): the receiver and the tools read the disk, the wire code checks bytes.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.wire.keyring import Keyring
+from gateway.wire.trusted_keys import Keyring
 from kernel.errors import ConfigError
 
 #: a public key file in a key directory is registered as retired when its name ends so

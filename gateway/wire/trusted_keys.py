@@ -1,6 +1,6 @@
 """The public keys a backend trusts: which gateway owns which key id, and which keys are retired.
 
-Pure, as all of gateway/wire: the PEM files a keyring is filled from are read by gateway/keyfiles.py.
+Pure, as all of gateway/wire: the PEM files a keyring is filled from are read by gateway/public_key_files.py.
 """
 
 from __future__ import annotations

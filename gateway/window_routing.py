@@ -2,7 +2,7 @@
 
 The batcher hands every slice of committed readings it seals to `take` and then asks `close` for
 the windows due at its clock; both go into the same batch, whose seal transaction stores the clock
-and the revisions (`buffer.windowstate`). After a restart `restore` rebuilds the state by replaying
+and the revisions (`buffer.window_replay`). After a restart `restore` rebuilds the state by replaying
 the readings already batched, so a late reading still revises the window it belongs to instead of
 starting a new one. Pure state over arrays: the batcher does the I/O.
 """

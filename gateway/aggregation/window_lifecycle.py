@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from gateway.aggregation.core import aggregate
 from gateway.aggregation.merge import merge
-from gateway.aggregation.windows import Windows, check_window_ms, concat
+from gateway.aggregation.window_columns import Windows, check_window_ms, concat
 
 
 @dataclass(frozen=True, slots=True)

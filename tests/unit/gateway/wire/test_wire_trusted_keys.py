@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.keyfiles import load_key_directory
+from gateway.public_key_files import load_key_directory
 from gateway.wire import Keyring, kid_for
 from kernel.errors import ConfigError, UnknownKey
 
