@@ -26,11 +26,9 @@ DISK_FULL = "disk full"
 
 
 def _events(kind: str) -> RetryEvents:
-    return RetryEvents(
-        failed=f"buffer: {kind}, readings stay queued or become gap records",
-        failed_again=f"buffer: {kind} again",
-        recovered=f"buffer: commits succeed again after {kind}",
-    )
+    """`buffer.storage_error.failed`, `buffer.disk_full.recovered`, ... (docs/logs.md)."""
+    subject = f"buffer.{kind.replace(' ', '_')}"
+    return RetryEvents(f"{subject}.failed", f"{subject}.failed_again", f"{subject}.recovered")
 
 
 class StorageCondition:
@@ -78,7 +76,7 @@ class StorageCondition:
         if now < self._next_loss_report:
             return
         log.warning(
-            "buffer: readings given up, uploaded as gap records",
+            "buffer.readings_given_up",
             readings=self._lost,
             reasons=sorted(self._lost_reasons),
             policy=self._policy,

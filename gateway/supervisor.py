@@ -17,7 +17,7 @@ log = structlog.get_logger(__name__)
 #: a run that lasted this long counts as recovered: the backoff starts from the beginning again
 HEALTHY_AFTER_S = 10.0
 #: the names predate the dotted ones (docs/logs.md): operators' filters and the integration tests match them
-TASK_EVENTS = RetryEvents("task failed", "task failed again", "task recovered")
+TASK_EVENTS = RetryEvents("task.failed", "task.failed_again", "task.recovered")
 
 
 @dataclass(frozen=True)

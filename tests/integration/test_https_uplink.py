@@ -239,7 +239,7 @@ def test_agent_backlog_arrives_once_over_https_after_the_backend_was_down(
     assert stored_rows(db, "SELECT count(*) FROM readings")[0][0] == produced
     seqs = [row[0] for row in stored_rows(db, "SELECT seq FROM batches ORDER BY seq")]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    assert '"task failed"' in processes.log("agent")  # the outage was noticed and retried
+    assert '"task.failed"' in processes.log("agent")  # the outage was noticed and retried
 
 
 @contextmanager

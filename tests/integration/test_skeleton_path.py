@@ -160,7 +160,7 @@ def test_backlog_from_an_outage_arrives_once_in_seq_order_and_sigterm_is_clean(
     assert ts == sorted(ts)
     log = processes.log("agent")
     assert "uplink connected" in log
-    assert '"task failed"' in log  # the outage was noticed and retried, not fatal
+    assert '"task.failed"' in log  # the outage was noticed and retried, not fatal
 
 
 def test_agent_written_batch_verifies_with_pycose(

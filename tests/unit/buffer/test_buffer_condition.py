@@ -40,8 +40,8 @@ def test_a_disk_that_flips_between_full_and_not_warns_once_per_ten_minutes() -> 
         "debug",
         "warning",
     ]
-    assert lines(logs)[0][1] == "buffer: disk full, readings stay queued or become gap records"
-    assert lines(logs)[1] == ("info", "buffer: commits succeed again after disk full")
+    assert lines(logs)[0][1] == "buffer.disk_full.failed"
+    assert lines(logs)[1] == ("info", "buffer.disk_full.recovered")
 
 
 def test_a_storage_error_series_paces_the_writer_with_its_backoff() -> None:

@@ -204,7 +204,7 @@ def test_a_failing_disk_is_logged_once_and_its_recovery_too(tmp_path: Path, faul
         store.flush_blocking(10)
         p = store.pending(upto_ts_ms=None, limit=100)
     assert p is not None and len(p) == 30  # nothing was lost while the disk failed
-    levels = [(e["log_level"], e["event"]) for e in logs if e["event"].startswith("buffer:")]
+    levels = [(e["log_level"], e["event"]) for e in logs if e["event"].startswith("buffer.storage_error.")]
     assert [lv for lv, _ in levels].count("warning") == 1
-    assert levels[0][0] == "warning" and "storage error" in levels[0][1]
-    assert levels[-1][0] == "info" and "succeed again" in levels[-1][1]
+    assert levels[0][0] == "warning" and levels[0][1] == "buffer.storage_error.failed"
+    assert levels[-1] == ("info", "buffer.storage_error.recovered")
