@@ -116,6 +116,8 @@ class _Judged:
 
     verified: VerifiedBatch | None = None
     quarantine: QuarantineEntry | None = None
+    #: (gateway, catalogue id) a quarantined batch waits for (reason catalogue_unknown)
+    waiting_for: CatalogueKey | None = None
 
 
 class ReceiverCore:
@@ -207,8 +209,21 @@ class ReceiverCore:
                 rolled_over.add(batch.gateway_id)
         if replays:
             self._store.commit([], replays)
-        for gateway_id in sorted(rolled_over | catalogued):
+        for gateway_id in sorted(rolled_over | catalogued | self._declared_meanwhile(judged)):
             self._retry(gateway_id, max(a.received_ms for a in arrivals))
+
+    def _declared_meanwhile(self, judged: Sequence[_Judged]) -> set[str]:
+        """Gateways with a batch just quarantined for a catalogue that the store holds by now.
+
+        Receivers sharing a database race: this one looked for the catalogue and found none, another
+        committed the declaring batch and retried that gateway's quarantine before this one's entry was
+        committed. Looking once more after the commit closes the gap: either the other receiver's
+        retry saw the entry, or this look sees the catalogue (one query per such batch, none otherwise).
+        """
+        waiting = {j.waiting_for for j in judged if j.waiting_for is not None}
+        return {
+            gateway_id for gateway_id, catalogue in waiting if self._store.catalogue(gateway_id, catalogue)
+        }
 
     def _keep_catalogues(self, declared: Catalogues) -> set[str]:
         """Remember committed catalogues; returns the gateways with one new here (whose quarantine may
@@ -354,7 +369,10 @@ class ReceiverCore:
             entry = self._entry(
                 arrival, QuarantineReason.CATALOGUE_UNKNOWN, str(result), message.kid, message.content_digest
             )  # the gateway is known from its key even where the topic names none: its retry finds it
-            return _Judged(quarantine=dataclasses.replace(entry, gateway_id=known.gateway_id))
+            return _Judged(
+                quarantine=dataclasses.replace(entry, gateway_id=known.gateway_id),
+                waiting_for=(known.gateway_id, result.catalogue),
+            )
         if isinstance(result, BadSignature | MalformedBatch | UnsupportedVersion):
             reason = _REASON_OF_ERROR[type(result)]
             return _Judged(

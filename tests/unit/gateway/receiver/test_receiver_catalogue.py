@@ -183,3 +183,32 @@ def test_an_upgraded_agent_delivers_the_version_3_batch_in_its_outbox_and_its_ow
     assert verdicts == [QuarantineReason.CATALOGUE_UNKNOWN] * 2 + [Outcome.STORED] * 2
     assert store.count_readings("gw-fixture") == 663 + 3 * 4
     assert store.quarantined() == []
+
+
+class _DeclaredJustBefore(SqliteStore):
+    """A store whose first commit of a `catalogue_unknown` entry lets another receiver on the same
+    database commit the declaring batch first: the race between receivers of one share group."""
+
+    def __init__(self, path: Path, other: ReceiverCore, declaring: bytes) -> None:
+        super().__init__(path)
+        self._other, self._declaring = other, declaring
+
+    def commit(self, batches, quarantine, release=()):  # type: ignore[no-untyped-def,override]
+        if self._declaring and any(q.reason is QuarantineReason.CATALOGUE_UNKNOWN for q in quarantine):
+            declaring, self._declaring = self._declaring, b""
+            assert results(self._other, [declaring]) == [Outcome.STORED]  # and it retried gw-1: nothing yet
+        return super().commit(batches, quarantine, release)
+
+
+def test_a_referrer_quarantined_while_another_receiver_commits_its_declaration_is_stored(
+    tmp_path: Path,
+) -> None:
+    gw = SimulatedGateway("gw-1", series=3)
+    _, other = enrolled(tmp_path / "shared.db", gw)
+    declaring, referring = gw.batch(), gw.batch(refer=True)
+    store = _DeclaredJustBefore(tmp_path / "shared.db", other, declaring)
+    core = ReceiverCore(store)
+    verdicts = core.receive_many([Arrival(referring, "gw-1", NOW)])
+    assert [v.result for v in verdicts] == [QuarantineReason.CATALOGUE_UNKNOWN]  # acknowledged as kept
+    assert store.quarantined() == []  # ... and released at once, not at the gateway's next declaration
+    assert store.count_readings("gw-1") == 2 * 15
