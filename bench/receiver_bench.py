@@ -42,8 +42,14 @@ MAX_INFLIGHT = 100
 
 
 def make_messages(gateways: list[SimulatedGateway]) -> list[tuple[str, bytes]]:
-    """Every gateway's batches, interleaved as a city's would arrive."""
-    return [(topic_of(gw.gateway_id), gw.batch(PER_SERIES)) for _ in range(BATCHES_EACH) for gw in gateways]
+    """Every gateway's batches, interleaved as a city's would arrive: as the agent sends them, the
+    first declares its series catalogue and the later ones refer to it (docs/wire-format.md 3.5; the
+    agent declares again every 96th batch, beyond this run's 16)."""
+    return [
+        (topic_of(gw.gateway_id), gw.batch(PER_SERIES, refer=n > 0))
+        for n in range(BATCHES_EACH)
+        for gw in gateways
+    ]
 
 
 def cpu_seconds(pid: int) -> float:
