@@ -183,7 +183,7 @@ def _read_chunks(
 
 
 @contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
     """One BEGIN IMMEDIATE transaction: committed at the end, rolled back on any exception."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -203,7 +203,7 @@ def seal(
     also: Callable[[sqlite3.Connection], None] | None = None,
 ) -> None:
     """Outbox row + batched marks (+ `also`) in one synchronous=FULL transaction; StalePending on mismatch."""
-    with _immediate(conn):
+    with immediate(conn):
         last = schema.meta(conn, schema.LAST_SEQ)
         if seq != last + 1:
             raise StorageError(f"seq {seq} is not the next batch seq {last + 1}")
@@ -298,7 +298,7 @@ def undelivered(
 
 def deliver(conn: sqlite3.Connection, seq: int) -> int | None:
     """Delete an acknowledged batch with its gaps and events; its reading count, None if gone."""
-    with _immediate(conn):
+    with immediate(conn):
         row = conn.execute("SELECT readings FROM outbox WHERE seq = ?", (seq,)).fetchone()
         conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
         conn.execute("DELETE FROM outbox_series WHERE seq = ?", (seq,))
@@ -309,7 +309,7 @@ def deliver(conn: sqlite3.Connection, seq: int) -> int | None:
 
 def reject(conn: sqlite3.Connection, seq: int) -> quota.Eviction | None:
     """Drop batch `seq`, which the backend refused, as gaps; what was dropped, None if it is gone."""
-    with _immediate(conn):
+    with immediate(conn):
         row = conn.execute("SELECT readings FROM outbox WHERE seq = ?", (seq,)).fetchone()
         eviction = quota.Eviction(reason=quota.REASON_REJECTED)
         if row is not None:
@@ -319,7 +319,7 @@ def reject(conn: sqlite3.Connection, seq: int) -> quota.Eviction | None:
 
 def discard(conn: sqlite3.Connection, chunk_ids: list[int]) -> int:
     """Delete undecodable unbatched chunks, each reported by an event; returns the readings lost."""
-    with _immediate(conn):
+    with immediate(conn):
         lost = 0
         events = []
         for chunk_id in chunk_ids:

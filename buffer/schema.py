@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kernel.errors import StorageError
 
-SCHEMA_VERSION = 3  # 2: outbox_series, 3: identity (the epoch)
+SCHEMA_VERSION = 4  # 2: outbox_series, 3: identity (the epoch), 4: traffic_day
 PAGE_SIZE = 1024
 BUSY_TIMEOUT_MS = 10_000
 
@@ -90,9 +90,32 @@ CREATE TABLE IF NOT EXISTS identity (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
+-- the uplink's traffic per UTC day (days since 1970-01-01), so that a restart does not reset what
+-- `gateway status` says a day cost on the data plan (buffer/traffic_days.py, docs/lte.md)
+CREATE TABLE IF NOT EXISTS traffic_day (
+    day INTEGER PRIMARY KEY,
+    app_sent INTEGER NOT NULL,
+    app_received INTEGER NOT NULL,
+    tcp_sent INTEGER NOT NULL,
+    tcp_received INTEGER NOT NULL,
+    segments_out INTEGER NOT NULL,
+    segments_in INTEGER NOT NULL,
+    readings INTEGER NOT NULL
+);
 """
 _TABLES = frozenset(
-    ("series", "chunk", "gap", "event", "outbox", "outbox_series", "window_rev", "meta", "identity")
+    (
+        "series",
+        "chunk",
+        "gap",
+        "event",
+        "outbox",
+        "outbox_series",
+        "window_rev",
+        "meta",
+        "identity",
+        "traffic_day",
+    )
 )
 
 #: meta keys

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from buffer import batching, schema, window_replay
+from buffer import batching, schema, traffic_days, window_replay
 from buffer.batching import SeriesNames, StalePending, Token
 from buffer.quarantine import is_corruption, open_checked, replace_corrupt
 from buffer.records import (
@@ -28,6 +28,7 @@ from buffer.records import (
     PendingSlice,
     StoreOptions,
     StoreStatistics,
+    TrafficDay,
     WindowProgress,
     WindowState,
 )
@@ -229,6 +230,16 @@ class Store:
             dropped=eviction.outbox_readings, gaps=eviction.gaps, outbox_rows=-eviction.outbox_rows
         )
         return eviction.outbox_readings
+
+    # -- uplink traffic (blocking) ---------------------------------------------------------------
+
+    def traffic_days(self, since_day: int) -> list[TrafficDay]:
+        """The uplink's stored per-day totals from `since_day` (days since 1970-01-01, UTC) on."""
+        return self._call(partial(traffic_days.load, since_day=since_day))
+
+    def save_traffic_days(self, days: Sequence[TrafficDay], *, keep_from_day: int) -> None:
+        """Replace the totals of `days`; days before `keep_from_day` are deleted."""
+        self._call(partial(traffic_days.save, days=days, keep_from_day=keep_from_day))
 
     # -- inspection -----------------------------------------------------------------------------
 

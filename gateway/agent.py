@@ -9,6 +9,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,11 @@ from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.statelock import StateLock
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
+from gateway.uplink.traffic import Traffic
 from gateway.watchdog import ReadingRate, ServiceWatch, probe_writer, status_line
 from gateway.window_routing import Windowing, policies_of
 from kernel.backoff import Backoff
+from kernel.errors import StorageError
 from kernel.model import HealthEvent, Quality, Reading
 from kernel.wallclock import now_ms
 
@@ -43,6 +46,9 @@ log = structlog.get_logger(__name__)
 CLOCK_SAMPLE_S = 1.0
 #: how long a stopping agent lets the uplink send what is already sealed
 SHUTDOWN_SEND_GRACE_S = 1.5
+#: how often the uplink's per-day traffic totals are stored: a crash loses at most this much of the
+#: count, for one small row write a minute (the writer group-commits readings every second anyway)
+TRAFFIC_SAVE_S = 60.0
 
 
 class StoreSink:
@@ -186,6 +192,8 @@ class Agent:
             store, config.uplink, gateway_id=config.gateway_id, sealed=sealed
         )
         uplink.quiet_for = batcher.quiet_for
+        since = uplink.traffic.keep_from(now_ms())
+        uplink.traffic.restore(await asyncio.to_thread(store.traffic_days, since))
         control = ControlServer(config.state_dir / "control.sock")
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -207,6 +215,9 @@ class Agent:
                 control_task = tasks.create_task(control.run())
                 clock_task = tasks.create_task(self._watch_clock(sink))
                 watch_task = tasks.create_task(self._watch_service(store, batcher))
+                traffic_task = tasks.create_task(
+                    self._supervise("traffic", partial(_keep_traffic, store, uplink))
+                )
                 await asyncio.sleep(0)  # the tasks above have started
                 self._service.ready(self._status_line())
                 await self._stop.wait()
@@ -218,7 +229,8 @@ class Agent:
                 await _cancel(batcher_task)
                 await batcher.seal(upto_ts_ms=None)
                 await self._drain_briefly(store, uplink)
-                await _cancel(uplink_task, control_task, clock_task)
+                await _cancel(uplink_task, control_task, clock_task, traffic_task)
+                await _save_traffic(store, uplink.traffic)
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
@@ -309,6 +321,25 @@ def reconnect_cap_s(config: GatewayConfig) -> float:
     well within it), at least 30 s and at most the NAT timeout, so a dead link costs a SYN now and then
     rather than a connection attempt every few seconds."""
     return max(30.0, min(config.batching.budget_s / 4, config.uplink.nat_timeout_s))
+
+
+async def _keep_traffic(store: Store, uplink: Uplink) -> None:
+    """Store the uplink's changed per-day totals every TRAFFIC_SAVE_S, forever."""
+    while True:
+        await asyncio.sleep(TRAFFIC_SAVE_S)
+        await _save_traffic(store, uplink.traffic)
+
+
+async def _save_traffic(store: Store, traffic: Traffic) -> None:
+    """Store the days counted into since the last save; on a storage error they are tried again."""
+    days = traffic.unsaved()
+    if not days:
+        return
+    try:
+        await asyncio.to_thread(store.save_traffic_days, days, keep_from_day=traffic.keep_from(now_ms()))
+    except StorageError as exc:
+        traffic.not_saved(days)
+        log.warning("uplink traffic totals not stored, tried again later", error=str(exc))
 
 
 def _runner(driver: Driver, sink: StoreSink) -> Any:
