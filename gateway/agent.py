@@ -24,6 +24,7 @@ from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.health import ReadingFeed, SensorBoard
+from gateway.heartbeat import Heartbeat, Vitals
 from gateway.liveness import Progress
 from gateway.operations import AgentOperations, AgentParts
 from gateway.plausibility import Plausibility
@@ -128,6 +129,7 @@ class Agent:
         self._batcher: Batcher | None = None
         self._uplink: Uplink | None = None
         self._sink: StoreSink | None = None
+        self._started = time.monotonic()
 
     def stop(self) -> None:
         """Ask the agent to stop cleanly."""
@@ -186,6 +188,7 @@ class Agent:
             windowing=Windowing(policies_of(config)),
             rollover=signing_key.pending_rollover(config.key_file, config.gateway_id),
             catalogue=GatewayCatalogue(ResendRule.of(config.batching)),
+            heartbeat=self._heartbeat(),
         )
         sink.noted, sink.noted_event = batcher.note, batcher.note_event
         uplink = self._uplink = self._open_uplink(
@@ -234,6 +237,29 @@ class Agent:
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+    def _heartbeat(self) -> Heartbeat | None:
+        """The heartbeat uplink.heartbeat_s asks for (None: 0, disabled)."""
+        period_ms = round(self.config.uplink.heartbeat_s * 1000)
+        return Heartbeat(period_ms, self._vitals) if period_ms > 0 else None
+
+    def _vitals(self) -> Vitals:
+        """What a heartbeat says about this agent now."""
+        assert self._sink is not None and self._store is not None and self._uplink is not None
+        sensors = self._sink.board.view(time.monotonic())
+        stale = sum(1 for view in sensors.values() if view["stale"])
+        store = self._store.statistics()
+        traffic = self._uplink.traffic.statistics(now_ms())
+        return Vitals(
+            uptime_s=round(time.monotonic() - self._started),
+            sensors_ok=len(sensors) - stale,
+            sensors_stale=stale,
+            backlog_readings=store.pending,
+            outbox_batches=store.outbox_rows,
+            today_bytes=traffic.today_bytes_on_air or traffic.today_app_bytes,
+            yesterday_bytes=traffic.yesterday_bytes_on_air,
+            last_30_days_bytes=traffic.last_30_days_bytes_on_air or traffic.last_30_days_app_bytes,
+        )
 
     def _operations(self, sink: StoreSink, kid: bytes) -> AgentOperations:
         """The control socket's requests over the parts opened so far."""

@@ -87,6 +87,8 @@ class TrafficStatistics:
     yesterday_bytes_on_air: int
     yesterday_readings: int
     tls_resumed: int = 0
+    #: application bytes sent and received today (what counts where TCP_INFO is missing)
+    today_app_bytes: int = 0
     #: the last 30 UTC days, today included, restarts included (kept in the buffer database)
     last_30_days_bytes_on_air: int = 0
     last_30_days_readings: int = 0
@@ -192,6 +194,7 @@ class Traffic:
             yesterday_bytes_on_air=yesterday.on_air(),
             yesterday_readings=yesterday.readings,
             tls_resumed=tls_resumed,
+            today_app_bytes=today.app_sent + today.app_received,
             last_30_days_bytes_on_air=month.on_air(),
             last_30_days_readings=month.readings,
             last_30_days_app_bytes=month.app_sent + month.app_received,
