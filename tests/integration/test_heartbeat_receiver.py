@@ -8,7 +8,7 @@ import sqlite3
 import tomllib
 from pathlib import Path
 
-from conftest import Processes, read_json, wait_until
+from conftest import Processes, start_receiver, wait_until
 from test_skeleton_path import write_config
 
 from gateway import tomlwriter
@@ -34,11 +34,7 @@ def test_an_idle_gateway_is_seen_alive_by_its_heartbeats(tmp_path: Path, process
     config.write_text(tomlwriter.dumps(raw))
     db, stats_file = tmp_path / "received.db", tmp_path / "receiver.json"
     with Mosquitto(tmp_path / "broker", port=port):
-        processes.start(
-            "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{port}",
-            "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
-        )  # fmt: skip
-        wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+        start_receiver(processes, port, receiver_keys, db, stats_file)
         agent = processes.start("agent", "-m", "gateway", "run", "--config", str(config))
         wait_until(lambda: len(heartbeats(db)) >= 2, 30, "two heartbeats")
         agent.send_signal(signal.SIGTERM)
