@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -10,10 +11,12 @@ from rich.console import Console
 
 from buffer import Store, StoreOptions
 from buffer.schema import SCHEMA_VERSION
+from gateway.agent import _save_traffic
 from gateway.cli.views import render_status
 from gateway.control import to_jsonable
 from gateway.metrics import render
 from gateway.uplink.traffic import DAY_MS, KEEP_DAYS, Traffic
+from kernel.wallclock import now_ms
 
 FAST = StoreOptions(commit_interval_s=0.01)
 DAY1 = 20_600 * DAY_MS
@@ -87,3 +90,16 @@ def test_status_and_metrics_show_today_yesterday_and_the_last_30_days(tmp_path: 
     render_status({"gateway_id": "gw", **status}, console)
     assert "last 30 days (restarts included) 7.0 KB, 70 readings" in console.export_text()
     assert "gateway_uplink_traffic_last_30_days_readings 70" in render(status).splitlines()
+
+
+def test_totals_a_store_could_not_take_are_stored_with_the_next_save(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    traffic, today = Traffic(), now_ms()  # the agent stores with the wall clock's day
+    traffic.application(today, sent=400, readings=3)
+    closed = Store.open(db, FAST)
+    closed.close()
+    asyncio.run(_save_traffic(closed, traffic))  # StorageError: logged, the day stays unsaved
+    with Store.open(db, FAST) as store:
+        asyncio.run(_save_traffic(store, traffic))
+        assert [(d.day, d.app_sent, d.readings) for d in store.traffic_days(0)] == [(today // DAY_MS, 400, 3)]
+        asyncio.run(_save_traffic(store, traffic))  # nothing counted since: nothing written
