@@ -201,8 +201,12 @@ def seal(
     blob: bytes,
     token: Token,
     also: Callable[[sqlite3.Connection], None] | None = None,
+    sealed_ms: int | None = None,
 ) -> None:
-    """Outbox row + batched marks (+ `also`) in one synchronous=FULL transaction; StalePending on mismatch."""
+    """Outbox row + batched marks (+ `also`) in one synchronous=FULL transaction; StalePending on mismatch.
+
+    `sealed_ms` (default: the wall clock now) is the batch's created_ms and the store's last seal."""
+    created = now_ms() if sealed_ms is None else sealed_ms
     with immediate(conn):
         last = schema.meta(conn, schema.LAST_SEQ)
         if seq != last + 1:
@@ -212,7 +216,10 @@ def seal(
         _mark_rows(conn, "event", token.event_ids, seq)
         conn.execute(
             "INSERT INTO outbox(seq, blob, readings, created_ms) VALUES (?, ?, ?, ?)",
-            (seq, blob, token.readings, now_ms()),
+            (seq, blob, token.readings, created),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (schema.LAST_SEALED_MS, created)
         )
         conn.executemany(
             "INSERT INTO outbox_series(seq, series_id, from_ms, to_ms, count) VALUES (?, ?, ?, ?, ?)",

@@ -122,6 +122,9 @@ _TABLES = frozenset(
 LAST_SEQ = "last_seq"  # highest seq ever sealed (outbox rows are deleted on delivery)
 BATCHED_BELOW = "batched_below"  # every chunk with a smaller id is fully batched
 WINDOW_WATERMARK = "window_watermark"  # windowing clock of the last sealed batch (absent: never)
+#: when the last batch was sealed (wall clock ms; absent: never): the heartbeat's silence goes on
+#: across restarts, so an idle agent in a crash loop still sends one per uplink.heartbeat_s
+LAST_SEALED_MS = "last_sealed_ms"
 #: identity key of the database's epoch (docs/wire-format.md, section 3, "Batch identity")
 EPOCH = "epoch"
 EPOCH_LENGTH = 16

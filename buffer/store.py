@@ -160,20 +160,30 @@ class Store:
         return self._call(lambda c: schema.meta(c, schema.LAST_SEQ) + 1)
 
     def seal_batch(
-        self, seq: int, blob: bytes, pending: PendingSlice, windows: WindowProgress | None = None
+        self,
+        seq: int,
+        blob: bytes,
+        pending: PendingSlice,
+        windows: WindowProgress | None = None,
+        *,
+        sealed_ms: int | None = None,
     ) -> None:
         """Store the signed batch and mark exactly `pending`'s rows batched, in one transaction.
 
         `windows` (the windowing clock and revisions the batch carries) is stored in the same
-        transaction. Raises StalePending (a StorageError) when the slice was sealed already or
-        evicted meanwhile.
+        transaction; `sealed_ms` (default: the wall clock now) becomes `last_sealed_ms()`. Raises
+        StalePending (a StorageError) when the slice was sealed already or evicted meanwhile.
         """
         token = pending.token
         if not isinstance(token, Token):
             raise StorageError("seal_batch needs a slice returned by pending() or empty_slice()")
         also = None if windows is None else (lambda c: window_replay.record(c, windows))
-        self._call(lambda c: batching.seal(c, seq, blob, token, also))
+        self._call(lambda c: batching.seal(c, seq, blob, token, also, sealed_ms))
         self._tally.add(batched=token.readings, pending=-token.readings, outbox_rows=1)
+
+    def last_sealed_ms(self) -> int | None:
+        """When the last batch was sealed, in this run or an earlier one (None: never)."""
+        return self._call(lambda c: schema.meta(c, schema.LAST_SEALED_MS) or None)
 
     def empty_slice(self) -> PendingSlice:
         """A slice of nothing: seal_batch with it stores a batch that carries only windows."""

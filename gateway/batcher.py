@@ -117,7 +117,7 @@ class Batcher:
     async def run(self) -> None:
         """Seal whenever the earliest budget runs out, forever (readings left by a restart at once);
         a heartbeat after a silence of its period."""
-        self.start()
+        self.start(await asyncio.to_thread(self._store.last_sealed_ms))
         while True:
             self._sooner.clear()
             wait_s = await self.step()
@@ -126,11 +126,13 @@ class Batcher:
                     async with asyncio.timeout(wait_s):
                         await self._sooner.wait()
 
-    def start(self) -> None:
-        """What a restart left (readings, events) goes out at once; the heartbeat's silence starts now."""
-        self._due.backlog(self._clock())
+    def start(self, last_sealed_ms: int | None = None) -> None:
+        """What a restart left (readings, events) goes out at once; the heartbeat's silence counts from
+        the last batch the store sealed (an earlier run's too: a crash loop does not postpone it)."""
+        now = self._clock()
+        self._due.backlog(now)
         if self._heartbeat is not None:
-            self._heartbeat.sealed(self._clock())
+            self._heartbeat.sealed(now if last_sealed_ms is None else last_sealed_ms)
 
     async def step(self) -> float | None:
         """Seal what is due, or a heartbeat; else the seconds until the next look (None: sealed now)."""
@@ -235,7 +237,7 @@ class Batcher:
             blob = wire.sign(body, self._key, self._kid)
         else:  # signed by the key the backend knows, announcing the current one
             blob = wire.sign(body, rollover.old_key, rollover.old_kid)
-        self._store.seal_batch(seq, blob, pending, progress)
+        self._store.seal_batch(seq, blob, pending, progress, sealed_ms=self._clock())
         self._catalogue.sealed(declaration, self._clock())
         if self._heartbeat is not None:
             self._heartbeat.sealed(self._clock())

@@ -78,3 +78,21 @@ def test_no_heartbeat_while_batches_flow_and_one_period_after_the_last(tmp_path:
         assert len(batches) > 60 and len(heartbeats(store)) == 1
         last_readings = max(b.created_ms for b in batches if len(b.readings.ts_ms))
         assert [b.created_ms for b in batches if b.events] == [last_readings + HOUR]
+
+
+def test_the_silence_goes_on_across_restarts(tmp_path: Path) -> None:
+    """An idle agent restarting every hour (a crash loop) still sends its heartbeat every period: the
+    silence counts from the last batch the store sealed, not from each start."""
+    clock = Clock(T0)
+    with open_store(tmp_path / "buffer.db") as store:
+        first = batcher(store, RULES, clock)
+        first._heartbeat = Heartbeat(6 * HOUR, lambda: VITALS)
+        first.start(store.last_sealed_ms())
+        asyncio.run(advance(first.step, clock, T0 + 6 * HOUR))
+        assert store.last_sealed_ms() == T0 + 6 * HOUR and len(heartbeats(store)) == 1
+        for hour in range(7, 14):  # a new agent every hour
+            again = batcher(store, RULES, clock)
+            again._heartbeat = Heartbeat(6 * HOUR, lambda: VITALS)
+            again.start(store.last_sealed_ms())
+            asyncio.run(advance(again.step, clock, T0 + hour * HOUR))
+        assert [b.created_ms for b in outbox(store)] == [T0 + 6 * HOUR, T0 + 12 * HOUR]
