@@ -24,7 +24,8 @@ after one batch reached the receiver to just after a later one did (at least 90 
 window), so it holds whole batch cycles. A cut is a reset from the relay (a real NAT drops silently).
 
 Profiles: (a) 10 sensors x 3 quantities at 1/min, max_delay_s 900, k = 54; (b) the same at 1 Hz,
-max_delay_s 60, k = 10; (c) no sensors, NAT timeout 300 s, k = 54; (d) profile (a) with the relay
+max_delay_s 60, k = 10; (c) no sensors, NAT timeout 300 s, k = 54, the default 6-h heartbeat
+(uplink.heartbeat_s, compressed too; per day = one heartbeat cycle x 86,400 / 21,600); (d) profile (a) with the relay
 cutting the connection every 10 min (compressed: 11.1 s). The ThingsBoard figure publishes the same
 readings as ThingsBoard IoT Gateway JSON telemetry (one message per sensor and reading time) with QoS 1
 over the same relay and TLS, paced so each message travels alone as it would at 1/min.
@@ -62,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway import signing_key, tomlwriter, wire  # noqa: E402
+from gateway.config import UplinkConfig  # noqa: E402
 from hil.broker import Mosquitto  # noqa: E402
 from hil.sims.pty_port import PtyPort  # noqa: E402
 from hil.tls import loopback_certificate  # noqa: E402
@@ -82,6 +84,8 @@ HEADER_BYTES = 52
 DAY_S = 86_400
 #: after a batch reached the receiver, its PUBACK and TCP ACKs are done within this (compressed)
 SETTLE_S = 0.3
+#: the agent's default heartbeat (uplink.heartbeat_s), compressed like every other period
+HEARTBEAT_S = float(UplinkConfig.model_fields["heartbeat_s"].default)
 SAMPLE_S = 0.05
 
 
@@ -106,7 +110,8 @@ class Profile:
 PROFILES = (
     Profile("a", k=54, interval_s=60, max_delay_s=900, nat_timeout_s=300, window_s=1800),
     Profile("b", k=10, interval_s=1, max_delay_s=60, nat_timeout_s=300, window_s=300),
-    Profile("c", k=54, interval_s=None, max_delay_s=900, nat_timeout_s=300, window_s=1800),
+    # an idle gateway's traffic is its heartbeats: the window is one heartbeat cycle (drive())
+    Profile("c", k=54, interval_s=None, max_delay_s=900, nat_timeout_s=300, window_s=HEARTBEAT_S),
     # 1,800 s holds whole cycles of both the 900 s batches and the 600 s cuts
     Profile("d", k=54, interval_s=60, max_delay_s=900, nat_timeout_s=300, window_s=1800, cut_every_s=600),
 )
@@ -343,6 +348,7 @@ def budget_batching(raw: dict[str, Any], profile: Profile) -> None:
     """The profile's latency budget and NAT timeout, compressed (the agent picks the keepalive)."""
     raw["batching"] = {"max_delay_s": profile.max_delay_s / profile.k}
     raw["uplink"]["nat_timeout_s"] = profile.nat_timeout_s / profile.k
+    raw["uplink"]["heartbeat_s"] = HEARTBEAT_S / profile.k
 
 
 def start_receiver(bench: Bench, gateway_ids: list[str]) -> None:
@@ -386,6 +392,16 @@ def received(bench: Bench, gateway_id: str) -> tuple[list[float], int, list[floa
             )
         ]
     return arrivals, len(delays), delays
+
+
+def heartbeat_arrivals(bench: Bench, gateway_id: str) -> list[float]:
+    """Arrival times (s) of the gateway's batches without readings: its heartbeats."""
+    with contextlib.closing(sqlite3.connect(bench.receiver_db, timeout=10)) as conn:
+        rows = conn.execute(
+            "SELECT received_ms FROM batches WHERE gateway_id = ? AND readings = 0 ORDER BY received_ms",
+            (gateway_id,),
+        )
+        return [ms / 1000 for (ms,) in rows]
 
 
 # -- one profile ------------------------------------------------------------------------------------
@@ -469,14 +485,17 @@ async def drive(
     k = profile.k
     cut_every = profile.cut_every_s / k if profile.cut_every_s else None
     next_cut = start + cut_every if cut_every else math.inf
-    deadline = start + 10 + 3 * profile.max_delay_s / k + profile.window_s / k
+    deadline = start + 10 + 3 * (profile.max_delay_s + profile.nat_timeout_s) / k + profile.window_s / k
     while time.time() < deadline:
         await asyncio.sleep(0.02)
         if time.time() >= next_cut:
             relay.cut()
             next_cut += cut_every or math.inf
         if profile.interval_s is None:
-            if time.time() >= start + profile.window_s / k:
+            # one heartbeat cycle: from the agent's start (its silence counts from there) until the
+            # first heartbeat has arrived and the on-demand link has closed again (idle for the NAT timeout)
+            beats = await asyncio.to_thread(heartbeat_arrivals, bench, gateway_id)
+            if beats and time.time() >= beats[0] + 2 * profile.nat_timeout_s / k + 1:
                 return start, time.time()
             continue
         arrivals = (await asyncio.to_thread(received, bench, gateway_id))[0]
@@ -500,6 +519,8 @@ def measure(
     k = profile.k
     steady = recorder.at(window[1]).minus(recorder.at(window[0]))
     window_real_s = (window[1] - window[0]) * k
+    if profile.interval_s is None:
+        window_real_s = profile.window_s  # one heartbeat cycle, whatever its bounds' slack (drive())
     # a connection that lived through the window is set up about once a day: add one
     connect = connect_bytes if steady.connections == 0 and relay_used(recorder) else 0
     per_day = steady.on_air() * DAY_S / window_real_s + connect

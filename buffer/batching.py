@@ -183,7 +183,7 @@ def _read_chunks(
 
 
 @contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
     """One BEGIN IMMEDIATE transaction: committed at the end, rolled back on any exception."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -201,9 +201,13 @@ def seal(
     blob: bytes,
     token: Token,
     also: Callable[[sqlite3.Connection], None] | None = None,
+    sealed_ms: int | None = None,
 ) -> None:
-    """Outbox row + batched marks (+ `also`) in one synchronous=FULL transaction; StalePending on mismatch."""
-    with _immediate(conn):
+    """Outbox row + batched marks (+ `also`) in one synchronous=FULL transaction; StalePending on mismatch.
+
+    `sealed_ms` (default: the wall clock now) is the batch's created_ms and the store's last seal."""
+    created = now_ms() if sealed_ms is None else sealed_ms
+    with immediate(conn):
         last = schema.meta(conn, schema.LAST_SEQ)
         if seq != last + 1:
             raise StorageError(f"seq {seq} is not the next batch seq {last + 1}")
@@ -212,7 +216,10 @@ def seal(
         _mark_rows(conn, "event", token.event_ids, seq)
         conn.execute(
             "INSERT INTO outbox(seq, blob, readings, created_ms) VALUES (?, ?, ?, ?)",
-            (seq, blob, token.readings, now_ms()),
+            (seq, blob, token.readings, created),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (schema.LAST_SEALED_MS, created)
         )
         conn.executemany(
             "INSERT INTO outbox_series(seq, series_id, from_ms, to_ms, count) VALUES (?, ?, ?, ?, ?)",
@@ -298,7 +305,7 @@ def undelivered(
 
 def deliver(conn: sqlite3.Connection, seq: int) -> int | None:
     """Delete an acknowledged batch with its gaps and events; its reading count, None if gone."""
-    with _immediate(conn):
+    with immediate(conn):
         row = conn.execute("SELECT readings FROM outbox WHERE seq = ?", (seq,)).fetchone()
         conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
         conn.execute("DELETE FROM outbox_series WHERE seq = ?", (seq,))
@@ -309,7 +316,7 @@ def deliver(conn: sqlite3.Connection, seq: int) -> int | None:
 
 def reject(conn: sqlite3.Connection, seq: int) -> quota.Eviction | None:
     """Drop batch `seq`, which the backend refused, as gaps; what was dropped, None if it is gone."""
-    with _immediate(conn):
+    with immediate(conn):
         row = conn.execute("SELECT readings FROM outbox WHERE seq = ?", (seq,)).fetchone()
         eviction = quota.Eviction(reason=quota.REASON_REJECTED)
         if row is not None:
@@ -319,7 +326,7 @@ def reject(conn: sqlite3.Connection, seq: int) -> quota.Eviction | None:
 
 def discard(conn: sqlite3.Connection, chunk_ids: list[int]) -> int:
     """Delete undecodable unbatched chunks, each reported by an event; returns the readings lost."""
-    with _immediate(conn):
+    with immediate(conn):
         lost = 0
         events = []
         for chunk_id in chunk_ids:

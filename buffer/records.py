@@ -141,3 +141,17 @@ class StoreStatistics:
     last_error: str | None
     pruned: int  # raw readings pruned after keep_raw_s since open
     quarantined: int  # corrupt databases moved aside at open
+
+
+@dataclass(frozen=True)
+class TrafficDay:
+    """The uplink's traffic of one UTC day, as stored (buffer/traffic_days.py)."""
+
+    day: int  # days since 1970-01-01 (UTC)
+    app_sent: int
+    app_received: int
+    tcp_sent: int
+    tcp_received: int
+    segments_out: int
+    segments_in: int
+    readings: int

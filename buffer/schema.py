@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kernel.errors import StorageError
 
-SCHEMA_VERSION = 3  # 2: outbox_series, 3: identity (the epoch)
+SCHEMA_VERSION = 4  # 2: outbox_series, 3: identity (the epoch), 4: traffic_day
 PAGE_SIZE = 1024
 BUSY_TIMEOUT_MS = 10_000
 
@@ -90,15 +90,41 @@ CREATE TABLE IF NOT EXISTS identity (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
+-- the uplink's traffic per UTC day (days since 1970-01-01), so that a restart does not reset what
+-- `gateway status` says a day cost on the data plan (buffer/traffic_days.py, docs/lte.md)
+CREATE TABLE IF NOT EXISTS traffic_day (
+    day INTEGER PRIMARY KEY,
+    app_sent INTEGER NOT NULL,
+    app_received INTEGER NOT NULL,
+    tcp_sent INTEGER NOT NULL,
+    tcp_received INTEGER NOT NULL,
+    segments_out INTEGER NOT NULL,
+    segments_in INTEGER NOT NULL,
+    readings INTEGER NOT NULL
+);
 """
 _TABLES = frozenset(
-    ("series", "chunk", "gap", "event", "outbox", "outbox_series", "window_rev", "meta", "identity")
+    (
+        "series",
+        "chunk",
+        "gap",
+        "event",
+        "outbox",
+        "outbox_series",
+        "window_rev",
+        "meta",
+        "identity",
+        "traffic_day",
+    )
 )
 
 #: meta keys
 LAST_SEQ = "last_seq"  # highest seq ever sealed (outbox rows are deleted on delivery)
 BATCHED_BELOW = "batched_below"  # every chunk with a smaller id is fully batched
 WINDOW_WATERMARK = "window_watermark"  # windowing clock of the last sealed batch (absent: never)
+#: when the last batch was sealed (wall clock ms; absent: never): the heartbeat's silence goes on
+#: across restarts, so an idle agent in a crash loop still sends one per uplink.heartbeat_s
+LAST_SEALED_MS = "last_sealed_ms"
 #: identity key of the database's epoch (docs/wire-format.md, section 3, "Batch identity")
 EPOCH = "epoch"
 EPOCH_LENGTH = 16

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from buffer import batching, schema, window_replay
+from buffer import batching, schema, traffic_days, window_replay
 from buffer.batching import SeriesNames, StalePending, Token
 from buffer.quarantine import is_corruption, open_checked, replace_corrupt
 from buffer.records import (
@@ -28,6 +28,7 @@ from buffer.records import (
     PendingSlice,
     StoreOptions,
     StoreStatistics,
+    TrafficDay,
     WindowProgress,
     WindowState,
 )
@@ -159,20 +160,30 @@ class Store:
         return self._call(lambda c: schema.meta(c, schema.LAST_SEQ) + 1)
 
     def seal_batch(
-        self, seq: int, blob: bytes, pending: PendingSlice, windows: WindowProgress | None = None
+        self,
+        seq: int,
+        blob: bytes,
+        pending: PendingSlice,
+        windows: WindowProgress | None = None,
+        *,
+        sealed_ms: int | None = None,
     ) -> None:
         """Store the signed batch and mark exactly `pending`'s rows batched, in one transaction.
 
         `windows` (the windowing clock and revisions the batch carries) is stored in the same
-        transaction. Raises StalePending (a StorageError) when the slice was sealed already or
-        evicted meanwhile.
+        transaction; `sealed_ms` (default: the wall clock now) becomes `last_sealed_ms()`. Raises
+        StalePending (a StorageError) when the slice was sealed already or evicted meanwhile.
         """
         token = pending.token
         if not isinstance(token, Token):
             raise StorageError("seal_batch needs a slice returned by pending() or empty_slice()")
         also = None if windows is None else (lambda c: window_replay.record(c, windows))
-        self._call(lambda c: batching.seal(c, seq, blob, token, also))
+        self._call(lambda c: batching.seal(c, seq, blob, token, also, sealed_ms))
         self._tally.add(batched=token.readings, pending=-token.readings, outbox_rows=1)
+
+    def last_sealed_ms(self) -> int | None:
+        """When the last batch was sealed, in this run or an earlier one (None: never)."""
+        return self._call(lambda c: schema.meta(c, schema.LAST_SEALED_MS) or None)
 
     def empty_slice(self) -> PendingSlice:
         """A slice of nothing: seal_batch with it stores a batch that carries only windows."""
@@ -229,6 +240,16 @@ class Store:
             dropped=eviction.outbox_readings, gaps=eviction.gaps, outbox_rows=-eviction.outbox_rows
         )
         return eviction.outbox_readings
+
+    # -- uplink traffic (blocking) ---------------------------------------------------------------
+
+    def traffic_days(self, since_day: int) -> list[TrafficDay]:
+        """The uplink's stored per-day totals from `since_day` (days since 1970-01-01, UTC) on."""
+        return self._call(partial(traffic_days.load, since_day=since_day))
+
+    def save_traffic_days(self, days: Sequence[TrafficDay], *, keep_from_day: int) -> None:
+        """Replace the totals of `days`; days before `keep_from_day` are deleted."""
+        self._call(partial(traffic_days.save, days=days, keep_from_day=keep_from_day))
 
     # -- inspection -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from gateway.clock import ClockWatch, sample_now
 from gateway.config import GatewayConfig
 from gateway.control import ControlServer
 from gateway.health import ReadingFeed, SensorBoard
+from gateway.heartbeat import Heartbeat, Vitals
 from gateway.liveness import Progress
 from gateway.operations import AgentOperations, AgentParts
 from gateway.plausibility import Plausibility
@@ -31,9 +33,11 @@ from gateway.sensors import SeriesCatalog, build_drivers
 from gateway.statelock import StateLock
 from gateway.supervisor import Supervised
 from gateway.uplink import Uplink, open_uplink
+from gateway.uplink.traffic import Traffic
 from gateway.watchdog import ReadingRate, ServiceWatch, probe_writer, status_line
 from gateway.window_routing import Windowing, policies_of
 from kernel.backoff import Backoff
+from kernel.errors import StorageError
 from kernel.model import HealthEvent, Quality, Reading
 from kernel.wallclock import now_ms
 
@@ -43,6 +47,9 @@ log = structlog.get_logger(__name__)
 CLOCK_SAMPLE_S = 1.0
 #: how long a stopping agent lets the uplink send what is already sealed
 SHUTDOWN_SEND_GRACE_S = 1.5
+#: how often the uplink's per-day traffic totals are stored: a crash loses at most this much of the
+#: count, for one small row write a minute (the writer group-commits readings every second anyway)
+TRAFFIC_SAVE_S = 60.0
 
 
 class StoreSink:
@@ -122,6 +129,7 @@ class Agent:
         self._batcher: Batcher | None = None
         self._uplink: Uplink | None = None
         self._sink: StoreSink | None = None
+        self._started = time.monotonic()
 
     def stop(self) -> None:
         """Ask the agent to stop cleanly."""
@@ -180,12 +188,15 @@ class Agent:
             windowing=Windowing(policies_of(config)),
             rollover=signing_key.pending_rollover(config.key_file, config.gateway_id),
             catalogue=GatewayCatalogue(ResendRule.of(config.batching)),
+            heartbeat=self._heartbeat(),
         )
         sink.noted, sink.noted_event = batcher.note, batcher.note_event
         uplink = self._uplink = self._open_uplink(
             store, config.uplink, gateway_id=config.gateway_id, sealed=sealed
         )
         uplink.quiet_for = batcher.quiet_for
+        since = uplink.traffic.keep_from(now_ms())
+        uplink.traffic.restore(await asyncio.to_thread(store.traffic_days, since))
         control = ControlServer(config.state_dir / "control.sock")
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -207,6 +218,9 @@ class Agent:
                 control_task = tasks.create_task(control.run())
                 clock_task = tasks.create_task(self._watch_clock(sink))
                 watch_task = tasks.create_task(self._watch_service(store, batcher))
+                traffic_task = tasks.create_task(
+                    self._supervise("traffic", partial(_keep_traffic, store, uplink))
+                )
                 await asyncio.sleep(0)  # the tasks above have started
                 self._service.ready(self._status_line())
                 await self._stop.wait()
@@ -218,10 +232,34 @@ class Agent:
                 await _cancel(batcher_task)
                 await batcher.seal(upto_ts_ms=None)
                 await self._drain_briefly(store, uplink)
-                await _cancel(uplink_task, control_task, clock_task)
+                await _cancel(uplink_task, control_task, clock_task, traffic_task)
+                await _save_traffic(store, uplink.traffic)
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+    def _heartbeat(self) -> Heartbeat | None:
+        """The heartbeat uplink.heartbeat_s asks for (None: 0, disabled)."""
+        period_ms = round(self.config.uplink.heartbeat_s * 1000)
+        return Heartbeat(period_ms, self._vitals) if period_ms > 0 else None
+
+    def _vitals(self) -> Vitals:
+        """What a heartbeat says about this agent now."""
+        assert self._sink is not None and self._store is not None and self._uplink is not None
+        sensors = self._sink.board.view(time.monotonic())
+        stale = sum(1 for view in sensors.values() if view["stale"])
+        store = self._store.statistics()
+        traffic = self._uplink.traffic.statistics(now_ms())
+        return Vitals(
+            uptime_s=round(time.monotonic() - self._started),
+            sensors_ok=len(sensors) - stale,
+            sensors_stale=stale,
+            backlog_readings=store.pending,
+            outbox_batches=store.outbox_rows,
+            today_bytes=traffic.today_bytes_on_air or traffic.today_app_bytes,
+            yesterday_bytes=traffic.yesterday_bytes_on_air,
+            last_30_days_bytes=traffic.last_30_days_bytes_on_air or traffic.last_30_days_app_bytes,
+        )
 
     def _operations(self, sink: StoreSink, kid: bytes) -> AgentOperations:
         """The control socket's requests over the parts opened so far."""
@@ -309,6 +347,25 @@ def reconnect_cap_s(config: GatewayConfig) -> float:
     well within it), at least 30 s and at most the NAT timeout, so a dead link costs a SYN now and then
     rather than a connection attempt every few seconds."""
     return max(30.0, min(config.batching.budget_s / 4, config.uplink.nat_timeout_s))
+
+
+async def _keep_traffic(store: Store, uplink: Uplink) -> None:
+    """Store the uplink's changed per-day totals every TRAFFIC_SAVE_S, forever."""
+    while True:
+        await asyncio.sleep(TRAFFIC_SAVE_S)
+        await _save_traffic(store, uplink.traffic)
+
+
+async def _save_traffic(store: Store, traffic: Traffic) -> None:
+    """Store the days counted into since the last save; on a storage error they are tried again."""
+    days = traffic.unsaved()
+    if not days:
+        return
+    try:
+        await asyncio.to_thread(store.save_traffic_days, days, keep_from_day=traffic.keep_from(now_ms()))
+    except StorageError as exc:
+        traffic.not_saved(days)
+        log.warning("uplink traffic totals not stored, tried again later", error=str(exc))
 
 
 def _runner(driver: Driver, sink: StoreSink) -> Any:

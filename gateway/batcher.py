@@ -16,6 +16,7 @@ from buffer import PendingSlice, Store, WindowProgress
 from gateway import wire
 from gateway.aggregation import WindowerStatistics
 from gateway.catalogue import Declaration, GatewayCatalogue
+from gateway.heartbeat import Heartbeat
 from gateway.liveness import Progress
 from gateway.sealing import Due
 from gateway.signing_key import PendingRollover
@@ -45,6 +46,8 @@ class BatcherStatistics:
     kid: str = ""
     #: a `gateway keys rotate` not yet announced in a sealed batch
     rollover_pending: bool = False
+    #: batches sealed for a heartbeat (uplink.heartbeat_s)
+    heartbeats: int = 0
 
 
 class Batcher:
@@ -65,6 +68,7 @@ class Batcher:
         clock: Callable[[], int] = now_ms,
         rollover: PendingRollover | None = None,
         catalogue: GatewayCatalogue | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -88,6 +92,8 @@ class Batcher:
         self._rollover = rollover
         #: one series table for every batch, declared in full only when the resend rule says so
         self._catalogue = catalogue if catalogue is not None else GatewayCatalogue()
+        #: a batch with an agent.heartbeat event after a silence (uplink.heartbeat_s), or never
+        self._heartbeat = heartbeat
         #: the slice timer and `gateway flush` seal one at a time
         self._sealing = asyncio.Lock()
         #: the watchdog's view: busy while sealing, a beat per batch (a long backlog is progress)
@@ -109,22 +115,50 @@ class Batcher:
         self._sooner.set()
 
     async def run(self) -> None:
-        """Seal whenever the earliest budget runs out, forever (readings left by a restart at once)."""
-        self._due.backlog(self._clock())  # what a restart left (readings, events) goes out at once
+        """Seal whenever the earliest budget runs out, forever (readings left by a restart at once);
+        a heartbeat after a silence of its period."""
+        self.start(await asyncio.to_thread(self._store.last_sealed_ms))
         while True:
-            self._due.observe(self._clock())
-            deadline = self._due.deadline_ms()
             self._sooner.clear()
-            if deadline is None or deadline > self._clock():
-                # look at the clock at least every CLOCK_LOOK_S: it may be stepped meanwhile
-                wait_s = (
-                    CLOCK_LOOK_S if deadline is None else min(CLOCK_LOOK_S, (deadline - self._clock()) / 1000)
-                )
+            wait_s = await self.step()
+            if wait_s is not None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait_s):
                         await self._sooner.wait()
-                continue
+
+    def start(self, last_sealed_ms: int | None = None) -> None:
+        """What a restart left (readings, events) goes out at once; the heartbeat's silence counts from
+        the last batch the store sealed (an earlier run's too: a crash loop does not postpone it)."""
+        now = self._clock()
+        self._due.backlog(now)
+        if self._heartbeat is not None:
+            self._heartbeat.sealed(now if last_sealed_ms is None else last_sealed_ms)
+
+    async def step(self) -> float | None:
+        """Seal what is due, or a heartbeat; else the seconds until the next look (None: sealed now)."""
+        now = self._clock()
+        self._due.observe(now)
+        deadline = self._due.deadline_ms()
+        if deadline is not None and deadline <= now:
             await self.seal_due()
+            return None
+        if self._heartbeat is not None and self._heartbeat.due_ms(now) <= now:
+            await self.beat()
+            return None
+        # look at the clock at least every CLOCK_LOOK_S: it may be stepped meanwhile
+        wake = [d for d in (deadline, self._heartbeat_ms(now)) if d is not None]
+        return min([CLOCK_LOOK_S, *((d - now) / 1000 for d in wake)])
+
+    def _heartbeat_ms(self, now_ms: int) -> int | None:
+        return None if self._heartbeat is None else self._heartbeat.due_ms(now_ms)
+
+    async def beat(self) -> int:
+        """Seal a heartbeat event (with whatever else is committed); returns the batches made."""
+        assert self._heartbeat is not None
+        event = self._heartbeat.event(self._clock())
+        self._store.submit_event(event)
+        log.info("heartbeat", detail=event.detail)
+        return await self.seal_due()
 
     async def seal_due(self) -> int:
         """Commit what the drivers handed in, then seal all of it; returns the batches made."""
@@ -203,8 +237,10 @@ class Batcher:
             blob = wire.sign(body, self._key, self._kid)
         else:  # signed by the key the backend knows, announcing the current one
             blob = wire.sign(body, rollover.old_key, rollover.old_kid)
-        self._store.seal_batch(seq, blob, pending, progress)
+        self._store.seal_batch(seq, blob, pending, progress, sealed_ms=self._clock())
         self._catalogue.sealed(declaration, self._clock())
+        if self._heartbeat is not None:
+            self._heartbeat.sealed(self._clock())
         if rollover is not None:
             rollover.complete()
             self._rollover = None
@@ -287,4 +323,5 @@ class Batcher:
         return BatcherStatistics(
             self._batches, self._readings, self._windows, self._last_seq, windowing,
             kid=self._kid.hex(), rollover_pending=self._rollover is not None,
+            heartbeats=0 if self._heartbeat is None else self._heartbeat.sent,
         )  # fmt: skip

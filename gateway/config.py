@@ -156,6 +156,12 @@ class UplinkConfig(_Strict):
         default=True,
         description="disconnect when idle longer than nat_timeout_s with nothing to send; reconnect when there is",
     )
+    heartbeat_s: float = Field(
+        default=21_600,
+        ge=0,
+        description="after this long without a sealed batch, seal one carrying an agent.heartbeat event"
+        " (so the backend can tell an idle gateway from a dead one); 0 disables",
+    )
 
     @model_validator(mode="after")
     def _https_has_url(self) -> UplinkConfig:

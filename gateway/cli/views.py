@@ -203,6 +203,11 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=140)
 
 
+def _month_bytes(traffic: dict[str, Any]) -> int:
+    """The last 30 days on the air, or the agent's own bytes where the kernel gave no TCP counts."""
+    return int(traffic.get("last_30_days_bytes_on_air") or traffic.get("last_30_days_app_bytes") or 0)
+
+
 def render_status(status: dict[str, Any], console: Console | None = None) -> None:
     """Print the status of a running agent as tables."""
     console = console or _console()
@@ -220,7 +225,9 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
         console.print(
             f"uplink today: {traffic['today_bytes_on_air'] / 1000:.1f} KB on the air, {traffic['today_readings']}"
             f" readings, {traffic['today_bytes_per_reading']} B/reading; yesterday"
-            f" {traffic['yesterday_bytes_on_air'] / 1000:.1f} KB"
+            f" {traffic['yesterday_bytes_on_air'] / 1000:.1f} KB; last 30 days (restarts included)"
+            f" {_month_bytes(traffic) / 1000:.1f} KB,"
+            f" {traffic.get('last_30_days_readings', 0)} readings"
         )
     console.print(buffer_table(status.get("buffer") or {}, status.get("store") or {}))
     clock = status.get("clock")

@@ -152,6 +152,11 @@ class Uplink(abc.ABC):
         """One connection: until it fails (UplinkError) or, on demand, stays idle."""
 
     @property
+    def traffic(self) -> Traffic:
+        """The uplink's byte counters (the agent stores their per-day totals)."""
+        return self._delivery.traffic
+
+    @property
     def delivered(self) -> asyncio.Event:
         """Set after every acknowledged batch (waiters clear it themselves)."""
         return self._delivery.delivered

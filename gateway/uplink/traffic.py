@@ -8,13 +8,21 @@ MQTT or HTTP framing, and with HEADER_BYTES per segment estimate what the carrie
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from buffer import TrafficDay
 
 #: IPv4 (20) + TCP with timestamps (32) per segment: what a carrier counts besides the payload
 HEADER_BYTES = 52
 DAY_MS = 86_400_000
+#: days of totals kept (memory and the buffer's traffic_day table): a month's bill and a few days more
+KEEP_DAYS = 35
+#: the span `gateway status` sums up as "the last 30 days" (today included)
+MONTH_DAYS = 30
 
 
 def tcp_info(sock: socket.socket) -> tuple[int, int, int, int] | None:
@@ -50,6 +58,15 @@ class DayTotals:
         """TCP payload both ways plus HEADER_BYTES per segment (0 without TCP_INFO)."""
         return self.tcp_sent + self.tcp_received + HEADER_BYTES * (self.segments_out + self.segments_in)
 
+    def spent(self) -> int:
+        """On the air where the kernel counted the connections, else what the agent itself sent and read."""
+        return self.on_air() or self.app_sent + self.app_received
+
+    def add(self, other: DayTotals) -> None:
+        """Add `other`'s counts to these."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 @dataclass(frozen=True)
 class TrafficStatistics:
@@ -70,27 +87,65 @@ class TrafficStatistics:
     yesterday_bytes_on_air: int
     yesterday_readings: int
     tls_resumed: int = 0
+    #: application bytes sent and received today (what counts where TCP_INFO is missing)
+    today_app_bytes: int = 0
+    #: the last 30 UTC days, today included, restarts included (kept in the buffer database)
+    last_30_days_bytes_on_air: int = 0
+    last_30_days_readings: int = 0
+    #: application bytes sent and received in those days (what counts where TCP_INFO is missing)
+    last_30_days_app_bytes: int = 0
 
 
 @dataclass
 class Traffic:
-    """Counts traffic; `sample` a socket whenever convenient, its growth since the last sample is added."""
+    """Counts traffic; `sample` a socket whenever convenient, its growth since the last sample is added.
+
+    Per-day totals survive a restart through `restore` (at start) and `unsaved` (now and then): the
+    agent keeps them in the buffer database (buffer/traffic_days.py).
+    """
 
     total: DayTotals = field(default_factory=lambda: DayTotals(0))
-    today: DayTotals = field(default_factory=lambda: DayTotals(0))
-    yesterday: DayTotals = field(default_factory=lambda: DayTotals(-1))
+    days: dict[int, DayTotals] = field(default_factory=dict)
     _seen: dict[tuple[int, int], tuple[int, int, int, int]] = field(default_factory=dict)
+    #: days counted into since they were last handed to `unsaved`
+    _changed: set[int] = field(default_factory=set)
 
     def _day(self, now_ms: int) -> DayTotals:
         day = now_ms // DAY_MS
-        if day != self.today.day:
-            self.yesterday = self.today if self.today.day == day - 1 else DayTotals(day - 1)
-            self.today = DayTotals(day)
-        return self.today
+        totals = self.days.get(day)
+        if totals is None:
+            totals = self.days[day] = DayTotals(day)
+            for old in [d for d in self.days if d <= day - KEEP_DAYS]:
+                del self.days[old]
+        return totals
+
+    def _counted(self, now_ms: int) -> tuple[DayTotals, DayTotals]:
+        today = self._day(now_ms)
+        self._changed.add(today.day)
+        return self.total, today
+
+    def restore(self, days: Iterable[TrafficDay]) -> None:
+        """Add the totals an earlier run stored (at start: what this run counted so far stays)."""
+        for stored in days:
+            totals = self.days.setdefault(stored.day, DayTotals(stored.day))
+            totals.add(DayTotals(**dataclasses.asdict(stored)))
+
+    def unsaved(self) -> list[TrafficDay]:
+        """The days counted into since the last call, to be stored (whole, replacing the stored row)."""
+        changed, self._changed = self._changed, set()
+        return [_stored(self.days[day]) for day in sorted(changed) if day in self.days]
+
+    def not_saved(self, days: Iterable[TrafficDay]) -> None:
+        """Storing `days` failed: hand them out again next time."""
+        self._changed.update(day.day for day in days)
+
+    def keep_from(self, now_ms: int) -> int:
+        """The oldest day kept: stored days before it may go."""
+        return now_ms // DAY_MS - KEEP_DAYS + 1
 
     def application(self, now_ms: int, *, sent: int = 0, received: int = 0, readings: int = 0) -> None:
         """Bytes the agent wrote and read itself, and readings the backend acknowledged."""
-        for totals in (self.total, self._day(now_ms)):
+        for totals in self._counted(now_ms):
             totals.app_sent += sent
             totals.app_received += received
             totals.readings += readings
@@ -111,7 +166,7 @@ class Traffic:
         if not closing:
             self._seen[key] = info
         sent, received, segs_out, segs_in = (max(0, a - b) for a, b in zip(info, before, strict=True))
-        for totals in (self.total, self._day(now_ms)):
+        for totals in self._counted(now_ms):
             totals.tcp_sent += sent
             totals.tcp_received += received
             totals.segments_out += segs_out
@@ -120,9 +175,12 @@ class Traffic:
     def statistics(self, now_ms: int, *, tls_resumed: int = 0) -> TrafficStatistics:
         """Counters for status and metrics."""
         today = self._day(now_ms)
-        # on the air where the kernel counted the connection, else what the agent itself sent and read
-        spent = today.on_air() or today.app_sent + today.app_received
-        per_reading = round(spent / today.readings, 2) if today.readings else None
+        yesterday = self.days.get(today.day - 1, DayTotals(today.day - 1))
+        month = DayTotals(today.day)
+        for totals in self.days.values():
+            if totals.day > today.day - MONTH_DAYS:
+                month.add(totals)
+        per_reading = round(today.spent() / today.readings, 2) if today.readings else None
         return TrafficStatistics(
             app_bytes_sent=self.total.app_sent,
             app_bytes_received=self.total.app_received,
@@ -133,7 +191,18 @@ class Traffic:
             today_bytes_on_air=today.on_air(),
             today_readings=today.readings,
             today_bytes_per_reading=per_reading,
-            yesterday_bytes_on_air=self.yesterday.on_air(),
-            yesterday_readings=self.yesterday.readings,
+            yesterday_bytes_on_air=yesterday.on_air(),
+            yesterday_readings=yesterday.readings,
             tls_resumed=tls_resumed,
+            today_app_bytes=today.app_sent + today.app_received,
+            last_30_days_bytes_on_air=month.on_air(),
+            last_30_days_readings=month.readings,
+            last_30_days_app_bytes=month.app_sent + month.app_received,
         )
+
+
+_COUNTS = tuple(f.name for f in dataclasses.fields(DayTotals) if f.name != "day")
+
+
+def _stored(totals: DayTotals) -> TrafficDay:
+    return TrafficDay(**dataclasses.asdict(totals))

@@ -57,6 +57,15 @@ def read_json(path: Path) -> dict[str, Any]:
     return result
 
 
+def start_receiver(processes: Processes, port: int, keys: Path, db: Path, stats_file: Path) -> None:
+    """`gateway receiver` on the broker at `port`, storing into `db`; returns once it is subscribed."""
+    processes.start(
+        "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{port}",
+        "--keys", str(keys), "--db", str(db), "--stats-file", str(stats_file),
+    )  # fmt: skip
+    wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+
+
 @asynccontextmanager
 async def forwarder_running(server: PacketForwarderServer, sink: Sink) -> AsyncIterator[tuple[str, int]]:
     """`server` serving `sink` until the block ends; the (host, port) it is bound to."""

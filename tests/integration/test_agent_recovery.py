@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Processes, read_json, wait_until
+from conftest import Processes, read_json, start_receiver, wait_until
 from test_skeleton_path import start_station, status, stored_rows, write_config
 
 from hil.broker import Mosquitto, free_port
@@ -23,11 +23,7 @@ def station_and_receiver(tmp_path: Path, processes: Processes, broker: Mosquitto
     start_station(processes, link, rate=10)
     config, receiver_keys = write_config(tmp_path, broker.port, link)
     db, stats_file = tmp_path / "received.db", tmp_path / "receiver.json"
-    processes.start(
-        "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{broker.port}",
-        "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
-    )  # fmt: skip
-    wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+    start_receiver(processes, broker.port, receiver_keys, db, stats_file)
     return config, db, stats_file
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import Processes, read_json, wait_until
+from conftest import Processes, read_json, start_receiver, wait_until
 from test_skeleton_path import start_station, station_total, write_config
 
 from gateway.receiver import (
@@ -149,11 +149,7 @@ def test_a_key_rotation_the_backend_was_not_told_of_loses_nothing(
     config, receiver_keys = write_config(tmp_path, port, link)
     db, stats_file = tmp_path / "received.db", tmp_path / "receiver.json"
     with Mosquitto(tmp_path / "broker", port=port):
-        processes.start(
-            "receiver", "-m", "gateway", "receiver", "--broker", f"127.0.0.1:{port}",
-            "--keys", str(receiver_keys), "--db", str(db), "--stats-file", str(stats_file),
-        )  # fmt: skip
-        wait_until(lambda: read_json(stats_file).get("connected") is True, 30, "the receiver's session")
+        start_receiver(processes, port, receiver_keys, db, stats_file)
         agent = processes.start("agent-1", "-m", "gateway", "run", "--config", str(config))
         wait_until(lambda: read_json(stats_file).get("readings_stored", 0) > 0, 30, "the first batch")
         rotated = subprocess.run(
