@@ -141,6 +141,18 @@ def tcp_segments(sock: socket.socket) -> tuple[int, int]:
     return segs_in, segs_out
 
 
+def live_segments(sock: socket.socket, counts: Counts) -> int:
+    """Segments both ways of a relayed connection, kept in `counts`; the last figure read once its
+    socket is gone (a peer that closes at once can take the fd with it before the relay settles the
+    connection: EBADF, which lost profile (c)'s whole heartbeat cycle in one run)."""
+    try:
+        seg_in, seg_out = tcp_segments(sock)
+    except OSError:
+        return counts.segments
+    counts.segments = seg_in + seg_out
+    return counts.segments
+
+
 @dataclass
 class Counts:
     """What crossed the relay: payload bytes from/to the agent, segments both ways, connections."""
@@ -194,10 +206,9 @@ class Relay:
         """Everything so far, live connections included."""
         total = Counts(self.closed.up, self.closed.down, self.closed.segments, self.closed.connections)
         for sock, (_, _, counts) in self._live.items():
-            seg_in, seg_out = tcp_segments(sock)
             total.up += counts.up
             total.down += counts.down
-            total.segments += seg_in + seg_out
+            total.segments += live_segments(sock, counts)
             total.connections += 1
         return total
 
@@ -211,10 +222,9 @@ class Relay:
         if entry is None:
             return
         agent, broker, counts = entry
-        seg_in, seg_out = tcp_segments(sock)
         self.closed.up += counts.up
         self.closed.down += counts.down
-        self.closed.segments += seg_in + seg_out
+        self.closed.segments += live_segments(sock, counts)
         self.closed.connections += 1
         for writer in (agent, broker):
             writer.transport.abort()
@@ -246,8 +256,8 @@ class Relay:
         with contextlib.suppress(OSError, ConnectionError):
             while data := await reader.read(65536):
                 setattr(counts, direction, getattr(counts, direction) + len(data))
+                segs = live_segments(sock, counts)
                 if self._trace is not None:
-                    segs = sum(tcp_segments(sock))
                     self._trace.write(f"{time.time():.3f} {direction} {len(data)} segs={segs}\n")
                     self._trace.flush()
                 if direction == "down":
