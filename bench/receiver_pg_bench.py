@@ -46,29 +46,39 @@ def log(*parts: object) -> None:
 
 
 def make_work(seqs: int) -> tuple[list[bytes], dict[str, bytes]]:
-    """Signed batches, seq-major (as gateways upload in step), and each gateway's raw public key."""
+    """Signed batches, seq-major (as gateways upload in step), and each gateway's raw public key; as the
+    agent sends them, a gateway's first batch declares its series catalogue and the later ones refer
+    to it (docs/wire-format.md 3.5)."""
     gateways = [SimulatedGateway(f"gw-{i:03d}", series=20) for i in range(GATEWAYS)]
-    blobs = [g.batch(5) for _ in range(seqs) for g in gateways]
+    blobs = [g.batch(5, refer=n > 0) for n in range(seqs) for g in gateways]
     return blobs, {g.gateway_id: g.public_raw for g in gateways}
 
 
-def verify_all(blobs: list[bytes], keys: dict[str, bytes]) -> list[VerifiedBatch]:
+def verify_all(
+    blobs: list[bytes], keys: dict[str, bytes], declaring: list[bytes] | None = None
+) -> list[VerifiedBatch]:
+    """The batches verified and decoded, their catalogues learned from `declaring` (each gateway's
+    first batch, when not among `blobs`) and from the batches in order."""
     keyring = wire.Keyring()
     for gateway_id, raw in keys.items():
         keyring.add(gateway_id, Ed25519PublicKey.from_public_bytes(raw))
-    return [VerifiedBatch(wire.verify_and_decode(b, keyring), b, 0) for b in blobs]
+    known = wire.KnownCatalogues()
+    for blob in declaring or []:
+        known.learn(wire.verify_and_decode(blob, keyring))
+    return [VerifiedBatch(known.learn(wire.verify_and_decode(b, keyring, known.lookup)), b, 0) for b in blobs]
 
 
 def store_process(
     dsn: str,
     blobs: list[bytes],
+    declaring: list[bytes],
     keys: dict[str, bytes],
     group: int,
     start: Barrier,
     out: multiprocessing.Queue[tuple[float, float, float]],
 ) -> None:
     """One receiver's store: verify (untimed), wait for the others, commit in groups."""
-    items = verify_all(blobs, keys)
+    items = verify_all(blobs, keys, declaring)
     store = PostgresStore(dsn)
     start.wait()
     began, cpu = time.monotonic(), time.process_time()
@@ -99,7 +109,7 @@ def run_stores(
     start = context.Barrier(len(shares))
     out: multiprocessing.Queue[tuple[float, float, float]] = context.Queue()
     processes = [
-        context.Process(target=store_process, args=(dsn, s, keys, group, start, out)) for s in shares
+        context.Process(target=store_process, args=(dsn, s, warm_up, keys, group, start, out)) for s in shares
     ]
     for p in processes:
         p.start()

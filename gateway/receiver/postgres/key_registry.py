@@ -22,14 +22,19 @@ _KEY_COLUMNS = "kid, gateway_id, public_key, added_ms, source, revoked_ms"
 
 def keep_catalogues(conn: Connection[TupleRow], items: Sequence[VerifiedBatch]) -> None:
     """Keep the series tables these verified batches declare (a declared catalogue never changes:
-    its id is the hash of its table), inside the caller's transaction."""
-    for item in items:
-        batch = item.batch
-        if batch.catalogue_table:
-            conn.execute(
-                "INSERT INTO catalogues VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (text(batch.gateway_id), batch.catalogue, batch.catalogue_table, item.received_ms),
-            )
+    its id is the hash of its table), inside the caller's transaction. One pipelined statement for the
+    group: a statement per declaring batch took the store alone from 1.1-1.3 to 2.2-2.4 us of CPU a
+    reading (`bench/receiver_pg_bench.py`, every batch declaring)."""
+    rows = {
+        (item.batch.gateway_id, item.batch.catalogue): (item.batch.catalogue_table, item.received_ms)
+        for item in items
+        if item.batch.catalogue_table
+    }
+    if rows:
+        conn.cursor().executemany(
+            "INSERT INTO catalogues VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(text(gateway_id), catalogue, *rest) for (gateway_id, catalogue), rest in rows.items()],
+        )
 
 
 def catalogue(conn: Connection[TupleRow], gateway_id: str, catalogue_id: bytes) -> bytes | None:
