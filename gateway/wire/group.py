@@ -34,6 +34,7 @@ from gateway.wire.readings import (
     HEADS,
     QUALITY,
     TIMESTAMPS,
+    PerTable,
     decode_readings,
     int_list,
     read_sparse,
@@ -194,7 +195,7 @@ def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
     )  # fmt: skip
 
 
-#: the readings-map keys of versions 1-3 (docs/wire-format.md 3.2); a map with another key is
+#: the readings-map keys of versions 1-4 (docs/wire-format.md 3.2); a map with another key is
 #: decoded alone
 _KNOWN_KEYS = frozenset(range(11))
 
@@ -332,25 +333,17 @@ def _sparse_columns(
         offset += size
 
 
-#: per series table: which series are quantised, time resolutions, divisors and factors
-_scaling_of_table: dict[int, tuple[Sequence[SeriesInfo], tuple[npt.NDArray[Any], ...]]] = {}
-
-
-def _scaling(series: Sequence[SeriesInfo]) -> tuple[npt.NDArray[Any], ...]:
+def _scaling_facts(series: Sequence[SeriesInfo]) -> tuple[npt.NDArray[Any], ...]:
     """(quantised, time resolution, divisor, factor) per series: value = q / divisor * factor is
     bit for bit `dequantise` (q / 10**k for k >= 0, q * 10**-k for k < 0, q * step for a float)."""
-    known = _scaling_of_table.get(id(series))
-    if known is not None and known[0] is series:
-        return known[1]
     scales, quantised, resolution = table_facts(series)
     divisor = [10.0**s if isinstance(s, int) and s >= 0 else 1.0 for s in scales]
     factor = [
         1.0 if s is None or (isinstance(s, int) and s >= 0) else 10.0**-s if isinstance(s, int) else s
         for s in scales
     ]
-    facts = (quantised, resolution, np.array(divisor), np.array(factor))
-    if isinstance(series, tuple):
-        if len(_scaling_of_table) >= 16384:
-            _scaling_of_table.clear()
-        _scaling_of_table[id(series)] = (series, facts)
-    return facts
+    return quantised, resolution, np.array(divisor), np.array(factor)
+
+
+#: per series table: which series are quantised, time resolutions, divisors and factors
+_scaling = PerTable(_scaling_facts)

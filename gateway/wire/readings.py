@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -112,24 +112,29 @@ def series_counts(body: dict[Any, Any], series: int) -> list[int]:
     return counts
 
 
-#: per series table (the same tuple object while body.py's table cache holds it): its scales, which
-#: series are quantised and their time resolutions; the table is kept beside its facts so that its
-#: id is not reused while the entry lives. Rebuilding them was ~5 % of decoding a 100-reading batch
-_facts_of_table: dict[int, tuple[Sequence[SeriesInfo], list[Scale], npt.NDArray[np.bool_], IntArray]] = {}
-FACTS_KEPT = 16384
+T = TypeVar("T")
 
 
-def table_facts(series: Sequence[SeriesInfo]) -> tuple[list[Scale], npt.NDArray[np.bool_], IntArray]:
-    known = _facts_of_table.get(id(series))
-    if known is not None and known[0] is series:
-        return known[1], known[2], known[3]
-    if not isinstance(series, tuple):  # a list may change under the same id: not cached
-        return _facts(series)
-    facts = _facts(series)
-    if len(_facts_of_table) >= FACTS_KEPT:
-        _facts_of_table.clear()
-    _facts_of_table[id(series)] = (series, *facts)
-    return facts
+class PerTable(Generic[T]):
+    """What is derived from a series table, kept per table object (the same tuple while body.py's table
+    cache holds it); the table is kept beside its facts so that its id is not reused while the entry
+    lives, and a list, which may change under the same id, is not kept."""
+
+    def __init__(self, build: Callable[[Sequence[SeriesInfo]], T], kept: int = 16384) -> None:
+        self._build = build
+        self._limit = kept
+        self._kept: dict[int, tuple[Sequence[SeriesInfo], T]] = {}
+
+    def __call__(self, series: Sequence[SeriesInfo]) -> T:
+        known = self._kept.get(id(series))
+        if known is not None and known[0] is series:
+            return known[1]
+        facts = self._build(series)
+        if isinstance(series, tuple):
+            if len(self._kept) >= self._limit:
+                self._kept.clear()
+            self._kept[id(series)] = (series, facts)
+        return facts
 
 
 def _facts(series: Sequence[SeriesInfo]) -> tuple[list[Scale], npt.NDArray[np.bool_], IntArray]:
@@ -137,6 +142,11 @@ def _facts(series: Sequence[SeriesInfo]) -> tuple[list[Scale], npt.NDArray[np.bo
     quantised = np.array([sc is not None for sc in scales], dtype=bool)
     time_resolution = np.array([s.time_resolution_ms for s in series], dtype=np.int64)
     return scales, quantised, time_resolution
+
+
+#: a table's scales, which series are quantised and their time resolutions (rebuilding them was
+#: ~5 % of decoding a 100-reading batch)
+table_facts: PerTable[tuple[list[Scale], npt.NDArray[np.bool_], IntArray]] = PerTable(_facts)
 
 
 def _typical_intervals(ts: IntArray, starts: IntArray, counts: IntArray) -> list[float]:
