@@ -42,7 +42,12 @@ def group() -> None:
 @click.option("--gateway-id", required=True)
 @click.option("--seq", required=True, type=click.IntRange(min=0))
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path))
-@click.option("--created-ms", type=int, default=None, help="creation time (default: now)")
+@click.option("--created-ms", type=int, default=None, help="creation time (default: now; travels in seconds)")
+@click.option(
+    "--name-gateway",
+    is_flag=True,
+    help="write the gateway id into the body (version 5 leaves it to the key; 'decode' then shows it)",
+)
 def encode_command(
     readings_path: Path,
     key_path: Path,
@@ -50,6 +55,7 @@ def encode_command(
     seq: int,
     out_path: Path,
     created_ms: int | None,
+    name_gateway: bool,
 ) -> None:
     """Sign the readings of a CSV file (ts_ms,sensor,quantity,value,unit,resolution[,time_resolution_ms])."""
     try:
@@ -63,6 +69,7 @@ def encode_command(
         created_ms=now_ms() if created_ms is None else created_ms,
         series=series,
         readings=columns,
+        name_gateway=name_gateway,
     )
     blob = sign(body, key, kid_for(key.public_key()))
     try:
@@ -87,17 +94,29 @@ def encode_command(
     type=click.Path(path_type=Path),
     help="a batch of the same gateway that declares the series catalogue BATCH names (repeatable)",
 )
+@click.option(
+    "--gateway-id",
+    default=None,
+    help="the gateway the key belongs to: checked against a batch that names one, given to one that does not",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def decode_command(
-    batch_path: Path, pubkey_path: Path, catalogue_paths: tuple[Path, ...], as_json: bool
+    batch_path: Path,
+    pubkey_path: Path,
+    catalogue_paths: tuple[Path, ...],
+    gateway_id: str | None,
+    as_json: bool,
 ) -> None:
-    """Verify a signed batch with a gateway's public key and print its content."""
+    """Verify a signed batch with a gateway's public key and print its content.
+
+    A version-5 batch leaves its gateway id to the key: without --gateway-id (and unless it was
+    encoded with --name-gateway) the gateway shows as unknown (null in JSON)."""
     known = KnownCatalogues()
     try:
         public_key = load_public_key(pubkey_path)
         blob = batch_path.read_bytes()
         for path in catalogue_paths:
-            known.learn(verify_with_key(path.read_bytes(), public_key))
+            known.learn(verify_with_key(path.read_bytes(), public_key, gateway_id=gateway_id))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -107,7 +126,7 @@ def decode_command(
     except WireError as exc:
         raise click.ClickException(f"--catalogue: {type(exc).__name__}: {exc}") from None
     try:
-        batch = verify_with_key(blob, public_key, known.lookup)
+        batch = verify_with_key(blob, public_key, known.lookup, gateway_id)
     except WireError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     if as_json:
@@ -187,7 +206,7 @@ def batch_json(batch: Batch) -> dict[str, Any]:
     """The JSON object `gateway wire decode --json` prints (non-finite floats as strings)."""
     series = batch.series
     return {
-        "gateway_id": batch.gateway_id,
+        "gateway_id": batch.gateway_id or None,  # None: a version-5 batch verified with a bare key
         "seq": batch.seq,
         "readings": [
             {
@@ -247,7 +266,8 @@ def _json_float(value: float) -> float | str:
 
 def _echo_human(batch: Batch) -> None:
     click.echo(
-        f"gateway {batch.gateway_id}  seq {batch.seq}  created_ms {batch.created_ms}"
+        f"gateway {batch.gateway_id or '(unknown: give --gateway-id)'}  seq {batch.seq}"
+        f"  created_ms {batch.created_ms}"
         f"  kid {batch.kid.hex()}  format v{batch.version}"
     )
     click.echo(

@@ -34,6 +34,7 @@ from gateway.wire.catalogue import (
 from gateway.wire.cbor_limits import MAX_ITEMS, check_items
 from gateway.wire.readings import decode_readings, encode_readings
 from gateway.wire.scale import resolution_of
+from gateway.wire.series_codes import compact_row, expanded_row
 from gateway.wire.window_codec import decode_windows, encode_windows
 from kernel.errors import MalformedBatch, UnknownCatalogue, UnsupportedVersion, WireError
 
@@ -87,6 +88,7 @@ def encode_batch(
     epoch: bytes = NO_EPOCH,
     rollover: KeyRollover | None = None,
     refer_to_catalogue: bool = False,
+    name_gateway: bool = False,
 ) -> bytes:
     """The compressed body of one batch (sign it with `sign`); readings travel sorted by series, ts.
 
@@ -94,6 +96,11 @@ def encode_batch(
     announces the gateway's next key in a batch signed by its current one. With `refer_to_catalogue`
     the body carries only the id of `series`' catalogue instead of the table (a batch before it must
     have declared it: section 3.5).
+
+    Version 5 leaves `gateway_id` out: a receiver takes the gateway its signing key is registered
+    for. `name_gateway` writes it anyway, for readers that verify with a bare public key (tools);
+    a receiver still checks it against the key. The creation time travels in whole seconds
+    (rounded down).
     """
     if seq < 0:
         raise ValueError(f"seq must be >= 0, got {seq}")
@@ -101,19 +108,16 @@ def encode_batch(
         raise ValueError(f"epoch must be {EPOCH_LENGTH} bytes, got {len(epoch)}")
     if max(len(readings), len(windows) if windows is not None else 0) > MAX_ROWS:
         raise ValueError(f"a batch holds at most {MAX_ROWS} readings and {MAX_ROWS} windows")
-    body: dict[int, Any] = {
-        VERSION: FORMAT_VERSION,
-        GATEWAY: str(gateway_id),
-        SEQ: int(seq),
-        CREATED: int(created_ms),
-    }
+    body: dict[int, Any] = {VERSION: FORMAT_VERSION, SEQ: int(seq), CREATED: int(created_ms) // 1000}
+    if name_gateway:
+        body[GATEWAY] = str(gateway_id)
     if epoch != NO_EPOCH:  # version 4 omits the zero epoch of tools (17 bytes before zstd)
         body[EPOCH] = bytes(epoch)
     rows = series_rows(series)
     if refer_to_catalogue:
         body[CATALOGUE] = catalogue_id_of_cbor(table_cbor(rows))
     else:
-        body[SERIES] = rows
+        body[SERIES] = [compact_row(row) for row in rows]
     if rollover is not None:
         body[ROLLOVER] = [bytes(rollover.new_public_key), bytes(rollover.proof)]
     plain_readings = None
@@ -152,7 +156,9 @@ def _smallest_frame(body: dict[int, Any], plain_readings: Callable[[], dict[int,
         frames += [_compressors[level].compress(bodies[1]) for level in _levels(deep, 3)]
     if min(len(f) for f in frames) <= SMALL_BODY:
         frames += [_compressors[small].compress(b) for b in bodies for small in SMALL_BODY_LEVELS]
-    return min(frames, key=len)
+    # version 5: a body may travel without a frame (9 bytes: magic, header, block header), which
+    # small bodies (heartbeats, one-series batches) do not earn back; ties go to the raw body
+    return min([*bodies, *frames], key=len)
 
 
 def _levels(deep: bool, level: int) -> tuple[int, ...]:
@@ -174,7 +180,7 @@ def _left_to_zstd(readings: object) -> int:
 
 #: versions whose readings maps `gateway.wire.group` decodes a group at a time (a later version's
 #: readings are decoded with its body, by this module's reader for it)
-GROUP_DECODED_VERSIONS = frozenset({1, 2, 3, 4})
+GROUP_DECODED_VERSIONS = frozenset({1, 2, 3, 4, 5})
 
 
 class DecodedBody:
@@ -195,13 +201,16 @@ class DecodedBody:
             if len(self.epoch) != EPOCH_LENGTH:
                 raise MalformedBatch(f"epoch must be {EPOCH_LENGTH} bytes, got {len(self.epoch)}")
             self.rollover = fields.get(ROLLOVER)
-        self.gateway_id = _typed(fields.get(GATEWAY), str, "gateway id")
+        #: None: a version-5 body that leaves it to the signing key (`verify.check_signer` fills it in)
+        self.gateway_id: str | None = None
+        if version < 5 or GATEWAY in fields:
+            self.gateway_id = _typed(fields.get(GATEWAY), str, "gateway id")
         self.seq = _typed(fields.get(SEQ), int, "seq")
         if self.seq < 0:
             raise MalformedBatch(f"seq must be >= 0, got {self.seq}")
-        self.created_ms = _typed(fields.get(CREATED), int, "creation time")
+        self.created_ms = _created_ms(fields, version)
         self.catalogue = self.catalogue_table = b""
-        self.series = self._series(fields, catalogues) if version >= 4 else _series_in(fields)
+        self.series = self._series(fields, catalogues) if version >= 4 else _series_in(fields, version)
         self.readings_item = fields.get(READINGS)
         self.readings = _NO_READINGS
         self.readings_deferred = not readings and version in GROUP_DECODED_VERSIONS
@@ -215,12 +224,13 @@ class DecodedBody:
         self.events = tuple(_event(row) for row in _list_or_empty(fields, EVENTS))
 
     def _series(self, fields: dict[Any, Any], catalogues: CatalogueLookup | None) -> tuple[SeriesInfo, ...]:
-        """Version 4: the table the body declares (and its catalogue id), or the one it refers to."""
+        """Versions 4 and 5: the table the body declares (and its catalogue id), or the one it refers to."""
         if SERIES in fields:
             if CATALOGUE in fields:
                 raise MalformedBatch("a body carries its series table or a catalogue id, not both")
-            series = _series_in(fields)
-            self.catalogue_table = table_cbor(fields[SERIES])
+            series = _series_in(fields, self.version)
+            # the id hashes the version-4 form of the table, whichever version declares it
+            self.catalogue_table = table_cbor(fields[SERIES] if self.version == 4 else series_rows(series))
             self.catalogue = catalogue_id_of_cbor(self.catalogue_table)
             return series
         self.catalogue = _typed(fields.get(CATALOGUE), bytes, "catalogue id")
@@ -247,17 +257,33 @@ def decode_body(
     refers to a catalogue `catalogues` does not know) UnknownCatalogue escape.
 
     `readings=False` leaves the readings map undecoded (see DecodedBody)."""
-    fields = _fields(_decompress(payload))
+    raw = payload[:1] in _CBOR_MAP_HEADS
+    fields = _fields(body_cbor(payload))
     version = fields.get(VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
         known = ", ".join(str(v) for v in sorted(READABLE_VERSIONS))
         raise UnsupportedVersion(f"batch format version {version!r}, this reader knows {known}")
+    if raw and version < RAW_BODY_FROM:
+        raise MalformedBatch(f"a version-{version} body must travel in a zstd frame")
     try:
         return DecodedBody(fields, version, catalogues, readings)
     except WireError:
         raise
     except Exception as exc:  # the safety net of the "only wire errors escape" contract
         raise MalformedBatch(f"inconsistent body ({type(exc).__name__}: {exc})") from None
+
+
+#: a payload whose first byte is a CBOR map head (major type 5: 0xa0-0xbf) is the body itself; a
+#: zstd frame starts with 28 b5 2f fd, so the two never meet (docs/wire-format.md, section 2)
+_CBOR_MAP_HEADS = frozenset(bytes([b]) for b in range(0xA0, 0xC0))
+#: the first version whose body may travel without a zstd frame
+RAW_BODY_FROM = 5
+
+
+def body_cbor(payload: bytes) -> bytes:
+    """The CBOR body a payload holds: itself when it starts with a map head (version 5), else the
+    content of its zstd frame; MalformedBatch for a frame that does not decompress."""
+    return payload if payload[:1] in _CBOR_MAP_HEADS else _decompress(payload)
 
 
 def _decompress(payload: bytes) -> bytes:
@@ -316,8 +342,18 @@ SERIES_TABLES_KEPT = 16384
 SERIES_TABLE_CACHED_ROWS = 256
 
 
-def _series_in(fields: dict[Any, Any]) -> tuple[SeriesInfo, ...]:
-    return _series_table(_typed(fields.get(SERIES), list, "series"))
+def _created_ms(fields: dict[Any, Any], version: int) -> int:
+    """The creation time in ms: version 5 carries whole seconds (5 bytes of CBOR instead of 9)."""
+    created = _typed(fields.get(CREATED), int, "creation time")
+    if version < 5:
+        return created
+    if not INT64_MIN // 1000 <= created <= INT64_MAX // 1000:
+        raise MalformedBatch("creation time in ms does not fit in 64 bits")
+    return created * 1000
+
+
+def _series_in(fields: dict[Any, Any], version: int) -> tuple[SeriesInfo, ...]:
+    return _series_table(_typed(fields.get(SERIES), list, "series"), compact=version >= 5)
 
 
 def catalogue_series(table: bytes) -> tuple[SeriesInfo, ...]:
@@ -327,20 +363,25 @@ def catalogue_series(table: bytes) -> tuple[SeriesInfo, ...]:
         rows = cbor2.loads(table)
     except Exception as exc:  # cbor2 raises several kinds on hostile input
         raise MalformedBatch(f"catalogue is not valid CBOR: {exc}") from None
-    return _series_table(_typed(rows, list, "series"))
+    return _series_table(_typed(rows, list, "series"), compact=False)
 
 
-def _series_table(rows: list[Any]) -> tuple[SeriesInfo, ...]:
+def _series_table(rows: list[Any], *, compact: bool) -> tuple[SeriesInfo, ...]:
+    """The checked series of a table; `compact`: version-5 rows (registry codes, default left out)."""
     if len(rows) > SERIES_TABLE_CACHED_ROWS:
-        return tuple(_series(row) for row in rows)
-    key = repr(rows)
+        return _checked_series(rows, compact)
+    key = f"{compact:d}{rows!r}"
     table = _series_tables.get(key)
     if table is None:
-        table = tuple(_series(row) for row in rows)  # raises before anything is cached
+        table = _checked_series(rows, compact)  # raises before anything is cached
         if len(_series_tables) >= SERIES_TABLES_KEPT:
             _series_tables.clear()
         _series_tables[key] = table
     return table
+
+
+def _checked_series(rows: list[Any], compact: bool) -> tuple[SeriesInfo, ...]:
+    return tuple(_series(expanded_row(row) if compact else row) for row in rows)
 
 
 def _series(row: object) -> SeriesInfo:

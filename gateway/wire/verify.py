@@ -43,32 +43,59 @@ def verify_message(
 
 
 def check_signer(body: DecodedBody, message: SignedMessage, gateway_id: str) -> None:
-    """BadSignature unless the body names the gateway its signer's key belongs to."""
-    if body.gateway_id != gateway_id:
+    """BadSignature unless the body names the gateway its signer's key belongs to; a version-5 body
+    that names none takes that gateway (the key implies it)."""
+    if body.gateway_id is None:
+        body.gateway_id = gateway_id
+    elif body.gateway_id != gateway_id:
         raise BadSignature(
             f"batch claims gateway {body.gateway_id!r} but key {message.kid.hex()}"
             f" belongs to gateway {gateway_id!r}"
         )
 
 
+#: the gateway of a batch verified with a bare key whose body does not name one (version 5), when
+#: the caller does not say whose key it is either
+UNKNOWN_GATEWAY = ""
+
+
 def verify_with_key(
-    blob: bytes, public_key: Ed25519PublicKey, catalogues: CatalogueLookup | None = None
+    blob: bytes,
+    public_key: Ed25519PublicKey,
+    catalogues: CatalogueLookup | None = None,
+    gateway_id: str | None = None,
 ) -> Batch:
-    """A batch verified with one public key, whatever gateway it names (for tools, not receivers)."""
+    """A batch verified with one public key (for tools, not receivers).
+
+    `gateway_id` is the gateway the key belongs to when the caller knows it: it is checked against a
+    body that names one (BadSignature when they differ) and given to one that does not. Without it
+    a body's own claim is taken as it is, and a version-5 body that names none has UNKNOWN_GATEWAY;
+    a key rollover in such a batch cannot be checked (its proof binds the gateway): BadSignature."""
     message = parse_sign1(bytes(blob))
     if message.kid != kid_for(public_key):
         raise UnknownKey(f"batch is signed with key {message.kid.hex()}, not {kid_for(public_key).hex()}")
     message.verify(public_key)
-    return batch_of(decode_body(message.payload, catalogues), message)
+    body = decode_body(message.payload, catalogues)
+    if gateway_id is not None:
+        check_signer(body, message, gateway_id)
+    return batch_of(body, message)
 
 
 def batch_of(body: DecodedBody, message: SignedMessage) -> Batch:
     """The Batch of a decoded body and its verified envelope (the rollover statement checked)."""
     kid = message.kid
-    rollover = None if body.rollover is None else check_rollover(body.rollover, body.gateway_id, kid)
+    gateway_id = UNKNOWN_GATEWAY if body.gateway_id is None else body.gateway_id
+    rollover = None
+    if body.rollover is not None:
+        if body.gateway_id is None:
+            raise BadSignature(
+                "the key rollover's proof names the gateway, which this batch leaves to its key:"
+                " verify it with the gateway id of the key"
+            )
+        rollover = check_rollover(body.rollover, body.gateway_id, kid)
     return Batch(
         version=body.version,
-        gateway_id=body.gateway_id,
+        gateway_id=gateway_id,
         seq=body.seq,
         created_ms=body.created_ms,
         kid=kid,

@@ -51,7 +51,9 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_decode_prints_the_readings_as_json(signed: tuple[Path, Path]) -> None:
     batch, public = signed
-    decoded = gateway("wire", "decode", str(batch), "--pubkey", str(public), "--json")
+    decoded = gateway(
+        "wire", "decode", str(batch), "--pubkey", str(public), "--gateway-id", "gw-17", "--json"
+    )
     assert decoded.returncode == 0, decoded.stderr
     result = json.loads(decoded.stdout)
     assert (result["gateway_id"], result["seq"], result["windows"], result["gaps"]) == (
@@ -68,6 +70,34 @@ def test_decode_prints_the_readings_as_json(signed: tuple[Path, Path]) -> None:
         ("sds011-1", "pm10", 1764150000000, 17.3, "ug/m3"),
         ("weather-1", "wind_speed", 1764150000000, 0.1, "m/s"),
     ]
+
+
+def test_the_gateway_id_is_the_callers_unless_the_batch_names_it(
+    signed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Version 5 leaves the gateway id to the key: a bare public key does not say whose it is."""
+    batch, public = signed
+    bare = gateway("wire", "decode", str(batch), "--pubkey", str(public), "--json")
+    assert bare.returncode == 0, bare.stderr
+    assert json.loads(bare.stdout)["gateway_id"] is None
+    assert (
+        "gateway (unknown: give --gateway-id)"
+        in gateway("wire", "decode", str(batch), "--pubkey", str(public)).stdout
+    )
+    named = tmp_path / "named.cose"
+    encoded = gateway(
+        "wire", "encode", "--readings", str(batch.parent / "readings.csv"),
+        "--key", str(batch.parent / "keys" / "gateway.key.pem"), "--gateway-id", "gw-17", "--seq", "6",
+        "--out", str(named), "--name-gateway",
+    )  # fmt: skip
+    assert encoded.returncode == 0, encoded.stderr
+    shown = gateway("wire", "decode", str(named), "--pubkey", str(public), "--json")
+    assert json.loads(shown.stdout)["gateway_id"] == "gw-17"
+    other = gateway("wire", "decode", str(named), "--pubkey", str(public), "--gateway-id", "gw-18")
+    assert other.returncode == 1
+    assert (
+        other.stderr.strip().splitlines()[-1].startswith("Error: BadSignature: batch claims gateway 'gw-17'")
+    )
 
 
 def test_a_tampered_batch_exits_1_with_one_line(signed: tuple[Path, Path], tmp_path: Path) -> None:

@@ -97,4 +97,4 @@ def test_after_a_rotation_and_a_restart_the_backend_learns_the_new_key_from_the_
     verdicts = backend.receive_many([Arrival(b, "gw-1", T0) for b in (announcing, after)])
     assert verdicts[0].result is Outcome.STORED
     assert received.count_readings("gw-1") == 2 and received.quarantined() == []
-    assert wire.verify_with_key(announcing, old).rollover is not None
+    assert wire.verify_with_key(announcing, old, gateway_id="gw-1").rollover is not None

@@ -16,7 +16,8 @@ from kernel.errors import MalformedBatch
 
 def test_a_genuine_body_passes() -> None:
     payload = parse_sign1(SimulatedGateway("gw-1", series=20).batch(100)).payload
-    assert decode_body(payload).gateway_id == "gw-1"
+    body = decode_body(payload)
+    assert (len(body.series), len(body.readings)) == (20, 100 * 20)
 
 
 @pytest.mark.parametrize(

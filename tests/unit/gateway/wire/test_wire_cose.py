@@ -20,7 +20,7 @@ from kernel.errors import BadSignature, MalformedBatch, UnknownKey
 T0 = 1_764_150_000_000
 
 
-def body(gateway_id: str = "gw-1", seq: int = 1) -> bytes:
+def body(gateway_id: str = "gw-1", seq: int = 1, *, name_gateway: bool = False) -> bytes:
     readings = ReadingColumns(
         series=np.zeros(3, np.int32),
         ts_ms=np.array([T0, T0 + 1000, T0 + 2000]),
@@ -33,6 +33,7 @@ def body(gateway_id: str = "gw-1", seq: int = 1) -> bytes:
         created_ms=T0,
         series=[SeriesInfo("s", "t", "Cel", 0.5)],
         readings=readings,
+        name_gateway=name_gateway,
     )
 
 
@@ -110,7 +111,16 @@ def test_a_rotated_out_key_is_accepted_until_retired(key: Ed25519PrivateKey, rin
 
 def test_a_gateway_cannot_sign_for_another(key: Ed25519PrivateKey, ring: Keyring) -> None:
     with pytest.raises(BadSignature, match="belongs to gateway 'gw-1'"):
-        verify(signed(key, body(gateway_id="gw-2")), ring)
+        verify(signed(key, body(gateway_id="gw-2", name_gateway=True)), ring)
+
+
+def test_a_body_that_names_no_gateway_speaks_for_the_gateway_of_its_key(
+    key: Ed25519PrivateKey, ring: Keyring
+) -> None:
+    """Version 5: the gateway id stays home; the key's registration says whose batch it is."""
+    named, unnamed = signed(key, body(name_gateway=True)), signed(key, body(gateway_id="gw-2"))
+    assert verify(unnamed, ring).gateway_id == verify(named, ring).gateway_id == "gw-1"
+    assert len(unnamed) <= len(named) - len("gw-1")
 
 
 def test_a_key_cannot_be_registered_for_two_gateways(key: Ed25519PrivateKey, ring: Keyring) -> None:

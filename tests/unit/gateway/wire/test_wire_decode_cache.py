@@ -8,7 +8,7 @@ import pytest
 import zstandard
 
 from gateway.wire import ReadingColumns, SeriesInfo
-from gateway.wire.body import SERIES, decode_body, encode_batch
+from gateway.wire.body import SERIES, body_cbor, decode_body, encode_batch
 from kernel.errors import MalformedBatch
 
 SERIES_TABLE = [SeriesInfo("dust-1", "pm10", "ug/m3", 0.1, 1000), SeriesInfo("t-1", "temperature", "C", 0.01)]
@@ -20,7 +20,7 @@ def body_with_series_row(row: list[object]) -> bytes:
         value=np.array([4.5, 20.25]), quality=np.zeros(2, np.int32),
     )  # fmt: skip
     payload = encode_batch(gateway_id="gw-1", seq=1, created_ms=2000, series=SERIES_TABLE, readings=readings)
-    fields = cbor2.loads(zstandard.ZstdDecompressor().stream_reader(payload).read())
+    fields = cbor2.loads(body_cbor(payload))
     fields[SERIES][0] = row
     return zstandard.ZstdCompressor().compress(cbor2.dumps(fields))
 

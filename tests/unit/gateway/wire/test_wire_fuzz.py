@@ -23,6 +23,7 @@ from gateway.wire import (
     sign,
     verify_and_decode,
 )
+from gateway.wire.body import body_cbor
 from kernel.errors import BadSignature, MalformedBatch, UnknownCatalogue, UnknownKey, UnsupportedVersion
 
 #: the five errors docs/wire-format.md section 6 names (UnknownCatalogue since version 4)
@@ -81,7 +82,7 @@ def _sample_body() -> bytes:
 
 BODY = _sample_body()
 BLOB = sign(BODY, KEY, KID)
-CBOR_BODY = zstandard.ZstdDecompressor().decompress(BODY)
+CBOR_BODY = body_cbor(BODY)
 
 
 def only_wire_errors(blob: bytes) -> None:

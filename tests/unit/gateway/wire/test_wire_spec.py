@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import lzma
 import struct
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -36,6 +37,7 @@ from gateway.wire import (
 )
 
 T0 = 1_764_150_000_000
+PAGE = (Path(__file__).parents[4] / "docs" / "wire-format.md").read_text()
 
 
 # ---- the reference decoder (section numbers refer to docs/wire-format.md) ----
@@ -235,11 +237,38 @@ def windows(w: list[Any]) -> dict[str, list[Any]]:
     return out
 
 
+def registry() -> tuple[list[str], list[str]]:
+    """Section 3.6: the quantity and unit names by code, read from the page's table."""
+    section = PAGE.split("### 3.6", 1)[1].split("\n## ", 1)[0]
+    quantities: list[str] = []
+    units: list[str] = []
+    for line in section.splitlines():
+        cells = [c.strip().strip("`") for c in line.split("|")[1:-1]]
+        if len(cells) == 3 and cells[0].isdigit():
+            assert int(cells[0]) == max(len(quantities), len(units))
+            quantities += [cells[1]] if cells[1] else []
+            units += [cells[2]] if cells[2] else []
+    return quantities, units
+
+
+def expand_row(row: list[Any]) -> list[Any]:
+    """Section 3.6: a version-5 series row in the version-4 form (names, time resolution)."""
+    quantities, units = registry()
+    sensor, quantity, unit, scale, *rest = row
+    quantity = quantities[quantity] if isinstance(quantity, int) else quantity
+    unit = units[unit] if isinstance(unit, int) else unit
+    return [sensor, quantity, unit, scale, rest[0] if rest else 1000]
+
+
 def reference_decode(
-    blob: bytes, public_key_raw: bytes, catalogues: dict[bytes, list[Any]] | None = None
+    blob: bytes,
+    public_key_raw: bytes,
+    catalogues: dict[bytes, list[Any]] | None = None,
+    gateway_id: str = "gw-spec",
 ) -> dict[str, Any]:
     """Sections 1-3, with the signature checked as section 1 says; `catalogues` are the tables of
-    section 3.5 by id, as earlier batches declared them."""
+    section 3.5 by id, as earlier batches declared them; `gateway_id` is the gateway the key is
+    registered for."""
     message = cbor2.loads(blob)
     assert message.tag == 18
     protected, _, payload, signature = message.value
@@ -250,24 +279,27 @@ def reference_decode(
 
     to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
     Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
-    body = cbor2.loads(zstandard.ZstdDecompressor().decompress(payload))
-    assert body[0] in (1, 2, 3, 4)
-    if 4 in body:  # the table itself; version 4 declares the catalogue it hashes to (3.5)
-        table = body[4]
+    body = cbor2.loads(body_of(payload))
+    assert body[0] in (1, 2, 3, 4, 5)
+    v5 = body[0] == 5
+    assert not v5 or body.get(1, gateway_id) == gateway_id  # section 3: the key's gateway
+    gateway = gateway_id if v5 else body[1]
+    if 4 in body:  # the table itself; versions 4 and 5 declare the catalogue it hashes to (3.5)
+        table = [expand_row(row) for row in body[4]] if v5 else body[4]
         catalogue = hashlib.sha256(cbor2.dumps(table, canonical=True)).digest()[:8]
     else:
         catalogue = body[11]
         table = (catalogues or {})[catalogue]
     rollover = body.get(10)
     if rollover is not None:  # section 3.4: the new key signs [context, gateway, old kid, new key]
-        statement = cbor2.dumps(["rostock-gateway key rollover v1", body[1], header[4], rollover[0]])
+        statement = cbor2.dumps(["rostock-gateway key rollover v1", gateway, header[4], rollover[0]])
         Ed25519PublicKey.from_public_bytes(rollover[0]).verify(rollover[1], statement)
     return {
         "epoch": body[9] if 2 <= body[0] <= 3 else body.get(9, bytes(16)),
         "rollover": rollover,
-        "gateway_id": body[1],
+        "gateway_id": gateway,
         "seq": body[2],
-        "created_ms": body[3],
+        "created_ms": body[3] * 1000 if v5 else body[3],
         "series": table,
         "catalogue": catalogue if body[0] >= 4 else None,
         "readings": readings(body[5], table) if 5 in body else [],
@@ -275,6 +307,11 @@ def reference_decode(
         "gaps": body.get(7, []),
         "events": body.get(8, []),
     }
+
+
+def body_of(payload: bytes) -> bytes:
+    """Section 2: a payload starting with a CBOR map head is the body, anything else a zstd frame."""
+    return payload if 0xA0 <= payload[0] <= 0xBF else zstandard.ZstdDecompressor().decompress(payload)
 
 
 # ---- the comparison ----
@@ -381,7 +418,7 @@ def decoded() -> tuple[dict[str, Any], Any]:
 
 def test_the_sample_exercises_every_part_of_the_format() -> None:
     blob = rich_batch()[0]
-    body = cbor2.loads(zstandard.ZstdDecompressor().decompress(cbor2.loads(blob).value[2]))
+    body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
     assert set(body[5]) == set(range(11))  # every readings key, grids, groups, predictors included
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
     columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
@@ -423,7 +460,7 @@ def test_reference_decoder_reads_every_integer_column_method(
         intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))
     )
     blob, _, _, _, key = rich_batch()
-    body = cbor2.loads(zstandard.ZstdDecompressor().decompress(cbor2.loads(blob).value[2]))
+    body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
     assert body[5][2][0] == method
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ring = Keyring()
@@ -469,10 +506,7 @@ def test_decoded_values_are_the_input_at_its_resolution(decoded: tuple[dict[str,
 
 
 def test_the_example_in_the_spec_is_what_the_library_writes() -> None:
-    from pathlib import Path
-
-    page = (Path(__file__).parents[4] / "docs" / "wire-format.md").read_text()
-    example = page.split("**Example**", 1)[1].split("```", 2)[1]
+    example = PAGE.split("**Example**", 1)[1].split("```", 2)[1]
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))
     body = encode_batch(
         gateway_id="gw-1",

@@ -3,8 +3,10 @@
 `data/batch-v1.cose` and `data/batch-v2.cose` were written by the encoders of wire format versions 1
 (commit 78ee996) and 2 (commit 5e5324a), `data/batch_v3_compression.cose` by version 3 (commit
 fead6ee: five series of the shared data with a daily predictor, all three column methods, a grid,
-exceptions, quality flags, a lossless series and a gap); the JSON beside each holds what that
-version's own reader decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
+exceptions, quality flags, a lossless series and a gap), `data/batch_v4_declaring.cose` and
+`data/batch_v4_referring.cose` by version 4 (commit 812bc3b: the version-3 fixture's readings, the
+first declaring its series catalogue, the second referring to it); the JSON beside each holds what
+that version's own reader decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
 """
 
 from __future__ import annotations
@@ -22,19 +24,21 @@ from gateway.wire import (
     NO_EPOCH,
     READABLE_VERSIONS,
     Keyring,
+    KnownCatalogues,
     ReadingColumns,
     encode_batch,
     kid_for,
     sign,
     verify_and_decode,
 )
+from gateway.wire.body import body_cbor
 from kernel.errors import MalformedBatch
 
 DATA = Path(__file__).parent / "data"
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
 
 
-STORED = {1: "batch-v1", 2: "batch-v2", 3: "batch_v3_compression"}
+STORED = {1: "batch-v1", 2: "batch-v2", 3: "batch_v3_compression", 4: "batch_v4_declaring"}
 
 
 @pytest.mark.parametrize("version", sorted(STORED))
@@ -59,7 +63,7 @@ def _signed(fields: dict[int, object]) -> bytes:
     return sign(zstandard.ZstdCompressor().compress(cbor2.dumps(fields)), KEY, kid_for(KEY.public_key()))
 
 
-def test_version_4_leaves_the_zero_epoch_out_and_keeps_a_real_one() -> None:
+def test_versions_4_and_5_leave_the_zero_epoch_out_and_keep_a_real_one() -> None:
     ring = Keyring()
     ring.add("gw-fixture", KEY.public_key())
     sizes = {}
@@ -72,8 +76,8 @@ def test_version_4_leaves_the_zero_epoch_out_and_keeps_a_real_one() -> None:
             readings=ReadingColumns.empty(),
             epoch=epoch,
         )
-        fields = cbor2.loads(zstandard.ZstdDecompressor().decompress(body))
-        assert fields[0] == FORMAT_VERSION == 4
+        fields = cbor2.loads(body_cbor(body))
+        assert fields[0] == FORMAT_VERSION == 5
         assert (9 in fields) == (epoch != NO_EPOCH)
         assert verify_and_decode(sign(body, KEY, kid_for(KEY.public_key())), ring).epoch == epoch
         sizes[epoch] = len(body)
@@ -106,3 +110,31 @@ def test_a_stored_version_3_batch_decodes_with_its_own_series_table() -> None:
     assert readings.ts_ms.tolist() == expected["ts_ms"]
     assert [float(v).hex() for v in readings.value.tolist()] == expected["value"]
     assert [[g.series, g.from_ms, g.to_ms, g.count, g.reason] for g in batch.gaps] == expected["gaps"]
+
+
+def test_a_stored_version_4_batch_that_refers_to_its_catalogue_decodes_with_the_declaring_one() -> None:
+    """An outbox after the upgrade to version 5 still holds version-4 batches that name a catalogue a
+    version-4 batch declared: both decode, and a version-5 declaration of the same table has the
+    same catalogue id (it hashes the version-4 form of the table)."""
+    ring = Keyring()
+    ring.add("gw-fixture", KEY.public_key())
+    known = KnownCatalogues()
+    declaring, referring = (
+        known.learn(verify_and_decode((DATA / f"{name}.cose").read_bytes(), ring, known.lookup))
+        for name in ("batch_v4_declaring", "batch_v4_referring")
+    )
+    expected = json.loads((DATA / "batch_v4_referring.json").read_text())
+    assert (referring.version, referring.gateway_id, referring.seq) == (4, "gw-fixture", expected["seq"])
+    assert referring.created_ms == expected["created_ms"] == 1_764_150_000_123  # version 4 keeps the ms
+    assert referring.catalogue.hex() == declaring.catalogue.hex() == expected["catalogue"]
+    assert [float(v).hex() for v in referring.readings.value.tolist()] == expected["value"]
+    assert referring.readings.ts_ms.tolist() == expected["ts_ms"]
+    body = encode_batch(
+        gateway_id="gw-fixture", seq=9, created_ms=0, series=declaring.series, readings=ReadingColumns.empty()
+    )
+    now = verify_and_decode(sign(body, KEY, kid_for(KEY.public_key())), ring)
+    assert (now.version, now.catalogue, now.catalogue_table) == (
+        5,
+        declaring.catalogue,
+        declaring.catalogue_table,
+    )
