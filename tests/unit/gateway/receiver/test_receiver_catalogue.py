@@ -1,4 +1,4 @@
-"""Series catalogues at the receiver (wire version 4): a batch naming a catalogue the receiver lacks is
+"""Series catalogues at the receiver (wire versions 4 and 5): a batch naming a catalogue the receiver lacks is
 kept, acknowledged and stored as soon as a batch declaring it arrives; nothing is lost or rejected."""
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def test_quarantine_list_shows_batches_waiting_for_their_catalogue(tmp_path: Pat
     ]
 
 
-def test_an_upgrade_delivers_version_3_batches_left_in_the_outbox_beside_version_4_ones(
+def test_an_upgrade_delivers_version_3_batches_left_in_the_outbox_beside_newer_ones(
     tmp_path: Path,
 ) -> None:
     """The outbox of an upgraded agent still holds batches the version-3 writer sealed (the frozen
@@ -160,7 +160,7 @@ def test_wire_decode_takes_the_declaring_batch_as_catalogue(tmp_path: Path) -> N
 
 def test_an_upgraded_agent_delivers_the_version_3_batch_in_its_outbox_and_its_own(tmp_path: Path) -> None:
     """The outbox of the buffer holds a batch the version-3 agent sealed (the frozen one); the new
-    agent's batcher seals version-4 batches behind it (the first declares the catalogue, the next ones
+    agent's batcher seals version-5 batches behind it (the first declares the catalogue, the next ones
     name it). Delivered byte for byte, newest first (the worst order), the receiver stores them all."""
     old = (DATA / "batch_v3_catalogue.cose").read_bytes()
     with Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as buffer:
