@@ -240,3 +240,49 @@ def test_a_receiver_core_on_an_empty_database_stores_batches_that_name_their_cat
     assert rows(fresh_dsn, "SELECT count(*) FROM catalogues WHERE gateway_id = 'gw-cat'") == [(1,)]
     first.close()
     second.close()
+
+
+def test_version_4_batches_from_an_upgraded_outbox_are_stored_beside_version_5_ones(fresh_dsn: str) -> None:
+    """The frozen version-4 pair (declaring, then naming its catalogue) and a version-5 batch of the
+    same gateway declaring the same table: one catalogue row, every batch stored (the naming one first);
+    the version-5 batch's gateway comes from its key and its creation time is whole seconds."""
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.receiver import Arrival, ReceiverCore
+
+    data = Path(__file__).parents[2] / "unit" / "gateway" / "wire" / "data"
+    key = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
+    v4_declaring, v4_referring = (
+        (data / f"batch_v4_{n}.cose").read_bytes() for n in ("declaring", "referring")
+    )
+    ring = wire.Keyring()
+    ring.add("gw-fixture", key.public_key())
+    table = wire.verify_and_decode(v4_declaring, ring).series
+    body = wire.encode_batch(
+        gateway_id="gw-fixture", seq=9, created_ms=1_764_150_001_999, series=table, epoch=bytes(range(16)),
+        readings=wire.ReadingColumns(series=[0], ts_ms=[1_764_150_001_000], value=[12.5], quality=[0]),
+    )  # fmt: skip
+    v5_declaring = wire.sign(body, key, wire.kid_for(key.public_key()))
+    store = PostgresStore(fresh_dsn)
+    core = ReceiverCore(store)
+    core.enrol(
+        RegisteredKey(
+            wire.kid_for(key.public_key()), "gw-fixture", key.public_key().public_bytes_raw(), 1, "cli"
+        )
+    )
+    results = [
+        core.receive(Arrival(b, "gw-fixture", 2)).result for b in (v4_referring, v5_declaring, v4_declaring)
+    ]
+    assert results == [QuarantineReason.CATALOGUE_UNKNOWN, Outcome.STORED, Outcome.STORED]
+    assert store.quarantined() == [] and store.count_readings("gw-fixture") == 2 * 1650 + 1
+    assert rows(fresh_dsn, "SELECT count(*) FROM catalogues WHERE gateway_id = 'gw-fixture'") == [(1,)]
+    assert rows(
+        fresh_dsn, "SELECT seq, created_ms FROM batches WHERE gateway_id = 'gw-fixture' ORDER BY seq"
+    ) == [
+        (7, 1_764_150_000_123),
+        (8, 1_764_150_000_123),
+        (9, 1_764_150_001_000),
+    ]
+    store.close()
