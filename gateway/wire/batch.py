@@ -196,8 +196,11 @@ class Batch:
     """
 
     version: int
+    #: the gateway the signing key is registered for (a version-5 body does not name it); "" when a
+    #: tool verified with a bare key and was not told whose (`verify.UNKNOWN_GATEWAY`)
     gateway_id: str
     seq: int
+    #: version 5 carries whole seconds: a multiple of 1000
     created_ms: int
     kid: bytes
     series: tuple[SeriesInfo, ...]

@@ -195,7 +195,7 @@ def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
     )  # fmt: skip
 
 
-#: the readings-map keys of versions 1-4 (docs/wire-format.md 3.2); a map with another key is
+#: the readings-map keys of versions 1-5 (docs/wire-format.md 3.2); a map with another key is
 #: decoded alone
 _KNOWN_KEYS = frozenset(range(11))
 
