@@ -480,6 +480,10 @@ async def run_profile(bench: Bench, profile: Profile, replay: Replay, connect_by
                 if profile.interval_s is not None
             ]
             window = await drive(bench, profile, gateway_id, relay, start)
+            # the window closes SETTLE_S after its last batch arrived: the agent stops only after that,
+            # or its shutdown (a last small batch, DISCONNECT and FIN: 670 bytes in profile b) counted as
+            # steady traffic, multiplied into every day (b: +0.078 B/reading, 1.278 read as 1.356)
+            await asyncio.sleep(max(0.0, window[1] - time.time()) + 2 * SAMPLE_S)
             stop.set()
             await asyncio.gather(*sensors)
             agent.send_signal(signal.SIGTERM)
@@ -620,15 +624,13 @@ async def thingsboard_per_message(
     return spent.on_air() / messages
 
 
-def one_batch_bytes_per_reading(bench: Bench, gateway_id: str) -> float:
-    """bench/wire_bench.py's measure on profile (b)'s readings: all of them in one large signed batch,
-    quality flags included (60 % of the dew point file's values, 49-98, are beyond the quantity's
-    physical limits and travel flagged OUT_OF_RANGE in the agent's batches too)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    with contextlib.closing(sqlite3.connect(bench.receiver_db)) as conn:
+def received_readings(db: Path, gateway_id: str) -> tuple[list[wire.SeriesInfo], wire.ReadingColumns]:
+    """Every reading the receiver stored for `gateway_id`, in time order, as one batch's columns with
+    its series declared as the agent declares them (the benchmark's resolutions, 100-ms time steps)."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute(
-            "SELECT sensor, quantity, unit, ts_ms, value, quality FROM readings WHERE gateway_id = ?",
+            "SELECT sensor, quantity, unit, ts_ms, value, quality FROM readings WHERE gateway_id = ?"
+            " ORDER BY ts_ms",
             (gateway_id,),
         ).fetchall()
     keys_seen = sorted({(s, q, u) for s, q, u, *_ in rows})
@@ -641,9 +643,19 @@ def one_batch_bytes_per_reading(bench: Bench, gateway_id: str) -> float:
         value=np.array([r[4] for r in rows], np.float64),
         quality=np.array([r[5] for r in rows], np.uint16),
     )
+    return series, columns
+
+
+def one_batch_bytes_per_reading(bench: Bench, gateway_id: str) -> float:
+    """bench/wire_bench.py's measure on profile (b)'s readings: all of them in one large signed batch,
+    quality flags included (60 % of the dew point file's values, 49-98, are beyond the quantity's
+    physical limits and travel flagged OUT_OF_RANGE in the agent's batches too)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    series, columns = received_readings(bench.receiver_db, gateway_id)
     key = Ed25519PrivateKey.generate()
     body = wire.encode_batch(gateway_id=gateway_id, seq=1, created_ms=0, series=series, readings=columns)
-    return len(wire.sign(body, key, wire.kid_for(key.public_key()))) / len(rows)
+    return len(wire.sign(body, key, wire.kid_for(key.public_key()))) / len(columns)
 
 
 # -- main -----------------------------------------------------------------------------------------
