@@ -174,7 +174,7 @@ def _left_to_zstd(readings: object) -> int:
 
 #: versions whose readings maps `gateway.wire.group` decodes a group at a time (a later version's
 #: readings are decoded with its body, by this module's reader for it)
-GROUP_DECODED_VERSIONS = frozenset({1, 2, 3, 4})
+GROUP_DECODED_VERSIONS = frozenset({1, 2, 3, 4, 5})
 
 
 class DecodedBody:

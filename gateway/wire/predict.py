@@ -56,10 +56,9 @@ def steps_of(residual: IntArray, predictor: int) -> IntArray:
 def choose(steps: IntArray, interval_ms: float) -> int:
     """The predictor whose residuals are estimated smallest after coding (zstd or Huffman)."""
     candidates = [PREVIOUS, LINEAR]
-    if interval_ms > 0:
-        period = round(DAY_MS / interval_ms)
-        if 2 <= period <= min(MAX_PERIOD, steps.size // 2):
-            candidates.append(period)
+    period = day_period(interval_ms)
+    if 2 <= period <= steps.size // 2:
+        candidates.append(period)
     if steps.size < 16:
         return PREVIOUS
     # a predictor whose residuals are not smaller in magnitude than the steps is not estimated
@@ -73,6 +72,14 @@ def choose(steps: IntArray, interval_ms: float) -> int:
     best = int(np.argmin(sizes))
     # another predictor must pay for naming it (key 10) and for the noise of a small estimate
     return candidates[best] if sizes[best] + max(8, sizes[0] // 50) < sizes[0] else PREVIOUS
+
+
+def day_period(interval_ms: float) -> int:
+    """Readings per day at `interval_ms` (2..MAX_PERIOD), or 1 when there is no such period."""
+    if interval_ms <= 0:
+        return 1
+    period = round(DAY_MS / interval_ms)
+    return period if 2 <= period <= MAX_PERIOD else 1
 
 
 def estimated_size(values: IntArray) -> float:

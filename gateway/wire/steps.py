@@ -52,7 +52,12 @@ def encode_steps(
     grids = [lattice.find_step(d) for _, d in stepped]
     entries, on_grid = _grid_entries(stepped, grids, predictors)
     rest = [i for i in range(len(stepped)) if i not in on_grid]
-    entries.update(_plain_entries([stepped[i][1] for i in rest], [predictors[i] for i in rest], plain=False))
+    periods = [predict.day_period(intervals_ms[stepped[i][0]]) for i in rest]
+    entries.update(
+        _plain_entries(
+            [stepped[i][1] for i in rest], [predictors[i] for i in rest], plain=False, periods=periods
+        )
+    )
     return entries
 
 
@@ -73,18 +78,28 @@ def _grid_entries(
     return {LATTICES: lattices, GRID_STEPS: column}, set(on_grid)
 
 
-def _plain_entries(steps: list[IntArray], predictors: list[int], plain: bool) -> dict[int, Any]:
-    """Keys 3, 9 and 10: residuals in coding groups (one group of varints if plain)."""
+def _plain_entries(
+    steps: list[IntArray], predictors: list[int], plain: bool, periods: list[int] | None = None
+) -> dict[int, Any]:
+    """Keys 3, 9 and 10: residuals in coding groups (one group of varints if plain).
+
+    `periods` are the series' readings per day: a group whose series share one proposes it as
+    the layout period of its column (section 4, methods 5 and 6) when each has two days of
+    steps (rows of a period shorter than a series would mix series).
+    """
     if not steps:
         return {}
     residuals = [predict.residuals(d, p) for d, p in zip(steps, predictors, strict=True)]
     groups = [0] * len(steps) if plain else group_series(residuals)
-    entries: dict[int, Any] = {
-        STEPS: [
-            intcol.pack(_concat([r for r, g in zip(residuals, groups, strict=True) if g == group]), plain)
-            for group in range(max(groups) + 1)
-        ]
-    }
+    day = periods or [1] * len(steps)
+    columns = []
+    for group in range(max(groups) + 1):
+        members = [i for i, g in enumerate(groups) if g == group]
+        shared = {day[i] for i in members}
+        period = shared.pop() if len(shared) == 1 else 1
+        period = period if all(steps[i].size >= 2 * period for i in members) else 1
+        columns.append(intcol.pack(_concat([residuals[i] for i in members]), plain, period))
+    entries: dict[int, Any] = {STEPS: columns}
     if max(groups) > 0:
         entries[GROUPS] = groups
     if any(predictors):

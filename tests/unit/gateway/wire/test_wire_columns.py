@@ -1,9 +1,10 @@
-"""Integer columns and predictors of format versions 3 and 4: exact round trips, choice by final size."""
+"""Integer columns and predictors of format versions 3 to 5: exact round trips, choice by final size."""
 
 from __future__ import annotations
 
 import cbor2
 import numpy as np
+import numpy.typing as npt
 import pytest
 import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,6 +17,7 @@ from gateway.wire import (
     SeriesInfo,
     encode_batch,
     intcol,
+    modelled,
     predict,
     sign,
     verify_and_decode,
@@ -81,16 +83,34 @@ def test_a_sparse_column_divides_out_the_common_factor_of_its_entries() -> None:
     assert len(factored) < len(intcol.pack_sparse(column + (column != 0)))  # same shape, no factor
 
 
-def test_a_column_with_context_zstd_cannot_model_travels_as_lzma_planes_and_is_smaller() -> None:
+def _wandering_steps() -> npt.NDArray[np.int64]:
     noise = np.random.default_rng(6).normal(0, 1, 6000)
     steps = np.zeros(6000)
     for i in range(1, steps.size):  # slowly wandering steps: each depends on the one before
         steps[i] = 0.95 * steps[i - 1] + noise[i]
-    column = np.round(steps).astype(np.int64)
-    packed = intcol.pack(column)
-    assert packed[0] == intcol.METHOD_LZMA_PLANES
+    return np.round(steps).astype(np.int64)
+
+
+def test_lzma_planes_model_the_context_zstd_cannot() -> None:
+    column = _wandering_steps()
+    packed = intcol.pack_lzma_planes(column)
     assert np.array_equal(intcol.unpack(packed, column.size), column)
-    assert intcol.final_size(packed) < min(
+    assert len(packed) < min(
+        intcol.final_size(intcol.pack_planes(column)),
+        intcol.final_size(intcol.pack_varints(column)),
+        len(intcol.pack_huffman(column)),
+    )
+
+
+def test_a_column_with_context_travels_as_ppmd_smaller_than_every_older_method() -> None:
+    """Version 5: PPMd over the varints beats even the LZMA planes on correlated steps (method 4
+    was the choice in version 4)."""
+    column = _wandering_steps()
+    packed = intcol.pack(column)
+    assert packed[0] == modelled.METHOD_PPMD
+    assert np.array_equal(intcol.unpack(packed, column.size), column)
+    assert len(packed) < min(
+        len(intcol.pack_lzma_planes(column)),
         intcol.final_size(intcol.pack_planes(column)),
         intcol.final_size(intcol.pack_varints(column)),
         len(intcol.pack_huffman(column)),

@@ -10,8 +10,10 @@ import lzma
 import struct
 from typing import Any
 
+import brotli
 import cbor2
 import numpy as np
+import pyppmd
 import pytest
 import zstandard
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +31,7 @@ from gateway.wire import (
     intcol,
     kid_for,
     make_rollover,
+    modelled,
     sign,
     varint,
     verify_and_decode,
@@ -123,6 +126,8 @@ def int_column(data: bytes) -> list[int]:
             at += gap + 1
             out[at] = unzigzag(z) * factor
         return out
+    if data[0] in (5, 6):  # PPMd var. H or brotli over method 0's varints, laid out by a period
+        return modelled_column(data, count, pos)
     if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
         if data[0] == 4:  # the planes as a raw LZMA1 stream, lc = lp = pb = 0, 64 KiB dictionary
@@ -134,6 +139,31 @@ def int_column(data: bytes) -> list[int]:
     codes, pos = read_table(data, pos)
     pairs = read_symbols(bit_string(data[pos:]), codes, count, int_symbol_extra)
     return [int_from_symbol(s, e) for s, e in pairs]
+
+
+def modelled_column(data: bytes, count: int, pos: int) -> list[int]:
+    """Section 4, methods 5 and 6."""
+    period, pos = uvarint(data, pos)
+    if data[0] == 5:  # order byte, content length, then a Ppmd7 (var. H) stream with 1 MiB of model
+        order, (length, pos) = data[pos], uvarint(data, pos + 1)
+        content = pyppmd.Ppmd7Decoder(order, 1 << 20).decode(data[pos:], length)
+        assert len(content) == length
+    else:
+        content = brotli.decompress(data[pos:])
+    laid, at = [], 0
+    while at < len(content):
+        z, at = uvarint(content, at)
+        laid.append(unzigzag(z))
+    assert len(laid) == count
+    rows = count // period if count >= 2 * period else 0
+    if period < 2 or rows == 0:
+        return laid
+    # laid[c * rows + r] is integer r * period + c; the tail after the full rows is as it was
+    out = [0] * count
+    for r in range(rows):
+        for c in range(period):
+            out[r * period + c] = laid[c * rows + r]
+    return out[: rows * period] + laid[rows * period :]
 
 
 def grid_column(data: bytes) -> list[tuple[int, int]]:
@@ -251,8 +281,8 @@ def reference_decode(
     to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
     Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
     body = cbor2.loads(zstandard.ZstdDecompressor().decompress(payload))
-    assert body[0] in (1, 2, 3, 4)
-    if 4 in body:  # the table itself; version 4 declares the catalogue it hashes to (3.5)
+    assert body[0] in (1, 2, 3, 4, 5)
+    if 4 in body:  # the table itself; versions 4 and 5 declare the catalogue it hashes to (3.5)
         table = body[4]
         catalogue = hashlib.sha256(cbor2.dumps(table, canonical=True)).digest()[:8]
     else:
@@ -407,7 +437,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
 
 
-@pytest.mark.parametrize("method", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("method", [0, 1, 2, 3, 4, 5, 6, 7, 8])
 def test_reference_decoder_reads_every_integer_column_method(
     method: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -418,13 +448,19 @@ def test_reference_decoder_reads_every_integer_column_method(
         2: intcol.pack_planes,
         3: intcol.pack_sparse,
         4: intcol.pack_lzma_planes,
+        5: modelled.pack_ppmd,
+        6: modelled.pack_brotli,
+        7: lambda v: modelled.pack_ppmd(v, period=7, order=3),  # every layout row of a week of days
+        8: lambda v: modelled.pack_brotli(v, period=3),
     }
     monkeypatch.setattr(
-        intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))
+        intcol,
+        "pack",
+        lambda values, plain=False, period=1: packers[method](np.asarray(values, np.int64)),
     )
     blob, _, _, _, key = rich_batch()
     body = cbor2.loads(zstandard.ZstdDecompressor().decompress(cbor2.loads(blob).value[2]))
-    assert body[5][2][0] == method
+    assert body[5][2][0] == {7: 5, 8: 6}.get(method, method)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ring = Keyring()
     ring.add("gw-spec", key.public_key())
