@@ -41,20 +41,26 @@ IntArray = npt.NDArray[np.int64]
 
 def laid_out(ints: IntArray, period: int) -> IntArray:
     """The integers in period layout: full rows of `period` sent column by column, then the tail."""
-    if period <= 1 or ints.size < 2 * period:
-        return ints
-    rows = ints.size // period
-    body = ints[: rows * period].reshape(rows, period).T.reshape(-1)
-    return np.concatenate([body, ints[rows * period :]])
+    return _transposed(ints, period, rows_first=True)
 
 
 def in_order(laid: IntArray, period: int) -> IntArray:
     """Inverse of `laid_out`."""
-    if period <= 1 or laid.size < 2 * period:
-        return laid
-    rows = laid.size // period
-    body = laid[: rows * period].reshape(period, rows).T.reshape(-1)
-    return np.concatenate([body, laid[rows * period :]])
+    return _transposed(laid, period, rows_first=False)
+
+
+def has_layout(size: int, period: int) -> bool:
+    """Whether a column of `size` integers is laid out by `period`: it must fill two rows."""
+    return 2 <= period <= MAX_PERIOD and size >= 2 * period
+
+
+def _transposed(ints: IntArray, period: int, rows_first: bool) -> IntArray:
+    if not has_layout(ints.size, period):
+        return ints
+    rows = ints.size // period
+    shape = (rows, period) if rows_first else (period, rows)
+    body = ints[: rows * period].reshape(shape).T.reshape(-1)
+    return np.concatenate([body, ints[rows * period :]])
 
 
 def pack_ppmd(ints: IntArray, period: int = 1, order: int = PPMD_ORDER) -> bytes:
