@@ -142,13 +142,42 @@ def test_a_mixed_group_decodes_exactly_as_each_batch_alone() -> None:
             )
         )
     )
-    stored = ["batch-v1", "batch-v2", "batch_v3_compression", "batch_v3_catalogue"]
+    stored = ["batch-v1", "batch-v2", "batch_v3_compression", "batch_v3_catalogue", "batch_v4"]
     for place, name in enumerate(stored, start=1):  # stored batches of older wire versions
         items.insert(place, item((DATA / f"{name}.cose").read_bytes(), FIXTURE_KEY, "gw-fixture"))
     assert_group_is_each_alone(items)
     results = verify_group(items)
     assert all(isinstance(r, Batch) for r in results)
     assert sum(len(r.readings) for r in results if isinstance(r, Batch)) > 1000
+
+
+def _modelled_batches() -> list[bytes]:
+    """Version-5 batches whose value steps take PPMd (correlated steps) and brotli by the day."""
+    rng = np.random.default_rng(8)
+    steps = np.zeros(3000)
+    for i in range(1, steps.size):  # a step repeats the one before three times in four
+        steps[i] = steps[i - 1] if rng.random() < 0.75 else rng.integers(-6, 7) / 10
+    hour = np.arange(24 * 150) % 24
+    clear = np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None) * 800
+    sun = np.round(
+        clear * np.repeat(rng.uniform(0.3, 1.0, 150), 24) + (clear > 0) * rng.normal(0, 15, hour.size)
+    )
+    return [
+        wire.sign(body(11, [SeriesInfo("t", "t", "Cel", 0.1)], readings_of(np.zeros(3000), np.cumsum(steps).round(1))), KEY, KID),
+        wire.sign(body(12, [SeriesInfo("sun", "irr", "W/m2", 1.0, 1000)], readings_of(np.zeros(sun.size), np.clip(sun, 0, None), step_ms=3_600_000)), KEY, KID),
+    ]  # fmt: skip
+
+
+def test_a_group_with_ppmd_and_brotli_columns_decodes_exactly_as_each_batch_alone() -> None:
+    blobs = _modelled_batches()
+    methods = [
+        cbor2.loads(zstandard.ZstdDecompressor().decompress(parse_sign1(b).payload))[5][3][0][0]
+        for b in blobs
+    ]
+    assert methods == [5, 6]
+    items = [item(blobs[0]), *[item(b) for b in mixed_batches()[:2]], item(blobs[1])]
+    assert_group_is_each_alone(items)
+    assert all(isinstance(r, Batch) for r in verify_group(items))
 
 
 def test_batches_naming_a_catalogue_decode_in_a_group_as_alone_and_unknown_ones_are_refused() -> None:
