@@ -15,7 +15,8 @@ from kernel.model import Quality, Reading
 FORMAT_VERSION = 5
 #: the versions it reads: 1 has no epoch and no key rollover, 2 no predictors and no byte-plane
 #: columns, 3 always carries the epoch and has no sparse or LZMA columns and no series catalogues
-#: (docs/wire-format.md, "Versions"), 4 has no context-modelled (PPMd, brotli) integer columns
+#: (docs/wire-format.md, "Versions"), 4 has no context-modelled (PPMd, brotli) integer columns and
+#: no level predictor
 READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
 #: length of a batch epoch: 128 random bits drawn with each new buffer database
 EPOCH_LENGTH = 16

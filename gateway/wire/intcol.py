@@ -61,7 +61,7 @@ _COUNTED_METHODS = (
 #: and at most MODELLED_BITS: every column where PPMd won had been left at 1.6-5.8 bits per
 #: integer; beyond, the varints are mostly two bytes and an order-2 context sees one integer
 #: (NEON dew point, 8.8 bits: PPMd 9 % larger than Huffman, and 2.2 ms of a 4 ms batch to learn so)
-_MODELLED_FROM = 64
+MODELLED_FROM = 64
 MODELLED_BITS = 6
 #: the sparse method is measured when at most this share of a column is nonzero: beyond it every
 #: nonzero entry costs a gap byte that the varints' zero runs, which zstd codes as one match, do not
@@ -92,7 +92,7 @@ def pack(values: npt.ArrayLike, plain: bool = False, period: int = 1) -> bytes:
     if ints.size < 16 or plain:
         return pack_varints(ints)
     packed, size = _smallest_classic(ints)
-    if ints.size < _MODELLED_FROM or not ints.size <= size * 8 <= MODELLED_BITS * ints.size:
+    if ints.size < MODELLED_FROM or not ints.size <= size * 8 <= MODELLED_BITS * ints.size:
         return packed
     for candidate in _modelled_candidates(ints, period):
         if len(candidate) < size:  # near incompressible: zstd stores it as it is

@@ -28,7 +28,7 @@ INT64 = st.integers(-(2**63), 2**63 - 1)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(INT64, max_size=300), st.sampled_from([0, 1, 2, 7, 24, 1000]))
+@given(st.lists(INT64, max_size=300), st.sampled_from([-1, 0, 1, 2, 7, 24, 1000]))
 def test_residuals_of_any_predictor_give_back_the_steps(values: list[int], predictor: int) -> None:
     steps = np.array(values, dtype=np.int64)
     residual = predict.residuals(steps, predictor)
@@ -165,7 +165,9 @@ def test_a_predictor_beyond_the_largest_period_is_refused() -> None:
         predict.steps_of(np.zeros(10, np.int64), predict.MAX_PERIOD + 1)
 
 
-@pytest.mark.parametrize("predictors", [[predict.MAX_PERIOD + 1], [-1], [True], [0, 0], "x"])
+@pytest.mark.parametrize(
+    "predictors", [[predict.MAX_PERIOD + 1], [-2], [True], [0, 0], "x"]
+)  # -1: the level (v5)
 def test_a_batch_naming_an_impossible_predictor_is_malformed(predictors: object) -> None:
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))
     ring = Keyring()
