@@ -232,6 +232,11 @@ def pack_lzma_planes(ints: IntArray) -> bytes:
 
 def unpack(data: bytes, count: int) -> IntArray:
     """Exactly `count` integers from a packed column; MalformedBatch otherwise."""
+    if data[:1] in (bytes([modelled.METHOD_PPMD]), bytes([modelled.METHOD_BROTLI])):
+        # refused before decoding: a context model can expand a few bytes into its stated count
+        stated, _ = huffman.read_uvarint(data, 1)
+        if stated != count:
+            raise MalformedBatch(f"integer column holds {stated} values, expected {count}")
     values = unpack_any(data)
     if values.size != count:
         raise MalformedBatch(f"integer column holds {values.size} values, expected {count}")

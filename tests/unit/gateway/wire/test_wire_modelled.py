@@ -164,3 +164,10 @@ def test_random_modelled_columns_decode_or_are_malformed(method: int, count: int
     except MalformedBatch:
         return
     assert values.size == count
+
+
+def test_a_modelled_column_stating_another_count_than_its_context_is_refused_before_decoding() -> None:
+    column = _ppmd_column(bytes(1_000_000), 1_000_000, 1_000_000)  # a megabyte of zeros in 383 bytes
+    assert len(column) < 1000
+    with pytest.raises(MalformedBatch, match="holds 1000000 values, expected 10"):
+        intcol.unpack(column, 10)
