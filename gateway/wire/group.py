@@ -7,7 +7,8 @@ in the usual shape are decoded together, one set of numpy calls per column kind 
 multiply) instead of ~80 numpy calls per batch, which were most of a 100-reading batch's decoding.
 
 Batches of another shape (values on a grid, predictors other than "previous") are decoded alone
-by `decode_readings`; a batch that fails anywhere in the group path is verified again alone by
+by `decode_readings`; PPMd and brotli columns (version 5) are decoded one by one inside the group
+path (`intcol.unpack_many` hands them to `intcol.unpack`); a batch that fails anywhere in the group path is verified again alone by
 `verify_message`, so its error is exactly the one that path raises. Hostile input thus costs at most
 twice the per-batch path, never a different verdict.
 """
@@ -195,7 +196,7 @@ def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
     )  # fmt: skip
 
 
-#: the readings-map keys of versions 1-4 (docs/wire-format.md 3.2); a map with another key is
+#: the readings-map keys of versions 1-5 (docs/wire-format.md 3.2); a map with another key is
 #: decoded alone
 _KNOWN_KEYS = frozenset(range(11))
 
