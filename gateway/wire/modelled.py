@@ -4,7 +4,7 @@ Both code method 0's zigzag LEB128 varints with a model that adapts as it goes, 
 travels with the column (which is what makes them pay on small batches too), and both see the
 previous bytes as context, which a per-column order-0 Huffman code cannot: consecutive steps of
 hourly weather are strongly correlated (greensboro air temperature: Huffman 3,075 bytes, PPMd
-order 2 over the varints 2,717). The integers may first be laid out by *period* p: the column is
+order 2 over the varints 2,733). The integers may first be laid out by *period* p: the column is
 read as rows of p integers and sent column by column, so that the same hour of consecutive days
 stands side by side (the irradiance of a day is the irradiance of the day before, not of the hour
 before). docs/wire-format.md, section 4, defines both methods byte by byte.
@@ -26,8 +26,8 @@ METHOD_BROTLI = 6
 #: steps use far less; 16 MiB gave the same bytes on every shared series), and bounds what a
 #: column makes a reader allocate for the model
 PPMD_MEMORY = 1 << 20
-#: order 2 was the smallest on 21 of the 22 shared series (order 3: 0.5-1.6 % larger, order 4:
-#: 1-3 % larger; precipitation, 102 -> 100 bytes at order 3, is the exception); readers take 2..16
+#: order 2 was the smallest on 21 of the 22 shared series (orders 3 and 4: 0.3-2.6 % larger;
+#: precipitation, 102 -> 100 bytes at order 3, is the exception); readers take 2..16
 PPMD_ORDER = 2
 MAX_PPMD_ORDER = 16
 #: a layout period beyond this gains nothing (a day of 1-s readings is 86,400) and would let a
