@@ -129,12 +129,15 @@ def _smallest_classic(ints: IntArray) -> tuple[bytes, int]:
     huffman_packed = pack_huffman(ints)
     huffman_size = quick_size(huffman_packed)
     quick = [quick_size(c) for c in candidates]
+    # the body's zstd leaves a Huffman stream as it is: beside a context-modelled column it costs
+    # its length (zstd's own measure adds a frame of about 10 bytes)
+    huffman_body = min(huffman_size, len(huffman_packed))
     if min(quick) > huffman_size * _DEEPER_SEARCH_GAIN:  # not worth the slower measurement
-        return huffman_packed, huffman_size
+        return huffman_packed, huffman_body
     sizes = [final_size(c) for c in candidates]
     best = int(np.argmin(sizes))
     if huffman_size <= sizes[best]:
-        return huffman_packed, huffman_size
+        return huffman_packed, huffman_body
     if ints.size >= _LZMA_FROM and sizes[best] * 8 >= ints.size:  # zstd left >= 1 bit per value
         packed = pack_lzma_planes(ints)
         # its length, not `final_size`: zstd stores an incompressible stretch raw, and with it the

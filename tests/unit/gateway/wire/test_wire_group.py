@@ -155,8 +155,8 @@ def _modelled_batches() -> list[bytes]:
     """Version-5 batches whose value steps take PPMd (correlated steps) and brotli by the day."""
     rng = np.random.default_rng(8)
     steps = np.zeros(3000)
-    for i in range(1, steps.size):  # a step repeats the one before three times in four
-        steps[i] = steps[i - 1] if rng.random() < 0.75 else rng.integers(-6, 7) / 10
+    for i in range(1, steps.size):  # a step repeats the one before seven times in ten
+        steps[i] = steps[i - 1] if rng.random() < 0.7 else rng.integers(-6, 7) / 10
     hour = np.arange(24 * 150) % 24
     clear = np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None) * 800
     sun = np.round(
