@@ -152,18 +152,20 @@ def test_a_mixed_group_decodes_exactly_as_each_batch_alone() -> None:
 
 
 def _modelled_batches() -> list[bytes]:
-    """Version-5 batches whose value steps take PPMd (correlated steps) and brotli by the day."""
+    """Version-5 batches whose value steps take PPMd (levels of a wind that dwells at a few speeds,
+    predictor -1) and brotli laid out by the day (hourly irradiance)."""
     rng = np.random.default_rng(8)
-    steps = np.zeros(3000)
-    for i in range(1, steps.size):  # a step repeats the one before seven times in ten
-        steps[i] = steps[i - 1] if rng.random() < 0.7 else rng.integers(-6, 7) / 10
+    levels, at, knots = np.array([0, 7, 13, 22, 30]), 0, np.zeros(3000)
+    for i in range(knots.size):
+        at = int(rng.integers(0, levels.size)) if rng.random() < 0.15 else at
+        knots[i] = max(0, levels[at] + (rng.random() < 0.3) * int(rng.integers(-1, 2)))
     hour = np.arange(24 * 150) % 24
     clear = np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None) * 800
     sun = np.round(
         clear * np.repeat(rng.uniform(0.3, 1.0, 150), 24) + (clear > 0) * rng.normal(0, 15, hour.size)
     )
     return [
-        wire.sign(body(11, [SeriesInfo("t", "t", "Cel", 0.1)], readings_of(np.zeros(3000), np.cumsum(steps).round(1))), KEY, KID),
+        wire.sign(body(11, [SeriesInfo("wind", "wind_speed", "kn", 1.0, 1000)], readings_of(np.zeros(3000), knots, step_ms=3_600_000)), KEY, KID),
         wire.sign(body(12, [SeriesInfo("sun", "irr", "W/m2", 1.0, 1000)], readings_of(np.zeros(sun.size), np.clip(sun, 0, None), step_ms=3_600_000)), KEY, KID),
     ]  # fmt: skip
 
