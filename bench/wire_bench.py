@@ -37,6 +37,7 @@ from gateway.wire import (  # noqa: E402
     sign,
     verify_and_decode,
 )
+from gateway.wire.body import body_cbor  # noqa: E402
 from gateway.wire.scale import dequantise, quantise, scale_of  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "sensor-series"
@@ -197,6 +198,7 @@ def alone_figures(
     """Each shared series alone in one batch, as a ratio to the plain baseline; Gorilla likewise."""
     ours: dict[str, float] = {}
     gorilla: dict[str, float] = {}
+    methods: dict[str, str] = {}
     more: list[str] = []
     for series in alone_series(rng):
         blob = sign(encode_alone(series), key, kid)
@@ -206,17 +208,40 @@ def alone_figures(
         assert np.array_equal(decoded.value, dequantise(quantise(series.columns.value, scale)[0], scale))
         baseline = plain_baseline_bytes(series)
         ours[series.name] = round(len(blob) / baseline, 4)
+        methods[series.name] = step_methods(blob)
         gorilla[series.name] = round(gorilla_bytes(series) / baseline, 4)
         if series.more:
             more.append(series.name)
-    print("ratio to the plain baseline (ours, Gorilla):")
+    print("ratio to the plain baseline (ours, Gorilla), how the value steps travel:")
     for name, ratio in ours.items():
-        print(f"  {name}: {ratio:.4f} {gorilla[name]:.4f}")
+        print(f"  {name}: {ratio:.4f} {gorilla[name]:.4f} {methods[name]}")
     return {
         "series_ratios": ours,
+        "value_step_methods": methods,
         **_ratio_summary(ours, more),
         "gorilla": {"series_ratios": gorilla, **_ratio_summary(gorilla, more)},
     }
+
+
+#: docs/wire-format.md section 4
+METHOD_NAMES = ("varints", "Huffman", "byte planes", "sparse", "LZMA planes", "PPMd", "brotli")
+
+
+def step_methods(blob: bytes) -> str:
+    """How a batch's value steps travel: each step column's method (and layout period), the
+    predictors, or the grid."""
+    readings = cbor2.loads(body_cbor(cbor2.loads(blob).value[2])).get(5, {})
+    if 8 in readings:
+        return "grid"
+    parts = []
+    for column in readings.get(3, []):
+        name = METHOD_NAMES[column[0]]
+        if column[0] in (5, 6):
+            count_end = next(i for i in range(1, len(column)) if column[i] < 0x80) + 1
+            name += f" by {column[count_end]}" if column[count_end] > 1 else " in order"
+        parts.append(name)
+    predictors = readings.get(10)
+    return ", ".join(parts) + (f" (predictor {predictors})" if predictors else "")
 
 
 def encode_alone(series: AloneSeries) -> bytes:

@@ -7,8 +7,10 @@ in the usual shape are decoded together, one set of numpy calls per column kind 
 multiply) instead of ~80 numpy calls per batch, which were most of a 100-reading batch's decoding.
 
 Batches of another shape (values on a grid, predictors other than "previous") are decoded alone
-by `decode_readings`; a batch that fails anywhere in the group path is verified again alone by
-`verify_message`, so its error is exactly the one that path raises. Hostile input thus costs at most
+by `decode_readings`; PPMd and brotli columns (version 5) are decoded one by one inside the group
+path (`intcol.unpack_many` hands them to `intcol.unpack`); a batch that fails anywhere in the
+group path is verified again alone by `verify_message`, so its error is exactly the one that path
+raises. Hostile input thus costs at most
 twice the per-batch path, never a different verdict.
 """
 

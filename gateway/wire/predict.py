@@ -7,6 +7,9 @@ The column of a series carries residuals of its steps d[0..m-1] (d[j] = q[j+1] -
 * predictor p >= 2, the same time one period earlier: r[j] = d[j] - d[j-p], with p the readings
   per day (24 for hourly weather: irradiance, temperature and humidity follow the sun);
 
+* predictor -1 (version 5), the level: r[j] = d[0] + ... + d[j] = q[j+1] - q[first], chosen only
+  where a context-modelled column codes it smaller (`steps`; wind that dwells at a few levels);
+
 where d[j] for j < 0 counts as 0. Each inverse is a running sum (over every p-th step), so
 decoding needs no per-value loop. Fractional autoregressive predictors (Sprintz's FIRE) would
 need one: d[j] = r[j] + round(a * d[j-1]) cannot be unrolled into sums; on the benchmark series
@@ -24,6 +27,8 @@ from kernel.errors import MalformedBatch
 IntArray = npt.NDArray[np.int64]
 
 PREVIOUS, LINEAR = 0, 1
+#: version 5: the residual is the level itself, q[j+1] - q[first] (the running sum of the steps)
+LEVEL = -1
 #: a larger period gains nothing and would let a hostile batch ask for absurd reshapes
 MAX_PERIOD = 1 << 16
 DAY_MS = 86_400_000
@@ -35,6 +40,9 @@ def residuals(steps: IntArray, predictor: int) -> IntArray:
     """The residuals of one series' steps under `predictor`."""
     if predictor == PREVIOUS:
         return steps
+    if predictor == LEVEL:
+        level: IntArray = np.cumsum(steps)  # wraps modulo 2^64 as the format says
+        return level
     r = steps.copy()
     r[predictor:] -= steps[:-predictor]
     return r
@@ -44,8 +52,11 @@ def steps_of(residual: IntArray, predictor: int) -> IntArray:
     """Inverse of `residuals`: running sums over every predictor-th residual."""
     if predictor == PREVIOUS:
         return residual
+    if predictor == LEVEL:
+        steps: IntArray = np.diff(residual, prepend=np.int64(0))
+        return steps
     if not 1 <= predictor <= MAX_PERIOD:
-        raise MalformedBatch(f"predictor {predictor} is not 0, 1 or a period of 2..{MAX_PERIOD}")
+        raise MalformedBatch(f"predictor {predictor} is not -1, 0, 1 or a period of 2..{MAX_PERIOD}")
     m = residual.size
     padded = np.zeros(-(-m // predictor) * predictor, dtype=np.int64)
     padded[:m] = residual
@@ -56,10 +67,9 @@ def steps_of(residual: IntArray, predictor: int) -> IntArray:
 def choose(steps: IntArray, interval_ms: float) -> int:
     """The predictor whose residuals are estimated smallest after coding (zstd or Huffman)."""
     candidates = [PREVIOUS, LINEAR]
-    if interval_ms > 0:
-        period = round(DAY_MS / interval_ms)
-        if 2 <= period <= min(MAX_PERIOD, steps.size // 2):
-            candidates.append(period)
+    period = day_period(interval_ms)
+    if 2 <= period <= steps.size // 2:
+        candidates.append(period)
     if steps.size < 16:
         return PREVIOUS
     # a predictor whose residuals are not smaller in magnitude than the steps is not estimated
@@ -73,6 +83,14 @@ def choose(steps: IntArray, interval_ms: float) -> int:
     best = int(np.argmin(sizes))
     # another predictor must pay for naming it (key 10) and for the noise of a small estimate
     return candidates[best] if sizes[best] + max(8, sizes[0] // 50) < sizes[0] else PREVIOUS
+
+
+def day_period(interval_ms: float) -> int:
+    """Readings per day at `interval_ms` (2..MAX_PERIOD), or 1 when there is no such period."""
+    if interval_ms <= 0:
+        return 1
+    period = round(DAY_MS / interval_ms)
+    return period if 2 <= period <= MAX_PERIOD else 1
 
 
 def estimated_size(values: IntArray) -> float:

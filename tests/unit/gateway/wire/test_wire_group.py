@@ -143,13 +143,41 @@ def test_a_mixed_group_decodes_exactly_as_each_batch_alone() -> None:
             )
         )
     )
-    stored = ["batch-v1", "batch-v2", "batch_v3_compression", "batch_v3_catalogue"]
+    stored = ["batch-v1", "batch-v2", "batch_v3_compression", "batch_v3_catalogue", "batch_v4_declaring"]
     for place, name in enumerate(stored, start=1):  # stored batches of older wire versions
         items.insert(place, item((DATA / f"{name}.cose").read_bytes(), FIXTURE_KEY, "gw-fixture"))
     assert_group_is_each_alone(items)
     results = verify_group(items)
     assert all(isinstance(r, Batch) for r in results)
     assert sum(len(r.readings) for r in results if isinstance(r, Batch)) > 1000
+
+
+def _modelled_batches() -> list[bytes]:
+    """Version-5 batches whose value steps take PPMd (levels of a wind that dwells at a few speeds,
+    predictor -1) and brotli laid out by the day (hourly irradiance)."""
+    rng = np.random.default_rng(8)
+    levels, at, knots = np.array([0, 7, 13, 22, 30]), 0, np.zeros(3000)
+    for i in range(knots.size):
+        at = int(rng.integers(0, levels.size)) if rng.random() < 0.15 else at
+        knots[i] = max(0, levels[at] + (rng.random() < 0.3) * int(rng.integers(-1, 2)))
+    hour = np.arange(24 * 150) % 24
+    clear = np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None) * 800
+    sun = np.round(
+        clear * np.repeat(rng.uniform(0.3, 1.0, 150), 24) + (clear > 0) * rng.normal(0, 15, hour.size)
+    )
+    return [
+        wire.sign(body(11, [SeriesInfo("wind", "wind_speed", "kn", 1.0, 1000)], readings_of(np.zeros(3000), knots, step_ms=3_600_000)), KEY, KID),
+        wire.sign(body(12, [SeriesInfo("sun", "irr", "W/m2", 1.0, 1000)], readings_of(np.zeros(sun.size), np.clip(sun, 0, None), step_ms=3_600_000)), KEY, KID),
+    ]  # fmt: skip
+
+
+def test_a_group_with_ppmd_and_brotli_columns_decodes_exactly_as_each_batch_alone() -> None:
+    blobs = _modelled_batches()
+    methods = [cbor2.loads(body_cbor(parse_sign1(b).payload))[5][3][0][0] for b in blobs]
+    assert methods == [5, 6]
+    items = [item(blobs[0]), *[item(b) for b in mixed_batches()[:2]], item(blobs[1])]
+    assert_group_is_each_alone(items)
+    assert all(isinstance(r, Batch) for r in verify_group(items))
 
 
 def test_batches_naming_a_catalogue_decode_in_a_group_as_alone_and_unknown_ones_are_refused() -> None:

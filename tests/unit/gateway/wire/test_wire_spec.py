@@ -11,8 +11,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import brotli
 import cbor2
 import numpy as np
+import pyppmd
 import pytest
 import zstandard
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +32,7 @@ from gateway.wire import (
     intcol,
     kid_for,
     make_rollover,
+    modelled,
     sign,
     varint,
     verify_and_decode,
@@ -125,6 +128,8 @@ def int_column(data: bytes) -> list[int]:
             at += gap + 1
             out[at] = unzigzag(z) * factor
         return out
+    if data[0] in (5, 6):  # PPMd var. H or brotli over method 0's varints, laid out by a period
+        return modelled_column(data, count, pos)
     if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
         if data[0] == 4:  # the planes as a raw LZMA1 stream, lc = lp = pb = 0, 64 KiB dictionary
@@ -136,6 +141,31 @@ def int_column(data: bytes) -> list[int]:
     codes, pos = read_table(data, pos)
     pairs = read_symbols(bit_string(data[pos:]), codes, count, int_symbol_extra)
     return [int_from_symbol(s, e) for s, e in pairs]
+
+
+def modelled_column(data: bytes, count: int, pos: int) -> list[int]:
+    """Section 4, methods 5 and 6."""
+    period, pos = uvarint(data, pos)
+    if data[0] == 5:  # order byte, content length, then a Ppmd7 (var. H) stream with 1 MiB of model
+        order, (length, pos) = data[pos], uvarint(data, pos + 1)
+        content = pyppmd.Ppmd7Decoder(order, 1 << 20).decode(data[pos:], length)
+        assert len(content) == length
+    else:
+        content = brotli.decompress(data[pos:])
+    laid, at = [], 0
+    while at < len(content):
+        z, at = uvarint(content, at)
+        laid.append(unzigzag(z))
+    assert len(laid) == count
+    rows = count // period if count >= 2 * period else 0
+    if period < 2 or rows == 0:
+        return laid
+    # laid[c * rows + r] is integer r * period + c; the tail after the full rows is as it was
+    out = [0] * count
+    for r in range(rows):
+        for c in range(period):
+            out[r * period + c] = laid[c * rows + r]
+    return out[: rows * period] + laid[rows * period :]
 
 
 def grid_column(data: bytes) -> list[tuple[int, int]]:
@@ -205,6 +235,8 @@ def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, 
                     a, j = grids[s]
                     k, residual = next(grid_steps)
                     q += (2 * k * a + j) // (2 * j) + residual
+                elif scale is not None and predictor_of[s] == -1:  # the level: q - the first q
+                    q = q_heads[quantised.index(s)] + next(group_steps[group_of[s]])
                 elif scale is not None:
                     p = predictor_of[s]
                     before = steps[-p] if p and len(steps) >= p else 0
@@ -444,7 +476,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
 
 
-@pytest.mark.parametrize("method", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("method", [0, 1, 2, 3, 4, 5, 6, 7, 8])
 def test_reference_decoder_reads_every_integer_column_method(
     method: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -455,13 +487,19 @@ def test_reference_decoder_reads_every_integer_column_method(
         2: intcol.pack_planes,
         3: intcol.pack_sparse,
         4: intcol.pack_lzma_planes,
+        5: modelled.pack_ppmd,
+        6: modelled.pack_brotli,
+        7: lambda v: modelled.pack_ppmd(v, period=7, order=3),  # every layout row of a week of days
+        8: lambda v: modelled.pack_brotli(v, period=3),
     }
     monkeypatch.setattr(
-        intcol, "pack", lambda values, plain=False: packers[method](np.asarray(values, np.int64))
+        intcol,
+        "pack",
+        lambda values, plain=False, period=1: packers[method](np.asarray(values, np.int64)),
     )
     blob, _, _, _, key = rich_batch()
     body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
-    assert body[5][2][0] == method
+    assert body[5][2][0] == {7: 5, 8: 6}.get(method, method)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ring = Keyring()
     ring.add("gw-spec", key.public_key())
@@ -540,3 +578,31 @@ def test_reference_decoder_follows_a_catalogue_declared_by_an_earlier_batch() ->
     assert len(referring_blob) < len(blob) - 60  # the table stays home
     ours = verify_with_key(referring_blob, key.public_key(), {catalogue_of(table): tuple(table)}.get)
     assert [(s.sensor, s.quantity) for s in ours.series] == [(r[0], r[1]) for r in declaring["series"]]
+
+
+def _wind_in_knots(seed: int) -> np.ndarray:
+    """Hourly wind speed that dwells near a few levels: its level is a better context than its step."""
+    rng = np.random.default_rng(seed)
+    levels, at = np.array([0, 7, 13, 22, 30]), 0
+    knots = np.zeros(3000)
+    for i in range(knots.size):
+        if rng.random() < 0.15:
+            at = int(rng.integers(0, levels.size))
+        knots[i] = max(0, levels[at] + (rng.random() < 0.3) * int(rng.integers(-1, 2)))
+    return knots
+
+
+def test_reference_decoder_reads_levels_as_residuals() -> None:
+    """Section 3.2.8, predictor -1 (version 5): the column holds q - the first q, here PPMd-coded."""
+    key = Ed25519PrivateKey.from_private_bytes(b"\x0b" * 32)
+    knots = _wind_in_knots(2)
+    ts = T0 + 3_600_000 * np.arange(knots.size)
+    readings = ReadingColumns(np.zeros(knots.size, np.int64), ts, knots, np.zeros(knots.size, np.uint16))
+    table = [SeriesInfo("anemo-1", "wind_speed", "kn", 1.0, 1000)]
+    blob = sign(encode_batch(gateway_id="gw-spec", seq=2, created_ms=T0, series=table, readings=readings), key,
+                kid_for(key.public_key()))  # fmt: skip
+    body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
+    assert body[5][10] == [-1] and body[5][3][0][0] == 5
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    theirs = reference_decode(blob, raw)["readings"]
+    assert [(t, v) for _, t, v, _ in theirs] == list(zip(ts.tolist(), knots.tolist(), strict=True))
