@@ -16,14 +16,30 @@ from gateway import wire
 from gateway.batcher import Batcher
 from gateway.config import UplinkConfig
 from gateway.sealing import Due, SealingRules
+from gateway.supervisor import Supervised
 from gateway.uplink.mqtt import MqttUplink
 from gateway.uplink.session import hold_nat_open, keepalive_for, mqtt_keepalive_for
 from hil.broker import Mosquitto
 from hil.tls import loopback_certificate
+from kernel.backoff import Backoff
 from kernel.model import Reading
 
 KEY = Ed25519PrivateKey.generate()
 T0 = 1_780_000_000_000
+
+
+def batcher_for(store: Store, gateway_id: str, sealed: asyncio.Event) -> Batcher:
+    """A batcher that seals what a test submitted as soon as it asks (budgets of 1 s, 1,000 readings)."""
+    return Batcher(
+        store,
+        gateway_id=gateway_id,
+        private_key=KEY,
+        kid=wire.kid_for(KEY.public_key()),
+        declare=wire.SeriesInfo,
+        due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
+        max_readings=1000,
+        sealed=sealed,
+    )
 
 
 def test_keepalive_stays_inside_the_nat_timeout() -> None:
@@ -69,16 +85,7 @@ def test_an_idle_link_closes_reconnects_resumed_and_every_byte_is_counted(tmp_pa
             }
         )
         uplink = MqttUplink(store, config, gateway_id="gw-test", sealed=sealed)
-        batcher = Batcher(
-            store,
-            gateway_id="gw-test",
-            private_key=KEY,
-            kid=wire.kid_for(KEY.public_key()),
-            declare=wire.SeriesInfo,
-            due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
-            max_readings=1000,
-            sealed=sealed,
-        )
+        batcher = batcher_for(store, "gw-test", sealed)
 
         async def scenario() -> list[int]:
             task = asyncio.create_task(uplink.run())
@@ -109,3 +116,91 @@ def test_an_idle_link_closes_reconnects_resumed_and_every_byte_is_counted(tmp_pa
     assert traffic.today_bytes_on_air > traffic.tcp_bytes_sent + traffic.tcp_bytes_received
     assert traffic.today_bytes_per_reading is not None and traffic.today_bytes_per_reading > 1
     assert traffic.tls_resumed == 1
+
+
+class ResettingRelay:
+    """A TCP relay in front of the broker that can drop its connections with a reset, as an LTE loss does."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.accepted = 0
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = server
+        port: int = server.sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        self.cut()
+        self._server.close()
+        await self._server.wait_closed()
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()  # an RST to both sides
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        b_reader, b_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, b_writer]
+        with contextlib.suppress(OSError, ExceptionGroup):
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._pump(reader, b_writer))
+                tasks.create_task(self._pump(b_reader, writer))
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+
+def test_after_a_cut_the_link_stays_down_until_a_batch_is_due_then_resumes_tls(tmp_path: Path) -> None:
+    """An LTE drop right after a batch: the on-demand uplink does not reconnect (and pay a TLS handshake)
+    while nothing waits, however short its backoff; the next sealed batch opens a resumed connection."""
+    certificate = loopback_certificate(tmp_path / "tls")
+    with (
+        Mosquitto(tmp_path / "broker", tls=certificate) as broker,
+        Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store,
+    ):
+        sealed = asyncio.Event()
+        batcher = batcher_for(store, "gw-cut", sealed)
+
+        async def scenario() -> tuple[MqttUplink, list[int]]:
+            relay = ResettingRelay(broker.tls_port or 0)
+            mqtt = {
+                "host": "127.0.0.1",
+                "port": await relay.start(),
+                "tls": True,
+                "ca_file": certificate.ca_file,
+            }
+            config = UplinkConfig.model_validate({"mqtt": mqtt, "nat_timeout_s": 30, "ack_timeout_s": 5})
+            uplink = MqttUplink(store, config, gateway_id="gw-cut", sealed=sealed)
+            supervised = Supervised("uplink", uplink.run, Backoff(initial_s=0.05, cap_s=0.1))
+            task = asyncio.create_task(supervised.run())
+            accepted = []
+            for n in range(2):
+                store.submit([Reading("s1", "t", T0 + n * 1000 + i, float(i), "Cel") for i in range(50)])
+                await batcher.seal_due()
+                async with asyncio.timeout(10):
+                    while store.undelivered(limit=10):
+                        await asyncio.sleep(0.05)
+                relay.cut()
+                await asyncio.sleep(1.5)  # 15 backoffs or more: time enough to reconnect if it would
+                accepted.append(relay.accepted)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await relay.close()
+            return uplink, accepted
+
+        uplink, accepted = asyncio.run(scenario())
+    assert accepted == [1, 2]  # one connection per batch, none after either cut
+    stats = uplink.statistics()
+    assert stats.connects == 2 and stats.batches_acked == 2 and stats.state == "idle"
+    assert stats.traffic is not None and stats.traffic.tls_resumed == 1
