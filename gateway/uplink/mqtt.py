@@ -28,7 +28,7 @@ from kernel.errors import UplinkError
 
 log = structlog.get_logger(__name__)
 
-#: a full TLS connect (2,917 bytes on the air with the TLS 1.3-only ClientHello, 3,192 to 3,364 with
+#: a full TLS connect (2,848 bytes on the air with the TLS 1.3-only ClientHello, 3,192 to 3,364 with
 #: TLS 1.2 offered too, bench/air_bench.py) costs about as much as 30 TCP keepalive exchanges (a probe
 #: and its ACK: 104 bytes)
 RECONNECT_COST_IN_KEEPALIVES = 30
