@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,9 @@ from gateway.config import UplinkConfig
 from gateway.sealing import Due, SealingRules
 from gateway.supervisor import Supervised
 from gateway.uplink.mqtt import MqttUplink
-from gateway.uplink.session import hold_nat_open, keepalive_for, mqtt_keepalive_for
+from gateway.uplink.session import closing_pays, hold_nat_open, keepalive_for, mqtt_keepalive_for
 from hil.broker import Mosquitto
-from hil.tls import loopback_certificate
+from hil.tls import ServerCertificate, loopback_certificate
 from kernel.backoff import Backoff
 from kernel.model import Reading
 
@@ -40,6 +41,17 @@ def batcher_for(store: Store, gateway_id: str, sealed: asyncio.Event) -> Batcher
         max_readings=1000,
         sealed=sealed,
     )
+
+
+@contextlib.contextmanager
+def tls_broker_and_store(tmp_path: Path) -> Iterator[tuple[Mosquitto, ServerCertificate, Store]]:
+    """A Mosquitto with a TLS listener (the loopback CA) and an agent's buffer."""
+    certificate = loopback_certificate(tmp_path / "tls")
+    with (
+        Mosquitto(tmp_path / "broker", tls=certificate) as broker,
+        Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store,
+    ):
+        yield broker, certificate, store
 
 
 def test_keepalive_stays_inside_the_nat_timeout() -> None:
@@ -163,11 +175,7 @@ class ResettingRelay:
 def test_after_a_cut_the_link_stays_down_until_a_batch_is_due_then_resumes_tls(tmp_path: Path) -> None:
     """An LTE drop right after a batch: the on-demand uplink does not reconnect (and pay a TLS handshake)
     while nothing waits, however short its backoff; the next sealed batch opens a resumed connection."""
-    certificate = loopback_certificate(tmp_path / "tls")
-    with (
-        Mosquitto(tmp_path / "broker", tls=certificate) as broker,
-        Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store,
-    ):
+    with tls_broker_and_store(tmp_path) as (broker, certificate, store):
         sealed = asyncio.Event()
         batcher = batcher_for(store, "gw-cut", sealed)
 
@@ -204,3 +212,48 @@ def test_after_a_cut_the_link_stays_down_until_a_batch_is_due_then_resumes_tls(t
     stats = uplink.statistics()
     assert stats.connects == 2 and stats.batches_acked == 2 and stats.state == "idle"
     assert stats.traffic is not None and stats.traffic.tls_resumed == 1
+
+
+def test_closing_pays_when_the_next_seal_is_further_than_a_reconnect_in_keepalives() -> None:
+    """At NAT 300 s (probes every 270 s, 104 bytes each) a resumed reconnect (1,817 bytes) is worth 17
+    probe exchanges, a full one (2,848) 27."""
+    assert not closing_pays(4_500, 270, resumed=True)  # 16 probes: 1,664 bytes
+    assert closing_pays(4_900, 270, resumed=True)  # 18 probes: 1,872
+    assert not closing_pays(4_900, 270, resumed=False)
+    assert closing_pays(7_600, 270, resumed=False)  # 28 probes: 2,912
+
+
+def test_the_link_closes_after_the_puback_when_a_resumed_reconnect_is_cheaper(tmp_path: Path) -> None:
+    """NAT 300 s. The next seal 6,000 s away: 22 probe exchanges (2,288 bytes) cost more than resuming
+    the TLS session then (1,817), so the link closes right after the PUBACK instead of idling 300 s.
+    7,400 s away the broker's ticket (7,200 s) will have expired and a full connect (2,848) costs more
+    than 27 exchanges (2,808): the link stays up."""
+    with tls_broker_and_store(tmp_path) as (broker, certificate, store):
+        sealed = asyncio.Event()
+        batcher = batcher_for(store, "gw-quiet", sealed)
+        mqtt = {"host": "127.0.0.1", "port": broker.tls_port, "tls": True, "ca_file": certificate.ca_file}
+        config = UplinkConfig.model_validate({"mqtt": mqtt, "nat_timeout_s": 300, "ack_timeout_s": 5})
+
+        async def after_one_batch(quiet_s: float, n: int) -> tuple[str, int]:
+            uplink = MqttUplink(store, config, gateway_id="gw-quiet", sealed=sealed)
+            uplink.quiet_for = lambda: quiet_s
+            task = asyncio.create_task(uplink.run())
+            store.submit([Reading("s1", "t", T0 + n * 1000 + i, float(i), "Cel") for i in range(50)])
+            await batcher.seal_due()
+            async with asyncio.timeout(10):
+                while store.undelivered(limit=10):
+                    await asyncio.sleep(0.05)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):  # far less than the 300 s it would idle
+                    while uplink.state != "idle":
+                        await asyncio.sleep(0.05)
+            state = uplink.state
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return state, uplink.statistics().idle_disconnects
+
+        async def scenario() -> list[tuple[str, int]]:
+            return [await after_one_batch(6_000, 0), await after_one_batch(7_400, 1)]
+
+        assert asyncio.run(scenario()) == [("idle", 1), ("connected", 0)]
