@@ -65,15 +65,20 @@ class Delivery:
         timeout_s: float | None = None,
         idle_s: float | None = None,
         may_idle: Callable[[], bool] = lambda: True,
+        close_at_once: Callable[[], bool] = lambda: False,
     ) -> None:
         """Up to max_inflight batches at a time through `send`, oldest first; waits for sealed ones.
 
-        Returns only after `idle_s` without anything to send while `may_idle()` (connect on demand).
+        Returns only after `idle_s` without anything to send while `may_idle()`, or as soon as
+        nothing is left while `close_at_once()` (connect on demand).
         """
         while True:
             self._sealed.clear()
             entries = await asyncio.to_thread(self._store.undelivered, limit=self._max_inflight)
             if not entries:
+                if idle_s is not None and close_at_once():
+                    self.idle_disconnects += 1
+                    return
                 if await self._sealed_within(idle_s) or not may_idle():
                     continue
                 self.idle_disconnects += 1

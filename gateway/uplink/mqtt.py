@@ -22,16 +22,18 @@ from paho.mqtt.reasoncodes import ReasonCode
 from buffer import OutboxEntry, Store
 from gateway.config import UplinkConfig
 from gateway.uplink.delivery import Delivery, Uplink, UplinkState, UplinkStatistics
-from gateway.uplink.session import ResumingContext, hold_nat_open, keepalive_for, mqtt_keepalive_for
+from gateway.uplink.session import (
+    ResumingContext,
+    closing_pays,
+    hold_nat_open,
+    keepalive_for,
+    mqtt_keepalive_for,
+)
 from gateway.uplink.topic_alias import TopicAlias
 from kernel.errors import UplinkError
 
 log = structlog.get_logger(__name__)
 
-#: a full TLS connect (2,917 bytes on the air with the TLS 1.3-only ClientHello, 3,192 to 3,364 with
-#: TLS 1.2 offered too, bench/air_bench.py) costs about as much as 30 TCP keepalive exchanges (a probe
-#: and its ACK: 104 bytes)
-RECONNECT_COST_IN_KEEPALIVES = 30
 #: bytes of a PUBACK (fixed header + packet id; MQTT 5 leaves out a success reason code): what the
 #: agent reads per batch
 PUBACK_BYTES = 4
@@ -119,7 +121,11 @@ class MqttUplink(Uplink):
                         watch = tasks.create_task(self._watch(client))
                         send = partial(self._send, client)
                         await self._delivery.send_forever(
-                            send, timeout_s=self._config.ack_timeout_s, idle_s=idle_s, may_idle=self._may_idle
+                            send,
+                            timeout_s=self._config.ack_timeout_s,
+                            idle_s=idle_s,
+                            may_idle=self._may_idle,
+                            close_at_once=self._closing_pays,
                         )
                         watch.cancel()
                 finally:
@@ -157,9 +163,18 @@ class MqttUplink(Uplink):
             log.warning("broker refuses MQTT 5, falling back to 3.1.1", code=value)
 
     def _may_idle(self) -> bool:
-        """Close the link when the next seal is further away than a reconnect is worth in keepalives."""
+        """After `nat_timeout_s` idle: close unless the next seal is so near that keepalives are cheaper."""
+        return self.quiet_for() is None or self._closing_pays()
+
+    def _closing_pays(self) -> bool:
+        """The next seal is further away than a reconnect is worth in keepalives: close at once, not
+        after `nat_timeout_s` idle (one probe exchange less). Resumed if the session still is by then."""
         quiet = self.quiet_for()
-        return quiet is None or quiet > RECONNECT_COST_IN_KEEPALIVES * self._keepalive
+        if quiet is None:
+            return False  # nothing waits: when the next reading comes is unknown
+        when = self._delivery.clock() / 1000 + quiet  # the wall clock, as the session's own time
+        resumed = self._tls is None or self._tls.resumes_at(when)
+        return closing_pays(quiet, self._keepalive, resumed=resumed)
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Notice a lost connection even while there is nothing to send.

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -18,14 +19,53 @@ from gateway import wire
 from gateway.batcher import Batcher
 from gateway.config import UplinkConfig
 from gateway.sealing import Due, SealingRules
+from gateway.supervisor import Supervised
 from gateway.uplink.mqtt import MqttUplink
-from gateway.uplink.session import hold_nat_open, keepalive_for, mqtt_keepalive_for
+from gateway.uplink.session import closing_pays, hold_nat_open, keepalive_for, mqtt_keepalive_for
 from hil.broker import Mosquitto
 from hil.tls import ServerCertificate, loopback_certificate
+from kernel.backoff import Backoff
 from kernel.model import Reading
 
 KEY = Ed25519PrivateKey.generate()
 T0 = 1_780_000_000_000
+
+
+def batcher_for(store: Store, gateway_id: str, sealed: asyncio.Event) -> Batcher:
+    """A batcher that seals what a test submitted as soon as it asks (budgets of 1 s, 1,000 readings)."""
+    return Batcher(
+        store,
+        gateway_id=gateway_id,
+        private_key=KEY,
+        kid=wire.kid_for(KEY.public_key()),
+        declare=wire.SeriesInfo,
+        due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
+        max_readings=1000,
+        sealed=sealed,
+    )
+
+
+@contextlib.contextmanager
+def tls_broker_and_store(tmp_path: Path) -> Iterator[tuple[Mosquitto, ServerCertificate, Store]]:
+    """A Mosquitto with a TLS listener (the loopback CA) and an agent's buffer."""
+    certificate = loopback_certificate(tmp_path / "tls")
+    with (
+        Mosquitto(tmp_path / "broker", tls=certificate) as broker,
+        Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store,
+    ):
+        yield broker, certificate, store
+
+
+def tls_uplink(
+    store: Store, broker: Mosquitto, certificate: ServerCertificate, **settings: object
+) -> tuple[MqttUplink, Batcher]:
+    """The agent's MQTT uplink to the broker's TLS listener (with `settings` for [uplink]) and a batcher
+    that seals into the same store."""
+    sealed = asyncio.Event()
+    mqtt = {"host": "127.0.0.1", "port": broker.tls_port, "tls": True, "ca_file": certificate.ca_file}
+    config = UplinkConfig.model_validate({"mqtt": mqtt, "ack_timeout_s": 5, **settings})
+    uplink = MqttUplink(store, config, gateway_id="gw-test", sealed=sealed)
+    return uplink, batcher_for(store, "gw-test", sealed)
 
 
 def test_keepalive_stays_inside_the_nat_timeout() -> None:
@@ -49,22 +89,6 @@ def test_tcp_keepalive_probes_come_before_the_nat_timeout() -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
 
 
-def tls_uplink(
-    store: Store, broker: Mosquitto, certificate: ServerCertificate, **settings: object
-) -> tuple[MqttUplink, Batcher]:
-    """The agent's MQTT uplink to the broker's TLS listener (with `settings` for [uplink]) and a batcher
-    that seals into the same store."""
-    sealed = asyncio.Event()
-    mqtt = {"host": "127.0.0.1", "port": broker.tls_port, "tls": True, "ca_file": certificate.ca_file}
-    config = UplinkConfig.model_validate({"mqtt": mqtt, "ack_timeout_s": 5, **settings})
-    uplink = MqttUplink(store, config, gateway_id="gw-test", sealed=sealed)
-    batcher = Batcher(
-        store, gateway_id="gw-test", private_key=KEY, kid=wire.kid_for(KEY.public_key()), declare=wire.SeriesInfo,
-        due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)), max_readings=1000, sealed=sealed,
-    )  # fmt: skip
-    return uplink, batcher
-
-
 def test_an_idle_link_closes_reconnects_resumed_and_every_byte_is_counted(tmp_path: Path) -> None:
     """Two batches with a pause longer than the NAT timeout between them: the uplink counts the TCP bytes
     and segments of both connections, closes the idle link, and the second connect resumes TLS."""
@@ -73,7 +97,21 @@ def test_an_idle_link_closes_reconnects_resumed_and_every_byte_is_counted(tmp_pa
         Mosquitto(tmp_path / "broker", tls=certificate) as broker,
         Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store,
     ):
-        uplink, batcher = tls_uplink(store, broker, certificate, nat_timeout_s=0.5)
+        sealed = asyncio.Event()
+        config = UplinkConfig.model_validate(
+            {
+                "mqtt": {
+                    "host": "127.0.0.1",
+                    "port": broker.tls_port,
+                    "tls": True,
+                    "ca_file": certificate.ca_file,
+                },
+                "nat_timeout_s": 0.5,
+                "ack_timeout_s": 5,
+            }
+        )
+        uplink = MqttUplink(store, config, gateway_id="gw-test", sealed=sealed)
+        batcher = batcher_for(store, "gw-test", sealed)
 
         async def scenario() -> list[int]:
             task = asyncio.create_task(uplink.run())
@@ -104,6 +142,135 @@ def test_an_idle_link_closes_reconnects_resumed_and_every_byte_is_counted(tmp_pa
     assert traffic.today_bytes_on_air > traffic.tcp_bytes_sent + traffic.tcp_bytes_received
     assert traffic.today_bytes_per_reading is not None and traffic.today_bytes_per_reading > 1
     assert traffic.tls_resumed == 1
+
+
+class ResettingRelay:
+    """A TCP relay in front of the broker that can drop its connections with a reset, as an LTE loss does."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.accepted = 0
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = server
+        port: int = server.sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        self.cut()
+        self._server.close()
+        await self._server.wait_closed()
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()  # an RST to both sides
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        b_reader, b_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, b_writer]
+        with contextlib.suppress(OSError, ExceptionGroup):
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._pump(reader, b_writer))
+                tasks.create_task(self._pump(b_reader, writer))
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+
+def test_after_a_cut_the_link_stays_down_until_a_batch_is_due_then_resumes_tls(tmp_path: Path) -> None:
+    """An LTE drop right after a batch: the on-demand uplink does not reconnect (and pay a TLS handshake)
+    while nothing waits, however short its backoff; the next sealed batch opens a resumed connection."""
+    with tls_broker_and_store(tmp_path) as (broker, certificate, store):
+        sealed = asyncio.Event()
+        batcher = batcher_for(store, "gw-cut", sealed)
+
+        async def scenario() -> tuple[MqttUplink, list[int]]:
+            relay = ResettingRelay(broker.tls_port or 0)
+            mqtt = {
+                "host": "127.0.0.1",
+                "port": await relay.start(),
+                "tls": True,
+                "ca_file": certificate.ca_file,
+            }
+            config = UplinkConfig.model_validate({"mqtt": mqtt, "nat_timeout_s": 30, "ack_timeout_s": 5})
+            uplink = MqttUplink(store, config, gateway_id="gw-cut", sealed=sealed)
+            supervised = Supervised("uplink", uplink.run, Backoff(initial_s=0.05, cap_s=0.1))
+            task = asyncio.create_task(supervised.run())
+            accepted = []
+            for n in range(2):
+                store.submit([Reading("s1", "t", T0 + n * 1000 + i, float(i), "Cel") for i in range(50)])
+                await batcher.seal_due()
+                async with asyncio.timeout(10):
+                    while store.undelivered(limit=10):
+                        await asyncio.sleep(0.05)
+                relay.cut()
+                await asyncio.sleep(1.5)  # 15 backoffs or more: time enough to reconnect if it would
+                accepted.append(relay.accepted)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await relay.close()
+            return uplink, accepted
+
+        uplink, accepted = asyncio.run(scenario())
+    assert accepted == [1, 2]  # one connection per batch, none after either cut
+    stats = uplink.statistics()
+    assert stats.connects == 2 and stats.batches_acked == 2 and stats.state == "idle"
+    assert stats.traffic is not None and stats.traffic.tls_resumed == 1
+
+
+def test_closing_pays_when_the_next_seal_is_further_than_a_reconnect_in_keepalives() -> None:
+    """At NAT 300 s (probes every 270 s, 104 bytes each) a resumed reconnect (1,817 bytes) is worth 17
+    probe exchanges, a full one (2,848) 27."""
+    assert not closing_pays(4_500, 270, resumed=True)  # 16 probes: 1,664 bytes
+    assert closing_pays(4_900, 270, resumed=True)  # 18 probes: 1,872
+    assert not closing_pays(4_900, 270, resumed=False)
+    assert closing_pays(7_600, 270, resumed=False)  # 28 probes: 2,912
+
+
+def test_the_link_closes_after_the_puback_when_a_resumed_reconnect_is_cheaper(tmp_path: Path) -> None:
+    """NAT 300 s. The next seal 6,000 s away: 22 probe exchanges (2,288 bytes) cost more than resuming
+    the TLS session then (1,817), so the link closes right after the PUBACK instead of idling 300 s.
+    7,400 s away the broker's ticket (7,200 s) will have expired and a full connect (2,848) costs more
+    than 27 exchanges (2,808): the link stays up."""
+    with tls_broker_and_store(tmp_path) as (broker, certificate, store):
+        sealed = asyncio.Event()
+        batcher = batcher_for(store, "gw-quiet", sealed)
+        mqtt = {"host": "127.0.0.1", "port": broker.tls_port, "tls": True, "ca_file": certificate.ca_file}
+        config = UplinkConfig.model_validate({"mqtt": mqtt, "nat_timeout_s": 300, "ack_timeout_s": 5})
+
+        async def after_one_batch(quiet_s: float, n: int) -> tuple[str, int]:
+            uplink = MqttUplink(store, config, gateway_id="gw-quiet", sealed=sealed)
+            uplink.quiet_for = lambda: quiet_s
+            task = asyncio.create_task(uplink.run())
+            store.submit([Reading("s1", "t", T0 + n * 1000 + i, float(i), "Cel") for i in range(50)])
+            await batcher.seal_due()
+            async with asyncio.timeout(10):
+                while store.undelivered(limit=10):
+                    await asyncio.sleep(0.05)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):  # far less than the 300 s it would idle
+                    while uplink.state != "idle":
+                        await asyncio.sleep(0.05)
+            state = uplink.state
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return state, uplink.statistics().idle_disconnects
+
+        async def scenario() -> list[tuple[str, int]]:
+            return [await after_one_batch(6_000, 0), await after_one_batch(7_400, 1)]
+
+        assert asyncio.run(scenario()) == [("idle", 1), ("connected", 0)]
 
 
 #: TLS 1.3 record around each MQTT packet: header (5), inner content type (1), AEAD tag (16)
