@@ -57,6 +57,7 @@ class Delivery:
         self._rejected = 0
         self._readings = 0
         self._last_seq: int | None = None
+        self._last_epoch: bytes | None = None
 
     async def send_forever(
         self,
@@ -110,7 +111,9 @@ class Delivery:
         await asyncio.to_thread(self._store.mark_delivered, entry.seq, entry.epoch or None)
         self._acked += 1
         self._readings += entry.readings
-        self._last_seq = entry.seq
+        # batches in flight are acknowledged in any order: the status shows the newest of this epoch
+        if self._last_seq is None or entry.epoch != self._last_epoch or entry.seq > self._last_seq:
+            self._last_seq, self._last_epoch = entry.seq, entry.epoch
         self.delivered.set()
         log.info("batch delivered", seq=entry.seq, readings=entry.readings)
 

@@ -18,6 +18,7 @@ from buffer import Store, StoreOptions
 from gateway import wire
 from gateway.batcher import Batcher
 from gateway.sealing import SealingRules
+from gateway.uplink.delivery import Delivery
 from kernel.errors import UplinkError
 from kernel.model import Reading
 
@@ -101,3 +102,20 @@ async def test_a_link_lost_mid_batch_resends_what_was_not_acknowledged_byte_iden
     # cut off); the receiver deduplicates. Every batch went, and every copy is the bytes signed once.
     assert {entry.seq for entry in uplink.sent} == set(waiting)
     assert all(entry.blob == waiting[entry.seq] for entry in uplink.sent)
+
+
+async def test_the_status_shows_the_newest_acknowledged_batch_whatever_order_the_acks_came_in(
+    tmp_path: Path,
+) -> None:
+    """Up to max_inflight batches are in flight and their acknowledgements finish in any order (each
+    waits for its outbox delete in a thread): `last_acked_seq` must not go back to an older one."""
+    sealed = asyncio.Event()
+    with Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as store:
+        await seal(store, batcher(store, sealed), 0, 30)  # three batches
+        entries = store.undelivered(limit=10)
+        delivery = Delivery(store, sealed=sealed, max_inflight=4)
+        for entry in (entries[0], entries[2], entries[1]):
+            await delivery.acknowledged(entry)
+        stats = delivery.statistics("connected")
+    assert [e.seq for e in entries] == sorted(e.seq for e in entries) and len(entries) == 3
+    assert (stats.batches_acked, stats.readings_acked, stats.last_acked_seq) == (3, 30, entries[2].seq)
