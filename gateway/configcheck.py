@@ -79,6 +79,31 @@ def check_file(path: Path) -> tuple[GatewayConfig | None, list[Problem]]:
     return config, problems
 
 
+#: below this an idle gateway's heartbeats are most of its bill: in bench/air_bench.py's profile (c)
+#: one heartbeat cycle on a connect-on-demand link (resumed connect, the batch, its PUBACK, the close)
+#: costs about 3.5 KB on the air (14.1 KB/day at the default four a day)
+HEARTBEAT_FLOOR_S = 900.0
+HEARTBEAT_CYCLE_KB = 3.5
+
+
+def advice(config: GatewayConfig) -> list[Problem]:
+    """What validates but spends a data plan for little: warnings, not errors (tests and benchmarks
+    compress time on purpose)."""
+    found = []
+    beat = config.uplink.heartbeat_s
+    if 0 < beat < HEARTBEAT_FLOOR_S:
+        per_day = 86_400 / beat
+        found.append(
+            Problem(
+                "uplink.heartbeat_s",
+                f"{beat:g} s: an idle gateway would send {per_day:.0f} heartbeat batches a day, about"
+                f" {per_day * HEARTBEAT_CYCLE_KB:,.0f} KB on the air (the default 21600 s costs 14 KB;"
+                " 0 disables heartbeats)",
+            )
+        )
+    return found
+
+
 def _top_level(data: dict[str, Any], base_dir: Path) -> tuple[GatewayConfig | None, list[Problem]]:
     """Everything but the sensors (validated one by one), with its paths taken from the file's folder."""
     try:

@@ -27,10 +27,15 @@ def config_group() -> None:
 
 @config_group.command(name="check")
 @click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help='one JSON document: {"file", "ok", "errors": [...]}')
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='one JSON document: {"file", "ok", "errors": [...], "warnings": [...]}',
+)
 def config_check(file: Path | None, as_json: bool) -> None:
     """Check FILE (default: $GATEWAY_CONFIG or /etc/gateway/gateway.toml): exit 0, or every error and exit 2."""
-    from gateway.configcheck import check_file
+    from gateway.configcheck import advice, check_file
 
     configure_logging("warning", stream=sys.stderr)  # drivers' advice must not mix into --json
     path = chosen(file)
@@ -38,15 +43,21 @@ def config_check(file: Path | None, as_json: bool) -> None:
         click.echo(f"{path} does not exist: give FILE or set GATEWAY_CONFIG", err=True)
         sys.exit(EXIT_CONFIG)
     config, problems = check_file(path)
+    warnings = [] if config is None else advice(config)
     if as_json:
         errors = [{"where": p.where, "message": p.message} for p in problems]
-        click.echo(json.dumps({"file": str(path), "ok": not problems, "errors": errors}))
+        cautions = [{"where": w.where, "message": w.message} for w in warnings]
+        click.echo(
+            json.dumps({"file": str(path), "ok": not problems, "errors": errors, "warnings": cautions})
+        )
     elif problems:
         click.echo(f"{path}: {len(problems)} error{'s' if len(problems) > 1 else ''}", err=True)
         for problem in problems:
             click.echo(f"  {problem}", err=True)
     elif config is not None:
         click.echo(f"{path}: ok (gateway {config.gateway_id}, {len(config.sensors)} sensors)")
+        for warning in warnings:
+            click.echo(f"  warning: {warning}", err=True)
     if problems:
         sys.exit(EXIT_CONFIG)
 

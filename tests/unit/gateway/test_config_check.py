@@ -107,4 +107,18 @@ def test_a_good_file_passes(tmp_path: Path) -> None:
     path.write_text(tomlwriter.dumps(config))
     result = _check(path, "--json")
     assert result.returncode == 0, result.stdout
-    assert json.loads(result.stdout) == {"file": str(path), "ok": True, "errors": []}
+    assert json.loads(result.stdout) == {"file": str(path), "ok": True, "errors": [], "warnings": []}
+
+
+def test_a_heartbeat_that_would_spend_the_data_plan_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    private, _ = signing_key.generate_keypair(tmp_path / "keys")
+    path = tmp_path / "gateway.toml"
+    config = {"gateway_id": "gw-1", "key_file": str(private), "state_dir": str(tmp_path / "s"),
+              "uplink": {"heartbeat_s": 60}, "sensors": []}  # fmt: skip
+    path.write_text(tomlwriter.dumps(config))
+    result = _check(path, "--json")
+    assert result.returncode == 0, result.stdout
+    [warning] = json.loads(result.stdout)["warnings"]
+    assert warning["where"] == "uplink.heartbeat_s" and "1440 heartbeat batches a day" in warning["message"]
+    plain = _check(path)
+    assert plain.returncode == 0 and "warning: uplink.heartbeat_s: 60 s" in plain.stderr
