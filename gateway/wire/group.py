@@ -31,12 +31,11 @@ from gateway.wire.cose import SignedMessage
 from gateway.wire.readings import (
     EXCEPTIONS,
     FLOATS,
-    HEADS,
     QUALITY,
     TIMESTAMPS,
     PerTable,
     decode_readings,
-    int_list,
+    heads_of,
     read_sparse,
     segment_cumsum,
     series_counts,
@@ -168,7 +167,7 @@ def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
     _, quantised, _ = table_facts(series)
     q = quantised.tolist()
     live = sum(1 for c in counts if c > 0)
-    heads = int_list(body.get(HEADS), "readings heads")
+    heads = heads_of(body, counts)
     if len(heads) != live + sum(1 for c, k in zip(counts, q, strict=True) if c > 0 and k):
         return None  # decoded alone, which raises the exact error
     n = sum(counts)

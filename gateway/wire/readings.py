@@ -40,7 +40,9 @@ def encode_readings(
     heads = _heads(tq, q, starts, counts, quantised)
     first = np.zeros(sid.size, dtype=bool)
     first[starts[counts > 0]] = True
-    body: dict[int, Any] = {COUNTS: counts.tolist(), HEADS: heads}
+    # version 5: counts and heads in one int-column (a 57-s batch of 30 series: 33 bytes less after
+    # zstd than two CBOR arrays, whose 3- to 5-byte integers are mostly heads of 2-3 varint bytes)
+    body: dict[int, Any] = {COUNTS: intcol.pack(np.concatenate([counts, heads]))}
     dod = _delta_of_delta(tq, first)[~first]
     if dod.size:
         body[TIMESTAMPS] = intcol.pack(dod)
@@ -91,7 +93,7 @@ def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumn
     quantised = quantised_series[sid]
     first = np.zeros(n, dtype=bool)
     first[starts[live]] = True
-    t_heads, q_heads = _split_heads(body.get(HEADS), live, quantised_series)
+    t_heads, q_heads = _split_heads(heads_of(body, counts), live, quantised_series)
     dod = _scatter(n, ~first, _int_column(body, TIMESTAMPS, int((~first).sum())))
     delta = segment_cumsum(dod, starts, count)
     delta[first] = t_heads
@@ -102,14 +104,30 @@ def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumn
 
 
 def series_counts(body: dict[Any, Any], series: int) -> list[int]:
-    """The readings count of each series (key 0), checked: one non-negative count per series, at
-    most intcol.MAX_VALUES in all."""
-    counts = int_list(body.get(COUNTS), "readings counts")
+    """The readings count of each series, checked: one non-negative count per series, at most
+    intcol.MAX_VALUES in all. Versions 1-4: the array at key 0; version 5: the first `series`
+    integers of the int-column at key 0, the heads after them."""
+    item = body.get(COUNTS)
+    if isinstance(item, bytes):
+        if HEADS in body:
+            raise MalformedBatch("readings with counts and heads in one column carry no key 1")
+        counts: list[int] = intcol.unpack_any(item)[:series].tolist()
+    else:
+        counts = int_list(item, "readings counts")
     if len(counts) != series or any(c < 0 for c in counts):
         raise MalformedBatch("readings counts must give one non-negative count per series")
     if sum(counts) > intcol.MAX_VALUES:
         raise MalformedBatch(f"{sum(counts)} readings, more than the {intcol.MAX_VALUES} a batch may hold")
     return counts
+
+
+def heads_of(body: dict[Any, Any], counts: Sequence[int]) -> list[int]:
+    """The heads (3.2.1): the array at key 1 (versions 1-4), or what follows the counts in key 0."""
+    item = body.get(COUNTS)
+    if isinstance(item, bytes):
+        heads: list[int] = intcol.unpack_any(item)[len(counts) :].tolist()
+        return heads
+    return int_list(body.get(HEADS), "readings heads")
 
 
 T = TypeVar("T")
@@ -237,7 +255,7 @@ def _by_scale(scales: list[Scale], sid: IntArray) -> list[tuple[int | float, npt
 
 def _heads(
     tq: IntArray, q: IntArray, starts: IntArray, counts: IntArray, quantised: npt.NDArray[np.bool_]
-) -> list[int]:
+) -> IntArray:
     """First timestamps of the non-empty series, then first integers of the quantised ones.
 
     Each as the difference to the one before it (series of one batch start at similar times).
@@ -245,13 +263,13 @@ def _heads(
     live = starts[counts > 0]
     t_heads = np.diff(tq[live], prepend=0)
     q_heads = np.diff(q[live[quantised[live]]], prepend=0)
-    return [*t_heads.tolist(), *q_heads.tolist()]
+    return np.concatenate([t_heads, q_heads])
 
 
 def _split_heads(
-    item: object, live: npt.NDArray[np.bool_], quantised_series: npt.NDArray[np.bool_]
+    item: list[int], live: npt.NDArray[np.bool_], quantised_series: npt.NDArray[np.bool_]
 ) -> tuple[IntArray, IntArray]:
-    heads = _int64(int_list(item, "readings heads"))
+    heads = _int64(item)
     n_t = int(live.sum())
     n_q = int((live & quantised_series).sum())
     if heads.size != n_t + n_q:

@@ -1,0 +1,115 @@
+"""The fixed bytes of a small batch (issue 18, profile (b): 30 series of 57 readings a batch):
+version 5's counts and heads in one int-column (docs/wire-format.md, 3.2 and 3.2.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.wire import (
+    Keyring,
+    ReadingColumns,
+    SeriesInfo,
+    encode_batch,
+    intcol,
+    kid_for,
+    sign,
+    verify_and_decode,
+)
+from gateway.wire import body as body_codec
+from gateway.wire.body import body_cbor
+from gateway.wire.readings import decode_readings, heads_of, series_counts
+from kernel.errors import MalformedBatch
+
+KEY = Ed25519PrivateKey.from_private_bytes(b"\x18" * 32)
+KID = kid_for(KEY.public_key())
+T0 = 1_796_531_454_000
+#: profile (b)'s table: 10 sensors x air pressure, dew point, IR temperature
+TABLE = tuple(
+    SeriesInfo(f"s{i}", quantity, unit, resolution, 100)
+    for quantity, unit, resolution in (("air_pressure", "kPa", 1e-5), ("dew_point", "Cel", 0.01), ("ir_temp", "Cel", 0.01))
+    for i in range(10)
+)  # fmt: skip
+
+
+def profile_b_batch(seed: int = 18) -> ReadingColumns:
+    """57 readings a second apart per series, random walks around each quantity's level."""
+    rng = np.random.default_rng(seed)
+    level = {"air_pressure": 101.3, "dew_point": 4.0, "ir_temp": 12.0}
+    parts = []
+    for s, info in enumerate(TABLE):
+        start = level[info.quantity] + rng.normal(0, 1.0)
+        resolution = info.resolution or 1.0
+        walk = np.round((start + np.cumsum(rng.normal(0, 2 * resolution, 57))) / resolution) * resolution
+        ts = T0 + 100 * rng.integers(0, 10) + 1000 * np.arange(57)
+        parts.append((np.full(57, s), ts, walk))
+    series, ts, value = (np.concatenate(c) for c in zip(*parts, strict=True))
+    return ReadingColumns(
+        series.astype(np.int32), ts.astype(np.int64), value, np.zeros(series.size, np.uint16)
+    )
+
+
+def readings_map(columns: ReadingColumns) -> dict[int, Any]:
+    body = encode_batch(
+        gateway_id="gw-b", seq=2, created_ms=T0, series=TABLE, readings=columns, epoch=bytes(16)
+    )
+    fields = cbor2.loads(body_cbor(body))
+    assert isinstance(fields, dict)
+    return fields[body_codec.READINGS]  # type: ignore[no-any-return]
+
+
+def as_version_4(readings: dict[int, Any]) -> dict[int, Any]:
+    """The same readings map with counts and heads as the two arrays of versions 1 to 4."""
+    counts = series_counts(readings, len(TABLE))
+    return {**readings, 0: counts, 1: heads_of(readings, counts)}
+
+
+def test_counts_and_heads_travel_in_one_column_that_costs_less_than_two_arrays() -> None:
+    columns = profile_b_batch()
+    readings = readings_map(columns)
+    assert isinstance(readings[0], bytes) and 1 not in readings
+    fields = {0: 5, 2: 2, 3: T0 // 1000, 11: bytes(8), body_codec.READINGS: readings}
+    ours = len(body_codec._smallest_frame(fields, None))
+    arrays = len(body_codec._smallest_frame({**fields, body_codec.READINGS: as_version_4(readings)}, None))
+    assert arrays - ours >= 20  # 33 bytes a batch on the benchmark's real readings (docs/lte.md)
+
+
+def test_both_layouts_decode_to_the_same_readings() -> None:
+    columns = profile_b_batch(7)
+    readings = readings_map(columns)
+    new, old = decode_readings(readings, TABLE), decode_readings(as_version_4(readings), TABLE)
+    order = np.lexsort((columns.ts_ms, columns.series))
+    for got in (new, old):
+        assert np.array_equal(got.series, columns.series[order])
+        assert np.array_equal(got.ts_ms, columns.ts_ms[order])
+        assert np.allclose(got.value, columns.value[order], rtol=0, atol=1e-9)
+
+
+def _signed_with(readings: dict[int, Any]) -> bytes:
+    fields = {0: 5, 2: 2, 3: T0 // 1000, 4: [["s", 0, 0, 2]], body_codec.READINGS: readings}
+    return sign(cbor2.dumps(fields), KEY, KID)
+
+
+def _one_series_map(ints: list[int]) -> dict[int, Any]:
+    return {0: intcol.pack_varints(np.array(ints, np.int64)), 2: b"\x00\x00"}
+
+
+@pytest.mark.parametrize(
+    ("readings", "why"),
+    [
+        ({**_one_series_map([2, 17965314549, 1234]), 1: [17965314549, 1234]}, "no key 1"),
+        (_one_series_map([]), "one non-negative count per series"),
+        (_one_series_map([-2, 17965314549, 1234]), "one non-negative count per series"),
+        (_one_series_map([2, 17965314549]), "heads hold 1 values, the counts need 2"),
+        (_one_series_map([2, 17965314549, 1234, 5]), "heads hold 3 values, the counts need 2"),
+    ],
+)
+def test_a_counts_and_heads_column_that_does_not_fit_is_malformed(readings: dict[int, Any], why: str) -> None:
+    keys = Keyring()
+    keys.add("gw-b", KEY.public_key())
+    with pytest.raises(MalformedBatch, match=why):
+        verify_and_decode(_signed_with(readings), keys)
