@@ -35,6 +35,7 @@ from gateway.wire.readings import (
     TIMESTAMPS,
     PerTable,
     decode_readings,
+    flagged,
     heads_of,
     read_sparse,
     segment_cumsum,
@@ -237,15 +238,7 @@ def _exceptions(body: dict[Any, Any], n: int) -> tuple[IntArray, bytes] | None:
 
 
 def _quality(body: dict[Any, Any], n: int) -> tuple[IntArray, npt.NDArray[np.uint16]] | None:
-    if body.get(QUALITY) is None:
-        return None
-    where, packed = read_sparse(body[QUALITY], n, "quality")
-    if not isinstance(packed, bytes):
-        raise ValueError("quality values must be a byte string")
-    flags = intcol.unpack(packed, where.size)
-    if flags.size and (flags.min() < 0 or flags.max() > 0xFFFF):
-        raise ValueError("quality flags must fit in 16 bits")
-    return where, flags.astype(np.uint16)
+    return None if body.get(QUALITY) is None else flagged(body[QUALITY], n)
 
 
 def _decode_together(plans: list[_Plan]) -> list[ReadingColumns]:

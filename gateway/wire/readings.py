@@ -48,7 +48,7 @@ def encode_readings(
         body[TIMESTAMPS] = intcol.pack(dod)
     intervals = _typical_intervals(tq * tres, starts, counts)
     delta = _delta(q, first)
-    body.update(steps.encode_steps(delta, starts, counts, scales, intervals))
+    body.update(_grids_packed(steps.encode_steps(delta, starts, counts, scales, intervals)))
     _add_sparse_columns(body, readings, order, quantised, exceptions)
 
     def plain() -> dict[int, Any]:
@@ -72,7 +72,13 @@ def _add_sparse_columns(
     quality = readings.quality[order]
     if quality.any():
         where = np.flatnonzero(quality)
-        body[QUALITY] = [intcol.pack(np.diff(where, prepend=0)), intcol.pack(quality[where])]
+        positions = [intcol.pack(np.diff(where, prepend=0)), intcol.pack(quality[where])]
+        runs = _quality_runs(quality)
+        # runs pay where flags come in stretches (a sensor out of range for minutes: profile (b)'s
+        # dew point, 7 bytes less a batch), positions where they are scattered
+        body[QUALITY] = (
+            runs if intcol.final_size(runs) < sum(map(intcol.final_size, positions)) else positions
+        )
     if exceptions.any():
         where = np.flatnonzero(exceptions)
         values = readings.value[order][where].astype("<f8").tobytes()
@@ -83,6 +89,7 @@ def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumn
     """Columns from a readings map; MalformedBatch on anything inconsistent."""
     if not isinstance(body, dict):
         raise MalformedBatch("readings must be a map")
+    body = grids_listed(body)
     counts = series_counts(body, len(series))
     count = np.array(counts, dtype=np.int64)
     n = sum(counts)
@@ -204,18 +211,68 @@ def _decode_values(
     return values
 
 
-def _decode_quality(sparse: object, n: int) -> npt.NDArray[np.uint16]:
+def _decode_quality(item: object, n: int) -> npt.NDArray[np.uint16]:
     quality = np.zeros(n, dtype=np.uint16)
-    if sparse is None:
-        return quality
-    where, packed = read_sparse(sparse, n, "quality")
+    if item is not None:
+        where, flags = flagged(item, n)
+        quality[where] = flags
+    return quality
+
+
+def flagged(item: object, n: int) -> tuple[IntArray, npt.NDArray[np.uint16]]:
+    """The positions of the readings with nonzero quality flags and their flags (3.2.7): from
+    [positions, flags], or (version 5) from the runs of equal flags in one int-column."""
+    if isinstance(item, bytes):
+        quality = _quality_of_runs(item, n)
+        where = np.flatnonzero(quality)
+        return where, quality[where]
+    where, packed = read_sparse(item, n, "quality")
     if not isinstance(packed, bytes):
         raise MalformedBatch("quality values must be a byte string")
     flags = intcol.unpack(packed, where.size)
     if flags.size and (flags.min() < 0 or flags.max() > 0xFFFF):
         raise MalformedBatch("quality flags must fit in 16 bits")
-    quality[where] = flags
-    return quality
+    return where, flags.astype(np.uint16)
+
+
+def _quality_runs(quality: npt.NDArray[np.uint16]) -> bytes:
+    """Version 5's run form of the quality flags: the r run lengths, then the flags of each run."""
+    flags = quality.astype(np.int64)
+    starts = np.flatnonzero(np.diff(flags, prepend=-1))
+    lengths = np.diff(starts, append=flags.size)
+    return intcol.pack(np.concatenate([lengths, flags[starts]]))
+
+
+def _quality_of_runs(packed: bytes, n: int) -> npt.NDArray[np.uint16]:
+    ints = intcol.unpack_any(packed)
+    runs = ints.size // 2
+    lengths, flags = ints[:runs], ints[runs:]
+    if ints.size % 2 or lengths.min(initial=1) < 1 or lengths.max(initial=0) > n or int(lengths.sum()) != n:
+        raise MalformedBatch(f"quality runs must be run lengths of at least 1 adding up to {n}, then flags")
+    if flags.size and (flags.min() < 0 or flags.max() > 0xFFFF):
+        raise MalformedBatch("quality flags must fit in 16 bits")
+    return np.repeat(flags.astype(np.uint16), lengths)
+
+
+def _grids_packed(entries: dict[int, Any]) -> dict[int, Any]:
+    """Version 5 writes key 7's [series, a, j] triples as one int-column: every series, then every
+    a, then every j (profile (b)'s ten pressure grids: 9 bytes less a batch after zstd)."""
+    if steps.LATTICES in entries:
+        triples = np.array(entries[steps.LATTICES], dtype=np.int64)
+        entries[steps.LATTICES] = intcol.pack(triples.T.ravel())
+    return entries
+
+
+def grids_listed(body: dict[Any, Any]) -> dict[Any, Any]:
+    """The readings map with key 7 as the [series, a, j] triples steps.py reads (versions 1-4 carry
+    them so; version 5 packs them, `_grids_packed`)."""
+    packed = body.get(steps.LATTICES)
+    if not isinstance(packed, bytes):
+        return body
+    ints = intcol.unpack_any(packed)
+    if ints.size == 0 or ints.size % 3:
+        raise MalformedBatch("readings grids must hold series, a and j for one or more series")
+    return {**body, steps.LATTICES: ints.reshape(3, -1).T.tolist()}
 
 
 def read_sparse(item: object, n: int, what: str) -> tuple[IntArray, object]:

@@ -1,5 +1,6 @@
 """The fixed bytes of a small batch (issue 18, profile (b): 30 series of 57 readings a batch):
-version 5's counts and heads in one int-column (docs/wire-format.md, 3.2 and 3.2.1)."""
+version 5's counts and heads in one int-column, its grids packed, its quality flags as runs
+(docs/wire-format.md, 3.2, 3.2.1, 3.2.4 and 3.2.7)."""
 
 from __future__ import annotations
 
@@ -94,8 +95,12 @@ def _signed_with(readings: dict[int, Any]) -> bytes:
     return sign(cbor2.dumps(fields), KEY, KID)
 
 
+def _column(ints: list[int]) -> bytes:
+    return intcol.pack_varints(np.array(ints, np.int64))
+
+
 def _one_series_map(ints: list[int]) -> dict[int, Any]:
-    return {0: intcol.pack_varints(np.array(ints, np.int64)), 2: b"\x00\x00"}
+    return {0: _column(ints), 2: b"\x00\x00", 3: [b"\x00\x00"]}
 
 
 @pytest.mark.parametrize(
@@ -106,6 +111,10 @@ def _one_series_map(ints: list[int]) -> dict[int, Any]:
         (_one_series_map([-2, 17965314549, 1234]), "one non-negative count per series"),
         (_one_series_map([2, 17965314549]), "heads hold 1 values, the counts need 2"),
         (_one_series_map([2, 17965314549, 1234, 5]), "heads hold 3 values, the counts need 2"),
+        ({**_one_series_map([2, 17965314549, 1234]), 5: _column([1, 2, 0, 32])}, "adding up to 2"),
+        ({**_one_series_map([2, 17965314549, 1234]), 5: _column([1, 1, 0])}, "adding up to 2"),
+        ({**_one_series_map([2, 17965314549, 1234]), 5: _column([2, 1 << 16])}, "fit in 16 bits"),
+        ({**_one_series_map([2, 17965314549, 1234]), 7: _column([0, 50])}, "series, a and j"),
     ],
 )
 def test_a_counts_and_heads_column_that_does_not_fit_is_malformed(readings: dict[int, Any], why: str) -> None:
@@ -113,3 +122,16 @@ def test_a_counts_and_heads_column_that_does_not_fit_is_malformed(readings: dict
     keys.add("gw-b", KEY.public_key())
     with pytest.raises(MalformedBatch, match=why):
         verify_and_decode(_signed_with(readings), keys)
+
+
+def test_a_sensor_out_of_range_for_minutes_costs_its_flags_as_runs() -> None:
+    """Profile (b)'s dew point file is beyond its limits 60 % of the time, in stretches."""
+    columns = profile_b_batch(3)
+    quality = np.zeros(len(columns), np.uint16)
+    dew_point = np.flatnonzero((columns.series >= 10) & (columns.series < 20))
+    quality[dew_point[100:440]] = 32
+    flagged = ReadingColumns(columns.series, columns.ts_ms, columns.value, quality)
+    readings = readings_map(flagged)
+    assert isinstance(readings[5], bytes)
+    order = np.lexsort((columns.ts_ms, columns.series))
+    assert np.array_equal(decode_readings(readings, TABLE).quality, quality[order])

@@ -184,7 +184,11 @@ def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, 
     t_heads = np.cumsum(heads[: len(live)]).tolist()
     q_heads = np.cumsum(heads[len(live) :]).tolist()
     dods = iter(int_column(r[2]) if 2 in r else [])
-    grids = {g[0]: (g[1], g[2]) for g in r.get(7, [])}
+    triples = r.get(7, [])
+    if isinstance(triples, bytes):  # version 5: every series, then every a, then every j
+        packed = int_column(triples)
+        triples = [packed[i :: len(packed) // 3] for i in range(len(packed) // 3)]
+    grids = {g[0]: (g[1], g[2]) for g in triples}
     plain_series = [s for s in quantised if counts[s] > 1 and s not in grids]
     groups = r.get(9, [0] * len(plain_series))
     group_of = dict(zip(plain_series, groups, strict=True))
@@ -218,7 +222,12 @@ def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, 
     if 6 in r:
         for at, value in zip(positions(r[6][0]), float64s(r[6][1]), strict=True):
             out[at] = (*out[at][:2], value, 0)
-    if 5 in r:
+    if 5 in r and isinstance(r[5], bytes):  # version 5's runs: r lengths, then r flags
+        runs = int_column(r[5])
+        half = len(runs) // 2
+        flag_of = [f for length, f in zip(runs[:half], runs[half:], strict=True) for _ in range(length)]
+        out = [(*row[:3], f) for row, f in zip(out, flag_of, strict=True)]
+    elif 5 in r:
         for at, flags in zip(positions(r[5][0]), int_column(r[5][1]), strict=True):
             out[at] = (*out[at][:3], flags)
     return out
@@ -424,10 +433,35 @@ def test_the_sample_exercises_every_part_of_the_format() -> None:
     # every readings key, grids, groups, predictors included (version 5 has its heads in key 0)
     assert set(body[5]) == set(range(11)) - {1}
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
-    columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
+    quality = [body[5][5]] if isinstance(body[5][5], bytes) else body[5][5]  # runs or positions
+    columns = [body[5][2], *body[5][3], *quality, body[5][6][0], *body[6][1:7], *body[6][13:]]
     assert {0, 1, 3} <= {column[0] for column in columns}  # varints, Huffman, sparse (2: see below)
     assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
-    assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
+    assert int_column(body[5][7]) == [1, 50, 3]  # the pressure series rides a grid (series, a, j)
+
+
+@pytest.mark.parametrize("form", [bytes, list])
+def test_reference_decoder_reads_both_forms_of_quality_flags(form: type) -> None:
+    """Runs for a sensor out of range for 300 readings, positions for 20 scattered flags."""
+    key = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
+    rng = np.random.default_rng(3)
+    quality = np.zeros(500, np.uint16)
+    if form is bytes:
+        quality[100:400] = 32
+    else:
+        quality[rng.choice(500, 20, replace=False)] = rng.integers(1, 64, 20)
+    columns = ReadingColumns(
+        series=np.zeros(500, np.int32),
+        ts_ms=T0 + 1000 * np.arange(500),
+        value=np.round(np.sin(np.arange(500) / 20), 2),
+        quality=quality,
+    )
+    table = [SeriesInfo("dew-1", "dew_point", "Cel", 0.01, 1000)]
+    body = encode_batch(gateway_id="gw-spec", seq=1, created_ms=T0, series=table, readings=columns)
+    blob = sign(body, key, kid_for(key.public_key()))
+    assert isinstance(cbor2.loads(body_of(cbor2.loads(blob).value[2]))[5][5], form)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert [q for _, _, _, q in reference_decode(blob, raw)["readings"]] == quality.tolist()
 
 
 def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any]) -> None:
