@@ -41,6 +41,7 @@ from gateway.wire.readings import (
     segment_cumsum,
     series_counts,
     table_facts,
+    time_origin,
 )
 from gateway.wire.verify import batch_of, check_signer, verify_message
 from kernel.errors import WireError
@@ -65,7 +66,7 @@ def verify_group(items: Sequence[Item]) -> list[Batch | WireError]:
     readings = dict(
         zip(
             (i for i, _ in deferred),
-            decode_readings_group([(b.readings_item, b.series) for _, b in deferred]),
+            decode_readings_group([(b.readings_item, b.series, b.readings_origin_s) for _, b in deferred]),
             strict=True,
         )
     )
@@ -115,20 +116,20 @@ class _Plan:
 
 
 def decode_readings_group(
-    items: Sequence[tuple[object, Sequence[SeriesInfo]]],
+    items: Sequence[tuple[object, Sequence[SeriesInfo], int]],
 ) -> list[ReadingColumns | None]:
-    """`decode_readings(map, series)` of each item (no readings for an absent map), None for each
+    """`decode_readings(map, series, created_s)` of each item (no readings for an absent map), None for each
     that is malformed or, when the joint decoding fails, for all (then each is decoded alone)."""
     out: list[ReadingColumns | None] = [None] * len(items)
     plans: list[tuple[int, _Plan]] = []
-    for i, (item, series) in enumerate(items):
+    for i, (item, series, created_s) in enumerate(items):
         try:
             if item is None:
                 out[i] = ReadingColumns.empty()
-            elif (plan := _plan(item, series)) is not None:
+            elif (plan := _plan(item, series, created_s)) is not None:
                 plans.append((i, plan))
             else:
-                out[i] = decode_readings(item, series)
+                out[i] = decode_readings(item, series, created_s)
         except Exception:  # decoded alone later: that path raises the exact error
             continue
     for chunk in _chunks(plans):
@@ -160,7 +161,7 @@ def _chunks(plans: list[tuple[int, _Plan]]) -> list[list[tuple[int, _Plan]]]:
     return chunks
 
 
-def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
+def _plan(body: object, series: Sequence[SeriesInfo], created_s: int) -> _Plan | None:
     """The batch's columns, checked; None for a shape the group path does not take."""
     if not isinstance(body, dict) or not _usual_shape(body):
         return None
@@ -168,7 +169,7 @@ def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
     _, quantised, _ = table_facts(series)
     q = quantised.tolist()
     live = sum(1 for c in counts if c > 0)
-    heads = heads_of(body, counts)
+    heads = heads_of(body, counts, time_origin(created_s, counts, series))
     if len(heads) != live + sum(1 for c, k in zip(counts, q, strict=True) if c > 0 and k):
         return None  # decoded alone, which raises the exact error
     n = sum(counts)

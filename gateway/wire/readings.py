@@ -20,9 +20,11 @@ IntArray = npt.NDArray[np.int64]
 
 
 def encode_readings(
-    readings: ReadingColumns, series: Sequence[SeriesInfo]
+    readings: ReadingColumns, series: Sequence[SeriesInfo], created_s: int = 0
 ) -> tuple[dict[int, Any], Callable[[], dict[int, Any]]]:
     """The readings map: per-series heads, delta-of-delta timestamps, value deltas, float64 bytes.
+
+    `created_s` is the batch's creation time (version 5): the first timestamp head is relative to it.
 
     Two of them: with the columns chosen by size, and (made when called) *plain*: timestamps and
     steps as varints, no predictors, grids or groups, the writer's fallback (`body._smallest_frame`).
@@ -38,6 +40,8 @@ def encode_readings(
     tq = np.floor_divide(readings.ts_ms[order] + tres // 2, tres)
     q, exceptions = _quantise_all(readings.value[order], sid, scales, quantised)
     heads = _heads(tq, q, starts, counts, quantised)
+    if heads.size:
+        heads[0] -= time_origin(created_s, counts.tolist(), series)
     first = np.zeros(sid.size, dtype=bool)
     first[starts[counts > 0]] = True
     # version 5: counts and heads in one int-column (a 57-s batch of 30 series: 33 bytes less after
@@ -85,8 +89,9 @@ def _add_sparse_columns(
         body[EXCEPTIONS] = [intcol.pack(np.diff(where, prepend=0)), values]
 
 
-def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumns:
-    """Columns from a readings map; MalformedBatch on anything inconsistent."""
+def decode_readings(body: object, series: Sequence[SeriesInfo], created_s: int = 0) -> ReadingColumns:
+    """Columns from a readings map; MalformedBatch on anything inconsistent. `created_s`: the creation
+    time of a version-5 batch (the origin of its first timestamp head), 0 for versions 1 to 4."""
     if not isinstance(body, dict):
         raise MalformedBatch("readings must be a map")
     body = grids_listed(body)
@@ -100,7 +105,8 @@ def decode_readings(body: object, series: Sequence[SeriesInfo]) -> ReadingColumn
     quantised = quantised_series[sid]
     first = np.zeros(n, dtype=bool)
     first[starts[live]] = True
-    t_heads, q_heads = _split_heads(heads_of(body, counts), live, quantised_series)
+    origin = time_origin(created_s, counts, series)
+    t_heads, q_heads = _split_heads(heads_of(body, counts, origin), live, quantised_series)
     dod = _scatter(n, ~first, _int_column(body, TIMESTAMPS, int((~first).sum())))
     delta = segment_cumsum(dod, starts, count)
     delta[first] = t_heads
@@ -128,13 +134,28 @@ def series_counts(body: dict[Any, Any], series: int) -> list[int]:
     return counts
 
 
-def heads_of(body: dict[Any, Any], counts: Sequence[int]) -> list[int]:
-    """The heads (3.2.1): the array at key 1 (versions 1-4), or what follows the counts in key 0."""
+def heads_of(body: dict[Any, Any], counts: Sequence[int], origin: int = 0) -> list[int]:
+    """The heads (3.2.1): the array at key 1 (versions 1-4), or what follows the counts in key 0,
+    with `origin` (`time_origin`) added to the first (wrapping as int64 does)."""
     item = body.get(COUNTS)
     if isinstance(item, bytes):
         heads: list[int] = intcol.unpack_any(item)[len(counts) :].tolist()
-        return heads
-    return int_list(body.get(HEADS), "readings heads")
+    else:
+        heads = list(int_list(body.get(HEADS), "readings heads"))
+    if origin and heads:
+        heads[0] = (heads[0] + origin + 2**63) % 2**64 - 2**63
+    return heads
+
+
+def time_origin(created_s: int, counts: Sequence[int], series: Sequence[SeriesInfo]) -> int:
+    """What version 5's first timestamp head is relative to: the creation time in the time resolution
+    of the first series with readings, floor(1000 * created_s / resolution) (3.2.1). The absolute
+    head of a 57-s batch of profile (b) is a 6-byte varint, the relative one 2 (5 bytes a batch less
+    after zstd); 0 when `created_s` is (versions 1 to 4) or no series has readings."""
+    first = next((s for s, c in enumerate(counts) if c > 0), None)
+    if not created_s or first is None:
+        return 0
+    return created_s * 1000 // int(series[first].time_resolution_ms)
 
 
 T = TypeVar("T")

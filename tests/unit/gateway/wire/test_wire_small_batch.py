@@ -23,7 +23,7 @@ from gateway.wire import (
 )
 from gateway.wire import body as body_codec
 from gateway.wire.body import body_cbor
-from gateway.wire.readings import decode_readings, heads_of, series_counts
+from gateway.wire.readings import decode_readings, heads_of, series_counts, time_origin
 from kernel.errors import MalformedBatch
 
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x18" * 32)
@@ -64,9 +64,10 @@ def readings_map(columns: ReadingColumns) -> dict[int, Any]:
 
 
 def as_version_4(readings: dict[int, Any]) -> dict[int, Any]:
-    """The same readings map with counts and heads as the two arrays of versions 1 to 4."""
+    """The same readings map with counts and heads as the two arrays of versions 1 to 4 (whose first
+    timestamp head is absolute)."""
     counts = series_counts(readings, len(TABLE))
-    return {**readings, 0: counts, 1: heads_of(readings, counts)}
+    return {**readings, 0: counts, 1: heads_of(readings, counts, time_origin(T0 // 1000, counts, TABLE))}
 
 
 def test_counts_and_heads_travel_in_one_column_that_costs_less_than_two_arrays() -> None:
@@ -82,7 +83,7 @@ def test_counts_and_heads_travel_in_one_column_that_costs_less_than_two_arrays()
 def test_both_layouts_decode_to_the_same_readings() -> None:
     columns = profile_b_batch(7)
     readings = readings_map(columns)
-    new, old = decode_readings(readings, TABLE), decode_readings(as_version_4(readings), TABLE)
+    new, old = decode_readings(readings, TABLE, T0 // 1000), decode_readings(as_version_4(readings), TABLE)
     order = np.lexsort((columns.ts_ms, columns.series))
     for got in (new, old):
         assert np.array_equal(got.series, columns.series[order])
@@ -134,4 +135,21 @@ def test_a_sensor_out_of_range_for_minutes_costs_its_flags_as_runs() -> None:
     readings = readings_map(flagged)
     assert isinstance(readings[5], bytes)
     order = np.lexsort((columns.ts_ms, columns.series))
-    assert np.array_equal(decode_readings(readings, TABLE).quality, quality[order])
+    assert np.array_equal(decode_readings(readings, TABLE, T0 // 1000).quality, quality[order])
+
+
+@pytest.mark.parametrize("created_ms", [T0 + 57_000, T0 + 86_400_000 * 3, T0 - 3_600_000])
+def test_the_first_timestamp_head_is_relative_to_the_creation_time(created_ms: int) -> None:
+    """At the end of its 57 s a batch's first head is a few hundred units of 100 ms, not 1.8e10;
+    a backlog sealed days later, or a clock stepped back, still decodes to the same times."""
+    columns = profile_b_batch(11)
+    body = encode_batch(
+        gateway_id="gw-b", seq=2, created_ms=created_ms, series=TABLE, readings=columns, epoch=bytes(16)
+    )
+    first_head = int(intcol.unpack_any(cbor2.loads(body_cbor(body))[5][0])[len(TABLE)])
+    expected = int(columns.ts_ms[columns.series == 0].min()) // 100 - created_ms // 100
+    assert first_head == expected
+    keys = Keyring()
+    keys.add("gw-b", KEY.public_key())
+    decoded = verify_and_decode(sign(body, KEY, KID), keys).readings
+    assert np.array_equal(decoded.ts_ms, columns.ts_ms[np.lexsort((columns.ts_ms, columns.series))])

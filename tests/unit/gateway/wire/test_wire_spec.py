@@ -172,8 +172,9 @@ def float64s(data: bytes) -> list[float]:
     return [struct.unpack("<d", data[i : i + 8])[0] for i in range(0, len(data), 8)]
 
 
-def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, float, int]]:
-    """Section 3.2: [(series, ts_ms, value, quality)] in wire order."""
+def readings(r: dict[int, Any], table: list[list[Any]], created_s: int) -> list[tuple[int, int, float, int]]:
+    """Section 3.2: [(series, ts_ms, value, quality)] in wire order; `created_s`: version 5's creation
+    time, the origin of the first timestamp head (3.2.1)."""
     if isinstance(r[0], bytes):  # version 5: one int-column, the counts then the heads
         counts, heads = int_column(r[0])[: len(table)], int_column(r[0])[len(table) :]
     else:
@@ -181,6 +182,8 @@ def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, 
     series_of = [s for s, c in enumerate(counts) for _ in range(c)]
     live = [s for s, c in enumerate(counts) if c]
     quantised = [s for s in live if table[s][3] is not None]
+    if live:
+        heads = [heads[0] + created_s * 1000 // table[live[0]][4], *heads[1:]]
     t_heads = np.cumsum(heads[: len(live)]).tolist()
     q_heads = np.cumsum(heads[len(live) :]).tolist()
     dods = iter(int_column(r[2]) if 2 in r else [])
@@ -313,7 +316,7 @@ def reference_decode(
         "created_ms": body[3] * 1000 if v5 else body[3],
         "series": table,
         "catalogue": catalogue if body[0] >= 4 else None,
-        "readings": readings(body[5], table) if 5 in body else [],
+        "readings": readings(body[5], table, body[3] if v5 else 0) if 5 in body else [],
         "windows": windows(body[6]) if 6 in body else None,
         "gaps": body.get(7, []),
         "events": body.get(8, []),
