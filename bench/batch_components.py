@@ -5,7 +5,9 @@ AIR_BENCH_PROFILES=b`, then `receiver.db` in the kept folder), cuts them into th
 (bench/air_batch_lengths.py's cut: catalogue referred to, series in catalogue order), and for each
 part of the body re-compresses the body without it (`body._smallest_frame`, the writer's own choice
 of frame). A part's cost is the mean of what its removal saves, so the parts do not add up exactly to
-the body (zstd codes them together). `envelope` is the signed batch less its body.
+the body (zstd codes them together). `envelope` is the signed batch less its body. `zstd dictionary
+(first body)` is what the later batches would save compressed with the first batch's body as a zstd
+dictionary: an estimate of state declared once for the value columns, not part of the format.
 
 Usage: `.venv/bin/python bench/batch_components.py RECEIVER_DB [LENGTH_S]`. Prints one line per part,
 then ONE JSON object as the last line.
@@ -59,6 +61,25 @@ PARTS: dict[str, Callable[[Body], Body]] = {
 }
 
 
+def dictionary_saving(bodies: list[bytes]) -> float:
+    """What each later body would save compressed with the first one's CBOR as a zstd dictionary
+    (state a declaring batch could leave at a receiver, the way a catalogue does; not in the format)."""
+    dictionary = zstandard.ZstdCompressionDict(
+        cbor2.dumps(body_of(bodies[0])), dict_type=zstandard.DICT_TYPE_RAWCONTENT
+    )
+    saved = 0
+    for payload in bodies[1:]:
+        raw = cbor2.dumps(body_of(payload))
+        with_dictionary = min(
+            len(
+                zstandard.ZstdCompressor(level=level, dict_data=dictionary, write_dict_id=False).compress(raw)
+            )
+            for level in body_codec.SMALL_BODY_LEVELS
+        )
+        saved += len(payload) - with_dictionary
+    return saved / max(1, len(bodies) - 1)
+
+
 def body_of(payload: bytes) -> Body:
     """The body map of a signed batch's payload (a zstd frame or plain CBOR)."""
     if payload[:4] == b"\x28\xb5\x2f\xfd":
@@ -104,6 +125,7 @@ def main() -> None:
         for name, cut in PARTS.items():
             totals[name] += whole - len(body_codec._smallest_frame(cut(fields), None))
     result = {name: round(total / len(bodies), 1) for name, total in totals.items()}
+    result["zstd dictionary (first body)"] = round(dictionary_saving(bodies), 1)
     result["readings_per_batch"] = round(readings / len(bodies), 1)
     result["batches"] = len(bodies)
     for name, value in result.items():
