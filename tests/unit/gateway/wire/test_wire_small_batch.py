@@ -10,8 +10,11 @@ import cbor2
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.wire import (
+    Batch,
     Keyring,
     ReadingColumns,
     SeriesInfo,
@@ -23,6 +26,8 @@ from gateway.wire import (
 )
 from gateway.wire import body as body_codec
 from gateway.wire.body import body_cbor
+from gateway.wire.cose import parse_sign1
+from gateway.wire.group import verify_group
 from gateway.wire.readings import decode_readings, heads_of, series_counts, time_origin
 from kernel.errors import MalformedBatch
 
@@ -153,3 +158,39 @@ def test_the_first_timestamp_head_is_relative_to_the_creation_time(created_ms: i
     keys.add("gw-b", KEY.public_key())
     decoded = verify_and_decode(sign(body, KEY, KID), keys).readings
     assert np.array_equal(decoded.ts_ms, columns.ts_ms[np.lexsort((columns.ts_ms, columns.series))])
+
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([0, 5, 7]),
+    st.lists(st.one_of(st.integers(-3, 70), INT64), max_size=80),
+    st.one_of(st.integers(-(2**40), 2**40), st.just(0)),
+)
+def test_hostile_counts_heads_runs_and_grid_columns_raise_only_malformed_batch(
+    key: int, ints: list[int], created_s: int
+) -> None:
+    """Any integers in version 5's new columns, with any creation time: decoded or MalformedBatch."""
+    body = cbor2.loads(body_cbor(encode_batch(
+        gateway_id="gw-b", seq=2, created_ms=T0, series=TABLE, readings=profile_b_batch(5), epoch=bytes(16)
+    )))  # fmt: skip
+    body[3] = created_s
+    body[body_codec.READINGS][key] = _column(ints)
+    blob = sign(cbor2.dumps(body), KEY, KID)
+    keys = Keyring()
+    keys.add("gw-b", KEY.public_key())
+    alone: Batch | MalformedBatch
+    try:
+        alone = verify_and_decode(blob, keys)
+    except MalformedBatch as exc:
+        alone = exc
+    # the receivers' path decodes a group at a time and must give the same verdict
+    (grouped,) = verify_group([(parse_sign1(blob), KEY.public_key(), "gw-b", None)])
+    if isinstance(alone, Batch):
+        assert isinstance(grouped, Batch)
+        assert np.array_equal(grouped.readings.ts_ms, alone.readings.ts_ms)
+        assert np.array_equal(grouped.readings.quality, alone.readings.quality)
+    else:
+        assert isinstance(grouped, MalformedBatch) and str(grouped) == str(alone)
