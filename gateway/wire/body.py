@@ -122,7 +122,7 @@ def encode_batch(
         body[ROLLOVER] = [bytes(rollover.new_public_key), bytes(rollover.proof)]
     plain_readings = None
     if len(readings):
-        body[READINGS], plain_readings = encode_readings(readings, series)
+        body[READINGS], plain_readings = encode_readings(readings, series, body[CREATED])
     if windows is not None and len(windows):
         body[WINDOWS] = encode_windows(windows, len(series))
     if gaps:
@@ -212,10 +212,12 @@ class DecodedBody:
         self.catalogue = self.catalogue_table = b""
         self.series = self._series(fields, catalogues) if version >= 4 else _series_in(fields, version)
         self.readings_item = fields.get(READINGS)
+        #: the origin of the first timestamp head (docs/wire-format.md 3.2.1): version 5's creation time
+        self.readings_origin_s = self.created_ms // 1000 if version >= 5 else 0
         self.readings = _NO_READINGS
         self.readings_deferred = not readings and version in GROUP_DECODED_VERSIONS
         if not self.readings_deferred and self.readings_item is not None:
-            self.readings = decode_readings(self.readings_item, self.series)
+            self.readings = decode_readings(self.readings_item, self.series, self.readings_origin_s)
         if len(self.readings) > MAX_ROWS:
             raise MalformedBatch(f"more than {MAX_ROWS} readings")
         windows = fields.get(WINDOWS)

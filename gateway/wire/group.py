@@ -33,16 +33,17 @@ from gateway.wire.cose import SignedMessage
 from gateway.wire.readings import (
     EXCEPTIONS,
     FLOATS,
-    HEADS,
     QUALITY,
     TIMESTAMPS,
     PerTable,
     decode_readings,
-    int_list,
+    flagged,
+    heads_of,
     read_sparse,
     segment_cumsum,
     series_counts,
     table_facts,
+    time_origin,
 )
 from gateway.wire.verify import batch_of, check_signer, verify_message
 from kernel.errors import WireError
@@ -67,7 +68,7 @@ def verify_group(items: Sequence[Item]) -> list[Batch | WireError]:
     readings = dict(
         zip(
             (i for i, _ in deferred),
-            decode_readings_group([(b.readings_item, b.series) for _, b in deferred]),
+            decode_readings_group([(b.readings_item, b.series, b.readings_origin_s) for _, b in deferred]),
             strict=True,
         )
     )
@@ -117,20 +118,20 @@ class _Plan:
 
 
 def decode_readings_group(
-    items: Sequence[tuple[object, Sequence[SeriesInfo]]],
+    items: Sequence[tuple[object, Sequence[SeriesInfo], int]],
 ) -> list[ReadingColumns | None]:
-    """`decode_readings(map, series)` of each item (no readings for an absent map), None for each
+    """`decode_readings(map, series, created_s)` of each item (no readings for an absent map), None for each
     that is malformed or, when the joint decoding fails, for all (then each is decoded alone)."""
     out: list[ReadingColumns | None] = [None] * len(items)
     plans: list[tuple[int, _Plan]] = []
-    for i, (item, series) in enumerate(items):
+    for i, (item, series, created_s) in enumerate(items):
         try:
             if item is None:
                 out[i] = ReadingColumns.empty()
-            elif (plan := _plan(item, series)) is not None:
+            elif (plan := _plan(item, series, created_s)) is not None:
                 plans.append((i, plan))
             else:
-                out[i] = decode_readings(item, series)
+                out[i] = decode_readings(item, series, created_s)
         except Exception:  # decoded alone later: that path raises the exact error
             continue
     for chunk in _chunks(plans):
@@ -162,7 +163,7 @@ def _chunks(plans: list[tuple[int, _Plan]]) -> list[list[tuple[int, _Plan]]]:
     return chunks
 
 
-def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
+def _plan(body: object, series: Sequence[SeriesInfo], created_s: int) -> _Plan | None:
     """The batch's columns, checked; None for a shape the group path does not take."""
     if not isinstance(body, dict) or not _usual_shape(body):
         return None
@@ -170,7 +171,7 @@ def _plan(body: object, series: Sequence[SeriesInfo]) -> _Plan | None:
     _, quantised, _ = table_facts(series)
     q = quantised.tolist()
     live = sum(1 for c in counts if c > 0)
-    heads = int_list(body.get(HEADS), "readings heads")
+    heads = heads_of(body, counts, time_origin(created_s, counts, series))
     if len(heads) != live + sum(1 for c, k in zip(counts, q, strict=True) if c > 0 and k):
         return None  # decoded alone, which raises the exact error
     n = sum(counts)
@@ -240,15 +241,7 @@ def _exceptions(body: dict[Any, Any], n: int) -> tuple[IntArray, bytes] | None:
 
 
 def _quality(body: dict[Any, Any], n: int) -> tuple[IntArray, npt.NDArray[np.uint16]] | None:
-    if body.get(QUALITY) is None:
-        return None
-    where, packed = read_sparse(body[QUALITY], n, "quality")
-    if not isinstance(packed, bytes):
-        raise ValueError("quality values must be a byte string")
-    flags = intcol.unpack(packed, where.size)
-    if flags.size and (flags.min() < 0 or flags.max() > 0xFFFF):
-        raise ValueError("quality flags must fit in 16 bits")
-    return where, flags.astype(np.uint16)
+    return None if body.get(QUALITY) is None else flagged(body[QUALITY], n)
 
 
 def _decode_together(plans: list[_Plan]) -> list[ReadingColumns]:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import wire
-from gateway.wire import Batch, ReadingColumns, SeriesInfo, WindowColumns, group
+from gateway.wire import Batch, ReadingColumns, SeriesInfo, WindowColumns, group, intcol
 from gateway.wire import body as body_module
 from gateway.wire.body import body_cbor
 from gateway.wire.cose import parse_sign1
@@ -205,7 +205,9 @@ def test_bad_batches_in_a_group_get_the_error_they_get_alone_and_spoil_nothing_e
     stranger = Ed25519PrivateKey.from_private_bytes(b"\x0a" * 32)
     fields = cbor2.loads(body_cbor(parse_sign1(mixed_batches()[0]).payload))
     truncated_column = {**fields, 5: {**fields[5], 2: fields[5][2][:-3]}}
-    bad_heads = {**fields, 5: {**fields[5], 1: [*fields[5][1], True]}}
+    # version 5: counts and heads share key 0's int-column; one integer too many there
+    one_head_too_many = np.append(intcol.unpack_any(fields[5][0]), 7)
+    bad_heads = {**fields, 5: {**fields[5], 0: intcol.pack_varints(one_head_too_many)}}
     newer = {**fields, 0: 99}
     bad = [
         item(wire.sign(_zstd(truncated_column), KEY, KID)),

@@ -99,7 +99,7 @@ def plain_readings(table: list[SeriesInfo], columns: ReadingColumns, ours: dict[
         assert scale is not None
         dods.append(np.diff(np.diff(t), prepend=0))
         steps.append(np.diff(quantise(columns.value[mine][order], scale)[0]))
-    plain = {key: ours[key] for key in (0, 1)}
+    plain = {key: ours[key] for key in (0, 1) if key in ours}  # version 5: no key 1
     plain[2] = b"\x00" + pack_varints(np.concatenate(dods))
     plain[3] = [b"\x00" + pack_varints(np.concatenate(steps))]
     return plain

@@ -202,17 +202,26 @@ def float64s(data: bytes) -> list[float]:
     return [struct.unpack("<d", data[i : i + 8])[0] for i in range(0, len(data), 8)]
 
 
-def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, float, int]]:
-    """Section 3.2: [(series, ts_ms, value, quality)] in wire order."""
-    counts = r[0]
+def readings(r: dict[int, Any], table: list[list[Any]], created_s: int) -> list[tuple[int, int, float, int]]:
+    """Section 3.2: [(series, ts_ms, value, quality)] in wire order; `created_s`: version 5's creation
+    time, the origin of the first timestamp head (3.2.1)."""
+    if isinstance(r[0], bytes):  # version 5: one int-column, the counts then the heads
+        counts, heads = int_column(r[0])[: len(table)], int_column(r[0])[len(table) :]
+    else:
+        counts, heads = r[0], r[1]
     series_of = [s for s, c in enumerate(counts) for _ in range(c)]
     live = [s for s, c in enumerate(counts) if c]
     quantised = [s for s in live if table[s][3] is not None]
-    heads = r[1]
+    if live:
+        heads = [heads[0] + created_s * 1000 // table[live[0]][4], *heads[1:]]
     t_heads = np.cumsum(heads[: len(live)]).tolist()
     q_heads = np.cumsum(heads[len(live) :]).tolist()
     dods = iter(int_column(r[2]) if 2 in r else [])
-    grids = {g[0]: (g[1], g[2]) for g in r.get(7, [])}
+    triples = r.get(7, [])
+    if isinstance(triples, bytes):  # version 5: every series, then every a, then every j
+        packed = int_column(triples)
+        triples = [packed[i :: len(packed) // 3] for i in range(len(packed) // 3)]
+    grids = {g[0]: (g[1], g[2]) for g in triples}
     plain_series = [s for s in quantised if counts[s] > 1 and s not in grids]
     groups = r.get(9, [0] * len(plain_series))
     group_of = dict(zip(plain_series, groups, strict=True))
@@ -248,7 +257,12 @@ def readings(r: dict[int, Any], table: list[list[Any]]) -> list[tuple[int, int, 
     if 6 in r:
         for at, value in zip(positions(r[6][0]), float64s(r[6][1]), strict=True):
             out[at] = (*out[at][:2], value, 0)
-    if 5 in r:
+    if 5 in r and isinstance(r[5], bytes):  # version 5's runs: r lengths, then r flags
+        runs = int_column(r[5])
+        half = len(runs) // 2
+        flag_of = [f for length, f in zip(runs[:half], runs[half:], strict=True) for _ in range(length)]
+        out = [(*row[:3], f) for row, f in zip(out, flag_of, strict=True)]
+    elif 5 in r:
         for at, flags in zip(positions(r[5][0]), int_column(r[5][1]), strict=True):
             out[at] = (*out[at][:3], flags)
     return out
@@ -334,7 +348,7 @@ def reference_decode(
         "created_ms": body[3] * 1000 if v5 else body[3],
         "series": table,
         "catalogue": catalogue if body[0] >= 4 else None,
-        "readings": readings(body[5], table) if 5 in body else [],
+        "readings": readings(body[5], table, body[3] if v5 else 0) if 5 in body else [],
         "windows": windows(body[6]) if 6 in body else None,
         "gaps": body.get(7, []),
         "events": body.get(8, []),
@@ -451,12 +465,38 @@ def decoded() -> tuple[dict[str, Any], Any]:
 def test_the_sample_exercises_every_part_of_the_format() -> None:
     blob = rich_batch()[0]
     body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
-    assert set(body[5]) == set(range(11))  # every readings key, grids, groups, predictors included
+    # every readings key, grids, groups, predictors included (version 5 has its heads in key 0)
+    assert set(body[5]) == set(range(11)) - {1}
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
-    columns = [body[5][2], *body[5][3], *body[5][5], body[5][6][0], *body[6][1:7], *body[6][13:]]
+    quality = [body[5][5]] if isinstance(body[5][5], bytes) else body[5][5]  # runs or positions
+    columns = [body[5][2], *body[5][3], *quality, body[5][6][0], *body[6][1:7], *body[6][13:]]
     assert {0, 1, 3} <= {column[0] for column in columns}  # varints, Huffman, sparse (2: see below)
     assert len(body[5][3]) > 1  # temperature, counter and noise steps in more than one group
-    assert [entry[0] for entry in body[5][7]] == [1]  # the pressure series rides a grid
+    assert int_column(body[5][7]) == [1, 50, 3]  # the pressure series rides a grid (series, a, j)
+
+
+@pytest.mark.parametrize("form", [bytes, list])
+def test_reference_decoder_reads_both_forms_of_quality_flags(form: type) -> None:
+    """Runs for a sensor out of range for 300 readings, positions for 20 scattered flags."""
+    key = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
+    rng = np.random.default_rng(3)
+    quality = np.zeros(500, np.uint16)
+    if form is bytes:
+        quality[100:400] = 32
+    else:
+        quality[rng.choice(500, 20, replace=False)] = rng.integers(1, 64, 20)
+    columns = ReadingColumns(
+        series=np.zeros(500, np.int32),
+        ts_ms=T0 + 1000 * np.arange(500),
+        value=np.round(np.sin(np.arange(500) / 20), 2),
+        quality=quality,
+    )
+    table = [SeriesInfo("dew-1", "dew_point", "Cel", 0.01, 1000)]
+    body = encode_batch(gateway_id="gw-spec", seq=1, created_ms=T0, series=table, readings=columns)
+    blob = sign(body, key, kid_for(key.public_key()))
+    assert isinstance(cbor2.loads(body_of(cbor2.loads(blob).value[2]))[5][5], form)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert [q for _, _, _, q in reference_decode(blob, raw)["readings"]] == quality.tolist()
 
 
 def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any]) -> None:
