@@ -321,3 +321,17 @@ def test_a_group_is_decoded_in_pieces_of_bounded_size(monkeypatch: pytest.Monkey
     items.insert(5, item(mixed_batches()[0][:-1] + b"\x00"))  # a bad signature in the middle
     assert_group_is_each_alone(items)
     assert sizes == [[100, 100], [100], [800], [100, 100], [100]]
+
+
+def test_a_group_with_circular_steps_decodes_exactly_as_each_batch_alone() -> None:
+    """A wind vane at 10 degrees veering back and forth across north (predictor [M, a], 3.2.8)."""
+    rng = np.random.default_rng(1)
+    sectors = np.cumsum((rng.random(3000) < 0.2) * rng.integers(-2, 3, 3000)) % 36 + 1
+    vane = np.where(rng.random(3000) < 0.01, 0.0, 10.0 * sectors)
+    table = [SeriesInfo("vane", "wind_from_direction", "deg", 10.0, 1000)]
+    blob = wire.sign(body(13, table, readings_of(np.zeros(3000), vane, step_ms=3_600_000)), KEY, KID)
+    predictors = cbor2.loads(body_cbor(parse_sign1(blob).payload))[5][10]
+    assert isinstance(predictors[0], list) and predictors[0][0] == 37  # 0..36 tens of degrees
+    items = [item(b) for b in mixed_batches()[:2]] + [item(blob)] + [item(b) for b in _modelled_batches()]
+    assert_group_is_each_alone(items)
+    assert all(isinstance(r, Batch) for r in verify_group(items))
