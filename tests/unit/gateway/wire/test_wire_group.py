@@ -154,7 +154,8 @@ def test_a_mixed_group_decodes_exactly_as_each_batch_alone() -> None:
 
 def _modelled_batches() -> list[bytes]:
     """Version-5 batches whose value steps take PPMd (levels of a wind that dwells at a few speeds,
-    predictor -1) and brotli laid out by the day (hourly irradiance)."""
+    predictor -1), method 7 (hourly irradiance: wide steps, their symbols modelled) and brotli in
+    order (an hourly duty cycle that repeats a few shapes)."""
     rng = np.random.default_rng(8)
     levels, at, knots = np.array([0, 7, 13, 22, 30]), 0, np.zeros(3000)
     for i in range(knots.size):
@@ -165,17 +166,20 @@ def _modelled_batches() -> list[bytes]:
     sun = np.round(
         clear * np.repeat(rng.uniform(0.3, 1.0, 150), 24) + (clear > 0) * rng.normal(0, 15, hour.size)
     )
+    shapes = [rng.integers(-6, 7, int(rng.integers(3, 9))) for _ in range(40)]
+    cycle = 500.0 + np.cumsum(np.concatenate([shapes[int(i)] for i in rng.integers(0, 40, 3000)])[:3000])
     return [
         wire.sign(body(11, [SeriesInfo("wind", "wind_speed", "kn", 1.0, 1000)], readings_of(np.zeros(3000), knots, step_ms=3_600_000)), KEY, KID),
         wire.sign(body(12, [SeriesInfo("sun", "irr", "W/m2", 1.0, 1000)], readings_of(np.zeros(sun.size), np.clip(sun, 0, None), step_ms=3_600_000)), KEY, KID),
+        wire.sign(body(14, [SeriesInfo("pump", "flow", "l/min", 1.0, 1000)], readings_of(np.zeros(cycle.size), cycle, step_ms=3_600_000)), KEY, KID),
     ]  # fmt: skip
 
 
 def test_a_group_with_ppmd_and_brotli_columns_decodes_exactly_as_each_batch_alone() -> None:
     blobs = _modelled_batches()
     methods = [cbor2.loads(body_cbor(parse_sign1(b).payload))[5][3][0][0] for b in blobs]
-    assert methods == [5, 6]
-    items = [item(blobs[0]), *[item(b) for b in mixed_batches()[:2]], item(blobs[1])]
+    assert methods == [5, 7, 6]
+    items = [item(blobs[0]), *[item(b) for b in mixed_batches()[:2]], item(blobs[1]), item(blobs[2])]
     assert_group_is_each_alone(items)
     assert all(isinstance(r, Batch) for r in verify_group(items))
 

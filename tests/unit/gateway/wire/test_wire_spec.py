@@ -33,6 +33,7 @@ from gateway.wire import (
     kid_for,
     make_rollover,
     modelled,
+    modelled_symbols,
     sign,
     varint,
     verify_and_decode,
@@ -130,6 +131,8 @@ def int_column(data: bytes) -> list[int]:
         return out
     if data[0] in (5, 6):  # PPMd var. H or brotli over method 0's varints, laid out by a period
         return modelled_column(data, count, pos)
+    if data[0] == 7:  # method 1's symbols, one byte each, PPMd or brotli; then their extra bits
+        return symbols_column(data, count, pos)
     if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
         if data[0] == 4:  # the planes as a raw LZMA1 stream, lc = lp = pb = 0, 64 KiB dictionary
@@ -156,6 +159,29 @@ def modelled_column(data: bytes, count: int, pos: int) -> list[int]:
     while at < len(content):
         z, at = uvarint(content, at)
         laid.append(unzigzag(z))
+    return in_layout_order(laid, count, period)
+
+
+def symbols_column(data: bytes, count: int, pos: int) -> list[int]:
+    """Section 4, method 7."""
+    period, pos = uvarint(data, pos)
+    coder, (length, pos) = data[pos], uvarint(data, pos + 1)
+    stream, bits = data[pos : pos + length], bit_string(data[pos + length :])
+    if coder == 0:
+        symbols = brotli.decompress(stream)
+    else:
+        symbols = pyppmd.Ppmd7Decoder(coder, 1 << 20).decode(stream, count)
+    laid, at = [], 0
+    for symbol in symbols:
+        width = int_symbol_extra(symbol)
+        laid.append(int_from_symbol(symbol, int(bits[at : at + width] or "0", 2)))
+        at += width
+    assert len(bits) - at < 8 and set(bits[at:]) <= {"0"}
+    return in_layout_order(laid, count, period)
+
+
+def in_layout_order(laid: list[int], count: int, period: int) -> list[int]:
+    """Section 4, the period layout undone."""
     assert len(laid) == count
     rows = count // period if count >= 2 * period else 0
     if period < 2 or rows == 0:
@@ -480,7 +506,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
 
 
-@pytest.mark.parametrize("method", [0, 1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("method", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
 def test_reference_decoder_reads_every_integer_column_method(
     method: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -495,6 +521,8 @@ def test_reference_decoder_reads_every_integer_column_method(
         6: modelled.pack_brotli,
         7: lambda v: modelled.pack_ppmd(v, period=7, order=3),  # every layout row of a week of days
         8: lambda v: modelled.pack_brotli(v, period=3),
+        9: lambda v: modelled_symbols.pack(v, period=5, coder=3),  # method 7, PPMd order 3
+        10: lambda v: modelled_symbols.pack(v, coder=modelled_symbols.CODER_BROTLI),  # method 7, brotli
     }
     monkeypatch.setattr(
         intcol,
@@ -503,7 +531,7 @@ def test_reference_decoder_reads_every_integer_column_method(
     )
     blob, _, _, _, key = rich_batch()
     body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
-    assert body[5][2][0] == {7: 5, 8: 6}.get(method, method)
+    assert body[5][2][0] == {7: 5, 8: 6, 9: 7, 10: 7}.get(method, method)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ring = Keyring()
     ring.add("gw-spec", key.public_key())
