@@ -10,6 +10,8 @@ uvarint count n, uvarint m, uvarint factor f, then m unsigned LEB128 gaps (the z
 before each nonzero entry) and the m nonzero entries divided by f as zigzag varints; every other
 entry is 0. Method 4 (version 4):
 method 2's count and width, then its planes as one raw LZMA1 stream (lc = lp = pb = 0, 64 KiB).
+Methods 5 and 6 (version 5, `modelled`): PPMd or brotli over the varints; method 7 (version 5,
+`modelled_symbols`): method 1's symbols through PPMd or brotli, their extra bits raw.
 
 The encoder keeps whichever gives the smallest *final* size, i.e. measured after zstd, because
 the body's zstd sees every column: a Huffman code removes what zstd's own order-0 stage would, but

@@ -164,7 +164,9 @@ def _bounded_column(
         best = (level, [predict.LEVEL] * len(steps))
     circles = [predict.circle_of(d) for d in steps]
     wrapped = _concat([predict.circular_residuals(d, m) for d, (m, _) in zip(steps, circles, strict=True)])
-    if all(m >= 2 for m, _ in circles):
+    # where no step wraps, the circular residuals are the steps: nothing to measure (the NEON
+    # batches' bounded series never wrap)
+    if all(m >= 2 for m, _ in circles) and not np.array_equal(wrapped, _concat(steps)):
         circular = intcol.pack(wrapped, period=period)
         if intcol.body_size(circular) + _CIRCLE_COST * len(steps) < intcol.body_size(best[0]):
             best = (circular, [[m, a] for m, a in circles])
