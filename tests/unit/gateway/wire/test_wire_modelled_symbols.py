@@ -82,3 +82,19 @@ def _column(symbols: bytes, bits: bytes, count: int, coder: int = 2, period: int
 def test_a_malformed_method_7_column_is_refused(column: bytes, count: int, error: str) -> None:
     with pytest.raises(MalformedBatch, match=error or None):
         intcol.unpack(column, count)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=200), st.integers(1, 3), st.sampled_from(CODERS), st.integers(0, 2000))
+def test_hostile_method_7_columns_decode_to_their_count_or_are_malformed(
+    tail: bytes, period: int, coder: int, count: int
+) -> None:
+    """Any bytes after a plausible head: the stated count of integers, or MalformedBatch; nothing
+    else escapes, and nothing beyond the count is decoded."""
+    head = bytes([7]) + huffman.uvarint(count) + huffman.uvarint(period) + bytes([coder])
+    for column in (head + huffman.uvarint(len(tail)) + tail, head + tail):
+        try:
+            values = intcol.unpack(column, count)
+        except MalformedBatch:
+            continue
+        assert values.size == count
