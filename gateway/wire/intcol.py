@@ -61,7 +61,7 @@ _COUNTED_METHODS = (
 )
 #: the methods whose count is checked before decoding: a context model can expand a few bytes into
 #: its stated count
-_MODELLED_METHODS = (modelled.METHOD_PPMD, modelled.METHOD_BROTLI, modelled_symbols.METHOD_MODELLED_SYMBOLS)
+MODELLED_METHODS = (modelled.METHOD_PPMD, modelled.METHOD_BROTLI, modelled_symbols.METHOD_MODELLED_SYMBOLS)
 #: method 7 is tried where some integer's zigzag needs two varint bytes (below, it codes the same
 #: symbols as the varints, with a byte more per column)
 _WIDE = 128
@@ -258,7 +258,7 @@ def pack_lzma_planes(ints: IntArray) -> bytes:
 
 def unpack(data: bytes, count: int) -> IntArray:
     """Exactly `count` integers from a packed column; MalformedBatch otherwise."""
-    if data[:1] and data[0] in _MODELLED_METHODS:
+    if data[:1] and data[0] in MODELLED_METHODS:
         # refused before decoding: a context model can expand a few bytes into its stated count
         stated, _ = huffman.read_uvarint(data, 1)
         if stated != count:

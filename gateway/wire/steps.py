@@ -106,7 +106,7 @@ def _plain_entries(
     """Keys 3, 9 and 10: residuals in coding groups (one group of varints if plain).
 
     `periods` are the series' readings per day: a group whose series share one proposes it as
-    the layout period of its column (section 4, methods 5 and 6) when each has two days of
+    the layout period of its column (section 4, methods 5 to 7) when each has two days of
     steps (rows of a period shorter than a series would mix series).
     """
     if not steps:
@@ -123,7 +123,7 @@ def _plain_entries(
         period = period if all(steps[i].size >= 2 * period for i in members) else 1
         column = intcol.pack(_concat([residuals[i] for i in members]), plain, period)
         # levels pay only through a context model: tried where one already won the residuals
-        modelled_won = column[0] in (modelled.METHOD_PPMD, modelled.METHOD_BROTLI)
+        modelled_won = column[0] in intcol.MODELLED_METHODS
         if modelled_won and all(_bounded_level(steps[i]) for i in members):
             column, instead = _bounded_column(
                 column, [steps[i] for i in members], [residuals[i] for i in members], period
