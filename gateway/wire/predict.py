@@ -11,7 +11,7 @@ The column of a series carries residuals of its steps d[0..m-1] (d[j] = q[j+1] -
   where a context-modelled column codes it smaller (`steps`; wind that dwells at a few levels);
 * predictor [M, a] (version 5), circular steps: the series' values lie in M consecutive integers,
   its first value a above the lowest, and r[j] = d[j] wrapped into -(M div 2) .. M - M div 2 - 1
-  (a wind vane's 350 -> 0 degrees is one step of 10, not 35 of -10);
+  (a vane at 10 degrees reads 0..36: 360 -> 10 degrees is the step -35, or 2 round that circle);
 
 where d[j] for j < 0 counts as 0. Each inverse is a running sum (over every p-th step), so
 decoding needs no per-value loop. Fractional autoregressive predictors (Sprintz's FIRE) would
@@ -74,7 +74,8 @@ def circular_steps(residual: IntArray, modulus: int, start: int) -> IntArray:
     half = modulus // 2
     if residual.size and (int(residual.min()) < -half or int(residual.max()) >= modulus - half):
         raise MalformedBatch(f"a circular residual lies outside -{half}..{modulus - half - 1}")
-    level = (start + np.cumsum(residual)) % modulus - start  # exact: |sum| < 2^20 * 2^16
+    # exact: at most MAX_VALUES (< 2^20) residuals of at most 2^15 each sum to less than 2^35
+    level = (start + np.cumsum(residual)) % modulus - start
     steps: IntArray = np.diff(level, prepend=np.int64(0))
     return steps
 

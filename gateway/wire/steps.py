@@ -154,9 +154,9 @@ def _bounded_column(
     """The smallest of a group's column, its levels' and its circular steps' (3.2.8), and the
     predictors that go with it (None: as chosen before).
 
-    Circular steps: a wind vane at 10 degrees reads 0..36, and its turn through north is one
-    step of 1, not 36 of -1 (column: greensboro wind direction as levels 3,117 bytes, circular
-    steps 2,977; sand-point 2,575 -> 2,483).
+    Circular steps: a wind vane at 10 degrees reads 0..36 (0 calm, 36 north), and veering from
+    360 to 10 degrees is a step of 2 round those 37 values, not -35 (column: greensboro wind
+    direction as levels 3,117 bytes, circular steps 2,996; sand-point 2,575 -> 2,521).
     """
     best: tuple[bytes, list[Predictor | None]] = (column, [None] * len(steps))
     level = _level_column(steps, residuals, period)
