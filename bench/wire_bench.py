@@ -224,7 +224,16 @@ def alone_figures(
 
 
 #: docs/wire-format.md section 4
-METHOD_NAMES = ("varints", "Huffman", "byte planes", "sparse", "LZMA planes", "PPMd", "brotli")
+METHOD_NAMES = (
+    "varints",
+    "Huffman",
+    "byte planes",
+    "sparse",
+    "LZMA planes",
+    "PPMd",
+    "brotli",
+    "modelled symbols",
+)
 
 
 def step_methods(blob: bytes) -> str:
@@ -236,7 +245,7 @@ def step_methods(blob: bytes) -> str:
     parts = []
     for column in readings.get(3, []):
         name = METHOD_NAMES[column[0]]
-        if column[0] in (5, 6):
+        if column[0] in (5, 6, 7):
             count_end = next(i for i in range(1, len(column)) if column[i] < 0x80) + 1
             name += f" by {column[count_end]}" if column[count_end] > 1 else " in order"
         parts.append(name)

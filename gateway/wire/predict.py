@@ -9,6 +9,9 @@ The column of a series carries residuals of its steps d[0..m-1] (d[j] = q[j+1] -
 
 * predictor -1 (version 5), the level: r[j] = d[0] + ... + d[j] = q[j+1] - q[first], chosen only
   where a context-modelled column codes it smaller (`steps`; wind that dwells at a few levels);
+* predictor [M, a] (version 5), circular steps: the series' values lie in M consecutive integers,
+  its first value a above the lowest, and r[j] = d[j] wrapped into -(M div 2) .. M - M div 2 - 1
+  (a vane at 10 degrees reads 0..36: 360 -> 10 degrees is the step -35, or 2 round that circle);
 
 where d[j] for j < 0 counts as 0. Each inverse is a running sum (over every p-th step), so
 decoding needs no per-value loop. Fractional autoregressive predictors (Sprintz's FIRE) would
@@ -32,6 +35,8 @@ LEVEL = -1
 #: a larger period gains nothing and would let a hostile batch ask for absurd reshapes
 MAX_PERIOD = 1 << 16
 DAY_MS = 86_400_000
+#: the largest circle of predictor [M, a]: a compass at 0.01 degree (36,000 values) fits
+MAX_MODULUS = 1 << 16
 #: columns of this many steps or more are also measured with zstd
 _ZSTD_FROM = 2048
 
@@ -46,6 +51,33 @@ def residuals(steps: IntArray, predictor: int) -> IntArray:
     r = steps.copy()
     r[predictor:] -= steps[:-predictor]
     return r
+
+
+def circle_of(steps: IntArray) -> tuple[int, int]:
+    """The circle (M, a) of a series' steps: its values span M integers, the first a above the lowest."""
+    level = np.cumsum(steps)
+    low = min(int(level.min(initial=0)), 0)
+    return max(int(level.max(initial=0)), 0) - low + 1, -low
+
+
+def circular_residuals(steps: IntArray, modulus: int) -> IntArray:
+    """The steps wrapped the shortest way round a circle of `modulus` integers."""
+    half = modulus // 2
+    wrapped: IntArray = (steps + half) % modulus - half
+    return wrapped
+
+
+def circular_steps(residual: IntArray, modulus: int, start: int) -> IntArray:
+    """Inverse of `circular_residuals` for a series whose first value is `start` above its lowest."""
+    if not 2 <= modulus <= MAX_MODULUS or not 0 <= start < modulus:
+        raise MalformedBatch(f"circle [{modulus}, {start}] needs 2 <= M <= {MAX_MODULUS} and 0 <= a < M")
+    half = modulus // 2
+    if residual.size and (int(residual.min()) < -half or int(residual.max()) >= modulus - half):
+        raise MalformedBatch(f"a circular residual lies outside -{half}..{modulus - half - 1}")
+    # exact: at most MAX_VALUES (< 2^20) residuals of at most 2^15 each sum to less than 2^35
+    level = (start + np.cumsum(residual)) % modulus - start
+    steps: IntArray = np.diff(level, prepend=np.int64(0))
+    return steps
 
 
 def steps_of(residual: IntArray, predictor: int) -> IntArray:

@@ -8,7 +8,7 @@ import numpy.typing as npt
 import pytest
 import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.wire import (
@@ -161,14 +161,49 @@ def test_malformed_byte_planes_are_refused(column: bytes) -> None:
         intcol.unpack_any(column)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 400), min_size=1, max_size=300))
+def test_circular_steps_give_back_the_steps(levels: list[int]) -> None:
+    """Predictor [M, a]: any series within M integers comes back exactly from its wrapped steps."""
+    q = np.array(levels, dtype=np.int64)
+    steps = np.diff(q)
+    modulus, start = predict.circle_of(steps)
+    assert modulus == int(q.max() - q.min()) + 1 and start == int(q[0] - q.min())
+    assume(modulus >= 2)  # a constant series is no circle (the writer never names one)
+    wrapped = predict.circular_residuals(steps, modulus)
+    assert wrapped.size == 0 or int(np.abs(wrapped).max()) <= modulus // 2
+    assert np.array_equal(predict.circular_steps(wrapped, modulus, start), steps)
+
+
+def test_a_vane_crossing_north_takes_one_small_step() -> None:
+    """0..36 tens of degrees: 360 -> 10 degrees is +2 on the circle of 37 values, not -35."""
+    steps = np.diff(np.array([35, 36, 1, 2, 36, 0], dtype=np.int64))
+    assert predict.circular_residuals(steps, 37).tolist() == [1, 2, 1, -3, 1]
+
+
 def test_a_predictor_beyond_the_largest_period_is_refused() -> None:
     with pytest.raises(MalformedBatch):
         predict.steps_of(np.zeros(10, np.int64), predict.MAX_PERIOD + 1)
 
 
 @pytest.mark.parametrize(
-    "predictors", [[predict.MAX_PERIOD + 1], [-2], [True], [0, 0], "x"]
-)  # -1: the level (v5)
+    "predictors",
+    [
+        [predict.MAX_PERIOD + 1],
+        [-2],
+        [True],
+        [0, 0],
+        "x",
+        [[1, 0]],
+        [[37, 37]],
+        [[37, -1]],
+        [[37]],
+        [[37, 1.5]],
+        [[predict.MAX_MODULUS + 1, 0]],
+        [[2, 0]],
+    ],
+)  # -1: the level, [M, a]: a circle (v5); on a circle of 2 a residual is -1 or 0, and the column's
+# steps of 1 are neither
 def test_a_batch_naming_an_impossible_predictor_is_malformed(predictors: object) -> None:
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))
     ring = Keyring()

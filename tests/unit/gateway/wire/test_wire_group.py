@@ -154,7 +154,8 @@ def test_a_mixed_group_decodes_exactly_as_each_batch_alone() -> None:
 
 def _modelled_batches() -> list[bytes]:
     """Version-5 batches whose value steps take PPMd (levels of a wind that dwells at a few speeds,
-    predictor -1) and brotli laid out by the day (hourly irradiance)."""
+    predictor -1), method 7 (hourly irradiance: wide steps, their symbols modelled) and brotli in
+    order (an hourly duty cycle that repeats a few shapes)."""
     rng = np.random.default_rng(8)
     levels, at, knots = np.array([0, 7, 13, 22, 30]), 0, np.zeros(3000)
     for i in range(knots.size):
@@ -165,17 +166,20 @@ def _modelled_batches() -> list[bytes]:
     sun = np.round(
         clear * np.repeat(rng.uniform(0.3, 1.0, 150), 24) + (clear > 0) * rng.normal(0, 15, hour.size)
     )
+    shapes = [rng.integers(-6, 7, int(rng.integers(3, 9))) for _ in range(40)]
+    cycle = 500.0 + np.cumsum(np.concatenate([shapes[int(i)] for i in rng.integers(0, 40, 3000)])[:3000])
     return [
         wire.sign(body(11, [SeriesInfo("wind", "wind_speed", "kn", 1.0, 1000)], readings_of(np.zeros(3000), knots, step_ms=3_600_000)), KEY, KID),
         wire.sign(body(12, [SeriesInfo("sun", "irr", "W/m2", 1.0, 1000)], readings_of(np.zeros(sun.size), np.clip(sun, 0, None), step_ms=3_600_000)), KEY, KID),
+        wire.sign(body(14, [SeriesInfo("pump", "flow", "l/min", 1.0, 1000)], readings_of(np.zeros(cycle.size), cycle, step_ms=3_600_000)), KEY, KID),
     ]  # fmt: skip
 
 
 def test_a_group_with_ppmd_and_brotli_columns_decodes_exactly_as_each_batch_alone() -> None:
     blobs = _modelled_batches()
     methods = [cbor2.loads(body_cbor(parse_sign1(b).payload))[5][3][0][0] for b in blobs]
-    assert methods == [5, 6]
-    items = [item(blobs[0]), *[item(b) for b in mixed_batches()[:2]], item(blobs[1])]
+    assert methods == [5, 7, 6]
+    items = [item(blobs[0]), *[item(b) for b in mixed_batches()[:2]], item(blobs[1]), item(blobs[2])]
     assert_group_is_each_alone(items)
     assert all(isinstance(r, Batch) for r in verify_group(items))
 
@@ -323,3 +327,17 @@ def test_a_group_is_decoded_in_pieces_of_bounded_size(monkeypatch: pytest.Monkey
     items.insert(5, item(mixed_batches()[0][:-1] + b"\x00"))  # a bad signature in the middle
     assert_group_is_each_alone(items)
     assert sizes == [[100, 100], [100], [800], [100, 100], [100]]
+
+
+def test_a_group_with_circular_steps_decodes_exactly_as_each_batch_alone() -> None:
+    """A wind vane at 10 degrees veering back and forth across north (predictor [M, a], 3.2.8)."""
+    rng = np.random.default_rng(1)
+    sectors = np.cumsum((rng.random(3000) < 0.2) * rng.integers(-2, 3, 3000)) % 36 + 1
+    vane = np.where(rng.random(3000) < 0.01, 0.0, 10.0 * sectors)
+    table = [SeriesInfo("vane", "wind_from_direction", "deg", 10.0, 1000)]
+    blob = wire.sign(body(13, table, readings_of(np.zeros(3000), vane, step_ms=3_600_000)), KEY, KID)
+    predictors = cbor2.loads(body_cbor(parse_sign1(blob).payload))[5][10]
+    assert isinstance(predictors[0], list) and predictors[0][0] == 37  # 0..36 tens of degrees
+    items = [item(b) for b in mixed_batches()[:2]] + [item(blob)] + [item(b) for b in _modelled_batches()]
+    assert_group_is_each_alone(items)
+    assert all(isinstance(r, Batch) for r in verify_group(items))

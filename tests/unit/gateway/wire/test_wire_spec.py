@@ -33,6 +33,7 @@ from gateway.wire import (
     kid_for,
     make_rollover,
     modelled,
+    modelled_symbols,
     sign,
     varint,
     verify_and_decode,
@@ -130,6 +131,8 @@ def int_column(data: bytes) -> list[int]:
         return out
     if data[0] in (5, 6):  # PPMd var. H or brotli over method 0's varints, laid out by a period
         return modelled_column(data, count, pos)
+    if data[0] == 7:  # method 1's symbols, one byte each, PPMd or brotli; then their extra bits
+        return symbols_column(data, count, pos)
     if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
         width, planes = data[pos], data[pos + 1 :]
         if data[0] == 4:  # the planes as a raw LZMA1 stream, lc = lp = pb = 0, 64 KiB dictionary
@@ -156,6 +159,29 @@ def modelled_column(data: bytes, count: int, pos: int) -> list[int]:
     while at < len(content):
         z, at = uvarint(content, at)
         laid.append(unzigzag(z))
+    return in_layout_order(laid, count, period)
+
+
+def symbols_column(data: bytes, count: int, pos: int) -> list[int]:
+    """Section 4, method 7."""
+    period, pos = uvarint(data, pos)
+    coder, (length, pos) = data[pos], uvarint(data, pos + 1)
+    stream, bits = data[pos : pos + length], bit_string(data[pos + length :])
+    if coder == 0:
+        symbols = brotli.decompress(stream)
+    else:
+        symbols = pyppmd.Ppmd7Decoder(coder, 1 << 20).decode(stream, count)
+    laid, at = [], 0
+    for symbol in symbols:
+        width = int_symbol_extra(symbol)
+        laid.append(int_from_symbol(symbol, int(bits[at : at + width] or "0", 2)))
+        at += width
+    assert len(bits) - at < 8 and set(bits[at:]) <= {"0"}
+    return in_layout_order(laid, count, period)
+
+
+def in_layout_order(laid: list[int], count: int, period: int) -> list[int]:
+    """Section 4, the period layout undone."""
     assert len(laid) == count
     rows = count // period if count >= 2 * period else 0
     if period < 2 or rows == 0:
@@ -246,6 +272,10 @@ def readings(r: dict[int, Any], table: list[list[Any]], created_s: int) -> list[
                     q += (2 * k * a + j) // (2 * j) + residual
                 elif scale is not None and predictor_of[s] == -1:  # the level: q - the first q
                     q = q_heads[quantised.index(s)] + next(group_steps[group_of[s]])
+                elif scale is not None and isinstance(predictor_of[s], list):  # circular steps
+                    modulus, above = predictor_of[s]
+                    low = q_heads[quantised.index(s)] - above
+                    q = low + (q - low + next(group_steps[group_of[s]])) % modulus
                 elif scale is not None:
                     p = predictor_of[s]
                     before = steps[-p] if p and len(steps) >= p else 0
@@ -516,7 +546,7 @@ def test_reference_decoder_agrees_on_readings(decoded: tuple[dict[str, Any], Any
         assert struct.pack("<d", mine[2]) == struct.pack("<d", theirs[2])
 
 
-@pytest.mark.parametrize("method", [0, 1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("method", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
 def test_reference_decoder_reads_every_integer_column_method(
     method: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -531,6 +561,8 @@ def test_reference_decoder_reads_every_integer_column_method(
         6: modelled.pack_brotli,
         7: lambda v: modelled.pack_ppmd(v, period=7, order=3),  # every layout row of a week of days
         8: lambda v: modelled.pack_brotli(v, period=3),
+        9: lambda v: modelled_symbols.pack(v, period=5, coder=3),  # method 7, PPMd order 3
+        10: lambda v: modelled_symbols.pack(v, coder=modelled_symbols.CODER_BROTLI),  # method 7, brotli
     }
     monkeypatch.setattr(
         intcol,
@@ -539,7 +571,7 @@ def test_reference_decoder_reads_every_integer_column_method(
     )
     blob, _, _, _, key = rich_batch()
     body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
-    assert body[5][2][0] == {7: 5, 8: 6}.get(method, method)
+    assert body[5][2][0] == {7: 5, 8: 6, 9: 7, 10: 7}.get(method, method)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ring = Keyring()
     ring.add("gw-spec", key.public_key())
@@ -646,3 +678,34 @@ def test_reference_decoder_reads_levels_as_residuals() -> None:
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     theirs = reference_decode(blob, raw)["readings"]
     assert [(t, v) for _, t, v, _ in theirs] == list(zip(ts.tolist(), knots.tolist(), strict=True))
+
+
+def _vane_near_north(seed: int) -> np.ndarray:
+    """Hourly wind direction at 10 degrees that dwells and veers back and forth across north
+    (360 and 10 degrees are neighbours; 0 is calm), as the two TMY3 stations' do."""
+    rng = np.random.default_rng(seed)
+    sector, degrees = 0, np.zeros(3000)
+    for i in range(degrees.size):
+        if rng.random() < 0.2:
+            sector = (sector + int(rng.integers(-2, 3))) % 36
+        degrees[i] = 0.0 if rng.random() < 0.01 else 10.0 * (sector + 1)
+    return degrees
+
+
+def test_reference_decoder_reads_circular_steps() -> None:
+    """Section 3.2.8, predictor [M, a] (version 5): steps wrapped round the vane's circle."""
+    key = Ed25519PrivateKey.from_private_bytes(b"\x0c" * 32)
+    degrees = _vane_near_north(3)
+    ts = T0 + 3_600_000 * np.arange(degrees.size)
+    readings = ReadingColumns(
+        np.zeros(degrees.size, np.int64), ts, degrees, np.zeros(degrees.size, np.uint16)
+    )
+    table = [SeriesInfo("vane-1", "wind_from_direction", "deg", 10.0, 1000)]
+    blob = sign(encode_batch(gateway_id="gw-spec", seq=3, created_ms=T0, series=table, readings=readings), key,
+                kid_for(key.public_key()))  # fmt: skip
+    body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
+    first = int(degrees[0] / 10)
+    assert body[5][10] == [[37, first]]  # 0..36 tens of degrees, the first `first` above 0
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    theirs = reference_decode(blob, raw)["readings"]
+    assert [(t, v) for _, t, v, _ in theirs] == list(zip(ts.tolist(), degrees.tolist(), strict=True))
