@@ -36,14 +36,12 @@ from gateway.wire.readings import (
     QUALITY,
     TIMESTAMPS,
     PerTable,
+    counts_and_heads,
     decode_readings,
     flagged,
-    heads_of,
     read_sparse,
     segment_cumsum,
-    series_counts,
     table_facts,
-    time_origin,
 )
 from gateway.wire.verify import batch_of, check_signer, verify_message
 from kernel.errors import WireError
@@ -167,11 +165,10 @@ def _plan(body: object, series: Sequence[SeriesInfo], created_s: int) -> _Plan |
     """The batch's columns, checked; None for a shape the group path does not take."""
     if not isinstance(body, dict) or not _usual_shape(body):
         return None
-    counts = series_counts(body, len(series))
+    counts, heads = counts_and_heads(body, series, created_s)
     _, quantised, _ = table_facts(series)
     q = quantised.tolist()
     live = sum(1 for c in counts if c > 0)
-    heads = heads_of(body, counts, time_origin(created_s, counts, series))
     if len(heads) != live + sum(1 for c, k in zip(counts, q, strict=True) if c > 0 and k):
         return None  # decoded alone, which raises the exact error
     n = sum(counts)

@@ -95,7 +95,7 @@ def decode_readings(body: object, series: Sequence[SeriesInfo], created_s: int =
     if not isinstance(body, dict):
         raise MalformedBatch("readings must be a map")
     body = grids_listed(body)
-    counts = series_counts(body, len(series))
+    counts, heads = counts_and_heads(body, series, created_s)
     count = np.array(counts, dtype=np.int64)
     n = sum(counts)
     sid = np.repeat(np.arange(len(series), dtype=np.int64), count)
@@ -105,8 +105,7 @@ def decode_readings(body: object, series: Sequence[SeriesInfo], created_s: int =
     quantised = quantised_series[sid]
     first = np.zeros(n, dtype=bool)
     first[starts[live]] = True
-    origin = time_origin(created_s, counts, series)
-    t_heads, q_heads = _split_heads(heads_of(body, counts, origin), live, quantised_series)
+    t_heads, q_heads = _split_heads(heads, live, quantised_series)
     dod = _scatter(n, ~first, _int_column(body, TIMESTAMPS, int((~first).sum())))
     delta = segment_cumsum(dod, starts, count)
     delta[first] = t_heads
@@ -116,35 +115,32 @@ def decode_readings(body: object, series: Sequence[SeriesInfo], created_s: int =
     return ReadingColumns(series=sid.astype(np.int32), ts_ms=ts, value=values, quality=quality)
 
 
-def series_counts(body: dict[Any, Any], series: int) -> list[int]:
-    """The readings count of each series, checked: one non-negative count per series, at most
-    intcol.MAX_VALUES in all. Versions 1-4: the array at key 0; version 5: the first `series`
-    integers of the int-column at key 0, the heads after them."""
+def counts_and_heads(
+    body: dict[Any, Any], series: Sequence[SeriesInfo], created_s: int = 0
+) -> tuple[list[int], list[int]]:
+    """The readings count of each series, checked (one non-negative count per series, at most
+    intcol.MAX_VALUES in all), and the heads (3.2.1) with the first timestamp head made absolute
+    (`time_origin`, wrapping as int64 does). Versions 1-4: the arrays at keys 0 and 1; version 5:
+    one int-column at key 0, the counts first, the heads after them (unpacked once)."""
     item = body.get(COUNTS)
+    heads: list[int] | None = None
     if isinstance(item, bytes):
         if HEADS in body:
             raise MalformedBatch("readings with counts and heads in one column carry no key 1")
-        counts: list[int] = intcol.unpack_any(item)[:series].tolist()
+        both: list[int] = intcol.unpack_any(item).tolist()
+        counts, heads = both[: len(series)], both[len(series) :]
     else:
         counts = int_list(item, "readings counts")
-    if len(counts) != series or any(c < 0 for c in counts):
+    if len(counts) != len(series) or any(c < 0 for c in counts):
         raise MalformedBatch("readings counts must give one non-negative count per series")
     if sum(counts) > intcol.MAX_VALUES:
         raise MalformedBatch(f"{sum(counts)} readings, more than the {intcol.MAX_VALUES} a batch may hold")
-    return counts
-
-
-def heads_of(body: dict[Any, Any], counts: Sequence[int], origin: int = 0) -> list[int]:
-    """The heads (3.2.1): the array at key 1 (versions 1-4), or what follows the counts in key 0,
-    with `origin` (`time_origin`) added to the first (wrapping as int64 does)."""
-    item = body.get(COUNTS)
-    if isinstance(item, bytes):
-        heads: list[int] = intcol.unpack_any(item)[len(counts) :].tolist()
-    else:
+    if heads is None:
         heads = list(int_list(body.get(HEADS), "readings heads"))
+    origin = time_origin(created_s, counts, series)
     if origin and heads:
         heads[0] = (heads[0] + origin + 2**63) % 2**64 - 2**63
-    return heads
+    return counts, heads
 
 
 def time_origin(created_s: int, counts: Sequence[int], series: Sequence[SeriesInfo]) -> int:

@@ -28,7 +28,7 @@ from gateway.wire import body as body_codec
 from gateway.wire.body import body_cbor
 from gateway.wire.cose import parse_sign1
 from gateway.wire.group import verify_group
-from gateway.wire.readings import decode_readings, heads_of, series_counts, time_origin
+from gateway.wire.readings import counts_and_heads, decode_readings
 from kernel.errors import MalformedBatch
 
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x18" * 32)
@@ -71,8 +71,8 @@ def readings_map(columns: ReadingColumns) -> dict[int, Any]:
 def as_version_4(readings: dict[int, Any]) -> dict[int, Any]:
     """The same readings map with counts and heads as the two arrays of versions 1 to 4 (whose first
     timestamp head is absolute)."""
-    counts = series_counts(readings, len(TABLE))
-    return {**readings, 0: counts, 1: heads_of(readings, counts, time_origin(T0 // 1000, counts, TABLE))}
+    counts, heads = counts_and_heads(readings, TABLE, T0 // 1000)
+    return {**readings, 0: counts, 1: heads}
 
 
 def test_counts_and_heads_travel_in_one_column_that_costs_less_than_two_arrays() -> None:
