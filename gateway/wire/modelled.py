@@ -33,8 +33,6 @@ MAX_PPMD_ORDER = 16
 #: a layout period beyond this gains nothing (a day of 1-s readings is 86,400) and would let a
 #: hostile column ask for absurd reshapes
 MAX_PERIOD = 1 << 17
-#: the longest LEB128 varint of a 64-bit integer: what count integers can take at most
-_MAX_VARINT = 10
 
 IntArray = npt.NDArray[np.int64]
 
@@ -99,7 +97,7 @@ def _unppmd(data: bytes, pos: int, count: int) -> bytes:
     if not 2 <= order <= MAX_PPMD_ORDER:
         raise MalformedBatch(f"PPMd order must be 2 to {MAX_PPMD_ORDER}, got {order}")
     length, pos = huffman.read_uvarint(data, pos + 1)
-    if not count <= length <= _MAX_VARINT * count:
+    if not count <= length <= varint.MAX_BYTES * count:
         raise MalformedBatch(f"PPMd content of {length} bytes cannot hold {count} varints")
     decoder = pyppmd.Ppmd7Decoder(order, PPMD_MEMORY)
     try:
@@ -114,7 +112,7 @@ def _unppmd(data: bytes, pos: int, count: int) -> bytes:
 
 def _unbrotli(data: bytes, pos: int, count: int) -> bytes:
     """The content of a brotli stream, decoded to at most 10 bytes per integer (then refused)."""
-    limit = _MAX_VARINT * count
+    limit = varint.MAX_BYTES * count
     stream = brotli.Decompressor()
     try:
         # the limit stops the output buffer from growing past it: a small hostile stream that

@@ -7,9 +7,9 @@ import numpy.typing as npt
 
 from kernel.errors import MalformedBatch
 
-_MAX_BYTES = 10  # a 64-bit value needs at most ceil(64 / 7) groups
+MAX_BYTES = 10  # a 64-bit value needs at most ceil(64 / 7) groups
 #: a value at or above _THRESHOLDS[k - 1] needs more than k bytes
-_THRESHOLDS = [np.uint64(1) << np.uint64(7 * k) for k in range(1, _MAX_BYTES)]
+_THRESHOLDS = [np.uint64(1) << np.uint64(7 * k) for k in range(1, MAX_BYTES)]
 
 
 def zigzag(values: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
@@ -59,7 +59,7 @@ def unpack(data: bytes) -> npt.NDArray[np.int64]:
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
     lengths = ends - starts + 1
-    if int(lengths.max()) > _MAX_BYTES:
+    if int(lengths.max()) > MAX_BYTES:
         raise MalformedBatch("varint longer than 10 bytes")
     position = np.arange(raw.size) - np.repeat(starts, lengths)
     parts = (raw & 0x7F).astype(np.uint64) << (np.uint64(7) * position.astype(np.uint64))
