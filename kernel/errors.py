@@ -15,6 +15,11 @@ class AgentRunning(ConfigError):
     """Another agent holds the state directory: like a bad configuration, restarting cannot help (exit 2)."""
 
 
+class KidHintTaken(ConfigError):
+    """A key cannot be registered: another registered key starts with the same 4 bytes, the kid hint
+    compact envelopes name keys by (docs/wire-format.md 7). The gateway needs a new key."""
+
+
 class DeviceError(GatewayError):
     """A bus or device could not be opened, read or written (unplugged, timeout, I/O error)."""
 

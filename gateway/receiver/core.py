@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway import wire
 from gateway.receiver.envelope import parse_canonical
+from gateway.receiver.key_snapshot import KeySnapshot
 from gateway.receiver.store import (
     Outcome,
     QuarantineEntry,
@@ -84,25 +85,6 @@ class CoreStatistics:
 
 
 @dataclass(frozen=True)
-class _Registry:
-    """A snapshot of the key registry: replaced whole on every change, never mutated, so a judging
-    thread can read it while the committing thread enrols a key."""
-
-    keys: dict[bytes, RegisteredKey]
-    public: dict[bytes, Ed25519PublicKey]
-    gateways: frozenset[str]
-
-    @classmethod
-    def of(cls, keys: dict[bytes, RegisteredKey]) -> _Registry:
-        public = {kid: Ed25519PublicKey.from_public_bytes(k.public_key) for kid, k in keys.items()}
-        return cls(keys, public, frozenset(k.gateway_id for k in keys.values()))
-
-    def with_key(self, key: RegisteredKey) -> _Registry:
-        public = {**self.public, key.kid: Ed25519PublicKey.from_public_bytes(key.public_key)}
-        return _Registry({**self.keys, key.kid: key}, public, self.gateways | {key.gateway_id})
-
-
-@dataclass(frozen=True)
 class Judgement:
     """Arrivals judged against a registry snapshot, not yet committed (`ReceiverCore.judge_many`)."""
 
@@ -126,7 +108,7 @@ class ReceiverCore:
     def __init__(self, store: ReceiverStore) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._registry = _Registry.of({})
+        self._registry = KeySnapshot.of({})
         self._refreshed_ms: int | None = None
         self._counts: Counter[str] = Counter()
         #: catalogues known to be committed (or declared by a batch committed in this process)
@@ -310,12 +292,12 @@ class ReceiverCore:
             log.info("quarantine released", gateway_id=gateway_id, batches=released, at_ms=now_ms)
         return released
 
-    def _judge(self, arrival: Arrival, registry: _Registry, declared: Catalogues | None = None) -> _Judged:
+    def _judge(self, arrival: Arrival, registry: KeySnapshot, declared: Catalogues | None = None) -> _Judged:
         """Verify one arrival against the registry: a VerifiedBatch, or why to keep it aside."""
         return self._judge_all([arrival], registry, declared)[0]
 
     def _judge_all(
-        self, arrivals: Sequence[Arrival], registry: _Registry, declared: Catalogues | None = None
+        self, arrivals: Sequence[Arrival], registry: KeySnapshot, declared: Catalogues | None = None
     ) -> list[_Judged]:
         """Verify arrivals against the registry, decoding the readings of all together (wire.group).
 
@@ -345,17 +327,21 @@ class ReceiverCore:
         return [j if j is not None else next(checked) for j in judged]
 
     def _known_signer(
-        self, arrival: Arrival, registry: _Registry
+        self, arrival: Arrival, registry: KeySnapshot
     ) -> _Judged | tuple[SignedMessage, RegisteredKey]:
         """The parsed envelope and its registered key, or why the arrival cannot be verified now."""
         try:
             message = parse_canonical(arrival.blob)
         except MalformedBatch as exc:
             return _Judged(quarantine=self._entry(arrival, QuarantineReason.MALFORMED, str(exc)))
-        known = registry.keys.get(message.kid)
+        known = registry.find(message.kid)
         reason = _unverifiable(registry, known, arrival.claimed_gateway)
         if reason is not None:
             detail = f"kid {message.kid.hex()}: {reason.value}"
+            if message.kid in registry.shared_hints:
+                detail += (
+                    " (registered keys of more than one gateway start with these 4 bytes: give one a new key)"
+                )
             entry = self._entry(arrival, reason, detail, message.kid, message.content_digest)
             return _Judged(quarantine=entry)
         assert known is not None
@@ -403,7 +389,7 @@ class ReceiverCore:
     def _refresh_keys(self, now_ms: int) -> None:
         if self._refreshed_ms is not None and now_ms - self._refreshed_ms < KEY_REFRESH_MS:
             return
-        self._registry = _Registry.of({k.kid: k for k in self._store.keys()})  # noqa: SIM118 - a store
+        self._registry = KeySnapshot.of({k.kid: k for k in self._store.keys()})  # noqa: SIM118 - a store
         self._refreshed_ms = now_ms
 
     def _remember(self, key: RegisteredKey) -> None:
@@ -449,7 +435,7 @@ _REASON_OF_ERROR: dict[type[Exception], QuarantineReason] = {
 
 
 def _unverifiable(
-    registry: _Registry, known: RegisteredKey | None, claimed: str | None
+    registry: KeySnapshot, known: RegisteredKey | None, claimed: str | None
 ) -> QuarantineReason | None:
     """Why a kid cannot verify now, or None when it can."""
     if known is None and claimed is None:
@@ -472,13 +458,13 @@ def _waits_for_catalogue(judged: _Judged) -> bool:
     return judged.quarantine is not None and judged.quarantine.reason is QuarantineReason.CATALOGUE_UNKNOWN
 
 
-def _stale(judged: _Judged, registry: _Registry) -> bool:
+def _stale(judged: _Judged, registry: KeySnapshot) -> bool:
     """Quarantined for a missing key that the registry holds now."""
     entry = judged.quarantine
     return (
         entry is not None
         and entry.kid is not None
-        and entry.kid in registry.keys
+        and registry.find(entry.kid) is not None
         and entry.reason
         in (
             QuarantineReason.UNKNOWN_KEY,

@@ -20,8 +20,9 @@ from gateway.receiver.store import (
     QuarantineEntry,
     RegisteredKey,
     VerifiedBatch,
+    kid_column,
 )
-from gateway.wire import Batch
+from gateway.wire import Batch, hint_taken, kid_hint
 from kernel.errors import ConfigError, StorageError, UnknownKey
 
 #: rejected (non-retryable) quarantine rows kept, the oldest deleted beyond it
@@ -166,7 +167,8 @@ class SqliteStore:
         return bytes(rows[0][0]) if rows else None
 
     def add_key(self, key: RegisteredKey) -> bool:
-        """Register a key (False when already registered for this gateway)."""
+        """Register a key (False when already registered for this gateway; ConfigError when it is
+        another's, KidHintTaken when another key has its hint)."""
         with self._transaction() as db:
             row = db.execute("SELECT gateway_id FROM keys WHERE kid = ?", (key.kid,)).fetchone()
             if row is not None:
@@ -176,9 +178,17 @@ class SqliteStore:
                         f" refusing to register it for {key.gateway_id!r}"
                     )
                 return False
+            hint = kid_hint(key.kid)
+            # by the kid's bytes, not the hint column: a hint left NULL by the upgrade is taken too
+            holder = db.execute(
+                "SELECT kid, gateway_id FROM keys WHERE substr(kid, 1, 4) = ?", (hint,)
+            ).fetchone()
+            if holder is not None:
+                raise hint_taken(key.gateway_id, key.kid, holder[1], bytes(holder[0]))
             db.execute(
-                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?)",
-                (key.kid, key.gateway_id, key.public_key, key.added_ms, key.source, key.revoked_ms),
+                "INSERT INTO keys (kid, gateway_id, public_key, added_ms, source, revoked_ms, hint)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key.kid, key.gateway_id, key.public_key, key.added_ms, key.source, key.revoked_ms, hint),
             )
         return True
 
@@ -191,16 +201,20 @@ class SqliteStore:
         return [_key(r) for r in self._read(query, (gateway_id, gateway_id))]
 
     def key(self, kid: bytes) -> RegisteredKey | None:
-        """The key registered under `kid`, or None."""
-        query = "SELECT kid, gateway_id, public_key, added_ms, source, revoked_ms FROM keys WHERE kid = ?"
+        """The key registered under `kid` (8 bytes, or its 4-byte hint), or None."""
+        query = (
+            "SELECT kid, gateway_id, public_key, added_ms, source, revoked_ms FROM keys"
+            f" WHERE {kid_column(kid)} = ?"
+        )
         rows = self._read(query, (kid,))
         return _key(rows[0]) if rows else None
 
     def revoke_key(self, kid: bytes, revoked_ms: int) -> None:
-        """Mark a key revoked (an earlier revocation time is kept)."""
+        """Mark a key revoked, by kid or hint (an earlier revocation time is kept)."""
         with self._transaction() as db:
             changed = db.execute(
-                "UPDATE keys SET revoked_ms = coalesce(revoked_ms, ?) WHERE kid = ?", (revoked_ms, kid)
+                f"UPDATE keys SET revoked_ms = coalesce(revoked_ms, ?) WHERE {kid_column(kid)} = ?",
+                (revoked_ms, kid),
             ).rowcount
         if not changed:
             raise UnknownKey(f"no registered key with kid {kid.hex()}")

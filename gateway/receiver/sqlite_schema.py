@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 #: the schema version this code writes; 0 is the pre-epoch layout (batches keyed by gateway id, seq),
-#: 1 the wide readings table (four text columns and the epoch per reading), 2 without `catalogues`
-SCHEMA_VERSION = 3
+#: 1 the wide readings table (four text columns and the epoch per reading), 2 without `catalogues`,
+#: 3 without the keys' `hint` (the kid's first 4 bytes, by which compact envelopes name a key)
+SCHEMA_VERSION = 4
 ZERO_EPOCH = "x'00000000000000000000000000000000'"
 
 TABLES = f"""
@@ -62,10 +63,26 @@ CREATE TABLE IF NOT EXISTS catalogues (
     gateway_id TEXT NOT NULL, catalogue BLOB NOT NULL, series_table BLOB NOT NULL,
     declared_ms INTEGER NOT NULL, PRIMARY KEY (gateway_id, catalogue)
 ) WITHOUT ROWID;
+-- hint: the kid's first 4 bytes, by which compact envelopes name the key (docs/wire-format.md 7);
+-- NULL only for keys that shared one with another key when the database was upgraded
 CREATE TABLE IF NOT EXISTS keys (
     kid BLOB PRIMARY KEY, gateway_id TEXT NOT NULL, public_key BLOB NOT NULL, added_ms INTEGER NOT NULL,
-    source TEXT NOT NULL, revoked_ms INTEGER
+    source TEXT NOT NULL, revoked_ms INTEGER, hint BLOB
 );
+"""
+
+# after the tables (and _MIGRATE_3_TO_4) exist: no two keys with the same hint
+KEY_HINT_INDEX = """
+CREATE UNIQUE INDEX IF NOT EXISTS keys_by_hint ON keys (hint);
+"""
+
+# version 3 -> 4: the keys get their hint, unless two keys registered before share one: then neither
+# has it (a compact envelope with it finds no key and waits in the quarantine; their tagged ones, with
+# the whole kid, still verify) until one of the gateways gets a new key
+_MIGRATE_3_TO_4 = """
+ALTER TABLE keys ADD COLUMN hint BLOB;
+UPDATE keys SET hint = substr(kid, 1, 4)
+    WHERE substr(kid, 1, 4) NOT IN (SELECT substr(kid, 1, 4) FROM keys GROUP BY 1 HAVING count(*) > 1);
 """
 
 # each time a gateway's clock got synchronised: the batches (from_seq..to_seq of one epoch) whose
@@ -158,6 +175,9 @@ def migrate(db: sqlite3.Connection) -> None:
             steps = [_MIGRATE_1_TO_2, TABLES, _MOVE_READINGS_1_TO_2, VIEWS]
         if version == 0 and has_batches is not None:
             steps.insert(0, _MIGRATE_0_TO_1)
+        if _keys_without_hint(db):  # a keys table before version 4 (version 0 had none)
+            steps.insert(steps.index(TABLES) + 1, _MIGRATE_3_TO_4)
+        steps.append(KEY_HINT_INDEX)
         for script in steps:
             for statement in script.split(";\n"):
                 if statement.strip():
@@ -167,3 +187,8 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _keys_without_hint(db: sqlite3.Connection) -> bool:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(keys)")}
+    return bool(columns) and "hint" not in columns

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from gateway.wire import Batch
+from gateway.wire import KID_HINT_LENGTH, Batch
 
 
 class Outcome(Enum):
@@ -125,6 +125,11 @@ class QuarantinedBatch:
         )  # fmt: skip
 
 
+def kid_column(kid: bytes) -> str:
+    """The keys table's column that finds `kid`: `hint` for a compact envelope's 4 bytes, else `kid`."""
+    return "hint" if len(kid) == KID_HINT_LENGTH else "kid"
+
+
 @dataclass(frozen=True)
 class RegisteredKey:
     """A public key in the receiver's key registry."""
@@ -182,7 +187,8 @@ class ReceiverStore(Protocol):
     def add_key(self, key: RegisteredKey) -> bool:
         """Register a key; True if added, False if this kid was already registered for this gateway
         (nothing changes, a revoked key stays revoked). ConfigError when the kid belongs to another
-        gateway. Durable on return."""
+        gateway; KidHintTaken (a ConfigError) when another registered key, of any gateway, starts with
+        the same 4 bytes (`wire.hint_taken` words it). Durable on return."""
         ...
 
     def keys(self, gateway_id: str | None = None) -> list[RegisteredKey]:
@@ -190,11 +196,13 @@ class ReceiverStore(Protocol):
         ...
 
     def key(self, kid: bytes) -> RegisteredKey | None:
-        """The key registered under `kid`, revoked or not; None when there is none."""
+        """The key registered under `kid` (its 8 bytes, or the 4-byte hint a compact envelope
+        carries), revoked or not; None when there is none."""
         ...
 
     def revoke_key(self, kid: bytes, revoked_ms: int) -> None:
-        """Mark a key revoked (idempotent: an earlier revocation time is kept); UnknownKey if absent."""
+        """Mark a key revoked, named by kid or hint (idempotent: an earlier revocation time is kept);
+        UnknownKey if absent."""
         ...
 
     def count_readings(self, gateway_id: str | None = None) -> int:

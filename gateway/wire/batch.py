@@ -204,6 +204,8 @@ class Batch:
     seq: int
     #: version 5 carries whole seconds: a multiple of 1000
     created_ms: int
+    #: the full 8-byte kid of the key that verified it, whichever envelope (a compact one carries
+    #: only its first 4 bytes)
     kid: bytes
     series: tuple[SeriesInfo, ...]
     readings: ReadingColumns

@@ -43,6 +43,7 @@ from gateway.wire.readings import (
     segment_cumsum,
     table_facts,
 )
+from gateway.wire.trusted_keys import kid_for
 from gateway.wire.verify import batch_of, check_signer, verify_message
 from kernel.errors import WireError
 
@@ -71,7 +72,7 @@ def verify_group(items: Sequence[Item]) -> list[Batch | WireError]:
         )
     )
     for i, body in bodies:
-        message, _, gateway_id, _ = items[i]
+        message, key, gateway_id, _ = items[i]
         if body.readings_deferred:
             columns = readings[i]
             if columns is None:
@@ -80,7 +81,7 @@ def verify_group(items: Sequence[Item]) -> list[Batch | WireError]:
             body.readings = columns
         try:
             check_signer(body, message, gateway_id)
-            results[i] = batch_of(body, message)
+            results[i] = batch_of(body, message, kid_for(key))
         except WireError as exc:
             results[i] = exc
     return [r if r is not None else _alone(item) for r, item in zip(results, items, strict=True)]

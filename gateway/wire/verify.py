@@ -9,7 +9,7 @@ from gateway.wire.body import DecodedBody, decode_body
 from gateway.wire.catalogue import CatalogueLookup
 from gateway.wire.cose import SignedMessage, parse_sign1
 from gateway.wire.rollover import check_rollover
-from gateway.wire.trusted_keys import Keyring, kid_for
+from gateway.wire.trusted_keys import Keyring, kid_for, names_key
 from kernel.errors import BadSignature, UnknownKey
 
 
@@ -39,7 +39,7 @@ def verify_message(
     message.verify(public_key)
     body = decode_body(message.payload, catalogues)
     check_signer(body, message, gateway_id)
-    return batch_of(body, message)
+    return batch_of(body, message, kid_for(public_key))
 
 
 def check_signer(body: DecodedBody, message: SignedMessage, gateway_id: str) -> None:
@@ -72,18 +72,19 @@ def verify_with_key(
     a body's own claim is taken as it is, and a version-5 body that names none has UNKNOWN_GATEWAY;
     a key rollover in such a batch cannot be checked (its proof binds the gateway): BadSignature."""
     message = parse_sign1(bytes(blob))
-    if message.kid != kid_for(public_key):
-        raise UnknownKey(f"batch is signed with key {message.kid.hex()}, not {kid_for(public_key).hex()}")
+    kid = kid_for(public_key)
+    if not names_key(message.kid, kid):
+        raise UnknownKey(f"batch is signed with key {message.kid.hex()}, not {kid.hex()}")
     message.verify(public_key)
     body = decode_body(message.payload, catalogues)
     if gateway_id is not None:
         check_signer(body, message, gateway_id)
-    return batch_of(body, message)
+    return batch_of(body, message, kid)
 
 
-def batch_of(body: DecodedBody, message: SignedMessage) -> Batch:
-    """The Batch of a decoded body and its verified envelope (the rollover statement checked)."""
-    kid = message.kid
+def batch_of(body: DecodedBody, message: SignedMessage, kid: bytes) -> Batch:
+    """The Batch of a decoded body and its envelope verified with the key whose 8-byte kid is `kid`
+    (the rollover statement checked: its proof names that full kid, whichever envelope carried it)."""
     gateway_id = UNKNOWN_GATEWAY if body.gateway_id is None else body.gateway_id
     rollover = None
     if body.rollover is not None:

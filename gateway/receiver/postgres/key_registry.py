@@ -9,7 +9,8 @@ from psycopg import Connection
 from psycopg.rows import TupleRow
 
 from gateway.receiver.postgres.contents import text
-from gateway.receiver.store import QuarantinedBatch, QuarantineEntry, RegisteredKey, VerifiedBatch
+from gateway.receiver.store import QuarantinedBatch, QuarantineEntry, RegisteredKey, VerifiedBatch, kid_column
+from gateway.wire import hint_taken, kid_hint
 from kernel.errors import ConfigError, UnknownKey
 
 #: rejected (non-retryable) quarantine rows kept, the oldest deleted beyond it (as the SQLite store)
@@ -89,16 +90,28 @@ def release(conn: Connection[TupleRow], ids: Sequence[int]) -> None:
 
 
 def add_key(conn: Connection[TupleRow], key: RegisteredKey) -> bool:
-    """Register a key (False when already registered for this gateway; ConfigError for another)."""
+    """Register a key (False when already registered for this gateway; ConfigError for another,
+    KidHintTaken when another key has its hint)."""
+    hint = kid_hint(key.kid)
     with conn.transaction():
-        added = conn.execute(
-            f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (kid) DO NOTHING RETURNING kid",
-            (key.kid, key.gateway_id, key.public_key, key.added_ms, key.source, key.revoked_ms),
-        ).fetchone()
-        if added is not None:
-            return True
         row = conn.execute("SELECT gateway_id FROM keys WHERE kid = %s", (key.kid,)).fetchone()
+        if row is None:
+            # by the kid's bytes, not the hint column: a hint left NULL by the upgrade is taken too
+            holder = conn.execute(
+                "SELECT kid, gateway_id FROM keys WHERE substring(kid FROM 1 FOR 4) = %s", (hint,)
+            ).fetchone()
+            if holder is not None:
+                raise hint_taken(key.gateway_id, key.kid, holder[1], bytes(holder[0]))
+            # a receiver registering the same kid meanwhile: nothing added, told apart below; one
+            # registering another key with this hint meanwhile: the unique index refuses ours
+            added = conn.execute(
+                f"INSERT INTO keys ({_KEY_COLUMNS}, hint) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (kid) DO NOTHING RETURNING kid",
+                (key.kid, key.gateway_id, key.public_key, key.added_ms, key.source, key.revoked_ms, hint),
+            ).fetchone()
+            if added is not None:
+                return True
+            row = conn.execute("SELECT gateway_id FROM keys WHERE kid = %s", (key.kid,)).fetchone()
     if row is not None and row[0] != key.gateway_id:
         raise ConfigError(
             f"key {key.kid.hex()} is already registered for gateway {row[0]!r},"
@@ -118,8 +131,8 @@ def keys(conn: Connection[TupleRow], gateway_id: str | None) -> list[RegisteredK
 
 
 def key(conn: Connection[TupleRow], kid: bytes) -> RegisteredKey | None:
-    """The key registered under `kid`, or None."""
-    row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM keys WHERE kid = %s", (kid,)).fetchone()
+    """The key registered under `kid` (8 bytes, or its 4-byte hint), or None."""
+    row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM keys WHERE {kid_column(kid)} = %s", (kid,)).fetchone()
     return None if row is None else _key(row)
 
 
@@ -127,7 +140,8 @@ def revoke_key(conn: Connection[TupleRow], kid: bytes, revoked_ms: int) -> None:
     """Mark a key revoked (an earlier revocation time is kept); UnknownKey when there is none."""
     with conn.transaction():
         changed = conn.execute(
-            "UPDATE keys SET revoked_ms = coalesce(revoked_ms, %s) WHERE kid = %s", (revoked_ms, kid)
+            f"UPDATE keys SET revoked_ms = coalesce(revoked_ms, %s) WHERE {kid_column(kid)} = %s",
+            (revoked_ms, kid),
         ).rowcount
     if not changed:
         raise UnknownKey(f"no registered key with kid {kid.hex()}")

@@ -153,6 +153,18 @@ CREATE TABLE catalogues (
 """
 
 
+# the kid's first 4 bytes, by which compact envelopes name a key (docs/wire-format.md 7): unique, so
+# two receivers can never register two keys a compact envelope cannot tell apart. Keys that shared a
+# hint before this migration get none (their compact envelopes find no key and wait in the quarantine;
+# their tagged ones still verify) until one of the gateways gets a new key
+_KEY_HINTS = """
+ALTER TABLE keys ADD COLUMN hint bytea;
+UPDATE keys SET hint = substring(kid FROM 1 FOR 4) WHERE substring(kid FROM 1 FOR 4) IN
+    (SELECT substring(kid FROM 1 FOR 4) FROM keys GROUP BY 1 HAVING count(*) = 1);
+CREATE UNIQUE INDEX keys_by_hint ON keys (hint);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema: applied once, in order, recorded in schema_version."""
@@ -166,6 +178,7 @@ MIGRATIONS = (
     Migration(1, "batches, series, readings partitioned by day, windows, gaps, events, quarantine, keys, "
               "views named like the SQLite store's tables", _TABLES + _VIEWS),
     Migration(2, "series catalogues per gateway (wire version 4)", _CATALOGUES),
+    Migration(3, "keys found by their 4-byte hint (compact envelopes)", _KEY_HINTS),
 )  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

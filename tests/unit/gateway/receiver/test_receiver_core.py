@@ -32,10 +32,18 @@ def arrive(core: ReceiverCore, blob: bytes, gateway_id: str = "gw-1") -> Outcome
     return core.receive(Arrival(blob, gateway_id, NOW)).result
 
 
-def reenvelope(blob: bytes, unprotected: dict[int, object]) -> bytes:
-    """The same signed content in another envelope: an altered unprotected header (still verifies)."""
-    protected, _, payload, signature = cbor2.loads(blob).value
-    return cbor2.dumps(cbor2.CBORTag(18, [protected, unprotected, payload, signature]))
+def reenvelope(blob: bytes, unprotected: dict[int, object], *, tagged: bool | None = None) -> bytes:
+    """The same signed content in another envelope: an altered unprotected header, or a tag added to
+    (or taken from) it (still verifies: neither is signed). `tagged` None keeps the blob's form."""
+    message = cbor2.loads(blob)
+    was_tagged = isinstance(message, cbor2.CBORTag)
+    protected, _, payload, signature = message.value if was_tagged else message
+    parts = [protected, unprotected, payload, signature]
+    return (
+        cbor2.dumps(cbor2.CBORTag(18, parts))
+        if (was_tagged if tagged is None else tagged)
+        else cbor2.dumps(parts)
+    )
 
 
 def test_each_reading_is_stored_once_and_duplicates_are_counted(tmp_path: Path) -> None:
@@ -148,6 +156,7 @@ def test_a_reenveloped_copy_arriving_first_never_turns_the_genuine_batch_into_a_
     core, store = enrolled(tmp_path, gw)
     genuine = gw.batch()
     assert arrive(core, reenvelope(genuine, {99: b"x"})) is QuarantineReason.MALFORMED  # not canonical
+    assert arrive(core, reenvelope(genuine, {}, tagged=True)) is QuarantineReason.MALFORMED  # tag 18 added
     assert arrive(core, genuine) is Outcome.STORED
     assert arrive(core, genuine) is Outcome.DUPLICATE
     assert store.count_readings() == 5

@@ -13,7 +13,16 @@ from pycose.keys import OKPKey
 from pycose.keys.curves import Ed25519
 from pycose.messages import Sign1Message
 
-from gateway.wire import Keyring, ReadingColumns, SeriesInfo, encode_batch, kid_for, sign
+from gateway.wire import (
+    Envelope,
+    Keyring,
+    ReadingColumns,
+    SeriesInfo,
+    encode_batch,
+    kid_for,
+    sign,
+    verify_with_key,
+)
 from gateway.wire import verify_and_decode as verify
 from kernel.errors import BadSignature, MalformedBatch, UnknownKey
 
@@ -61,14 +70,51 @@ def test_kid_is_the_sha256_prefix_of_the_raw_public_key() -> None:
     assert kid_for(key) == hashlib.sha256(raw).digest()[:8]
 
 
-def test_envelope_is_a_tagged_sign1_with_eddsa_and_kid_protected(key: Ed25519PrivateKey) -> None:
+def test_envelope_is_an_untagged_sign1_with_the_kid_hint_protected_and_no_alg(key: Ed25519PrivateKey) -> None:
     message = cbor2.loads(signed(key))
+    assert isinstance(message, list)  # no CBOR tag: the media type and the topic say COSE_Sign1
+    protected, unprotected, payload, signature = message
+    assert cbor2.loads(protected) == {4: kid_for(key.public_key())[:4]}
+    assert len(protected) == 7  # a1 04 44 <4 bytes>: 8 with its head, where the tagged one took 14
+    assert dict(unprotected) == {}
+    assert payload == body()
+    assert len(signature) == 64
+
+
+def test_the_tagged_envelope_of_earlier_writers_is_still_written_on_request(key: Ed25519PrivateKey) -> None:
+    message = cbor2.loads(sign(body(), key, kid_for(key.public_key()), Envelope.TAGGED))
     assert message.tag == 18
     protected, unprotected, payload, signature = message.value
     assert cbor2.loads(protected) == {1: -8, 4: kid_for(key.public_key())}
     assert dict(unprotected) == {}
     assert payload == body()
     assert len(signature) == 64
+
+
+def test_the_compact_envelope_is_seven_bytes_shorter(key: Ed25519PrivateKey) -> None:
+    """85 -> 78 bytes around the payload of a small batch (docs/wire-format.md 1)."""
+    payload = body()
+    compact, tagged = signed(key, payload), sign(payload, key, kid_for(key.public_key()), Envelope.TAGGED)
+    assert len(payload) < 256  # a 2-byte payload head in both
+    assert (len(compact) - len(payload), len(tagged) - len(payload)) == (78, 85)
+
+
+@pytest.mark.parametrize("envelope", list(Envelope))
+def test_both_envelopes_verify_to_the_same_batch_and_full_kid(
+    key: Ed25519PrivateKey, ring: Keyring, envelope: Envelope
+) -> None:
+    batch = verify(sign(body(), key, kid_for(key.public_key()), envelope), ring)
+    assert (batch.gateway_id, batch.seq, batch.kid) == ("gw-1", 1, kid_for(key.public_key()))
+    assert verify_with_key(sign(body(), key, kid_for(key.public_key()), envelope), key.public_key()).seq == 1
+
+
+def test_an_unknown_kid_hint_is_an_unknown_key(key: Ed25519PrivateKey, ring: Keyring) -> None:
+    parts = cbor2.loads(signed(key))
+    parts[0] = cbor2.dumps({4: bytes(4)})  # a hostile hint no registered key has
+    with pytest.raises(UnknownKey, match="00000000"):
+        verify(cbor2.dumps(parts), ring)
+    with pytest.raises(UnknownKey, match="00000000"):
+        verify_with_key(cbor2.dumps(parts), key.public_key())
 
 
 def test_a_good_batch_verifies(key: Ed25519PrivateKey, ring: Keyring) -> None:
@@ -85,11 +131,15 @@ def test_every_flipped_byte_is_rejected(key: Ed25519PrivateKey, ring: Keyring) -
 
 
 def test_a_swapped_payload_fails_the_signature(key: Ed25519PrivateKey, ring: Keyring) -> None:
-    message = cbor2.loads(signed(key))
-    protected, _, _, signature = message.value
-    forged = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, body(seq=2), signature]))
+    protected, _, _, signature = cbor2.loads(signed(key))
+    forged = cbor2.dumps([protected, {}, body(seq=2), signature])
     with pytest.raises(BadSignature):
         verify(forged, ring)
+    protected, _, _, signature = cbor2.loads(
+        sign(body(), key, kid_for(key.public_key()), Envelope.TAGGED)
+    ).value
+    with pytest.raises(BadSignature):
+        verify(cbor2.dumps(cbor2.CBORTag(18, [protected, {}, body(seq=2), signature])), ring)
 
 
 def test_an_unregistered_key_is_unknown(ring: Keyring) -> None:
@@ -153,8 +203,25 @@ def _pycose_key(key: Ed25519PrivateKey, *, private: bool) -> OKPKey:
     return OKPKey(crv=Ed25519, x=raw, d=d)
 
 
-def test_pycose_verifies_our_batches(key: Ed25519PrivateKey) -> None:
-    tag = cbor2.loads(signed(key))
+def test_pycose_verifies_our_compact_batches_given_the_algorithm(key: Ed25519PrivateKey) -> None:
+    """The compact envelope names no algorithm: the verifier knows it from the registered key
+    (RFC 9052 section 3.1), so pycose is told EdDSA in a local unprotected header (never sent)."""
+    protected, unprotected, payload, signature = cbor2.loads(signed(key))
+    message = Sign1Message.from_cose_obj([protected, dict(unprotected), payload, signature], True)
+    message.uhdr_update({Algorithm: EdDSA})
+    message.key = _pycose_key(key, private=False)
+    assert message.verify_signature()
+    assert message.phdr[KID] == kid_for(key.public_key())[:4]
+    assert message.payload == body()
+    tampered = Sign1Message.from_cose_obj(
+        [protected, {Algorithm: EdDSA}, payload[:-1] + b"\x00", signature], True
+    )
+    tampered.key = message.key
+    assert not tampered.verify_signature()
+
+
+def test_pycose_verifies_our_tagged_batches(key: Ed25519PrivateKey) -> None:
+    tag = cbor2.loads(sign(body(), key, kid_for(key.public_key()), Envelope.TAGGED))
     # pycose 1.1 expects cbor2 < 6, which decoded a tag's array as a list (now a tuple)
     protected, unprotected, payload, signature = tag.value
     message = Sign1Message.from_cose_obj([protected, dict(unprotected), payload, signature], True)
@@ -164,9 +231,19 @@ def test_pycose_verifies_our_batches(key: Ed25519PrivateKey) -> None:
     assert message.payload == body()
 
 
-def test_we_verify_pycose_signed_batches(key: Ed25519PrivateKey, ring: Keyring) -> None:
+def test_we_verify_pycose_signed_compact_batches(key: Ed25519PrivateKey, ring: Keyring) -> None:
+    hint = kid_for(key.public_key())[:4]
+    message = Sign1Message(phdr={KID: hint}, uhdr={Algorithm: EdDSA}, payload=body())
+    message.key = _pycose_key(key, private=True)
+    protected, _, payload, signature = cbor2.loads(message.encode(tag=False))
+    blob = cbor2.dumps([protected, {}, payload, signature])  # the algorithm stays home
+    assert blob == signed(key)  # deterministic Ed25519 and the same canonical header encoding
+    assert verify(blob, ring).seq == 1
+
+
+def test_we_verify_pycose_signed_tagged_batches(key: Ed25519PrivateKey, ring: Keyring) -> None:
     message = Sign1Message(phdr={Algorithm: EdDSA, KID: kid_for(key.public_key())}, payload=body())
     message.key = _pycose_key(key, private=True)
     blob = message.encode()
-    assert blob == signed(key)  # deterministic Ed25519 and the same canonical header encoding
+    assert blob == sign(body(), key, kid_for(key.public_key()), Envelope.TAGGED)
     assert verify(blob, ring).seq == 1

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.wire import (
+    Envelope,
     Keyring,
     ReadingColumns,
     SeriesInfo,
@@ -81,7 +82,9 @@ def _sample_body() -> bytes:
 
 
 BODY = _sample_body()
+#: the compact envelope `sign` writes, and the tagged one batches sealed before 2026-12 carry
 BLOB = sign(BODY, KEY, KID)
+TAGGED_BLOB = sign(BODY, KEY, KID, Envelope.TAGGED)
 CBOR_BODY = body_cbor(BODY)
 
 
@@ -101,16 +104,23 @@ def test_the_sample_batch_itself_decodes() -> None:
     assert len(batch.windows) == 5
 
 
-@FUZZ
-@given(st.integers(min_value=0, max_value=len(BLOB) - 1))
-def test_truncated_batches(cut: int) -> None:
-    only_wire_errors(BLOB[:cut])
+def test_the_sample_batch_decodes_alike_in_both_envelopes() -> None:
+    compact, tagged = verify_and_decode(BLOB, RING), verify_and_decode(TAGGED_BLOB, RING)
+    assert compact.kid == tagged.kid == KID
+    assert compact.readings.ts_ms.tolist() == tagged.readings.ts_ms.tolist()
+    assert len(TAGGED_BLOB) - len(BLOB) == 7
 
 
 @FUZZ
-@given(st.lists(st.integers(min_value=0, max_value=8 * len(BLOB) - 1), min_size=1, max_size=4))
-def test_bit_flipped_batches(bits: list[int]) -> None:
-    data = bytearray(BLOB)
+@given(st.integers(min_value=0, max_value=len(TAGGED_BLOB) - 1), st.booleans())
+def test_truncated_batches(cut: int, tagged: bool) -> None:
+    only_wire_errors((TAGGED_BLOB if tagged else BLOB)[:cut])
+
+
+@FUZZ
+@given(st.lists(st.integers(min_value=0, max_value=8 * len(BLOB) - 1), min_size=1, max_size=4), st.booleans())
+def test_bit_flipped_batches(bits: list[int], tagged: bool) -> None:
+    data = bytearray(TAGGED_BLOB if tagged else BLOB)
     for bit in bits:
         data[bit // 8] ^= 1 << (bit % 8)
     only_wire_errors(bytes(data))
@@ -120,7 +130,20 @@ def test_bit_flipped_batches(bits: list[int]) -> None:
 @given(st.binary(max_size=600))
 def test_random_bytes(data: bytes) -> None:
     only_wire_errors(data)
-    only_wire_errors(b"\xd2\x84" + data)  # looks like a COSE_Sign1 for two bytes
+    only_wire_errors(b"\xd2\x84" + data)  # looks like a tagged COSE_Sign1 for two bytes
+    only_wire_errors(b"\x84\x47\xa1\x04\x44" + KID[:4] + data)  # a compact one naming our key for nine
+    only_wire_errors(b"\x84" + data)
+
+
+@FUZZ
+@given(st.binary(max_size=12), st.booleans(), st.binary(max_size=200))
+def test_signed_payloads_under_any_protected_header(protected: bytes, tagged: bool, payload: bytes) -> None:
+    """Well-formed COSE_Sign1 arrays with any protected bytes (our kid hint, other kids, no map at
+    all), tagged or not: only wire errors, whatever the header says."""
+    parts = [protected, {}, payload, bytes(64)]
+    only_wire_errors(cbor2.dumps(cbor2.CBORTag(18, parts) if tagged else parts))
+    header = cbor2.dumps({4: KID[:4]} if not tagged else {1: -8, 4: KID})
+    only_wire_errors(cbor2.dumps([header + protected, {}, payload, bytes(64)]))
 
 
 @FUZZ

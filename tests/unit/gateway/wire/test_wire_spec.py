@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.wire import (
+    Envelope,
     Event,
     Gap,
     Keyring,
@@ -336,6 +337,12 @@ def expand_row(row: list[Any]) -> list[Any]:
     return [sensor, quantity, unit, scale, rest[0] if rest else 1000]
 
 
+def parts_of(blob: bytes) -> list[Any]:
+    """Section 1: the four elements of the COSE_Sign1 array, untagged (compact) or under tag 18."""
+    message = cbor2.loads(blob)
+    return list(message.value if isinstance(message, cbor2.CBORTag) else message)
+
+
 def reference_decode(
     blob: bytes,
     public_key_raw: bytes,
@@ -345,12 +352,14 @@ def reference_decode(
     """Sections 1-3, with the signature checked as section 1 says; `catalogues` are the tables of
     section 3.5 by id, as earlier batches declared them; `gateway_id` is the gateway the key is
     registered for."""
-    message = cbor2.loads(blob)
-    assert message.tag == 18
-    protected, _, payload, signature = message.value
+    protected, _, payload, signature = parts_of(blob)
     header = cbor2.loads(protected)
-    assert header[1] == -8
-    assert header[4] == hashlib.sha256(public_key_raw).digest()[:8]
+    kid = hashlib.sha256(public_key_raw).digest()[:8]
+    if isinstance(cbor2.loads(blob), cbor2.CBORTag):  # section 1: the tagged envelope of earlier writers
+        assert cbor2.loads(blob).tag == 18
+        assert header == {1: -8, 4: kid}
+    else:  # the compact one: the first 4 bytes of the kid, EdDSA implied by the key
+        assert header == {4: kid[:4]}
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
@@ -368,7 +377,7 @@ def reference_decode(
         table = (catalogues or {})[catalogue]
     rollover = body.get(10)
     if rollover is not None:  # section 3.4: the new key signs [context, gateway, old kid, new key]
-        statement = cbor2.dumps(["rostock-gateway key rollover v1", gateway, header[4], rollover[0]])
+        statement = cbor2.dumps(["rostock-gateway key rollover v1", gateway, kid, rollover[0]])
         Ed25519PublicKey.from_public_bytes(rollover[0]).verify(rollover[1], statement)
     return {
         "epoch": body[9] if 2 <= body[0] <= 3 else body.get(9, bytes(16)),
@@ -494,7 +503,7 @@ def decoded() -> tuple[dict[str, Any], Any]:
 
 def test_the_sample_exercises_every_part_of_the_format() -> None:
     blob = rich_batch()[0]
-    body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
+    body = cbor2.loads(body_of(parts_of(blob)[2]))
     # every readings key, grids, groups, predictors included (version 5 has its heads in key 0)
     assert set(body[5]) == set(range(11)) - {1}
     assert {0, 1, 24} <= set(body[5][10])  # previous value, linear, daily (the hourly sun)
@@ -524,7 +533,7 @@ def test_reference_decoder_reads_both_forms_of_quality_flags(form: type) -> None
     table = [SeriesInfo("dew-1", "dew_point", "Cel", 0.01, 1000)]
     body = encode_batch(gateway_id="gw-spec", seq=1, created_ms=T0, series=table, readings=columns)
     blob = sign(body, key, kid_for(key.public_key()))
-    assert isinstance(cbor2.loads(body_of(cbor2.loads(blob).value[2]))[5][5], form)
+    assert isinstance(cbor2.loads(body_of(parts_of(blob)[2]))[5][5], form)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert [q for _, _, _, q in reference_decode(blob, raw)["readings"]] == quality.tolist()
 
@@ -570,7 +579,7 @@ def test_reference_decoder_reads_every_integer_column_method(
         lambda values, plain=False, period=1: packers[method](np.asarray(values, np.int64)),
     )
     blob, _, _, _, key = rich_batch()
-    body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
+    body = cbor2.loads(body_of(parts_of(blob)[2]))
     assert body[5][2][0] == {7: 5, 8: 6, 9: 7, 10: 7}.get(method, method)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ring = Keyring()
@@ -600,6 +609,20 @@ def test_reference_decoder_agrees_on_everything_else(decoded: tuple[dict[str, An
         assert np.array_equal(np.array(column), getattr(batch.windows, name)), name
     assert reference["gaps"] == [[g.series, g.from_ms, g.to_ms, g.count, g.reason] for g in batch.gaps]
     assert reference["events"] == [[e.ts_ms, e.source, e.kind, e.detail] for e in batch.events]
+
+
+def test_reference_decoder_reads_the_tagged_envelope_of_earlier_writers(
+    decoded: tuple[dict[str, Any], Any],
+) -> None:
+    """Section 1: the same body under tag 18 with {1: -8, 4: kid}; its rollover proof names the same kid."""
+    blob, _, _, _, key = rich_batch()
+    tagged = sign(parts_of(blob)[2], key, kid_for(key.public_key()), Envelope.TAGGED)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    reference, _ = decoded
+    again = reference_decode(tagged, raw)
+    for name in ("gateway_id", "seq", "created_ms", "series", "rollover", "epoch", "catalogue"):
+        assert again[name] == reference[name], name
+    assert len(tagged) == len(blob) + 7
 
 
 def test_decoded_values_are_the_input_at_its_resolution(decoded: tuple[dict[str, Any], Any]) -> None:
@@ -673,7 +696,7 @@ def test_reference_decoder_reads_levels_as_residuals() -> None:
     table = [SeriesInfo("anemo-1", "wind_speed", "kn", 1.0, 1000)]
     blob = sign(encode_batch(gateway_id="gw-spec", seq=2, created_ms=T0, series=table, readings=readings), key,
                 kid_for(key.public_key()))  # fmt: skip
-    body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
+    body = cbor2.loads(body_of(parts_of(blob)[2]))
     assert body[5][10] == [-1] and body[5][3][0][0] == 5
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     theirs = reference_decode(blob, raw)["readings"]
@@ -703,7 +726,7 @@ def test_reference_decoder_reads_circular_steps() -> None:
     table = [SeriesInfo("vane-1", "wind_from_direction", "deg", 10.0, 1000)]
     blob = sign(encode_batch(gateway_id="gw-spec", seq=3, created_ms=T0, series=table, readings=readings), key,
                 kid_for(key.public_key()))  # fmt: skip
-    body = cbor2.loads(body_of(cbor2.loads(blob).value[2]))
+    body = cbor2.loads(body_of(parts_of(blob)[2]))
     first = int(degrees[0] / 10)
     assert body[5][10] == [[37, first]]  # 0..36 tens of degrees, the first `first` above 0
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
