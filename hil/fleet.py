@@ -86,6 +86,18 @@ class SimulatedGateway:
         return blob
 
 
+#: seeds of two Ed25519 keys whose kids share their first 4 bytes (d0175a60), the hint a compact
+#: envelope names a key by: found by a birthday search over the seeds 0..170,398 (6 s), kept here so
+#: tests of the registries' refusal need not search
+SHARED_HINT_SEEDS = (34_433, 170_398)
+
+
+def keys_sharing_a_hint() -> tuple[Ed25519PrivateKey, Ed25519PrivateKey]:
+    """Two private keys whose kids differ but start with the same 4 bytes."""
+    first, second = (Ed25519PrivateKey.from_private_bytes(s.to_bytes(32, "big")) for s in SHARED_HINT_SEEDS)
+    return first, second
+
+
 def topic_of(gateway_id: str) -> str:
     """The topic a gateway publishes its batches to."""
     return f"gateways/{gateway_id}/batches"

@@ -19,7 +19,7 @@ from gateway.public_key_files import load_public_pem
 from gateway.receiver.core import ReceiverCore
 from gateway.receiver.store import ReceiverStore, RegisteredKey
 from gateway.receiver.verdict import valid_gateway_id
-from gateway.wire import kid_for
+from gateway.wire import KID_HINT_LENGTH, KID_LENGTH, kid_for
 from kernel.errors import ConfigError, GatewayError
 from kernel.wallclock import now_ms
 
@@ -82,7 +82,10 @@ def keys_add(gateway_id: str, public_pem: Path, db: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     key = RegisteredKey(kid_for(public), gateway_id, public.public_bytes_raw(), now_ms(), "cli")
     with _store(db) as store:
-        released = ReceiverCore(store).enrol(key)
+        try:
+            released = ReceiverCore(store).enrol(key)
+        except ConfigError as exc:  # the key is another gateway's, or another key has its 4-byte hint
+            raise click.ClickException(str(exc)) from None
     click.echo(f"enrolled kid {key.kid.hex()} for {gateway_id}; released {released} quarantined batches")
 
 
@@ -106,14 +109,20 @@ def keys_list(gateway_id: str | None, db: str | None, as_json: bool) -> None:
 @click.argument("kid_hex")
 @_DB
 def keys_revoke(kid_hex: str, db: str | None) -> None:
-    """Revoke a key: later batches signed with it go to quarantine with reason `revoked`."""
+    """Revoke a key, named by its kid (16 hex digits) or by the 8 a compact envelope carries (as
+    `quarantine list` shows them): later batches signed with it go to quarantine with reason `revoked`."""
     try:
         kid = bytes.fromhex(kid_hex)
     except ValueError:
         raise click.BadParameter(f"{kid_hex!r} is not a hex kid") from None
+    if len(kid) not in (KID_LENGTH, KID_HINT_LENGTH):
+        raise click.BadParameter(f"{kid_hex!r}: a kid is 16 hex digits, its hint the first 8")
     with _store(db) as store:
-        store.revoke_key(kid, now_ms())
-    click.echo(f"revoked kid {kid_hex}")
+        found = store.key(kid)
+        if found is None:
+            raise click.ClickException(f"no registered key with kid {kid_hex}")
+        store.revoke_key(found.kid, now_ms())
+    click.echo(f"revoked kid {found.kid.hex()} of {found.gateway_id}")
 
 
 @click.group(name="quarantine")

@@ -5,7 +5,9 @@
 fead6ee: five series of the shared data with a daily predictor, all three column methods, a grid,
 exceptions, quality flags, a lossless series and a gap), `data/batch_v4_declaring.cose` and
 `data/batch_v4_referring.cose` by version 4 (commit 812bc3b: the version-3 fixture's readings, the
-first declaring its series catalogue, the second referring to it); the JSON beside each holds what
+first declaring its series catalogue, the second referring to it), `data/batch_v5_tagged_rollover.cose`
+by version 5 in the tagged envelope (commit 1d867c3, the last writer of that envelope: the version-4
+fixture's readings and gap, seq 8, announcing the key of 32 bytes 0x06); the JSON beside each holds what
 that version's own reader decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
 """
 
@@ -32,6 +34,7 @@ from gateway.wire import (
     verify_and_decode,
 )
 from gateway.wire.body import body_cbor
+from gateway.wire.cose import parse_sign1
 from kernel.errors import MalformedBatch
 
 DATA = Path(__file__).parent / "data"
@@ -138,3 +141,25 @@ def test_a_stored_version_4_batch_that_refers_to_its_catalogue_decodes_with_the_
         declaring.catalogue,
         declaring.catalogue_table,
     )
+
+
+def test_a_version_5_batch_in_the_tagged_envelope_of_earlier_writers_decodes_as_its_reader_did() -> None:
+    """What an outbox sealed before the compact envelope holds: tag 18, {1: -8, 4: <8-byte kid>}, and a
+    rollover proof that names that 8-byte kid."""
+    blob = (DATA / "batch_v5_tagged_rollover.cose").read_bytes()
+    expected = json.loads((DATA / "batch_v5_tagged_rollover.json").read_text())
+    assert cbor2.loads(blob).tag == 18
+    ring = Keyring()
+    ring.add("gw-fixture", KEY.public_key())
+    batch = verify_and_decode(blob, ring)
+    assert (batch.version, batch.gateway_id, batch.seq) == (5, expected["gateway_id"], expected["seq"])
+    assert batch.kid.hex() == expected["kid"] == kid_for(KEY.public_key()).hex()
+    assert batch.rollover is not None
+    assert batch.rollover.new_public_key.hex() == expected["rollover_new_public_key"]
+    assert batch.readings.ts_ms.tolist() == expected["ts_ms"]
+    assert [float(v).hex() for v in batch.readings.value.tolist()] == expected["value"]
+    assert [[g.series, g.from_ms, g.to_ms, g.count, g.reason] for g in batch.gaps] == expected["gaps"]
+    # re-signed in the compact envelope, the same body decodes alike and the same proof holds
+    compact = sign(parse_sign1(blob).payload, KEY, kid_for(KEY.public_key()))
+    again = verify_and_decode(compact, ring)
+    assert (again.kid, again.rollover, again.digest != batch.digest) == (batch.kid, batch.rollover, True)
