@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gateway.public_key_files import load_public_pem
 from gateway.wire.batch import KeyRollover
 from gateway.wire.rollover import make_rollover
-from gateway.wire.trusted_keys import kid_for
+from gateway.wire.trusted_keys import kid_for, kid_hint
 from kernel.errors import ConfigError
 
 PRIVATE_NAME = "gateway.key.pem"
@@ -73,7 +73,7 @@ def rotate_keypair(directory: Path) -> tuple[Path, Path, bytes]:
         _same_owner(previous, like_private, mode=0o700)
         for leftover in (new_private, new_public):
             leftover.unlink(missing_ok=True)  # from a rotation interrupted before its renames
-        _write_pair(Ed25519PrivateKey.generate(), new_private, new_public)
+        _write_pair(_key_with_a_new_hint(directory, old_kid), new_private, new_public)
         _same_owner(new_private, like_private)
         _same_owner(new_public, like_public)
         _mark_rollover(directory, old_kid, like_private)
@@ -84,6 +84,22 @@ def rotate_keypair(directory: Path) -> tuple[Path, Path, bytes]:
     except OSError as exc:
         raise ConfigError(f"cannot rotate the key pair in {directory}: {exc}") from None
     return private_path, public_path, old_kid
+
+
+def _key_with_a_new_hint(directory: Path, old_kid: bytes) -> Ed25519PrivateKey:
+    """A new key whose kid hint (first 4 bytes) none of this gateway's earlier keys has: a backend
+    refuses a second key with a registered key's hint (docs/wire-format.md 7), so a rollover to one
+    would never be enrolled. The odds are 2^-32 a rotation; drawing again costs nothing."""
+    taken = {kid_hint(old_kid)}
+    for pem in (directory / PREVIOUS_DIR).glob("*.pub.pem"):
+        try:  # named <kid-hex>.pub.pem by the rotation that moved it
+            taken.add(kid_hint(bytes.fromhex(pem.name.removesuffix(".pub.pem"))))
+        except ValueError:
+            continue  # not a file a rotation wrote
+    while True:
+        key = Ed25519PrivateKey.generate()
+        if kid_hint(kid_for(key.public_key())) not in taken:
+            return key
 
 
 def _mark_rollover(directory: Path, old_kid: bytes, like: os.stat_result) -> None:

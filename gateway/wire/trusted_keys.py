@@ -41,10 +41,12 @@ def names_key(received: bytes, kid: bytes) -> bool:
 
 def hint_taken(gateway_id: str, kid: bytes, holder_gateway_id: str, holder_kid: bytes) -> KidHintTaken:
     """The error every key registry raises for a key whose hint a registered key already has."""
-    whose = "its own older key" if holder_gateway_id == gateway_id else f"gateway {holder_gateway_id!r}'s key"
+    holder = f"its own older key {holder_kid.hex()}"
+    if holder_gateway_id != gateway_id:
+        holder = f"key {holder_kid.hex()} of gateway {holder_gateway_id!r}"
     return KidHintTaken(
         f"key {kid.hex()} of gateway {gateway_id!r} starts with the same 4 bytes ({kid_hint(kid).hex()})"
-        f" as {whose} {holder_kid.hex()}: compact envelopes could not tell them apart. Refused:"
+        f" as {holder}: compact envelopes could not tell them apart. Refused:"
         f" generate a new key on gateway {gateway_id!r} (`gateway keys rotate`, or `init` in an empty"
         " directory) and register that one"
     )

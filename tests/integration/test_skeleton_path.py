@@ -18,10 +18,12 @@ import cbor2
 import pytest
 from conftest import Processes, read_json, wait_until
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pycose.algorithms import EdDSA
+from pycose.headers import Algorithm
 from pycose.keys.okp import OKPKey
 from pycose.messages import Sign1Message
 
-from gateway import signing_key, tomlwriter
+from gateway import signing_key, tomlwriter, wire
 from gateway.clock import kernel_clock_synchronised
 from gateway.control import query_status
 from hil.broker import Mosquitto, free_port
@@ -183,15 +185,17 @@ def test_agent_written_batch_verifies_with_pycose(
     blob = asyncio.run(capture())
     public = load_pem_public_key((receiver_keys / "gw-test.pem").read_bytes())
     raw = public.public_bytes_raw()  # type: ignore[union-attr]
-    tag = cbor2.loads(blob)
-    assert tag.tag == 18
-    # pycose 1.1 expects cbor2 < 6, which decoded a tag's array as a list (now a tuple)
-    protected, unprotected, payload, signature = tag.value
+    parts = cbor2.loads(blob)
+    assert isinstance(parts, list)  # the compact envelope: untagged, the topic says COSE_Sign1
+    protected, unprotected, payload, signature = parts
+    assert cbor2.loads(protected) == {4: wire.kid_for(public)[:4]}  # type: ignore[arg-type]
     message = Sign1Message.from_cose_obj([protected, dict(unprotected), payload, signature], True)
+    # no alg travels: the verifier takes EdDSA from the registered Ed25519 key (RFC 9052 section 3.1)
+    message.uhdr_update({Algorithm: EdDSA})
     message.key = OKPKey(crv="Ed25519", x=raw)
     assert message.verify_signature()
     tampered = Sign1Message.from_cose_obj(
-        [protected, dict(unprotected), payload[:-1] + b"\x00", signature], True
+        [protected, {Algorithm: EdDSA}, payload[:-1] + b"\x00", signature], True
     )
     tampered.key = message.key
     assert not tampered.verify_signature()

@@ -11,9 +11,9 @@ import pytest
 from gateway import wire
 from gateway.receiver.postgres import PostgresStore
 from gateway.receiver.postgres.schema import SCHEMA_VERSION
-from gateway.receiver.store import Outcome, VerifiedBatch
+from gateway.receiver.store import Outcome, RegisteredKey, VerifiedBatch
 from hil.fleet import SimulatedGateway
-from kernel.errors import StorageError
+from kernel.errors import KidHintTaken, StorageError
 from postgres_store.pg_batches import signed, verified
 
 MIDNIGHT = 1_767_312_000_000  # 2026-01-02T00:00:00Z
@@ -107,3 +107,24 @@ def test_a_database_migrated_by_a_newer_receiver_is_refused(fresh_dsn: str) -> N
         )
     with pytest.raises(StorageError, match=f"schema version {SCHEMA_VERSION + 1}.*upgrade the receiver"):
         PostgresStore(fresh_dsn)
+
+
+def test_a_version_2_database_gets_key_hints_except_for_keys_that_already_shared_one(fresh_dsn: str) -> None:
+    """Before migration 3 nothing refused two keys with the same first 4 bytes: both are kept (found by
+    their whole kid, as tagged envelopes name them), neither by the hint; every other key is."""
+    PostgresStore(fresh_dsn).close()
+    with psycopg.connect(fresh_dsn) as conn:  # back to version 2, with the keys a version-2 receiver took
+        conn.execute("DROP INDEX keys_by_hint; ALTER TABLE keys DROP COLUMN hint;")
+        conn.execute("DELETE FROM schema_version WHERE version = 3")
+        for kid, gateway_id in ((b"same1111", "gw-1"), (b"same2222", "gw-2"), (b"solo1111", "gw-3")):
+            conn.execute("INSERT INTO keys VALUES (%s, %s, %s, 1, 'cli', NULL)", (kid, gateway_id, bytes(32)))
+    store = PostgresStore(fresh_dsn)
+    try:
+        assert store.key(b"solo") is not None and store.key(b"solo").gateway_id == "gw-3"  # type: ignore[union-attr]
+        assert store.key(b"same") is None
+        assert store.key(b"same1111") is not None and store.key(b"same2222") is not None
+        with pytest.raises(KidHintTaken):  # and the shared hint stays taken
+            store.add_key(RegisteredKey(b"same3333", "gw-4", bytes(32), 2, "cli"))
+    finally:
+        store.close()
+    assert rows(fresh_dsn, "SELECT max(version) FROM schema_version") == [(SCHEMA_VERSION,)]

@@ -21,7 +21,7 @@ from gateway.receiver.store import (
     VerifiedBatch,
 )
 from hil.fleet import SimulatedGateway
-from kernel.errors import ConfigError, StorageError, UnknownKey
+from kernel.errors import ConfigError, KidHintTaken, StorageError, UnknownKey
 from postgres_store.pg_batches import keyring_of, signed, verified
 
 
@@ -286,3 +286,24 @@ def test_version_4_batches_from_an_upgraded_outbox_are_stored_beside_version_5_o
         (9, 1_764_150_001_000),
     ]
     store.close()
+
+
+def test_key_registry_finds_a_key_by_its_hint_and_refuses_a_second_key_with_it(store: PostgresStore) -> None:
+    """The compact envelope names a key by its kid's first 4 bytes: one key per hint, whoever's."""
+    key = RegisteredKey(b"hint" + b"1" * 4, "gw-h", b"p" * 32, added_ms=10, source="cli")
+    assert store.add_key(key) is True
+    assert store.key(b"hint") == key == store.key(b"hint" + b"1" * 4)
+    assert store.key(b"hin") is None and store.key(b"nope") is None
+    holders = (
+        (f"key {key.kid.hex()} of gateway 'gw-h'", "gw-other"),
+        (f"its own older key {key.kid.hex()}", "gw-h"),
+    )
+    for holder, gateway_id in holders:
+        clash = RegisteredKey(b"hint" + b"2" * 4, gateway_id, b"q" * 32, added_ms=11, source="rollover")
+        with pytest.raises(
+            KidHintTaken, match=f"as {holder}: .*generate a new key on gateway '{gateway_id}'"
+        ):
+            store.add_key(clash)
+    assert store.keys() == [key]
+    store.revoke_key(b"hint", 20)  # as `quarantine list` shows a compact envelope's kid
+    assert store.key(b"hint") == RegisteredKey(key.kid, "gw-h", b"p" * 32, 10, "cli", revoked_ms=20)

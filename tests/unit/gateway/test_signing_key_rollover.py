@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from buffer import Store, StoreOptions
 from gateway import wire
@@ -23,6 +25,7 @@ from gateway.signing_key import (
     pending_rollover,
     rotate_keypair,
 )
+from hil.fleet import keys_sharing_a_hint
 from kernel.model import Reading
 
 T0 = 1_780_000_000_000
@@ -98,3 +101,21 @@ def test_after_a_rotation_and_a_restart_the_backend_learns_the_new_key_from_the_
     assert verdicts[0].result is Outcome.STORED
     assert received.count_readings("gw-1") == 2 and received.quarantined() == []
     assert wire.verify_with_key(announcing, old, gateway_id="gw-1").rollover is not None
+
+
+def test_rotate_never_gives_the_gateway_a_key_with_the_hint_of_one_it_had(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend refuses a key whose first 4 kid bytes a registered key has (docs/wire-format.md 7): a
+    rotation that drew one (odds 2^-32, so the draw is forced here) draws again."""
+    first, second = keys_sharing_a_hint()
+    private_path, public_path = generate_keypair(tmp_path)
+    private_path.write_bytes(first.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    public_path.write_bytes(first.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    draws = iter([second, Ed25519PrivateKey.from_private_bytes(b"\x09" * 32)])
+    monkeypatch.setattr(Ed25519PrivateKey, "generate", staticmethod(lambda: next(draws)))
+    _, _, old_kid = rotate_keypair(tmp_path)
+    new_kid = wire.kid_for(load_private_key(private_path).public_key())
+    assert old_kid == wire.kid_for(first.public_key())
+    assert new_kid == wire.kid_for(Ed25519PrivateKey.from_private_bytes(b"\x09" * 32).public_key())
+    assert new_kid[:4] != old_kid[:4]
