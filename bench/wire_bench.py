@@ -38,6 +38,7 @@ from gateway.wire import (  # noqa: E402
     verify_and_decode,
 )
 from gateway.wire.body import body_cbor  # noqa: E402
+from gateway.wire.cose import parse_sign1  # noqa: E402
 from gateway.wire.scale import dequantise, quantise, scale_of  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "sensor-series"
@@ -239,7 +240,7 @@ METHOD_NAMES = (
 def step_methods(blob: bytes) -> str:
     """How a batch's value steps travel: each step column's method (and layout period), the
     predictors, or the grid."""
-    readings = cbor2.loads(body_cbor(cbor2.loads(blob).value[2])).get(5, {})
+    readings = cbor2.loads(body_cbor(parse_sign1(blob).payload)).get(5, {})
     if 8 in readings:
         return "grid"
     parts = []

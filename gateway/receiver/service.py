@@ -97,7 +97,10 @@ def import_key_dir(core: ReceiverCore, directory: Path, at_ms: int) -> int:
         public = load_public_pem(pem)
         raw = public.public_bytes_raw()
         key = RegisteredKey(kid_for(public), gateway_id, raw, at_ms, "import")
-        released += core.enrol(key)
+        try:
+            released += core.enrol(key)
+        except ConfigError as exc:  # another gateway's key, or a registered key has its 4-byte hint
+            raise ConfigError(f"{pem}: {exc}") from None
     return released
 
 
