@@ -340,7 +340,7 @@ class ReceiverCore:
             detail = f"kid {message.kid.hex()}: {reason.value}"
             if message.kid in registry.shared_hints:
                 detail += (
-                    " (registered keys of more than one gateway start with these 4 bytes: give one a new key)"
+                    " (more than one registered key starts with these 4 bytes: give its gateway a new key)"
                 )
             entry = self._entry(arrival, reason, detail, message.kid, message.content_digest)
             return _Judged(quarantine=entry)

@@ -194,7 +194,10 @@ def test_an_upgraded_database_finds_its_keys_by_hint_except_ones_that_already_sh
     tagged = wire.sign(old_agent.body(0, 5), first, old_agent.kid, wire.Envelope.TAGGED)
     assert core.receive(Arrival(tagged, "gw-1", NOW)).result is Outcome.STORED
     verdict = core.receive(Arrival(old_agent.batch(), "gw-1", NOW))
-    assert verdict.result is QuarantineReason.UNKNOWN_KEY and "more than one gateway" in verdict.detail
+    assert (
+        verdict.result is QuarantineReason.UNKNOWN_KEY
+        and "more than one registered key starts with" in verdict.detail
+    )
     assert core.receive(Arrival(other.batch(), "gw-3", NOW)).result is Outcome.STORED
     with pytest.raises(KidHintTaken):  # a third key with that hint is refused as well
         store.add_key(
