@@ -77,7 +77,7 @@ def test_versions_4_and_5_leave_the_zero_epoch_out_and_keep_a_real_one() -> None
             epoch=epoch,
         )
         fields = cbor2.loads(body_cbor(body))
-        assert fields[0] == FORMAT_VERSION == 5
+        assert fields[0] == FORMAT_VERSION == 6
         assert (9 in fields) == (epoch != NO_EPOCH)
         assert verify_and_decode(sign(body, KEY, kid_for(KEY.public_key())), ring).epoch == epoch
         sizes[epoch] = len(body)
@@ -134,7 +134,7 @@ def test_a_stored_version_4_batch_that_refers_to_its_catalogue_decodes_with_the_
     )
     now = verify_and_decode(sign(body, KEY, kid_for(KEY.public_key())), ring)
     assert (now.version, now.catalogue, now.catalogue_table) == (
-        5,
+        6,
         declaring.catalogue,
         declaring.catalogue_table,
     )
