@@ -5,7 +5,9 @@
 fead6ee: five series of the shared data with a daily predictor, all three column methods, a grid,
 exceptions, quality flags, a lossless series and a gap), `data/batch_v4_declaring.cose` and
 `data/batch_v4_referring.cose` by version 4 (commit 812bc3b: the version-3 fixture's readings, the
-first declaring its series catalogue, the second referring to it); the JSON beside each holds what
+first declaring its series catalogue, the second referring to it), `data/batch_v5_declaring.cose` by
+version 5 (commit 1d867c3: the same readings and gap with a grid, three coding groups, the daily
+predictor, sparse, PPMd and method-7 columns, every count stated); the JSON beside each holds what
 that version's own reader decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
 """
 
@@ -38,7 +40,13 @@ DATA = Path(__file__).parent / "data"
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
 
 
-STORED = {1: "batch-v1", 2: "batch-v2", 3: "batch_v3_compression", 4: "batch_v4_declaring"}
+STORED = {
+    1: "batch-v1",
+    2: "batch-v2",
+    3: "batch_v3_compression",
+    4: "batch_v4_declaring",
+    5: "batch_v5_declaring",
+}
 
 
 @pytest.mark.parametrize("version", sorted(STORED))
