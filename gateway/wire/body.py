@@ -125,8 +125,8 @@ def encode_batch(
     if len(readings):
         chosen, plain = encode_readings(readings, series, body[CREATED])
         # version 6: the counts the reader works out from key 0 are left out (`implied`)
-        body[READINGS] = drop_counts(chosen)
-        plain_readings = lambda: drop_counts(plain())  # noqa: E731 (built only when called)
+        body[READINGS] = drop_counts(chosen, series, body[CREATED])
+        plain_readings = lambda: drop_counts(plain(), series, body[CREATED])  # noqa: E731 (built when called)
     if windows is not None and len(windows):
         body[WINDOWS] = encode_windows(windows, len(series))
     if gaps:

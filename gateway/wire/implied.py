@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.wire import huffman, intcol, steps
+from gateway.wire import huffman, intcol, modelled, steps
 from gateway.wire.batch import SeriesInfo
 from gateway.wire.readings import TIMESTAMPS, counts_and_heads, grids_listed, table_facts
 from kernel.errors import MalformedBatch
@@ -32,11 +32,14 @@ ZEROS = b""
 _SPARSE = bytes([intcol.METHOD_SPARSE])
 
 
-def drop_counts(readings: dict[int, Any]) -> dict[int, Any]:
-    """A version-5 readings map in version 6's form (the counts of keys 2, 3 and 8 left out)."""
+def drop_counts(readings: dict[int, Any], series: Sequence[SeriesInfo], created_s: int) -> dict[int, Any]:
+    """A version-5 readings map in version 6's form (the counts of keys 2, 3 and 8 left out, the
+    timestamps of series that are all regular at one interval as that interval)."""
     out = dict(readings)
     if TIMESTAMPS in out:
-        out[TIMESTAMPS] = _implied(out[TIMESTAMPS])
+        counts, _ = counts_and_heads(readings, series, created_s)
+        interval = _regular_interval(out[TIMESTAMPS], np.array(counts, dtype=np.int64))
+        out[TIMESTAMPS] = _implied(out[TIMESTAMPS]) if interval is None else interval
         if out[TIMESTAMPS] == ZEROS:
             del out[TIMESTAMPS]
     if steps.STEPS in out:
@@ -51,15 +54,59 @@ def drop_counts(readings: dict[int, Any]) -> dict[int, Any]:
     return out
 
 
+def _regular_interval(column: bytes, counts: npt.NDArray[np.int64]) -> int | None:
+    """The interval I when every series with two or more readings is regular at that one I (its
+    second differences I, 0, 0, ...), as sparse or varint columns hold them; else None.
+
+    Hourly or one-minute series, and an agent's batch of sensors polled at one rate: the sparse
+    column `03 901c 00 02` (factor 3600, one entry) becomes the CBOR integer `19 0e10`.
+    """
+    if column[0] not in (intcol.METHOD_VARINT, intcol.METHOD_SPARSE):
+        return None  # a Huffman or LZMA column is not regular: its zeros would have been sparse
+    second = _second_readings(counts)
+    dod = intcol.unpack_any(column)
+    if (
+        second.size == 0
+        or dod.size != int((counts - 1).clip(0).sum())
+        or np.count_nonzero(dod) != second.size
+    ):
+        return None
+    interval = int(dod[second[0]])
+    return interval if bool((dod[second] == interval).all()) else None
+
+
+def _second_readings(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Where each series with two or more readings has its first timestamp second difference (the
+    column holds count - 1 of them per series with readings)."""
+    per_series = (counts - 1).clip(0)
+    return (np.cumsum(per_series) - per_series)[counts >= 2]
+
+
+def _regular_column(interval: object, counts: npt.NDArray[np.int64]) -> bytes:
+    """The version-5 sparse column of timestamps all regular at `interval`."""
+    if type(interval) is not int or not -(2**63) <= interval < 2**63:
+        raise MalformedBatch("a regular interval must be a 64-bit integer")
+    dod = np.zeros(int((counts - 1).clip(0).sum()), dtype=np.int64)
+    dod[_second_readings(counts)] = interval
+    return intcol.pack_sparse(dod)
+
+
 def _implied(column: bytes) -> bytes:
-    """A column without its count (and a sparse one without its number of nonzero entries)."""
+    """A column without its count (and a sparse one without its number of nonzero entries, a PPMd
+    one with its content length as the bytes beyond one per integer)."""
     if _all_zero(column):
         return ZEROS
     if column[0] == intcol.METHOD_VARINT:
         return column
-    end = _count_end(column, 1)
+    count, end = huffman.read_uvarint(column, 1)
     if column[0] == intcol.METHOD_SPARSE:
         end = _count_end(column, end)
+    if column[0] == modelled.METHOD_PPMD:
+        # the varints of hourly steps are nearly all one byte: 5,999 steps, 6,008 bytes of content
+        # (2 bytes), stored as 9 (1 byte)
+        period_end = _count_end(column, end)
+        length, stream = huffman.read_uvarint(column, period_end + 1)
+        return column[:1] + column[end : period_end + 1] + huffman.uvarint(length - count) + column[stream:]
     return column[:1] + column[end:]
 
 
@@ -88,7 +135,9 @@ def restore_counts(item: object, series: Sequence[SeriesInfo], created_s: int) -
     count = np.array(counts, dtype=np.int64)
     out = dict(item)
     timestamps = int(count.sum() - np.count_nonzero(count))
-    if TIMESTAMPS in out or timestamps:
+    if isinstance(out.get(TIMESTAMPS), int):
+        out[TIMESTAMPS] = _regular_column(out[TIMESTAMPS], count)
+    elif TIMESTAMPS in out or timestamps:
         out[TIMESTAMPS] = _stated(out.get(TIMESTAMPS, ZEROS), timestamps)
     plain, on_grid = _stepped(grids_listed(item), series, count)
     groups = out.get(steps.GROUPS, [0] * plain.size)
@@ -135,6 +184,10 @@ def _stated(column: object, count: int) -> bytes:
     if column[0] not in intcol.COUNTED_METHODS:
         return column  # no count to restore (an unknown method is refused by the decoder)
     head = column[:1] + huffman.uvarint(count)
+    if column[0] == modelled.METHOD_PPMD:
+        period_end = _count_end(column, 1)
+        beyond, stream = huffman.read_uvarint(column, period_end + 1)
+        return head + column[1 : period_end + 1] + huffman.uvarint(count + beyond) + column[stream:]
     if column[0] != intcol.METHOD_SPARSE:
         return head + column[1:]
     _, start = huffman.read_uvarint(column, 1)  # the factor

@@ -59,18 +59,18 @@ def three_series() -> tuple[bytes, ReadingColumns]:
 
 def test_a_constant_hourly_series_sends_its_interval_once_and_no_steps() -> None:
     """6,000 hours at 1012 hPa: version 5 sent `03 ef2e 01 901c 00 02` for the timestamps (count
-    5,999, one nonzero entry) and `[03 ef2e 00 01]` for the steps; version 6 `03 901c 00 02` and
-    nothing (an absent step column holds zeros)."""
+    5,999, one nonzero entry: 3,600 s) and `[03 ef2e 00 01]` for the steps; version 6 the interval
+    as a CBOR integer and nothing (an absent step column holds zeros)."""
     hours = ReadingColumns(
         np.zeros(6000, np.int32), T0 + 3_600_000 * np.arange(6000), np.full(6000, 1012.0), np.zeros(6000)
     )
     body = encode_batch(gateway_id="gw-6", seq=1, created_ms=T0, series=[PRESSURE], readings=hours)
     readings = fields_of(body)[5]
-    assert readings[2] == bytes.fromhex("03901c0002") and 3 not in readings
+    assert readings[2] == 3600 and 3 not in readings
     as_version_5 = restore_counts(readings, [PRESSURE], T0 // 1000)
     assert as_version_5[2] == bytes.fromhex("03ef2e01901c0002")
     assert as_version_5[3] == [bytes.fromhex("03ef2e0001")]
-    assert len(cbor2.dumps(as_version_5)) - len(cbor2.dumps(readings)) == 11
+    assert len(cbor2.dumps(as_version_5)) - len(cbor2.dumps(readings)) == 14
     batch = wire.verify_and_decode(sign(body, KEY, KID), ring())
     assert batch.version == 6
     assert np.array_equal(batch.readings.ts_ms, hours.ts_ms)
@@ -114,6 +114,8 @@ HOSTILE: dict[str, Change] = {
     "a group number below zero": lambda r: r.update({9: [0, -1]}),
     "grid steps cut": lambda r: r.update({8: r[8][:-4]}),
     "an empty key-0 column": lambda r: r.update({0: b""}),
+    "a regular interval beyond 64 bits": lambda r: r.update({2: 2**64}),
+    "a regular interval that is no integer": lambda r: r.update({2: 60.0}),
 }
 
 

@@ -135,7 +135,7 @@ def int_column(data: bytes, implied: int | None = None) -> list[int]:
             out[at] = unzigzag(z) * factor
         return out
     if data[0] in (5, 6):  # PPMd var. H or brotli over method 0's varints, laid out by a period
-        return modelled_column(data, count, pos)
+        return modelled_column(data, count, pos, implied is not None)
     if data[0] == 7:  # method 1's symbols, one byte each, PPMd or brotli; then their extra bits
         return symbols_column(data, count, pos)
     if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
@@ -151,11 +151,12 @@ def int_column(data: bytes, implied: int | None = None) -> list[int]:
     return [int_from_symbol(s, e) for s, e in pairs]
 
 
-def modelled_column(data: bytes, count: int, pos: int) -> list[int]:
-    """Section 4, methods 5 and 6."""
+def modelled_column(data: bytes, count: int, pos: int, implied: bool = False) -> list[int]:
+    """Section 4, methods 5 and 6; `implied`: version 6 states PPMd's content length minus the count."""
     period, pos = uvarint(data, pos)
     if data[0] == 5:  # order byte, content length, then a Ppmd7 (var. H) stream with 1 MiB of model
         order, (length, pos) = data[pos], uvarint(data, pos + 1)
+        length += count if implied else 0
         content = pyppmd.Ppmd7Decoder(order, 1 << 20).decode(data[pos:], length)
         assert len(content) == length
     else:
@@ -251,7 +252,10 @@ def readings(
     q_heads = np.cumsum(heads[len(live) :]).tolist()
     v6 = version >= 6
     n_dods = sum(c - 1 for c in counts if c)
-    dods = iter(int_column(r[2], n_dods if v6 else None) if 2 in r else [0] * n_dods)
+    if isinstance(r.get(2), int):  # version 6: every series regular at one interval
+        dods = iter([d for c in counts if c > 1 for d in [r[2]] + [0] * (c - 2)])
+    else:
+        dods = iter(int_column(r[2], n_dods if v6 else None) if 2 in r else [0] * n_dods)
     triples = r.get(7, [])
     if isinstance(triples, bytes):  # version 5: every series, then every a, then every j
         packed = int_column(triples)
