@@ -79,7 +79,8 @@ def _second_readings(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Where each series with two or more readings has its first timestamp second difference (the
     column holds count - 1 of them per series with readings)."""
     per_series = (counts - 1).clip(0)
-    return (np.cumsum(per_series) - per_series)[counts >= 2]
+    starts: npt.NDArray[np.int64] = np.cumsum(per_series) - per_series
+    return starts[counts >= 2]
 
 
 def _regular_column(interval: object, counts: npt.NDArray[np.int64]) -> bytes:
