@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.wire import huffman, intcol, modelled, steps
+from gateway.wire import huffman, intcol, modelled, steps, varint
 from gateway.wire.batch import SeriesInfo
 from gateway.wire.readings import TIMESTAMPS, counts_and_heads, grids_listed, table_facts
 from kernel.errors import MalformedBatch
@@ -37,8 +37,11 @@ def drop_counts(readings: dict[int, Any], series: Sequence[SeriesInfo], created_
     timestamps of series that are all regular at one interval as that interval)."""
     out = dict(readings)
     if TIMESTAMPS in out:
-        counts, _ = counts_and_heads(readings, series, created_s)
-        interval = _regular_interval(out[TIMESTAMPS], np.array(counts, dtype=np.int64))
+        interval = None
+        if out[TIMESTAMPS][0] in (intcol.METHOD_VARINT, intcol.METHOD_SPARSE):
+            # a Huffman or LZMA column is not regular: its zeros would have made it sparse
+            counts, _ = counts_and_heads(readings, series, created_s)
+            interval = _regular_interval(out[TIMESTAMPS], np.array(counts, dtype=np.int64))
         out[TIMESTAMPS] = _implied(out[TIMESTAMPS]) if interval is None else interval
         if out[TIMESTAMPS] == ZEROS:
             del out[TIMESTAMPS]
@@ -61,18 +64,25 @@ def _regular_interval(column: bytes, counts: npt.NDArray[np.int64]) -> int | Non
     Hourly or one-minute series, and an agent's batch of sensors polled at one rate: the sparse
     column `03 901c 00 02` (factor 3600, one entry) becomes the CBOR integer `19 0e10`.
     """
-    if column[0] not in (intcol.METHOD_VARINT, intcol.METHOD_SPARSE):
-        return None  # a Huffman or LZMA column is not regular: its zeros would have been sparse
     second = _second_readings(counts)
-    dod = intcol.unpack_any(column)
-    if (
-        second.size == 0
-        or dod.size != int((counts - 1).clip(0).sum())
-        or np.count_nonzero(dod) != second.size
-    ):
+    if second.size == 0:
         return None
-    interval = int(dod[second[0]])
-    return interval if bool((dod[second] == interval).all()) else None
+    if column[0] == intcol.METHOD_VARINT:
+        dod = intcol.unpack_any(column)
+        where = np.flatnonzero(dod)
+        nonzero = dod[where]
+    else:  # sparse: read its entries only, not the thousands of zeros between them
+        entries, pos = huffman.read_uvarint(column, _count_end(column, 1))
+        factor, pos = huffman.read_uvarint(column, pos)
+        both = varint.unpack(column[pos:])
+        where = np.cumsum(varint.zigzag(both[:entries]).astype(np.int64) + 1) - 1
+        nonzero = both[entries:] * np.int64(factor)
+    # every series' first entry, and nothing else, nonzero and the same (an interval of 0 is the
+    # all-zero column, written as such)
+    if not np.array_equal(where, second):
+        return None
+    interval = int(nonzero[0])
+    return interval if bool((nonzero == interval).all()) else None
 
 
 def _second_readings(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -84,12 +94,19 @@ def _second_readings(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 
 def _regular_column(interval: object, counts: npt.NDArray[np.int64]) -> bytes:
-    """The version-5 sparse column of timestamps all regular at `interval`."""
+    """The version-5 sparse column of timestamps all regular at `interval`: one entry per series with
+    two or more readings (built from those entries: the zeros between them are never made)."""
     if type(interval) is not int or not -(2**63) <= interval < 2**63:
         raise MalformedBatch("a regular interval must be a 64-bit integer")
-    dod = np.zeros(int((counts - 1).clip(0).sum()), dtype=np.int64)
-    dod[_second_readings(counts)] = interval
-    return intcol.pack_sparse(dod)
+    second = _second_readings(counts)
+    size = int((counts - 1).clip(0).sum())
+    if interval == 0 or second.size == 0:
+        return _SPARSE + huffman.uvarint(size) + b"\x00\x01"
+    factor = abs(interval) if abs(interval) < 1 << 62 else 1  # as `intcol.pack_sparse` takes it
+    gaps = varint.unzigzag((np.diff(second, prepend=-1) - 1).astype(np.uint64))  # their uvarints
+    entries = np.full(second.size, interval // factor, dtype=np.int64)
+    head = _SPARSE + huffman.uvarint(size) + huffman.uvarint(second.size) + huffman.uvarint(factor)
+    return head + varint.pack(gaps) + varint.pack(entries)
 
 
 def _implied(column: bytes) -> bytes:

@@ -136,3 +136,28 @@ def test_counts_beyond_the_batch_limit_are_refused_before_any_zeros_are_made() -
     huge = {0: 6, 2: 1, 3: 0, 4: [["s", 0, 0, 0]], 5: {0: intcol.pack_varints(np.array([2**40, 0, 0]))}}
     with pytest.raises(MalformedBatch, match="more than the 1000000"):
         wire.verify_and_decode(sign(cbor2.dumps(huge), KEY, KID), ring())
+
+
+@pytest.mark.parametrize(
+    ("ts_ms", "regular"),
+    [
+        ([[0, 60_000, 120_000, 180_000], [0, 60_000]], 60),  # one minute apart, both: the integer 60
+        ([[0, 0, 2_000]], None),  # a first interval of 0, then 2 s: not regular (not "0 apart")
+        ([[0, 60_000, 120_000], [0, 30_000, 60_000]], None),  # regular, at two intervals
+        ([[0, 60_000, 120_000, 180_000], [0, 60_000, 180_000]], None),  # the second misses a reading
+        ([[0, -60_000, -120_000]], 60),  # sorted by time first: regular at 60 again
+    ],
+)
+def test_timestamps_travel_as_one_interval_only_when_every_series_is_regular_at_it(
+    ts_ms: list[list[int]], regular: int | None
+) -> None:
+    series = np.concatenate([np.full(len(ts), s, np.int32) for s, ts in enumerate(ts_ms)])
+    ts = T0 + np.concatenate([np.array(t, np.int64) for t in ts_ms])
+    columns = ReadingColumns(series, ts, np.arange(series.size, dtype=np.float64), np.zeros(series.size))
+    table = [SeriesInfo(f"s{i}", "air_temperature", "Cel", 0.1, 1000) for i in range(len(ts_ms))]
+    body = encode_batch(gateway_id="gw-6", seq=1, created_ms=T0, series=table, readings=columns)
+    key_2 = fields_of(body)[5].get(2)
+    assert (key_2 if isinstance(key_2, int) else None) == regular
+    decoded = wire.verify_and_decode(sign(body, KEY, KID), ring()).readings
+    order = np.lexsort((ts, series))
+    assert np.array_equal(decoded.ts_ms, ts[order])
