@@ -126,7 +126,7 @@ def encode_batch(
         chosen, plain = encode_readings(readings, series, body[CREATED])
         # version 6: the counts the reader works out from key 0 are left out (`implied`)
         body[READINGS] = drop_counts(chosen, series, body[CREATED])
-        plain_readings = lambda: drop_counts(plain(), series, body[CREATED])  # noqa: E731 (built when called)
+        plain_readings = lambda: drop_counts(plain(), series, body[CREATED], like=body[READINGS])  # noqa: E731
     if windows is not None and len(windows):
         body[WINDOWS] = encode_windows(windows, len(series))
     if gaps:
