@@ -121,12 +121,16 @@ def encode_batch(
         body[SERIES] = [compact_row(row) for row in rows]
     if rollover is not None:
         body[ROLLOVER] = [bytes(rollover.new_public_key), bytes(rollover.proof)]
-    plain_readings: Callable[[], dict[int, Any]] | None = None
+    plain_variant: Callable[[], dict[int, Any]] | None = None
     if len(readings):
         chosen, plain = encode_readings(readings, series, body[CREATED])
         # version 6: the counts the reader works out from key 0 are left out (`implied`)
         body[READINGS] = drop_counts(chosen, series, body[CREATED])
-        plain_readings = lambda: drop_counts(plain(), series, body[CREATED], like=body[READINGS])  # noqa: E731
+
+        def plain_form() -> dict[int, Any]:  # built only when `_smallest_frame` asks for it
+            return drop_counts(plain(), series, body[CREATED], like=body[READINGS])
+
+        plain_variant = plain_form
     if windows is not None and len(windows):
         body[WINDOWS] = encode_windows(windows, len(series))
     if gaps:
@@ -135,7 +139,7 @@ def encode_batch(
         ]
     if events:
         body[EVENTS] = [[int(e.ts_ms), str(e.source), str(e.kind), str(e.detail)] for e in events]
-    return _smallest_frame(body, plain_readings)
+    return _smallest_frame(body, plain_variant)
 
 
 def _smallest_frame(body: dict[int, Any], plain_readings: Callable[[], dict[int, Any]] | None) -> bytes:

@@ -177,9 +177,9 @@ def restore_counts(item: object, series: Sequence[SeriesInfo], created_s: int) -
     if not isinstance(columns, list) or not all(isinstance(c, bytes) for c in columns):
         raise MalformedBatch("steps must be an integer column or an array of them")
     if columns:
-        per_group = np.bincount(np.asarray(groups, np.int64), weights=plain - 1, minlength=len(columns))
-        if per_group.size != len(columns) or (np.asarray(groups) < 0).any():
+        if min(groups, default=0) < 0 or max(groups, default=0) >= len(columns):
             raise MalformedBatch("step group number outside the step columns")
+        per_group = np.bincount(np.asarray(groups, np.int64), weights=plain - 1, minlength=len(columns))
         out[steps.STEPS] = [_stated(c, int(n)) for c, n in zip(columns, per_group, strict=True)]
     grid = out.get(steps.GRID_STEPS)
     if isinstance(grid, bytes):
