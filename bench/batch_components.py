@@ -117,7 +117,7 @@ def main() -> None:
     for payload in bodies:
         signed = len(wire.sign(payload, key, kid))
         fields = body_of(payload)
-        readings += len(readings_codec.decode_readings(fields[body_codec.READINGS], series))
+        readings += sum(readings_codec.counts_and_heads(fields[body_codec.READINGS], series)[0])
         whole = len(body_codec._smallest_frame(fields, None))
         totals["signed"] += signed
         totals["body"] += len(payload)

@@ -244,11 +244,11 @@ def step_methods(blob: bytes) -> str:
     if 8 in readings:
         return "grid"
     parts = []
-    for column in readings.get(3, []):
-        name = METHOD_NAMES[column[0]]
-        if column[0] in (5, 6, 7):
-            count_end = next(i for i in range(1, len(column)) if column[i] < 0x80) + 1
-            name += f" by {column[count_end]}" if column[count_end] > 1 else " in order"
+    columns = readings.get(3, [])
+    for column in [columns] if isinstance(columns, bytes) else columns:  # version 6: one group, no array
+        name = METHOD_NAMES[column[0]] if column else "zeros"
+        if column[:1] in (b"\x05", b"\x06", b"\x07"):  # version 6 states no count: the period follows
+            name += f" by {column[1]}" if column[1] > 1 else " in order"
         parts.append(name)
     predictors = readings.get(10)
     return ", ".join(parts) + (f" (predictor {predictors})" if predictors else "")

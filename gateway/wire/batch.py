@@ -12,14 +12,14 @@ import numpy.typing as npt
 from kernel.model import Quality, Reading
 
 #: the body format version this library writes
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 #: the versions it reads: 1 has no epoch and no key rollover, 2 no predictors and no byte-plane
 #: columns, 3 always carries the epoch and has no sparse or LZMA columns and no series catalogues,
 #: 4 names its gateway, keeps the creation time in ms, spells out quantities and units, always
 #: compresses its body, has its readings counts and heads as two arrays and has no context-modelled
-#: (PPMd, brotli, modelled symbols) integer columns, no level predictor and no circular steps
-#: (docs/wire-format.md, "Versions")
-READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
+#: (PPMd, brotli, modelled symbols) integer columns, no level predictor and no circular steps, 5
+#: states the counts of the readings' timestamp, step and grid columns (docs/wire-format.md, "Versions")
+READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
 #: length of a batch epoch: 128 random bits drawn with each new buffer database
 EPOCH_LENGTH = 16
 #: the epoch of tools and tests that have no buffer database, and of every version-1 batch's key

@@ -32,6 +32,7 @@ from gateway.wire.catalogue import (
     table_cbor,
 )
 from gateway.wire.cbor_limits import MAX_ITEMS, check_items
+from gateway.wire.implied import drop_counts, restore_counts
 from gateway.wire.readings import decode_readings, encode_readings
 from gateway.wire.scale import resolution_of
 from gateway.wire.series_codes import compact_row, expanded_row
@@ -120,9 +121,16 @@ def encode_batch(
         body[SERIES] = [compact_row(row) for row in rows]
     if rollover is not None:
         body[ROLLOVER] = [bytes(rollover.new_public_key), bytes(rollover.proof)]
-    plain_readings = None
+    plain_variant: Callable[[], dict[int, Any]] | None = None
     if len(readings):
-        body[READINGS], plain_readings = encode_readings(readings, series, body[CREATED])
+        chosen, plain = encode_readings(readings, series, body[CREATED])
+        # version 6: the counts the reader works out from key 0 are left out (`implied`)
+        body[READINGS] = drop_counts(chosen, series, body[CREATED])
+
+        def plain_form() -> dict[int, Any]:  # built only when `_smallest_frame` asks for it
+            return drop_counts(plain(), series, body[CREATED], like=body[READINGS])
+
+        plain_variant = plain_form
     if windows is not None and len(windows):
         body[WINDOWS] = encode_windows(windows, len(series))
     if gaps:
@@ -131,7 +139,7 @@ def encode_batch(
         ]
     if events:
         body[EVENTS] = [[int(e.ts_ms), str(e.source), str(e.kind), str(e.detail)] for e in events]
-    return _smallest_frame(body, plain_readings)
+    return _smallest_frame(body, plain_variant)
 
 
 def _smallest_frame(body: dict[int, Any], plain_readings: Callable[[], dict[int, Any]] | None) -> bytes:
@@ -175,12 +183,14 @@ def _left_to_zstd(readings: object) -> int:
     left out: regular ones are runs of zeros, which every level compresses alike)."""
     if not isinstance(readings, dict):
         return 0
-    return sum(len(c) for c in readings.get(3, []) if c[:1] in (b"\x00", b"\x02", b"\x03"))
+    columns = readings.get(3, [])
+    columns = [columns] if isinstance(columns, bytes) else columns  # version 6: one group's column
+    return sum(len(c) for c in columns if c[:1] in (b"\x00", b"\x02", b"\x03"))
 
 
 #: versions whose readings maps `gateway.wire.group` decodes a group at a time (a later version's
 #: readings are decoded with its body, by this module's reader for it)
-GROUP_DECODED_VERSIONS = frozenset({1, 2, 3, 4, 5})
+GROUP_DECODED_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
 
 
 class DecodedBody:
@@ -214,6 +224,8 @@ class DecodedBody:
         self.readings_item = fields.get(READINGS)
         #: the origin of the first timestamp head (docs/wire-format.md 3.2.1): version 5's creation time
         self.readings_origin_s = self.created_ms // 1000 if version >= 5 else 0
+        if version >= 6 and self.readings_item is not None:  # its implied counts written back
+            self.readings_item = restore_counts(self.readings_item, self.series, self.readings_origin_s)
         self.readings = _NO_READINGS
         self.readings_deferred = not readings and version in GROUP_DECODED_VERSIONS
         if not self.readings_deferred and self.readings_item is not None:

@@ -8,7 +8,9 @@ multiply) instead of ~80 numpy calls per batch, which were most of a 100-reading
 
 Batches of another shape (values on a grid, predictors other than "previous") are decoded alone
 by `decode_readings`; PPMd and brotli columns (version 5) are decoded one by one inside the group
-path (`intcol.unpack_many` hands them to `intcol.unpack`); a batch that fails anywhere in the
+path (`intcol.unpack_many` hands them to `intcol.unpack`); a version-6 readings map arrives with
+its implied counts written back (`implied.restore_counts`, in `decode_body`), so it is read as
+version 5's; a batch that fails anywhere in the
 group path is verified again alone by `verify_message`, so its error is exactly the one that path
 raises. Hostile input thus costs at most
 twice the per-batch path, never a different verdict.
@@ -196,7 +198,7 @@ def _plan(body: object, series: Sequence[SeriesInfo], created_s: int) -> _Plan |
     )  # fmt: skip
 
 
-#: the readings-map keys of versions 1-5 (docs/wire-format.md 3.2); a map with another key is
+#: the readings-map keys of versions 1-6 (docs/wire-format.md 3.2); a map with another key is
 #: decoded alone
 _KNOWN_KEYS = frozenset(range(11))
 

@@ -50,7 +50,7 @@ QUICK_LEVEL = 3
 _DEEPER_SEARCH_GAIN = 1.3
 _PLANE_WIDTHS = (1, 2, 4, 8)
 #: the methods whose column starts with its count (all but method 0)
-_COUNTED_METHODS = (
+COUNTED_METHODS = (
     METHOD_HUFFMAN,
     METHOD_PLANES,
     METHOD_SPARSE,
@@ -104,6 +104,8 @@ def pack(values: npt.ArrayLike, plain: bool = False, period: int = 1) -> bytes:
     ints = np.asarray(values, dtype=np.int64)
     if ints.size < 16 or plain:
         return pack_varints(ints)
+    if not ints.any():  # a constant series' steps: a sparse column without entries (5-7 bytes)
+        return pack_sparse(ints)
     packed, size = _smallest_classic(ints)
     most = LAID_OUT_BITS if modelled.has_layout(ints.size, period) else MODELLED_BITS
     if ints.size < MODELLED_FROM or not ints.size <= size * 8 <= most * ints.size:
@@ -276,7 +278,7 @@ def unpack_any(data: bytes) -> IntArray:
     method = data[0]
     if method == METHOD_VARINT:
         return varint.unpack(data[1:])
-    if method not in _COUNTED_METHODS:
+    if method not in COUNTED_METHODS:
         raise MalformedBatch(f"unknown integer column method {method}")
     count, pos = huffman.read_uvarint(data, 1)
     if count > MAX_VALUES:

@@ -1,4 +1,4 @@
-"""Series catalogues at the receiver (wire versions 4 and 5): a batch naming a catalogue the receiver lacks is
+"""Series catalogues at the receiver (wire versions 4 to 6): a batch naming a catalogue the receiver lacks is
 kept, acknowledged and stored as soon as a batch declaring it arrives; nothing is lost or rejected."""
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def test_version_4_batches_left_in_the_outbox_are_stored_and_a_version_5_table_r
         V3_KEY,
         wire.kid_for(V3_KEY.public_key()),
     )  # fmt: skip
-    assert wire.verify_and_decode(v5_declaring, ring).version == 5
+    assert wire.verify_and_decode(v5_declaring, ring).version == 6  # the writer of today
     store = SqliteStore(tmp_path / "received.db")
     core = ReceiverCore(store)
     public = V3_KEY.public_key().public_bytes_raw()
@@ -246,3 +246,39 @@ def test_version_4_batches_left_in_the_outbox_are_stored_and_a_version_5_table_r
     assert store.quarantined() == []
     assert results(core, [v4_declaring], "gw-fixture") == [Outcome.STORED]
     assert store.count_readings("gw-fixture") == 2 * 1650 + 1
+
+
+def test_a_version_5_batch_left_in_the_outbox_declares_the_catalogue_a_version_6_batch_refers_to(
+    tmp_path: Path,
+) -> None:
+    """An agent upgraded to version 6 still holds the frozen version-5 batch (seq 10, declaring the
+    fixture's catalogue, every column count stated) and sends a version-6 batch referring to the
+    same table. Whichever arrives first, both are stored (1,650 + 1 readings) and nothing stays in
+    the quarantine."""
+    v5_declaring = (DATA / "batch_v5_declaring.cose").read_bytes()
+    ring = wire.Keyring()
+    ring.add("gw-fixture", V3_KEY.public_key())
+    old = wire.verify_and_decode(v5_declaring, ring)
+    assert old.version == 5
+    v6_referring = wire.sign(
+        wire.encode_batch(
+            gateway_id="gw-fixture", seq=11, created_ms=NOW, series=old.series, epoch=bytes(range(16)),
+            readings=wire.ReadingColumns(series=[1, 1], ts_ms=[NOW, NOW + 60_000], value=[88.5, 88.5], quality=[0, 0]),
+            refer_to_catalogue=True,
+        ),
+        V3_KEY,
+        wire.kid_for(V3_KEY.public_key()),
+    )  # fmt: skip
+    public = V3_KEY.public_key().public_bytes_raw()
+    for name, order in (
+        ("old-first", [v5_declaring, v6_referring]),
+        ("new-first", [v6_referring, v5_declaring]),
+    ):
+        store = SqliteStore(tmp_path / f"{name}.db")
+        core = ReceiverCore(store)
+        core.enrol(RegisteredKey(wire.kid_for(V3_KEY.public_key()), "gw-fixture", public, NOW, "cli"))
+        got = [results(core, [blob], "gw-fixture")[0] for blob in order]
+        expected_first = Outcome.STORED if name == "old-first" else QuarantineReason.CATALOGUE_UNKNOWN
+        assert got == [expected_first, Outcome.STORED]
+        assert store.quarantined() == []
+        assert store.count_readings("gw-fixture") == 1650 + 2

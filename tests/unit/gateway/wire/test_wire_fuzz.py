@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.wire import (
+    Batch,
     Envelope,
     Keyring,
     ReadingColumns,
@@ -25,6 +26,8 @@ from gateway.wire import (
     verify_and_decode,
 )
 from gateway.wire.body import body_cbor
+from gateway.wire.cose import parse_sign1
+from gateway.wire.group import verify_group
 from kernel.errors import BadSignature, MalformedBatch, UnknownCatalogue, UnknownKey, UnsupportedVersion
 
 #: the five errors docs/wire-format.md section 6 names (UnknownCatalogue since version 4)
@@ -184,7 +187,7 @@ CBOR_VALUES = st.recursive(
 
 
 @FUZZ
-@given(st.dictionaries(st.integers(0, 9), CBOR_VALUES, max_size=10), st.sampled_from([1, 2, 3, 4, 5]))
+@given(st.dictionaries(st.integers(0, 9), CBOR_VALUES, max_size=10), st.sampled_from([1, 2, 3, 4, 5, 6]))
 def test_signed_bodies_of_random_structure(fields: dict[int, object], version: int) -> None:
     body = {**fields, 0: version, 1: "gw-fuzz"} if version < 5 else {**fields, 0: version}
     only_wire_errors(signed_payload(zstandard.ZstdCompressor().compress(cbor2.dumps(body))))
@@ -202,6 +205,24 @@ def test_signed_bodies_with_one_replaced_column(part: int, key: int, value: obje
     else:
         body[part][key % len(body[part])] = value
     only_wire_errors(signed_payload(zstandard.ZstdCompressor().compress(cbor2.dumps(body))))
+
+
+@FUZZ
+@given(st.sampled_from([0, 2, 3, 7, 8, 9, 10]), st.integers(-6, -1) | st.binary(min_size=1, max_size=4))
+def test_signed_version_6_readings_with_a_column_cut_or_extended(key: int, change: int | bytes) -> None:
+    """Version 6 states no count in keys 2, 3 and 8: the reader works them out from key 0, and a
+    column cut short or running on must still end in a wire error, alone and in a group."""
+    body = cbor2.loads(CBOR_BODY)
+    assert body[0] == 6
+    readings = body[5]
+    column = readings.get(key, b"")
+    if isinstance(column, list):
+        column = column[0] if column and isinstance(column[0], bytes) else b""
+    readings[key] = column[:change] if isinstance(change, int) else column + change
+    blob = signed_payload(cbor2.dumps(body))
+    only_wire_errors(blob)
+    [grouped] = verify_group([(parse_sign1(blob), KEY.public_key(), "gw-fuzz", None)])
+    assert isinstance(grouped, (Batch, *WIRE_ERRORS))
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway import wire
 from gateway.wire import Keyring, ReadingColumns, SeriesInfo, encode_batch, kid_for, sign
 from gateway.wire.body import body_cbor
+from gateway.wire.implied import restore_counts
 from gateway.wire.series_codes import QUANTITIES, UNITS
 from kernel.errors import BadSignature, MalformedBatch
 
@@ -64,14 +65,14 @@ def test_a_constant_hourly_series_alone_costs_less_than_the_plain_baseline() -> 
     )
     assert len(blob) <= 150
     batch = wire.verify_and_decode(blob, ring())
-    assert (batch.gateway_id, batch.version, len(batch.readings)) == ("gw-7", 5, 6000)
+    assert (batch.gateway_id, batch.version, len(batch.readings)) == ("gw-7", 6, 6000)
     assert batch.series == (PRESSURE,)
 
 
 def test_a_small_body_travels_without_a_frame_and_a_large_one_in_zstd() -> None:
     small = encode_batch(gateway_id="gw-7", seq=1, created_ms=T0, series=[PRESSURE], readings=readings(3))
     assert (
-        small[:1] == b"\xa5" and fields_of(small)[0] == 5
+        small[:1] == b"\xa5" and fields_of(small)[0] == 6
     )  # a map of 5: version, seq, time, table, readings
     noisy = readings(3000, 0.0)
     noisy.value[:] = np.tile(np.random.default_rng(1).integers(900, 1100, 50), 60)  # zstd sees repeats
@@ -88,7 +89,15 @@ def test_a_plain_body_of_an_earlier_version_is_malformed() -> None:
     fields = fields_of(
         encode_batch(gateway_id="gw-7", seq=1, created_ms=T0, series=[PRESSURE], readings=readings(3))
     )
-    v4 = {**fields, 0: 4, 1: "gw-7", 3: T0, 4: [["sand-point", "air_pressure", "hPa", 0, 1000]]}
+    v5_readings = restore_counts(fields[5], [PRESSURE], T0 // 1000)  # version 6 implies some counts
+    v4 = {
+        **fields,
+        0: 4,
+        1: "gw-7",
+        3: T0,
+        4: [["sand-point", "air_pressure", "hPa", 0, 1000]],
+        5: v5_readings,
+    }
     assert (
         wire.verify_and_decode(
             sign(zstandard.ZstdCompressor().compress(cbor2.dumps(v4)), KEY, KID), ring()

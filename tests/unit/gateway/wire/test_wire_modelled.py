@@ -107,7 +107,7 @@ def test_an_hourly_series_batch_uses_the_day_layout_and_decodes_exactly() -> Non
         ),
     )
     batch = verify_and_decode(sign(body, private, kid_for(private.public_key())), ring)
-    assert batch.version == 5
+    assert batch.version == 6
     assert batch.readings.value.tolist() == levels.astype(np.float64).tolist()
     assert batch.readings.ts_ms.tolist() == ts.tolist()
 

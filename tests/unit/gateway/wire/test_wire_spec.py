@@ -108,22 +108,27 @@ def bit_string(data: bytes) -> str:
     return "".join(format(byte, "08b") for byte in data)
 
 
-def int_column(data: bytes) -> list[int]:
-    """Section 4."""
+def int_column(data: bytes, implied: int | None = None) -> list[int]:
+    """Section 4; `implied`: the count a version-6 column leaves to its context (it then states
+    neither its count nor, when sparse, its number of nonzero entries, and b"" holds zeros)."""
+    if implied is not None and data == b"":
+        return [0] * implied
     if data[0] == 0:
         values, pos = [], 1
         while pos < len(data):
             z, pos = uvarint(data, pos)
             values.append(unzigzag(z))
+        assert implied is None or len(values) == implied
         return values
-    count, pos = uvarint(data, 1)
+    count, pos = uvarint(data, 1) if implied is None else (implied, 1)
     if data[0] == 3:  # sparse: m, factor, then m gaps (zeros skipped), then the m nonzero values / factor
-        nonzero, pos = uvarint(data, pos)
+        nonzero, pos = uvarint(data, pos) if implied is None else (-1, pos)
         factor, pos = uvarint(data, pos)
         numbers = []
         while pos < len(data):
             z, pos = uvarint(data, pos)
             numbers.append(z)
+        nonzero = len(numbers) // 2 if implied is not None else nonzero
         assert len(numbers) == 2 * nonzero
         out, at = [0] * count, -1
         for gap, z in zip(numbers[:nonzero], numbers[nonzero:], strict=True):
@@ -131,7 +136,7 @@ def int_column(data: bytes) -> list[int]:
             out[at] = unzigzag(z) * factor
         return out
     if data[0] in (5, 6):  # PPMd var. H or brotli over method 0's varints, laid out by a period
-        return modelled_column(data, count, pos)
+        return modelled_column(data, count, pos, implied is not None)
     if data[0] == 7:  # method 1's symbols, one byte each, PPMd or brotli; then their extra bits
         return symbols_column(data, count, pos)
     if data[0] in (2, 4):  # byte planes: plane b holds byte b (least significant first) of every value
@@ -147,11 +152,12 @@ def int_column(data: bytes) -> list[int]:
     return [int_from_symbol(s, e) for s, e in pairs]
 
 
-def modelled_column(data: bytes, count: int, pos: int) -> list[int]:
-    """Section 4, methods 5 and 6."""
+def modelled_column(data: bytes, count: int, pos: int, implied: bool = False) -> list[int]:
+    """Section 4, methods 5 and 6; `implied`: version 6 states PPMd's content length minus the count."""
     period, pos = uvarint(data, pos)
     if data[0] == 5:  # order byte, content length, then a Ppmd7 (var. H) stream with 1 MiB of model
         order, (length, pos) = data[pos], uvarint(data, pos + 1)
+        length += count if implied else 0
         content = pyppmd.Ppmd7Decoder(order, 1 << 20).decode(data[pos:], length)
         assert len(content) == length
     else:
@@ -195,9 +201,9 @@ def in_layout_order(laid: list[int], count: int, period: int) -> list[int]:
     return out[: rows * period] + laid[rows * period :]
 
 
-def grid_column(data: bytes) -> list[tuple[int, int]]:
-    """Section 5: (k, r) pairs."""
-    count, pos = uvarint(data, 0)
+def grid_column(data: bytes, implied: int | None = None) -> list[tuple[int, int]]:
+    """Section 5: (k, r) pairs; version 6 leaves the count to the context (`implied`)."""
+    count, pos = uvarint(data, 0) if implied is None else (implied, 0)
     codes, pos = read_table(data, pos)
     size, pos = uvarint(data, pos)
     pairs = read_symbols(bit_string(data[pos : pos + size]), codes, count, lambda s: int_symbol_extra(s // 4))
@@ -229,9 +235,11 @@ def float64s(data: bytes) -> list[float]:
     return [struct.unpack("<d", data[i : i + 8])[0] for i in range(0, len(data), 8)]
 
 
-def readings(r: dict[int, Any], table: list[list[Any]], created_s: int) -> list[tuple[int, int, float, int]]:
+def readings(
+    r: dict[int, Any], table: list[list[Any]], created_s: int, version: int = 5
+) -> list[tuple[int, int, float, int]]:
     """Section 3.2: [(series, ts_ms, value, quality)] in wire order; `created_s`: version 5's creation
-    time, the origin of the first timestamp head (3.2.1)."""
+    time, the origin of the first timestamp head (3.2.1); version 6 implies the counts of keys 2, 3, 8."""
     if isinstance(r[0], bytes):  # version 5: one int-column, the counts then the heads
         counts, heads = int_column(r[0])[: len(table)], int_column(r[0])[len(table) :]
     else:
@@ -243,7 +251,12 @@ def readings(r: dict[int, Any], table: list[list[Any]], created_s: int) -> list[
         heads = [heads[0] + created_s * 1000 // table[live[0]][4], *heads[1:]]
     t_heads = np.cumsum(heads[: len(live)]).tolist()
     q_heads = np.cumsum(heads[len(live) :]).tolist()
-    dods = iter(int_column(r[2]) if 2 in r else [])
+    v6 = version >= 6
+    n_dods = sum(c - 1 for c in counts if c)
+    if isinstance(r.get(2), int):  # version 6: every series regular at one interval
+        dods = iter([d for c in counts if c > 1 for d in [r[2]] + [0] * (c - 2)])
+    else:
+        dods = iter(int_column(r[2], n_dods if v6 else None) if 2 in r else [0] * n_dods)
     triples = r.get(7, [])
     if isinstance(triples, bytes):  # version 5: every series, then every a, then every j
         packed = int_column(triples)
@@ -253,8 +266,12 @@ def readings(r: dict[int, Any], table: list[list[Any]], created_s: int) -> list[
     groups = r.get(9, [0] * len(plain_series))
     group_of = dict(zip(plain_series, groups, strict=True))
     predictor_of = dict(zip(plain_series, r.get(10, [0] * len(plain_series)), strict=True))
-    group_steps = [iter(int_column(column)) for column in r.get(3, [])]
-    grid_steps = iter(grid_column(r[8]) if 8 in r else [])
+    columns = r.get(3, [b""] * (max(groups, default=0) + 1))  # version 6: absent, all zeros
+    columns = [columns] if isinstance(columns, bytes) else columns  # version 6: one group, no array
+    in_group = [sum(counts[s] - 1 for s in plain_series if group_of[s] == g) for g in range(len(columns))]
+    group_steps = [iter(int_column(c, n if v6 else None)) for c, n in zip(columns, in_group, strict=True)]
+    on_grid = sum(counts[s] - 1 for s in quantised if counts[s] > 1 and s in grids)
+    grid_steps = iter(grid_column(r[8], on_grid if v6 else None) if 8 in r else [])
     floats = iter(float64s(r.get(4, b"")))
     out = []
     for s in live:
@@ -365,8 +382,8 @@ def reference_decode(
     to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
     Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, to_be_signed)
     body = cbor2.loads(body_of(payload))
-    assert body[0] in (1, 2, 3, 4, 5)
-    v5 = body[0] == 5
+    assert body[0] in (1, 2, 3, 4, 5, 6)
+    v5 = body[0] >= 5  # version 6 is version 5 with the counts of 3.2's columns implied
     assert not v5 or body.get(1, gateway_id) == gateway_id  # section 3: the key's gateway
     gateway = gateway_id if v5 else body[1]
     if 4 in body:  # the table itself; versions 4 and 5 declare the catalogue it hashes to (3.5)
@@ -387,7 +404,7 @@ def reference_decode(
         "created_ms": body[3] * 1000 if v5 else body[3],
         "series": table,
         "catalogue": catalogue if body[0] >= 4 else None,
-        "readings": readings(body[5], table, body[3] if v5 else 0) if 5 in body else [],
+        "readings": readings(body[5], table, body[3] if v5 else 0, body[0]) if 5 in body else [],
         "windows": windows(body[6]) if 6 in body else None,
         "gaps": body.get(7, []),
         "events": body.get(8, []),
@@ -697,7 +714,7 @@ def test_reference_decoder_reads_levels_as_residuals() -> None:
     blob = sign(encode_batch(gateway_id="gw-spec", seq=2, created_ms=T0, series=table, readings=readings), key,
                 kid_for(key.public_key()))  # fmt: skip
     body = cbor2.loads(body_of(parts_of(blob)[2]))
-    assert body[5][10] == [-1] and body[5][3][0][0] == 5
+    assert body[5][10] == [-1] and body[5][3][0] == 5  # version 6: one group's column, no array
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     theirs = reference_decode(blob, raw)["readings"]
     assert [(t, v) for _, t, v, _ in theirs] == list(zip(ts.tolist(), knots.tolist(), strict=True))

@@ -7,7 +7,9 @@ exceptions, quality flags, a lossless series and a gap), `data/batch_v4_declarin
 `data/batch_v4_referring.cose` by version 4 (commit 812bc3b: the version-3 fixture's readings, the
 first declaring its series catalogue, the second referring to it), `data/batch_v5_tagged_rollover.cose`
 by version 5 in the tagged envelope (commit 1d867c3, the last writer of that envelope: the version-4
-fixture's readings and gap, seq 8, announcing the key of 32 bytes 0x06); the JSON beside each holds what
+fixture's readings and gap, seq 8, announcing the key of 32 bytes 0x06), `data/batch_v5_declaring.cose` by
+version 5 (commit 1d867c3: the same readings and gap with a grid, three coding groups, the daily
+predictor, sparse, PPMd and method-7 columns, every count stated); the JSON beside each holds what
 that version's own reader decoded (values as float.hex, so NaN, infinities and -0.0 compare exactly).
 """
 
@@ -41,7 +43,13 @@ DATA = Path(__file__).parent / "data"
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
 
 
-STORED = {1: "batch-v1", 2: "batch-v2", 3: "batch_v3_compression", 4: "batch_v4_declaring"}
+STORED = {
+    1: "batch-v1",
+    2: "batch-v2",
+    3: "batch_v3_compression",
+    4: "batch_v4_declaring",
+    5: "batch_v5_declaring",
+}
 
 
 @pytest.mark.parametrize("version", sorted(STORED))
@@ -80,7 +88,7 @@ def test_versions_4_and_5_leave_the_zero_epoch_out_and_keep_a_real_one() -> None
             epoch=epoch,
         )
         fields = cbor2.loads(body_cbor(body))
-        assert fields[0] == FORMAT_VERSION == 5
+        assert fields[0] == FORMAT_VERSION == 6
         assert (9 in fields) == (epoch != NO_EPOCH)
         assert verify_and_decode(sign(body, KEY, kid_for(KEY.public_key())), ring).epoch == epoch
         sizes[epoch] = len(body)
@@ -137,7 +145,7 @@ def test_a_stored_version_4_batch_that_refers_to_its_catalogue_decodes_with_the_
     )
     now = verify_and_decode(sign(body, KEY, kid_for(KEY.public_key())), ring)
     assert (now.version, now.catalogue, now.catalogue_table) == (
-        5,
+        6,
         declaring.catalogue,
         declaring.catalogue_table,
     )
