@@ -10,13 +10,19 @@ INITDB := $(shell command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/
 DEB_ARCHS ?= amd64 arm64
 DIST := dist
 
-.PHONY: setup mosquitto postgresql haproxy demo test test-fast lint typecheck pytest bench hil clean deb systemtest arm64-check
+.PHONY: setup mosquitto postgresql haproxy cross-compiler demo test test-fast lint typecheck pytest bench hil clean deb systemtest arm64-check
 
-$(VENV)/.installed: pyproject.toml
+# the editable install compiles the coder library in place (hatch_build.py, a C compiler is needed)
+$(VENV)/.installed: pyproject.toml hatch_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,dev,bench]'
 	touch $@
+
+# a changed ctxmix.c after the install: the same hatch_build.py compiles it again, without pip
+CTXMIX := gateway/wire/_ctxmix.so
+$(CTXMIX): gateway/wire/ctxmix.c | $(VENV)/.installed
+	$(PY) hatch_build.py
 
 mosquitto:
 	@if [ -z "$(MOSQUITTO)" ]; then \
@@ -34,7 +40,7 @@ postgresql:
 		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	fi
 
-setup: $(VENV)/.installed mosquitto postgresql
+setup: $(VENV)/.installed $(CTXMIX) mosquitto postgresql
 
 # only for `make bench`: bench/terminator_bench.py measures profile (d) behind HAProxy (docs/lte.md)
 haproxy:
@@ -42,6 +48,14 @@ haproxy:
 		echo "installing Debian's haproxy package"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq haproxy; \
+	fi
+
+# only for the arm64 package: Debian's cross compiler builds its coder library (packaging/build-deb.sh)
+cross-compiler:
+	@if [ -n "$(filter arm64,$(DEB_ARCHS))" ] && ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1; then \
+		echo "installing Debian's gcc-aarch64-linux-gnu package"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu; \
 	fi
 
 demo: setup
@@ -73,7 +87,7 @@ bench: setup haproxy
 	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # rostock-gateway_<version>_<arch>.deb for each of DEB_ARCHS, with its dependency wheels (needs PyPI)
-deb: setup
+deb: setup cross-compiler
 	@for arch in $(DEB_ARCHS); do packaging/build-deb.sh $$arch $(DIST) || exit 1; done
 
 # heavy, not part of `make test` (docs/service.md): a booted Debian bookworm (systemd-nspawn) with the
@@ -82,7 +96,8 @@ systemtest: setup
 	packaging/systemtest.sh $(DIST)
 
 # heavy, not part of `make test`: the arm64 package in an arm64 bookworm root under qemu-user
-arm64-check: setup
+arm64-check: DEB_ARCHS = arm64
+arm64-check: setup cross-compiler
 	packaging/arm64-check.sh $(DIST)
 
 clean:

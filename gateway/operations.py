@@ -223,6 +223,7 @@ class AgentOperations:
         checks.append(selftest.clock_check(p.clock_synchronised(), p.config.clock.check == "kernel"))
         checks.append(await asyncio.to_thread(selftest.disk_check, p.config))
         checks.append(await asyncio.to_thread(selftest.key_check, p.config))
+        checks.append(await asyncio.to_thread(selftest.coder_check))
         return {"checks": [c.as_json() for c in checks], **selftest.summary(checks)}
 
     async def modbus_read(self, arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ With the agent running, the checks judge what it saw (its sensors' last readings
 agent stopped, `run_offline` starts the configured drivers itself (`gateway.sensorcheck`, which
 `python -m hil.runner` runs too) and connects to the broker once. Either way: every sensor delivered
 within its expected interval, the uplink is connected and acknowledging, the wall clock is synchronised,
-the buffer's disk has headroom, the key is readable.
+the buffer's disk has headroom, the key is readable, the compiled coder library loads and round-trips
+(a broken install: `gateway wire coder` says the same, docs/service.md).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import asyncio
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gateway import signing_key
 from gateway.clock import kernel_clock_synchronised
 from gateway.config import GatewayConfig
+from gateway.wire import ctxmix
 from kernel.errors import ConfigError
 
 #: a backlog older than this many slices plus the ack timeout means the uplink is not acknowledging
@@ -104,6 +107,14 @@ def key_check(config: GatewayConfig) -> Check:
     return Check("key", True, f"{config.key_file} readable")
 
 
+def coder_check(library: Path = ctxmix.LIBRARY) -> Check:
+    """The compiled coder library loads, speaks this gateway's ABI and round-trips a column."""
+    try:
+        return Check("coder", True, ctxmix.self_check(library))
+    except ctxmix.CoderUnavailable as exc:
+        return Check("coder", False, str(exc))
+
+
 def _existing(path: Any) -> Any:
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -134,6 +145,7 @@ async def run_offline(config: GatewayConfig, timeout_s: float) -> list[Check]:
     checks.append(clock_check(kernel_clock_synchronised(), config.clock.check == "kernel"))
     checks.append(await asyncio.to_thread(disk_check, config))
     checks.append(await asyncio.to_thread(key_check, config))
+    checks.append(await asyncio.to_thread(coder_check))
     return checks
 
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # make arm64-check: the arm64 package in an arm64 Debian bookworm root under qemu-user (binfmt_misc):
-# install it, `gateway config check` the shipped config, and a demo whose summary says "lost": 0.
+# install it, `gateway config check` the shipped config, `gateway wire coder` (the coder library, compiled
+# with the cross compiler, loads and round-trips on arm64), and a demo whose summary says "lost": 0.
 # usage: arm64-check.sh DISTDIR     (root needed: debootstrap, chroot, mounts)
 set -eu
 dist=$1
@@ -28,6 +29,9 @@ in_root apt-get install -y -qq "/tmp/$(basename "$deb")" >"$dist/arm64-install.l
 grep -A3 "register this public key" "$dist/arm64-install.log" || true
 echo "== gateway config check"
 in_root gateway config check /etc/gateway/gateway.toml
+echo "== gateway wire coder (the arm64 coder library, through ctypes)"
+in_root gateway wire coder
+file -L "$ROOT"/opt/rostock-gateway/venv/lib/python3*/site-packages/gateway/wire/_ctxmix.so | sed "s|^$ROOT|  |"
 echo "== the test harness from the package's wheelhouse (the demo lives there, not in the agent)"
 in_root env PIP_CONFIG_FILE=/dev/null /opt/rostock-gateway/venv/bin/python -m pip install --isolated --quiet \
     --no-index --find-links /opt/rostock-gateway/wheels --disable-pip-version-check rostock-gateway-hil

@@ -22,22 +22,35 @@ mkdir -p "$out" "$root/DEBIAN" "$root/opt/rostock-gateway/wheels" "$root/usr/bin
     "$root/usr/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/usr/lib/tmpfiles.d" \
     "$root/etc/gateway" "$root/usr/share/doc/rostock-gateway"
 
-# the project wheel (pure Python), with config/example.toml and systemd/ as package data
-"$python" -m pip wheel --quiet --no-deps --wheel-dir "$root/opt/rostock-gateway/wheels" "$here"
+# the project wheel, with config/example.toml and systemd/ as package data and the coder library
+# gateway/wire/_ctxmix.so compiled for ARCH by hatch_build.py: the host's $CC (or cc) when ARCH is the
+# host's, else Debian's cross compiler <machine>-linux-gnu-gcc (`make deb` installs gcc-aarch64-linux-gnu)
+if [ "$(uname -m)" = "$machine" ]; then
+    cc=${CC:-cc}
+else
+    cc=$machine-linux-gnu-gcc
+fi
+command -v "${cc%% *}" >/dev/null 2>&1 || {
+    echo "no C compiler $cc for $arch: install Debian's gcc-$machine-linux-gnu (make deb does)" >&2; exit 2; }
+CC=$cc "$python" -m pip wheel --quiet --no-deps --wheel-dir "$root/opt/rostock-gateway/wheels" "$here"
+wheel=$(ls "$root"/opt/rostock-gateway/wheels/rostock_gateway-"$version"-py3-none-linux_"$machine".whl)
+# the library in the wheel must be the target's: an ELF e_machine check, no `file` needed
+"$python" "$here/packaging/elf_machine.py" "$wheel" gateway/wire/_ctxmix.so "$machine"
 # the test harness (simulators, the demo) as its own wheel beside it: postinst installs only the agent;
 # `gateway demo` and the system tests install this one from the same wheelhouse (docs/service.md)
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$root/opt/rostock-gateway/wheels" "$here/packaging/hil"
 
-# its dependencies as binary wheels for the target: manylinux tags up to bookworm's glibc 2.36
+# its dependencies as binary wheels for the target: manylinux tags up to bookworm's glibc 2.36, and
+# linux_<machine> for the project wheel itself (pip refuses to resolve a wheel its platforms exclude)
 # (DEB_WITHOUT_DEPENDENCIES=1: the project wheel only, for the fast test of the package's layout)
 platforms=""
-for tag in manylinux2014 manylinux_2_24 manylinux_2_27 manylinux_2_28 manylinux_2_31 manylinux_2_34 manylinux_2_35 manylinux_2_36; do
+for tag in linux manylinux2014 manylinux_2_24 manylinux_2_27 manylinux_2_28 manylinux_2_31 manylinux_2_34 manylinux_2_35 manylinux_2_36; do
     platforms="$platforms --platform ${tag}_$machine"
 done
 # shellcheck disable=SC2086
 [ "${DEB_WITHOUT_DEPENDENCIES:-0}" = 1 ] || "$python" -m pip download --quiet --only-binary=:all: $platforms --python-version 3.11 \
     --implementation cp --abi cp311 --dest "$root/opt/rostock-gateway/wheels" \
-    "$root"/opt/rostock-gateway/wheels/rostock_gateway-"$version"-*.whl
+    "$wheel"
 
 ln -s /opt/rostock-gateway/venv/bin/gateway "$root/usr/bin/gateway"
 for unit in gateway.service gateway-metrics.service gateway-metrics.timer gateway-receiver.service gateway-receiver@.service; do

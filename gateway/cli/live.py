@@ -130,7 +130,7 @@ async def _selftest(config: GatewayConfig, timeout_s: float) -> dict[str, Any]:
 )
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per check, then a summary")
 def selftest_command(config_file: Path | None, timeout_s: float, as_json: bool) -> None:
-    """Every sensor delivering, uplink connected and acknowledging, clock synchronised, disk, key.
+    """Every sensor delivering, uplink connected and acknowledging, clock synchronised, disk, key, coder.
 
     Asks the running agent; when no agent runs, starts the configured drivers itself."""
     from gateway.logs import configure_logging

@@ -1,4 +1,4 @@
-"""`gateway wire encode|decode`: signed batches from CSV readings, and back to JSON."""
+"""`gateway wire encode|decode|coder`: signed batches from CSV readings, back to JSON, and the coder library."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from gateway.wire import (
     KnownCatalogues,
     ReadingColumns,
     SeriesInfo,
+    ctxmix,
     encode_batch,
     kid_for,
     sign,
@@ -133,6 +134,24 @@ def decode_command(
         click.echo(json.dumps(batch_json(batch), allow_nan=False))
     else:
         _echo_human(batch)
+
+
+@group.command("coder")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def coder_command(as_json: bool) -> None:
+    """Load the compiled coder library and round-trip a column: exit 1 when this install's is broken."""
+    try:
+        line = ctxmix.self_check()
+    except ctxmix.CoderUnavailable as exc:
+        if as_json:
+            click.echo(json.dumps({"library": str(ctxmix.LIBRARY), "loaded": False, "error": str(exc)}))
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(
+            json.dumps({"library": str(ctxmix.LIBRARY), "loaded": True, "abi": ctxmix.ABI, "detail": line})
+        )
+    else:
+        click.echo(line)
 
 
 def read_readings_csv(path: Path) -> tuple[list[SeriesInfo], ReadingColumns]:

@@ -61,6 +61,11 @@ echo "  hardening in force: $(grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/"$pi
 echo "  $(systemd-analyze security gateway.service 2>/dev/null | tail -n 1)"
 grep -q '^Seccomp:.*2' /proc/"$pid"/status || fail "no seccomp filter"
 
+step "gateway selftest: the coder library of the package loads in the agent"
+coder=$(gateway selftest --config "$CONFIG" --json --timeout 5 | grep '"check": "coder"' || true)
+echo "  $coder"
+case "$coder" in *'"passed": true'*) ;; *) fail "selftest: coder library" ;; esac
+
 step "readings reach the receiver"
 wait_for "readings at the receiver" 60 more_than received 0
 sleep 8  # one STATUS= refresh later (every 7.5 s with WatchdogSec=30)

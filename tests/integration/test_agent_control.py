@@ -292,6 +292,7 @@ def test_selftest_fails_on_a_silent_sensor_and_passes_once_it_talks(rig: Rig) ->
     verdicts = {line["check"]: line["passed"] for line in lines[:-1]}
     assert verdicts["sensor quiet-1"] is False
     assert verdicts["sensor dust-1"] and verdicts["uplink"] and verdicts["key"] and verdicts["disk"]
+    assert verdicts["coder"]  # the compiled coder library of this install loads (docs/service.md)
     assert lines[-1]["failed"] == ["sensor quiet-1"]
     quiet = QuietSensor(rig.quiet_master)
     quiet.talk()

@@ -1,7 +1,8 @@
 """The Debian package's layout, conffiles and maintainer scripts, and the wheel's data files.
 
 The package is built for real (dpkg-deb) but without the dependency wheelhouse, which needs the
-network; `make deb` builds the complete one.
+network; `make deb` builds the complete one. It is built for arm64 when Debian's cross compiler is there
+(`make deb` installs it), else for the host's amd64: the coder library in its wheel must be the target's.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,6 +18,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPTS = ["postinst", "prerm", "postrm"]
+sys.path.insert(0, str(ROOT / "packaging"))
+from elf_machine import machine_of  # noqa: E402
+
+ARCH = "arm64" if shutil.which("aarch64-linux-gnu-gcc") else "amd64"
+MACHINE = {"arm64": "aarch64", "amd64": "x86_64"}[ARCH]
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 
@@ -24,13 +31,13 @@ pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs 
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("deb")
     subprocess.run(
-        [str(ROOT / "packaging" / "build-deb.sh"), "arm64", str(out), "9.8.7"],
+        [str(ROOT / "packaging" / "build-deb.sh"), ARCH, str(out), "9.8.7"],
         check=True,
         capture_output=True,
         env={**os.environ, "DEB_WITHOUT_DEPENDENCIES": "1"},
         timeout=300,
     )
-    return out / "rostock-gateway_9.8.7_arm64.deb"
+    return out / f"rostock-gateway_9.8.7_{ARCH}.deb"
 
 
 def deb_files(deb: Path) -> dict[str, str]:
@@ -64,7 +71,7 @@ def test_control_names_the_architecture_and_the_config_is_a_conffile(deb: Path) 
 
     assert field("Package") == "rostock-gateway"
     assert field("Version") == "9.8.7"
-    assert field("Architecture") == "arm64"
+    assert field("Architecture") == ARCH
     assert "python3-venv" in field("Depends")
     conffiles = subprocess.run(
         ["dpkg-deb", "--ctrl-tarfile", str(deb)], check=True, capture_output=True
@@ -84,6 +91,24 @@ def test_the_wheel_carries_the_example_config_and_the_units(deb: Path, tmp_path:
     assert not any(name.startswith("hil/") for name in names)
     [harness] = (tmp_path / "opt/rostock-gateway/wheels").glob("rostock_gateway_hil-*.whl")
     assert "hil/sims/nmea_station.py" in set(zipfile.ZipFile(harness).namelist())
+
+
+def test_the_wheel_is_tagged_for_the_target_and_carries_its_coder_library(deb: Path, tmp_path: Path) -> None:
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
+    [wheel] = (tmp_path / "opt/rostock-gateway/wheels").glob("rostock_gateway-*.whl")
+    assert wheel.name.endswith(f"-py3-none-linux_{MACHINE}.whl")
+    library = zipfile.ZipFile(wheel).read("gateway/wire/_ctxmix.so")
+    assert machine_of(library[:64]) == MACHINE
+
+
+def test_the_machine_check_tells_the_two_targets_apart() -> None:
+    # the ELF headers of the two targets differ only in e_machine (offset 18) for this check
+    header = bytearray(b"\x7fELF\x02\x01\x01" + bytes(11) + b"\x00\x00" + bytes(44))
+    header[18:20] = (183).to_bytes(2, "little")
+    assert machine_of(bytes(header)) == "aarch64"
+    header[18:20] = (62).to_bytes(2, "little")
+    assert machine_of(bytes(header)) == "x86_64"
+    assert machine_of(b"#!/bin/sh\n") == "not an ELF file"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -1,0 +1,159 @@
+"""The compiled integer-column coder (issue 17): gateway/wire/_ctxmix.so, built from ctxmix.c, through ctypes.
+
+A plain shared library rather than a CPython extension (docs/decisions.md, "A compiled coder as a plain
+shared library"): it is cross-compiled for arm64 without the target's Python headers. It is loaded on first
+use, not on import, so a gateway whose library is missing still starts, verifies the formats that need no
+coder and says what is wrong in `gateway selftest` (check "coder") and `gateway wire coder`.
+
+Errors: a library that is missing, unloadable or of another ABI is `CoderUnavailable` (naming how to
+rebuild); a column the library refuses to decode is `MalformedBatch`; parameters the library refuses
+when encoding are a `ValueError` (the encoder's own mistake, not the input's).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.wire.intcol import MAX_VALUES
+from kernel.errors import GatewayError, MalformedBatch
+
+#: the ABI version this loader speaks; ctxmix_abi() of the library must return it
+ABI = 1
+LIBRARY = Path(__file__).with_name("_ctxmix.so")
+REBUILD = (
+    "rebuild it: `make setup` in a source tree, or reinstall the package "
+    "(`pip install --force-reinstall rostock-gateway`, needs a C compiler; docs/service.md)"
+)
+#: the most bytes one value can take in any coder of this ABI: a 64-bit zigzag LEB128 varint
+MAX_BYTES_PER_VALUE = 10
+#: ctxmix_decode's and ctxmix_encode's negative results
+FAILURES = {
+    -1: "output capacity too small",
+    -2: "parameters refused",
+    -3: "input ends inside a value",
+    -4: "a value longer than 64 bits",
+    -5: "bytes left after the last value",
+}
+_INT64_P = np.ctypeslib.ndpointer(dtype=np.int64, ndim=1, flags="C_CONTIGUOUS")
+_UINT8_P = np.ctypeslib.ndpointer(dtype=np.uint8, ndim=1, flags="C_CONTIGUOUS")
+
+
+class CoderUnavailable(GatewayError):
+    """The coder library is missing, cannot be loaded or speaks another ABI: the install is broken."""
+
+
+@dataclass(frozen=True)
+class CoderLibrary:
+    """The loaded library: where it is, its ABI, and its two functions."""
+
+    path: Path
+    abi: int
+    _encode: Any
+    _decode: Any
+
+    def encode(self, values: npt.NDArray[np.int64], params: Sequence[int]) -> bytes:
+        """The coded column of `values` (one-dimensional int64)."""
+        column = np.ascontiguousarray(values, dtype=np.int64)
+        if column.ndim != 1:
+            raise ValueError(f"a column is one-dimensional, not {column.ndim}-dimensional")
+        parameters = _parameters(params)
+        cap = MAX_BYTES_PER_VALUE * len(column)
+        out = np.empty(max(cap, 1), dtype=np.uint8)
+        written = int(self._encode(column, len(column), parameters, len(parameters), out, cap))
+        if written < 0:
+            raise ValueError(f"ctxmix_encode: {FAILURES.get(written, f'error {written}')} (params {params})")
+        return out[:written].tobytes()
+
+    def decode(self, data: bytes, n: int, params: Sequence[int]) -> npt.NDArray[np.int64]:
+        """The `n` values of a coded column; MalformedBatch for bytes that are not one."""
+        if not 0 <= n <= MAX_VALUES:  # a context-mixing coder may spend far less than a byte a value
+            raise MalformedBatch(
+                f"a ctxmix column of {n} values, more than the {MAX_VALUES} a batch may hold"
+            )
+        try:
+            parameters = _parameters(params)
+        except ValueError as exc:
+            raise MalformedBatch(f"ctxmix column parameters {params}: {exc}") from exc
+        source = np.frombuffer(data, dtype=np.uint8)
+        out = np.empty(n, dtype=np.int64)
+        status = int(self._decode(source, len(source), n, parameters, len(parameters), out))
+        if status != 0:
+            reason = FAILURES.get(status, f"error {status}")
+            raise MalformedBatch(f"ctxmix column of {len(data)} bytes, {n} values: {reason}")
+        return out
+
+
+def _parameters(params: Sequence[int]) -> npt.NDArray[np.int64]:
+    try:
+        return np.array(params, dtype=np.int64).reshape(-1)
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise ValueError(f"parameters must be int64 integers: {exc}") from exc
+
+
+def load(path: Path = LIBRARY) -> CoderLibrary:
+    """Load the library at `path` and check its ABI; CoderUnavailable (naming the fix) when it cannot be used."""
+    try:
+        handle = ctypes.CDLL(str(path))
+        abi_of, encode, decode = handle.ctxmix_abi, handle.ctxmix_encode, handle.ctxmix_decode
+    except (OSError, AttributeError) as exc:
+        raise CoderUnavailable(f"the coder library {path} cannot be used ({exc}); {REBUILD}") from exc
+    abi_of.argtypes, abi_of.restype = [], ctypes.c_long
+    abi = int(abi_of())
+    if abi != ABI:
+        raise CoderUnavailable(f"the coder library {path} has ABI {abi}, this gateway needs {ABI}; {REBUILD}")
+    long_ = ctypes.c_long
+    encode.argtypes = [_INT64_P, long_, _INT64_P, long_, _UINT8_P, long_]
+    encode.restype = long_
+    decode.argtypes = [_UINT8_P, long_, long_, _INT64_P, long_, _INT64_P]
+    decode.restype = long_
+    return CoderLibrary(path, abi, encode, decode)
+
+
+@functools.cache
+def library() -> CoderLibrary:
+    """The installed library, loaded once (a failure is not cached: the next call tries again)."""
+    return load()
+
+
+def encode(values: npt.NDArray[np.int64], params: Sequence[int]) -> bytes:
+    """The coded column of `values` with the installed library."""
+    return library().encode(values, params)
+
+
+def decode(data: bytes, n: int, params: Sequence[int]) -> npt.NDArray[np.int64]:
+    """The `n` values of a coded column with the installed library."""
+    return library().decode(data, n, params)
+
+
+#: the probe column of `self_check`: a step, a ramp, the int64 extremes (the ends of the arithmetic)
+_PROBE = np.concatenate(
+    [
+        np.repeat(np.int64(215), 40),
+        np.arange(-500, 500, 7, dtype=np.int64),
+        np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0], dtype=np.int64),
+    ]
+)
+_PROBE_PARAMS = (1,)
+
+
+def self_check(path: Path = LIBRARY) -> str:
+    """Load the library and round-trip a probe column: a line for `gateway selftest`, or CoderUnavailable."""
+    coder = load(path)
+    coded = coder.encode(_PROBE, _PROBE_PARAMS)
+    try:
+        back = coder.decode(coded, len(_PROBE), _PROBE_PARAMS)
+    except MalformedBatch as exc:
+        raise CoderUnavailable(
+            f"the coder library {path} cannot decode its own column ({exc}); {REBUILD}"
+        ) from exc
+    if not np.array_equal(back, _PROBE):
+        raise CoderUnavailable(f"the coder library {path} does not round-trip a column; {REBUILD}")
+    return f"{path} loaded, ABI {coder.abi}, {len(_PROBE)} values round-trip in {len(coded)} bytes"
