@@ -2,12 +2,13 @@
 
 The package is built for real (dpkg-deb) but without the dependency wheelhouse, which needs the
 network; `make deb` builds the complete one. It is built for arm64 when Debian's cross compiler is there
-(`make deb` installs it), else for the host's amd64: the coder library in its wheel must be the target's.
+(`make deb` installs it) or on an arm64 host, else for the host's amd64: the coder library in its wheel must be the target's.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,8 @@ SCRIPTS = ["postinst", "prerm", "postrm"]
 sys.path.insert(0, str(ROOT / "packaging"))
 from elf_machine import machine_of  # noqa: E402
 
-ARCH = "arm64" if shutil.which("aarch64-linux-gnu-gcc") else "amd64"
+# arm64 where it needs no cross compiler (a Pi) or where Debian's is installed, else the amd64 host's own
+ARCH = "arm64" if platform.machine() == "aarch64" or shutil.which("aarch64-linux-gnu-gcc") else "amd64"
 MACHINE = {"arm64": "aarch64", "amd64": "x86_64"}[ARCH]
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
