@@ -7,6 +7,8 @@ bytes. The reference is slow, so every column here is a few hundred values at mo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ctxmix_reference as reference
 import hourly_series
 import numpy as np
@@ -114,3 +116,17 @@ def test_a_truncated_column_decodes_as_the_reference_does(cut: int) -> None:
     coded = ctxmix.encode(column, params)
     assert len(coded) > 80
     decode_both(coded[:cut], len(column), params)
+
+
+def test_the_spec_states_the_reference_constants() -> None:
+    page = (Path(__file__).parents[4] / "docs" / "wire-format.md").read_text()
+    section = page.split("### 4.1 The context-mixing coder", 1)[1].split("\n## ", 1)[0]
+    table = section.split("T = ", 1)[1].split("```", 1)[0]
+    assert tuple(int(entry) for entry in table.replace("\n", " ").split(",")) == reference.SQUASH
+    for constant in (reference.K1, reference.K2, reference.SALT_OFFSET):
+        assert f"0x{constant:016X}" in section
+    models = section.split("| model |", 1)[1].split("\n\n", 1)[0]
+    rows = models.splitlines()[2:]
+    salts = [int(row.split("h(")[-1].split(",")[0]) for row in rows[1:]]
+    assert salts == [salt for salt, _ in reference.MODELS[1:]]
+    assert [row.endswith("| the same |") for row in rows] == [keeps for _, keeps in reference.MODELS]
