@@ -39,12 +39,12 @@ REBUILD = (
 )
 #: the output buffer tried first, per value: random int64 values take about 9 bytes, sensor steps < 1
 FIRST_BYTES_PER_VALUE = 16
-#: the most one value can take: 128 binary decisions of at most 4 bytes each (section 4.1.7)
+#: the most one value can take: 128 binary decisions of at most 4 bytes each (wire-format.md 4.1)
 MAX_BYTES_PER_VALUE = 4 * 128
 #: ctxmix_decode's and ctxmix_encode's negative results
 FAILURES = {
     -1: "output capacity too small",
-    -2: "parameters refused",
+    -2: "parameters (or a count beyond 2^24 values) refused",
     -3: "a value outside int64",
     -4: "no memory for the coder's state",
 }

@@ -129,6 +129,16 @@ def test_a_value_count_beyond_a_batch_is_refused_before_any_allocation() -> None
         ctxmix.decode(b"", -1, (0, 0, 0))
 
 
+def test_the_encoder_stops_at_its_capacity_and_says_so() -> None:
+    # random int64 values take about 8 bytes each: 100 of them cannot fit in 32 bytes
+    column = np.random.default_rng(5).integers(-(2**63), 2**63 - 1, size=100, dtype=np.int64)
+    out = np.full(64, 0xAB, dtype=np.uint8)
+    params = np.array([24, 0, 0], dtype=np.int64)
+    assert ctxmix.library()._encode(column, 100, params, 3, out, 32) == ctxmix.CAPACITY
+    assert (out[32:] == 0xAB).all()
+    assert np.array_equal(ctxmix.decode(ctxmix.encode(column, (24, 0, 0)), 100, (24, 0, 0)), column)
+
+
 def test_the_library_itself_refuses_a_count_beyond_its_bound_without_writing() -> None:
     # the C side's own bound (2^24 values), for callers other than this loader: a one-value buffer
     # would be overrun at once if the count were believed
