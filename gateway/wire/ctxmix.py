@@ -37,7 +37,7 @@ REBUILD = (
     "rebuild it: `make setup` in a source tree, or reinstall the package "
     "(`pip install --force-reinstall rostock-gateway`, needs a C compiler; docs/service.md)"
 )
-#: the output buffer tried first, per value: random int64 values take about 9 bytes, sensor steps < 1
+#: the output buffer tried first, per value: random int64 values take about 8 bytes, sensor steps < 1
 FIRST_BYTES_PER_VALUE = 16
 #: the most one value can take: 128 binary decisions of at most 4 bytes each (wire-format.md 4.1)
 MAX_BYTES_PER_VALUE = 4 * 128
