@@ -234,6 +234,7 @@ METHOD_NAMES = (
     "PPMd",
     "brotli",
     "modelled symbols",
+    "context mixing",
 )
 
 
@@ -249,6 +250,8 @@ def step_methods(blob: bytes) -> str:
         name = METHOD_NAMES[column[0]] if column else "zeros"
         if column[:1] in (b"\x05", b"\x06", b"\x07"):  # version 6 states no count: the period follows
             name += f" by {column[1]}" if column[1] > 1 else " in order"
+        if column[:1] == b"\x08":  # then uvarint 2 P + h and uvarint M (section 4, method 8)
+            name += f" ({column[1] >> 1} a day{', levels' if column[1] & 1 else ''})"
         parts.append(name)
     predictors = readings.get(10)
     return ", ".join(parts) + (f" (predictor {predictors})" if predictors else "")
