@@ -1,6 +1,6 @@
 """Method 8 (format version 6): an integer column coded by the compiled context-mixing coder.
 
-The coder (`ctxmix`, docs/wire-format.md section 4, "Context-mixing coder") predicts each integer
+The coder (`ctxmix`, docs/wire-format.md section 4.1) predicts each integer
 bit by bit from several contexts at once (the integers before it, the same hour of the days before
 it, the magnitude of the last steps) and mixes their predictions, which neither PPMd nor brotli,
 each one model over a byte stream, can do: on the value steps of the 17 hourly series it cut
@@ -23,10 +23,11 @@ from gateway.wire import ctxmix, huffman
 from kernel.errors import MalformedBatch
 
 METHOD_CONTEXT_MIXING = 8
-#: the largest day period P the coder is given: a day of 1-s readings is 86,400 (modelled's bound)
-MAX_PERIOD = 1 << 17
-#: the largest circle M: a compass at 0.01 degree (36,000 values) fits (predict's bound)
-MAX_MODULUS = 1 << 16
+#: the largest day period P the coder takes (section 4.1): a day of one-minute readings; a series
+#: read more often is coded without one (P = 0)
+MAX_PERIOD = 1440
+#: the largest circle M the coder takes (section 4.1); the writer's circles stay within 2^16 (3.2.8)
+MAX_MODULUS = 1 << 32
 STEPS, LEVELS = 0, 1
 
 IntArray = npt.NDArray[np.int64]

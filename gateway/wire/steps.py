@@ -203,12 +203,13 @@ def _mixed_column(
     ]
     moduli = {m for m, _ in circles}
     modulus = moduli.pop() if len(moduli) == 1 else 0
-    if 2 <= modulus <= mixing.MAX_MODULUS:
+    if 2 <= modulus <= predict.MAX_MODULUS:
         wrapped = _concat([predict.circular_residuals(d, modulus) for d in steps])
         if not np.array_equal(wrapped, candidates[0][0]):  # no step wraps: the steps' candidate
             candidates.append((wrapped, mixing.STEPS, modulus, [[m, a] for m, a in circles]))
+    day = period if period <= mixing.MAX_PERIOD else 0  # the coder's phase contexts end there
     for ints, history, circle, named in candidates:
-        mixed = mixing.pack(ints, period, history, circle)
+        mixed = mixing.pack(ints, day, history, circle)
         paid = len(mixed) + (_CIRCLE_COST * len(steps) if circle else 0)
         if paid < size:
             best, size = (mixed, named), paid

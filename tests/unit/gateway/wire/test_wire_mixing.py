@@ -120,7 +120,7 @@ def params_head(period_and_history: int, modulus: int) -> bytes:
 @pytest.mark.parametrize(
     ("period_and_history", "modulus"),
     [(2 * 1, 0), (2 * (mixing.MAX_PERIOD + 1), 0), (48, 1), (48, mixing.MAX_MODULUS + 1), (2**70, 0)],
-    ids=["period 1", "period beyond 2^17", "circle of 1", "circle beyond 2^16", "period beyond 64 bits"],
+    ids=["period 1", "period beyond 1440", "circle of 1", "circle beyond 2^32", "period beyond 64 bits"],
 )
 def test_context_mixing_parameters_out_of_bounds_are_malformed(period_and_history: int, modulus: int) -> None:
     coded = ctxmix.encode(steps_of(hourly()), [24, 0, 0])
