@@ -761,9 +761,10 @@ def test_reference_decoder_reads_circular_steps() -> None:
 @pytest.mark.parametrize("history", [0, 1], ids=["steps", "levels"])
 def test_reference_decoder_reads_context_mixed_steps(history: int) -> None:
     """Section 4, method 8 (version 6): the steps (or, under predictor -1, the levels) of an hourly
-    series through the context-mixing coder, day period 24."""
+    series through the context-mixing coder, day period 24 (four days: the reference coder of
+    section 4.1 takes milliseconds a value)."""
     key = Ed25519PrivateKey.from_private_bytes(b"\x0d" * 32)
-    knots = _wind_in_knots(4)
+    knots = _wind_in_knots(4)[:96]
     ts = T0 + 3_600_000 * np.arange(knots.size)
     readings = ReadingColumns(np.zeros(knots.size, np.int64), ts, knots, np.zeros(knots.size, np.uint16))
     table = [SeriesInfo("anemo-2", "wind_speed", "kn", 1.0, 1000)]
