@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.wire import huffman, intcol, lattice, mixing, modelled, predict
+from gateway.wire import ctxmix, huffman, intcol, lattice, mixing, modelled, predict
 from gateway.wire.scale import Scale
 from kernel.errors import MalformedBatch
 
@@ -209,7 +209,12 @@ def _mixed_column(
             candidates.append((wrapped, mixing.STEPS, modulus, [[m, a] for m, a in circles]))
     day = period if period <= mixing.MAX_PERIOD else 0  # the coder's phase contexts end there
     for ints, history, circle, named in candidates:
-        mixed = mixing.pack(ints, day, history, circle)
+        try:
+            mixed = mixing.pack(ints, day, history, circle)
+        except (
+            ctxmix.CoderUnavailable
+        ):  # a broken install (`gateway selftest` names it): methods 0-7 still serve
+            return best
         paid = len(mixed) + (_CIRCLE_COST * len(steps) if circle else 0)
         if paid < size:
             best, size = (mixed, named), paid

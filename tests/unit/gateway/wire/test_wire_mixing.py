@@ -167,3 +167,18 @@ def test_one_minute_batches_never_run_the_coder(monkeypatch: pytest.MonkeyPatch)
     )
     body = encode_batch(gateway_id="gw-8", seq=1, created_ms=T0, series=[TEMPERATURE], readings=minutes)
     assert np.allclose(wire.verify_and_decode(sign(body, KEY, KID), ring()).readings.value, minutes.value)
+
+
+def test_a_gateway_whose_coder_library_is_broken_still_encodes_hourly_series(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A missing or foreign `_ctxmix.so` (`gateway selftest` reports it) costs method 8, not the batch."""
+
+    def missing(values: np.ndarray, params: list[int]) -> bytes:
+        raise ctxmix.CoderUnavailable("the coder library /nowhere/_ctxmix.so cannot be used")
+
+    monkeypatch.setattr(ctxmix, "encode", missing)
+    columns = hourly()
+    body = encode_batch(gateway_id="gw-8", seq=1, created_ms=T0, series=[TEMPERATURE], readings=columns)
+    assert cbor2.loads(body_cbor(body))[5][3][0] != mixing.METHOD_CONTEXT_MIXING
+    assert np.allclose(wire.verify_and_decode(sign(body, KEY, KID), ring()).readings.value, columns.value)
