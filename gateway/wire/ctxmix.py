@@ -5,6 +5,10 @@ shared library"): it is cross-compiled for arm64 without the target's Python hea
 use, not on import, so a gateway whose library is missing still starts, verifies the formats that need no
 coder and says what is wrong in `gateway selftest` (check "coder") and `gateway wire coder`.
 
+The coder (docs/wire-format.md section 4.1) takes three parameters, `(period, history, modulus)`:
+the series' readings per day when read at one regular interval (0: none, at most 1440), whether the
+column holds steps (0) or levels (1), and the modulus of circular steps (0: none, at most 2^32).
+
 Errors: a library that is missing, unloadable or of another ABI is `CoderUnavailable` (naming how to
 rebuild); a column the library refuses to decode is `MalformedBatch`; parameters the library refuses
 when encoding are a `ValueError` (the encoder's own mistake, not the input's).
@@ -25,23 +29,27 @@ import numpy.typing as npt
 from gateway.wire.intcol import MAX_VALUES
 from kernel.errors import GatewayError, MalformedBatch
 
-#: the ABI version this loader speaks; ctxmix_abi() of the library must return it
-ABI = 1
+#: the ABI version this loader speaks; ctxmix_abi() of the library must return it (1 was the
+#: build stand-in, zigzag varints under one parameter)
+ABI = 2
 LIBRARY = Path(__file__).with_name("_ctxmix.so")
 REBUILD = (
     "rebuild it: `make setup` in a source tree, or reinstall the package "
     "(`pip install --force-reinstall rostock-gateway`, needs a C compiler; docs/service.md)"
 )
-#: the most bytes one value can take in any coder of this ABI: a 64-bit zigzag LEB128 varint
-MAX_BYTES_PER_VALUE = 10
+#: the output buffer tried first, per value: random int64 values take about 9 bytes, sensor steps < 1
+FIRST_BYTES_PER_VALUE = 16
+#: the most one value can take: 128 binary decisions of at most 4 bytes each (section 4.1.7)
+MAX_BYTES_PER_VALUE = 4 * 128
 #: ctxmix_decode's and ctxmix_encode's negative results
 FAILURES = {
     -1: "output capacity too small",
     -2: "parameters refused",
-    -3: "input ends inside a value",
-    -4: "a value longer than 64 bits",
-    -5: "bytes left after the last value",
+    -3: "a value outside int64",
+    -4: "no memory for the coder's state",
 }
+CAPACITY = -1
+NO_MEMORY = -4
 _INT64_P = np.ctypeslib.ndpointer(dtype=np.int64, ndim=1, flags="C_CONTIGUOUS")
 _UINT8_P = np.ctypeslib.ndpointer(dtype=np.uint8, ndim=1, flags="C_CONTIGUOUS")
 
@@ -65,9 +73,14 @@ class CoderLibrary:
         if column.ndim != 1:
             raise ValueError(f"a column is one-dimensional, not {column.ndim}-dimensional")
         parameters = _parameters(params)
-        cap = MAX_BYTES_PER_VALUE * len(column)
-        out = np.empty(max(cap, 1), dtype=np.uint8)
-        written = int(self._encode(column, len(column), parameters, len(parameters), out, cap))
+        for per_value in (FIRST_BYTES_PER_VALUE, MAX_BYTES_PER_VALUE):
+            cap = per_value * len(column) + 1  # the flush byte
+            out = np.empty(cap, dtype=np.uint8)
+            written = int(self._encode(column, len(column), parameters, len(parameters), out, cap))
+            if written != CAPACITY:
+                break
+        if written == NO_MEMORY:
+            raise MemoryError("ctxmix_encode: no memory for the coder's state")
         if written < 0:
             raise ValueError(f"ctxmix_encode: {FAILURES.get(written, f'error {written}')} (params {params})")
         return out[:written].tobytes()
@@ -85,6 +98,8 @@ class CoderLibrary:
         source = np.frombuffer(data, dtype=np.uint8)
         out = np.empty(n, dtype=np.int64)
         status = int(self._decode(source, len(source), n, parameters, len(parameters), out))
+        if status == NO_MEMORY:
+            raise MemoryError("ctxmix_decode: no memory for the coder's state")
         if status != 0:
             reason = FAILURES.get(status, f"error {status}")
             raise MalformedBatch(f"ctxmix column of {len(data)} bytes, {n} values: {reason}")
@@ -141,7 +156,7 @@ _PROBE = np.concatenate(
         np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0], dtype=np.int64),
     ]
 )
-_PROBE_PARAMS = (1,)
+_PROBE_PARAMS = (24, 1, 0)
 
 
 def self_check(path: Path = LIBRARY) -> str:

@@ -3,6 +3,7 @@ decoded alone and in a group, refused anywhere else, hostile columns refused or 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -169,16 +170,49 @@ def test_one_minute_batches_never_run_the_coder(monkeypatch: pytest.MonkeyPatch)
     assert np.allclose(wire.verify_and_decode(sign(body, KEY, KID), ring()).readings.value, minutes.value)
 
 
+def _missing(values: np.ndarray, params: list[int]) -> bytes:
+    raise ctxmix.CoderUnavailable("the coder library /nowhere/_ctxmix.so cannot be used")
+
+
 def test_a_gateway_whose_coder_library_is_broken_still_encodes_hourly_series(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A missing or foreign `_ctxmix.so` (`gateway selftest` reports it) costs method 8, not the batch."""
-
-    def missing(values: np.ndarray, params: list[int]) -> bytes:
-        raise ctxmix.CoderUnavailable("the coder library /nowhere/_ctxmix.so cannot be used")
-
-    monkeypatch.setattr(ctxmix, "encode", missing)
+    monkeypatch.setattr(ctxmix, "encode", _missing)
     columns = hourly()
     body = encode_batch(gateway_id="gw-8", seq=1, created_ms=T0, series=[TEMPERATURE], readings=columns)
     assert cbor2.loads(body_cbor(body))[5][3][0] != mixing.METHOD_CONTEXT_MIXING
     assert np.allclose(wire.verify_and_decode(sign(body, KEY, KID), ring()).readings.value, columns.value)
+
+
+MORE_SERIES = Path(__file__).resolve().parents[5] / "shared" / "data" / "more-series"
+
+
+def irradiance(hours: int) -> ReadingColumns:
+    """The first `hours` of the hourly global irradiance at Greensboro (TMY3, W/m2)."""
+    rows = np.loadtxt(
+        MORE_SERIES / "greensboro-global_irradiance.csv", delimiter=",", skiprows=1, max_rows=hours
+    )
+    return ReadingColumns(np.zeros(hours, np.int32), rows[:, 0].astype(np.int64), rows[:, 1], np.zeros(hours))
+
+
+IRRADIANCE = SeriesInfo("greensboro", "global_irradiance", "W/m2", 1.0, 1000)
+
+
+def test_the_writer_keeps_context_mixing_where_it_makes_the_batch_smaller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Greensboro irradiance, 60 days: version 5 sent the daily predictor's residuals as method 7;
+    method 8 over the levels (predictor -1) is smaller, so the writer names predictor -1 instead."""
+    columns = irradiance(24 * 60)
+    written = encode_batch(gateway_id="gw-8", seq=1, created_ms=T0, series=[IRRADIANCE], readings=columns)
+    readings = cbor2.loads(body_cbor(written))[5]
+    assert readings[3][:2] == bytes([mixing.METHOD_CONTEXT_MIXING, 2 * 24 + mixing.LEVELS])
+    assert readings[10] == [-1]
+    assert np.array_equal(
+        wire.verify_and_decode(sign(written, KEY, KID), ring()).readings.value, columns.value
+    )
+    monkeypatch.setattr(ctxmix, "encode", _missing)
+    before = encode_batch(gateway_id="gw-8", seq=1, created_ms=T0, series=[IRRADIANCE], readings=columns)
+    assert cbor2.loads(body_cbor(before))[5][3][0] != mixing.METHOD_CONTEXT_MIXING
+    assert len(sign(written, KEY, KID)) < 0.95 * len(sign(before, KEY, KID))
