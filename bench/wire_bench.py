@@ -39,6 +39,7 @@ from gateway.wire import (  # noqa: E402
 )
 from gateway.wire.body import body_cbor  # noqa: E402
 from gateway.wire.cose import parse_sign1  # noqa: E402
+from gateway.wire.huffman import read_uvarint  # noqa: E402
 from gateway.wire.scale import dequantise, quantise, scale_of  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "sensor-series"
@@ -234,6 +235,7 @@ METHOD_NAMES = (
     "PPMd",
     "brotli",
     "modelled symbols",
+    "context mixing",
 )
 
 
@@ -249,6 +251,10 @@ def step_methods(blob: bytes) -> str:
         name = METHOD_NAMES[column[0]] if column else "zeros"
         if column[:1] in (b"\x05", b"\x06", b"\x07"):  # version 6 states no count: the period follows
             name += f" by {column[1]}" if column[1] > 1 else " in order"
+        if column[:1] == b"\x08":  # then uvarint 2 P + h and uvarint M (section 4, method 8)
+            both, end = read_uvarint(column, 1)
+            circle = read_uvarint(column, end)[0]
+            name += f" ({both >> 1} a day{', levels' if both & 1 else ''}{f', circle {circle}' if circle else ''})"
         parts.append(name)
     predictors = readings.get(10)
     return ", ".join(parts) + (f" (predictor {predictors})" if predictors else "")

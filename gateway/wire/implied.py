@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.wire import huffman, intcol, modelled, steps, varint
+from gateway.wire import huffman, intcol, mixing, modelled, steps, varint
 from gateway.wire.batch import SeriesInfo
 from gateway.wire.readings import TIMESTAMPS, counts_and_heads, grids_listed, table_facts
 from kernel.errors import MalformedBatch
@@ -180,7 +180,7 @@ def restore_counts(item: object, series: Sequence[SeriesInfo], created_s: int) -
         if min(groups, default=0) < 0 or max(groups, default=0) >= len(columns):
             raise MalformedBatch("step group number outside the step columns")
         per_group = np.bincount(np.asarray(groups, np.int64), weights=plain - 1, minlength=len(columns))
-        out[steps.STEPS] = [_stated(c, int(n)) for c, n in zip(columns, per_group, strict=True)]
+        out[steps.STEPS] = [_step_column(c, int(n)) for c, n in zip(columns, per_group, strict=True)]
     grid = out.get(steps.GRID_STEPS)
     if isinstance(grid, bytes):
         out[steps.GRID_STEPS] = huffman.uvarint(int((on_grid - 1).sum())) + grid
@@ -202,6 +202,13 @@ def _stepped(
         if type(entry[0]) is int and 0 <= entry[0] < count.size:
             grid[entry[0]] = True  # an entry outside the table is refused by the steps' decoder
     return count[stepped & ~grid], count[stepped & grid]
+
+
+def _step_column(column: object, count: int) -> bytes:
+    """A version-6 value-step column with its count written back, marked as the one kind of column
+    that may use method 8 (context mixing)."""
+    stated = _stated(column, count)
+    return mixing.ImpliedStepColumn(stated) if stated[:1] == bytes([mixing.METHOD_CONTEXT_MIXING]) else stated
 
 
 def _stated(column: object, count: int) -> bytes:

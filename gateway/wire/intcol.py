@@ -11,7 +11,8 @@ before each nonzero entry) and the m nonzero entries divided by f as zigzag vari
 entry is 0. Method 4 (version 4):
 method 2's count and width, then its planes as one raw LZMA1 stream (lc = lp = pb = 0, 64 KiB).
 Methods 5 and 6 (version 5, `modelled`): PPMd or brotli over the varints; method 7 (version 5,
-`modelled_symbols`): method 1's symbols through PPMd or brotli, their extra bits raw.
+`modelled_symbols`): method 1's symbols through PPMd or brotli, their extra bits raw. Method 8
+(version 6, `mixing`): the compiled context-mixing coder, in value-step columns only (`steps` tries it).
 
 The encoder keeps whichever gives the smallest *final* size, i.e. measured after zstd, because
 the body's zstd sees every column: a Huffman code removes what zstd's own order-0 stage would, but
@@ -49,6 +50,9 @@ QUICK_LEVEL = 3
 #: far behind the Huffman code is not measured at the body's level
 _DEEPER_SEARCH_GAIN = 1.3
 _PLANE_WIDTHS = (1, 2, 4, 8)
+#: method 8 (version 6, `mixing`); its module is imported where it is used, since the coder's loader
+#: imports this one
+METHOD_CONTEXT_MIXING = 8
 #: the methods whose column starts with its count (all but method 0)
 COUNTED_METHODS = (
     METHOD_HUFFMAN,
@@ -58,10 +62,12 @@ COUNTED_METHODS = (
     modelled.METHOD_PPMD,
     modelled.METHOD_BROTLI,
     modelled_symbols.METHOD_MODELLED_SYMBOLS,
+    METHOD_CONTEXT_MIXING,
 )
 #: the methods whose count is checked before decoding: a context model can expand a few bytes into
 #: its stated count
 MODELLED_METHODS = (modelled.METHOD_PPMD, modelled.METHOD_BROTLI, modelled_symbols.METHOD_MODELLED_SYMBOLS)
+CHECKED_COUNT_METHODS = (*MODELLED_METHODS, METHOD_CONTEXT_MIXING)
 #: method 7 is tried where some integer's zigzag needs two varint bytes (below, it codes the same
 #: symbols as the varints, with a byte more per column)
 _WIDE = 128
@@ -260,7 +266,7 @@ def pack_lzma_planes(ints: IntArray) -> bytes:
 
 def unpack(data: bytes, count: int) -> IntArray:
     """Exactly `count` integers from a packed column; MalformedBatch otherwise."""
-    if data[:1] and data[0] in MODELLED_METHODS:
+    if data[:1] and data[0] in CHECKED_COUNT_METHODS:
         # refused before decoding: a context model can expand a few bytes into its stated count
         stated, _ = huffman.read_uvarint(data, 1)
         if stated != count:
@@ -287,6 +293,10 @@ def unpack_any(data: bytes) -> IntArray:
         return modelled.unpack(data, method, count, pos)
     if method == modelled_symbols.METHOD_MODELLED_SYMBOLS:
         return modelled_symbols.unpack(data, count, pos)
+    if method == METHOD_CONTEXT_MIXING:
+        from gateway.wire import mixing  # here: mixing imports ctxmix, which imports this module
+
+        return mixing.unpack(data, count, pos)
     if method == METHOD_PLANES:
         return _unpack_planes(data, pos, count)
     if method == METHOD_LZMA_PLANES:

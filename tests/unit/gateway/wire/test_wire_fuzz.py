@@ -22,6 +22,7 @@ from gateway.wire import (
     WindowColumns,
     encode_batch,
     kid_for,
+    mixing,
     sign,
     verify_and_decode,
 )
@@ -89,6 +90,24 @@ BODY = _sample_body()
 BLOB = sign(BODY, KEY, KID)
 TAGGED_BLOB = sign(BODY, KEY, KID, Envelope.TAGGED)
 CBOR_BODY = body_cbor(BODY)
+
+
+def _context_mixed_body() -> bytes:
+    """Ten days of an hourly series whose steps travel as method 8 (version 6, count implied)."""
+    rng = np.random.default_rng(8)
+    value = np.round(np.sin(np.arange(240) * np.pi / 12) * 5 + np.cumsum(rng.normal(0, 0.2, 240)), 1)
+    ts = T0 + 3_600_000 * np.arange(240)
+    table = [SeriesInfo("h", "t", "Cel", 0.1, 1000)]
+    columns = ReadingColumns(np.zeros(240, np.int32), ts, value, np.zeros(240, np.uint16))
+    body = cbor2.loads(body_cbor(encode_batch(gateway_id="gw-fuzz", seq=4, created_ms=T0, series=table,
+                                              readings=columns)))  # fmt: skip
+    column = mixing.pack(np.diff(np.round(value * 10).astype(np.int64)), 24, mixing.STEPS, 0)
+    body[5][3] = column[:1] + column[3:]  # the count, 239 (2 bytes), is implied
+    body[5].pop(10, None)
+    return cbor2.dumps(body)
+
+
+MIXED_BODY = _context_mixed_body()
 
 
 def only_wire_errors(blob: bytes) -> None:
@@ -219,6 +238,28 @@ def test_signed_version_6_readings_with_a_column_cut_or_extended(key: int, chang
     if isinstance(column, list):
         column = column[0] if column and isinstance(column[0], bytes) else b""
     readings[key] = column[:change] if isinstance(change, int) else column + change
+    blob = signed_payload(cbor2.dumps(body))
+    only_wire_errors(blob)
+    [grouped] = verify_group([(parse_sign1(blob), KEY.public_key(), "gw-fuzz", None)])
+    assert isinstance(grouped, (Batch, *WIRE_ERRORS))
+
+
+def test_the_context_mixed_sample_itself_decodes() -> None:
+    assert len(verify_and_decode(signed_payload(MIXED_BODY), RING).readings) == 240
+
+
+@FUZZ
+@given(
+    st.integers(-40, -1) | st.binary(min_size=1, max_size=40),
+    st.lists(st.integers(0, 8 * 40 - 1), max_size=4),
+)
+def test_signed_context_mixed_columns_cut_extended_or_flipped(change: int | bytes, bits: list[int]) -> None:
+    """Method 8's parameters and coder bytes garbled: a wire error or values, alone and in a group."""
+    body = cbor2.loads(MIXED_BODY)
+    column = bytearray(body[5][3])
+    for bit in bits:
+        column[bit // 8 % len(column)] ^= 1 << (bit % 8)
+    body[5][3] = bytes(column[:change] if isinstance(change, int) else column + change)
     blob = signed_payload(cbor2.dumps(body))
     only_wire_errors(blob)
     [grouped] = verify_group([(parse_sign1(blob), KEY.public_key(), "gw-fuzz", None)])

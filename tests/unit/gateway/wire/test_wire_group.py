@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import wire
-from gateway.wire import Batch, ReadingColumns, SeriesInfo, WindowColumns, group, intcol
+from gateway.wire import Batch, ReadingColumns, SeriesInfo, WindowColumns, group, intcol, mixing
 from gateway.wire import body as body_module
 from gateway.wire.body import body_cbor
 from gateway.wire.cose import parse_sign1
@@ -175,6 +175,18 @@ def _modelled_batches() -> list[bytes]:
     ]  # fmt: skip
 
 
+def test_a_group_with_context_mixed_columns_decodes_exactly_as_each_batch_alone() -> None:
+    """The same hourly batches with the coder: method 8 takes the wind's levels and the irradiance
+    (levels too: predictor -1), brotli keeps the duty cycle's repeated shapes."""
+    blobs = _modelled_batches()
+    readings = [cbor2.loads(body_cbor(parse_sign1(b).payload))[5] for b in blobs]
+    assert [r[3][0] for r in readings[:2]] == [mixing.METHOD_CONTEXT_MIXING] * 2
+    items = [item(blobs[0]), *[item(b) for b in mixed_batches()[:2]], item(blobs[1]), item(blobs[2])]
+    assert_group_is_each_alone(items)
+    assert all(isinstance(r, Batch) for r in verify_group(items))
+
+
+@pytest.mark.usefixtures("without_the_coder")
 def test_a_group_with_ppmd_and_brotli_columns_decodes_exactly_as_each_batch_alone() -> None:
     blobs = _modelled_batches()
     steps = [cbor2.loads(body_cbor(parse_sign1(b).payload))[5][3] for b in blobs]
@@ -331,6 +343,7 @@ def test_a_group_is_decoded_in_pieces_of_bounded_size(monkeypatch: pytest.Monkey
     assert sizes == [[100, 100], [100], [800], [100, 100], [100]]
 
 
+@pytest.mark.usefixtures("without_the_coder")
 def test_a_group_with_circular_steps_decodes_exactly_as_each_batch_alone() -> None:
     """A wind vane at 10 degrees veering back and forth across north (predictor [M, a], 3.2.8)."""
     rng = np.random.default_rng(1)

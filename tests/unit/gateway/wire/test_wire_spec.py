@@ -13,6 +13,7 @@ from typing import Any
 
 import brotli
 import cbor2
+import ctxmix_reference
 import numpy as np
 import pyppmd
 import pytest
@@ -29,6 +30,7 @@ from gateway.wire import (
     SeriesInfo,
     WindowColumns,
     catalogue_of,
+    ctxmix,
     encode_batch,
     intcol,
     kid_for,
@@ -135,6 +137,10 @@ def int_column(data: bytes, implied: int | None = None) -> list[int]:
             at += gap + 1
             out[at] = unzigzag(z) * factor
         return out
+    if data[0] == 8:  # context mixing (version 6): uvarint 2 P + h, uvarint M, then the coder's bytes
+        both, pos = uvarint(data, pos)
+        modulus, pos = uvarint(data, pos)
+        return ctxmix_reference.decode(data[pos:], count, [both >> 1, both & 1, modulus])
     if data[0] in (5, 6):  # PPMd var. H or brotli over method 0's varints, laid out by a period
         return modelled_column(data, count, pos, implied is not None)
     if data[0] == 7:  # method 1's symbols, one byte each, PPMd or brotli; then their extra bits
@@ -704,6 +710,7 @@ def _wind_in_knots(seed: int) -> np.ndarray:
     return knots
 
 
+@pytest.mark.usefixtures("without_the_coder")
 def test_reference_decoder_reads_levels_as_residuals() -> None:
     """Section 3.2.8, predictor -1 (version 5): the column holds q - the first q, here PPMd-coded."""
     key = Ed25519PrivateKey.from_private_bytes(b"\x0b" * 32)
@@ -732,6 +739,7 @@ def _vane_near_north(seed: int) -> np.ndarray:
     return degrees
 
 
+@pytest.mark.usefixtures("without_the_coder")
 def test_reference_decoder_reads_circular_steps() -> None:
     """Section 3.2.8, predictor [M, a] (version 5): steps wrapped round the vane's circle."""
     key = Ed25519PrivateKey.from_private_bytes(b"\x0c" * 32)
@@ -749,3 +757,28 @@ def test_reference_decoder_reads_circular_steps() -> None:
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     theirs = reference_decode(blob, raw)["readings"]
     assert [(t, v) for _, t, v, _ in theirs] == list(zip(ts.tolist(), degrees.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("history", [0, 1], ids=["steps", "levels"])
+def test_reference_decoder_reads_context_mixed_steps(history: int) -> None:
+    """Section 4, method 8 (version 6): the steps (or, under predictor -1, the levels) of an hourly
+    series through the context-mixing coder, day period 24 (four days: the reference coder of
+    section 4.1 takes milliseconds a value)."""
+    key = Ed25519PrivateKey.from_private_bytes(b"\x0d" * 32)
+    knots = _wind_in_knots(4)[:96]
+    ts = T0 + 3_600_000 * np.arange(knots.size)
+    readings = ReadingColumns(np.zeros(knots.size, np.int64), ts, knots, np.zeros(knots.size, np.uint16))
+    table = [SeriesInfo("anemo-2", "wind_speed", "kn", 1.0, 1000)]
+    body = cbor2.loads(body_of(encode_batch(gateway_id="gw-spec", seq=4, created_ms=T0, series=table,
+                                            readings=readings)))  # fmt: skip
+    steps = np.diff(knots.astype(np.int64))
+    ints = np.cumsum(steps) if history else steps
+    body[5][3] = b"\x08" + bytes([2 * 24 + history, 0]) + ctxmix.encode(ints, [24, history, 0])
+    body[5][10] = [-1] if history else [0]
+    blob = sign(cbor2.dumps(body), key, kid_for(key.public_key()))
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    theirs = reference_decode(blob, raw)["readings"]
+    assert [(t, v) for _, t, v, _ in theirs] == list(zip(ts.tolist(), knots.tolist(), strict=True))
+    ring = Keyring()
+    ring.add("gw-spec", key.public_key())
+    assert verify_and_decode(blob, ring).readings.value.tolist() == knots.tolist()
