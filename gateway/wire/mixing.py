@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.wire import ctxmix, huffman
-from kernel.errors import MalformedBatch
+from kernel.errors import MalformedBatch, UnsupportedVersion
 
 METHOD_CONTEXT_MIXING = 8
 #: the largest day period P the coder takes (section 4.1): a day of one-minute readings; a series
@@ -54,7 +54,12 @@ def unpack(data: bytes, count: int, pos: int) -> IntArray:
     both, pos = huffman.read_uvarint(data, pos)
     modulus, pos = huffman.read_uvarint(data, pos)
     params = _checked(both >> 1, both & 1, modulus, MalformedBatch)
-    return ctxmix.decode(data[pos:], count, params)
+    try:
+        return ctxmix.decode(data[pos:], count, params)
+    except ctxmix.CoderUnavailable as exc:
+        # the batch is fine, this install is not: like a version it cannot read, a receiver keeps it in
+        # the retryable quarantine (not among the rejected) until the library is back and it is retried
+        raise UnsupportedVersion(f"method 8 (context mixing) cannot be read here: {exc}") from exc
 
 
 def _checked(

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cbor2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from gateway import wire
 from gateway.cli import main
 from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
-from hil.fleet import SimulatedGateway
+from gateway.wire import ctxmix, mixing
+from gateway.wire.body import body_cbor
+from hil.fleet import T0_MS, SimulatedGateway
 from kernel.errors import ConfigError
 
 NOW = 1_767_300_000_000
@@ -126,3 +131,33 @@ def test_enrolling_a_key_releases_its_batches_behind_many_that_still_do_not_veri
     arrive(core, gw.batch())
     assert core.enrol(key_of(gw)) == 1
     assert store.count_readings() == 5 and len(store.quarantined()) == 5
+
+
+def test_a_receiver_without_its_coder_library_keeps_method_8_batches_until_it_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken install (no `_ctxmix.so`) must not reject, or lose, batches whose steps are coded by
+    method 8: they wait in the retryable quarantine and are stored once the library loads again."""
+    gw = SimulatedGateway("gw-1")
+    hours = np.arange(24 * 40)  # 40 days of an hourly temperature: long enough for method 8 to win
+    rng = np.random.default_rng(8)
+    value = np.round(12 + 6 * np.sin(2 * np.pi * hours / 24) + np.cumsum(rng.normal(0, 0.3, hours.size)), 1)
+    readings = wire.ReadingColumns(
+        np.zeros(hours.size, np.int32), T0_MS + 3_600_000 * hours, value, np.zeros(hours.size, np.uint16)
+    )
+    series = [wire.SeriesInfo("station", "air_temperature", "Cel", resolution=0.1)]
+    body = wire.encode_batch(
+        gateway_id="gw-1", seq=0, created_ms=T0_MS, series=series, readings=readings, epoch=gw.epoch
+    )
+    assert cbor2.loads(body_cbor(body))[5][3][0] == mixing.METHOD_CONTEXT_MIXING
+    blob = wire.sign(body, gw.key, gw.kid)
+    store = SqliteStore(tmp_path / "received.db")
+    core = ReceiverCore(store)
+    core.enrol(key_of(gw))
+    monkeypatch.setattr(ctxmix, "library", lambda: ctxmix.load(tmp_path / "missing" / "_ctxmix.so"))
+    assert arrive(core, blob) is QuarantineReason.UNSUPPORTED_VERSION
+    (kept,) = store.quarantined(retryable_only=True)
+    assert kept.blob == blob and "coder library" in kept.detail
+    monkeypatch.undo()
+    assert core.retry(None, NOW + 1) == 1
+    assert store.count_readings("gw-1") == hours.size and store.quarantined() == []
