@@ -211,10 +211,8 @@ def _mixed_column(
     for ints, history, circle, named in candidates:
         try:
             mixed = mixing.pack(ints, day, history, circle)
-        except (
-            ctxmix.CoderUnavailable
-        ):  # a broken install (`gateway selftest` names it): methods 0-7 still serve
-            return best
+        except ctxmix.CoderUnavailable:
+            return best  # a broken install (`gateway selftest` names it): methods 0-7 still serve
         paid = len(mixed) + (_CIRCLE_COST * len(steps) if circle else 0)
         if paid < size:
             best, size = (mixed, named), paid
