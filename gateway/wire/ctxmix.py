@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +135,14 @@ def load(path: Path = LIBRARY) -> CoderLibrary:
 
 @functools.cache
 def library() -> CoderLibrary:
-    """The installed library, loaded once (a failure is not cached: the next call tries again)."""
-    return load()
+    """The installed library, loaded and probed once (a failure is not cached: the next call tries
+    again). The probe is `self_check`'s: a library that writes other bytes than section 4.1's coder
+    (miscompiled, or built from other source) is refused before it writes a batch, since a receiver
+    on another machine would decode those bytes into other values."""
+    path = LIBRARY
+    coder = load(path)
+    _probe(coder, path)
+    return coder
 
 
 def encode(values: npt.NDArray[np.int64], params: Sequence[int]) -> bytes:
@@ -157,12 +164,30 @@ _PROBE = np.concatenate(
     ]
 )
 _PROBE_PARAMS = (24, 1, 0)
+#: SHA-256 of the probe coded as docs/wire-format.md section 4.1 specifies (the tests' plain-Python
+#: coder writes these bytes too: test_ctxmix_reference.py), whatever machine the library runs on
+PROBE_SHA256 = "cc0f5ef7543f85c6702b394ce9798657d3ce497a9d0e3f9599dbca3b1a99721d"
 
 
 def self_check(path: Path = LIBRARY) -> str:
     """Load the library and round-trip a probe column: a line for `gateway selftest`, or CoderUnavailable."""
     coder = load(path)
+    coded = _probe(coder, path)
+    return (
+        f"{path} loaded, ABI {coder.abi}, {len(_PROBE)} values round-trip in {len(coded)} bytes,"
+        f" the specified ones (sha256 {PROBE_SHA256[:16]})"
+    )
+
+
+def _probe(coder: CoderLibrary, path: Path) -> bytes:
+    """The probe column coded by `coder`, checked against the specified bytes and decoded back;
+    CoderUnavailable (naming the fix) when either fails."""
     coded = coder.encode(_PROBE, _PROBE_PARAMS)
+    if hashlib.sha256(coded).hexdigest() != PROBE_SHA256:
+        raise CoderUnavailable(
+            f"the coder library {path} writes other bytes than the format's coder"
+            f" (probe sha256 {hashlib.sha256(coded).hexdigest()[:16]}, not {PROBE_SHA256[:16]}); {REBUILD}"
+        )
     try:
         back = coder.decode(coded, len(_PROBE), _PROBE_PARAMS)
     except MalformedBatch as exc:
@@ -171,4 +196,4 @@ def self_check(path: Path = LIBRARY) -> str:
         ) from exc
     if not np.array_equal(back, _PROBE):
         raise CoderUnavailable(f"the coder library {path} does not round-trip a column; {REBUILD}")
-    return f"{path} loaded, ABI {coder.abi}, {len(_PROBE)} values round-trip in {len(coded)} bytes"
+    return coded

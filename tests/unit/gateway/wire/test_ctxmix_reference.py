@@ -7,6 +7,7 @@ bytes. The reference is slow, so every column here is a few hundred values at mo
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import ctxmix_reference as reference
@@ -130,3 +131,10 @@ def test_the_spec_states_the_reference_constants() -> None:
     salts = [int(row.split("h(")[-1].split(",")[0]) for row in rows[1:]]
     assert salts == [salt for salt, _ in reference.MODELS[1:]]
     assert [row.endswith("| the same |") for row in rows] == [keeps for _, keeps in reference.MODELS]
+
+
+def test_the_loaders_probe_digest_is_the_specified_coders() -> None:
+    """`ctxmix.PROBE_SHA256`, which every loaded library must reproduce, comes from the spec's coder
+    (this file), so a library on any machine is held to section 4.1, not to the build that set it."""
+    coded = reference.encode([int(v) for v in ctxmix._PROBE], list(ctxmix._PROBE_PARAMS))
+    assert hashlib.sha256(coded).hexdigest() == ctxmix.PROBE_SHA256
