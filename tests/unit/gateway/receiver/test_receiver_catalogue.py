@@ -3,7 +3,6 @@ kept, acknowledged and stored as soon as a batch declaring it arrives; nothing i
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -11,14 +10,11 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from buffer import Store, StoreOptions
 from gateway import wire
-from gateway.batcher import Batcher
 from gateway.cli import main
 from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
-from gateway.sealing import Due, SealingRules
 from hil.fleet import SimulatedGateway
-from kernel.model import Reading
+from tests.unit.gateway.receiver.upgraded_outbox import outbox_after_upgrade
 
 NOW = 1_767_300_000_000
 DATA = Path(__file__).parent.parent / "wire" / "data"
@@ -163,18 +159,7 @@ def test_an_upgraded_agent_delivers_the_version_3_batch_in_its_outbox_and_its_ow
     agent's batcher seals version-5 batches behind it (the first declares the catalogue, the next ones
     name it). Delivered byte for byte, newest first (the worst order), the receiver stores them all."""
     old = (DATA / "batch_v3_catalogue.cose").read_bytes()
-    with Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as buffer:
-        buffer.seal_batch(buffer.next_seq(), old, buffer.empty_slice())  # left by the old agent
-        batcher = Batcher(
-            buffer, gateway_id="gw-fixture", private_key=V3_KEY, kid=wire.kid_for(V3_KEY.public_key()),
-            declare=wire.SeriesInfo, due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
-            max_readings=1000, sealed=asyncio.Event(),
-        )  # fmt: skip
-        for n in range(3):
-            buffer.submit([Reading(f"post-{i}", "t", NOW + n * 60_000, 20.0 + i, "Cel") for i in range(4)])
-            buffer.flush_blocking(5)
-            asyncio.run(batcher.seal(upto_ts_ms=None))
-        outbox = [e.blob for e in buffer.undelivered(limit=10)]
+    outbox = outbox_after_upgrade(tmp_path / "buffer.db", old, V3_KEY, 3, NOW)
     assert outbox[0] == old and len(outbox) == 4
     store = SqliteStore(tmp_path / "received.db")
     core = ReceiverCore(store)

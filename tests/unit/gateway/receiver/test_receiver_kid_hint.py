@@ -3,7 +3,6 @@ tagged batches an upgraded agent's outbox still holds stored beside the compact 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -13,15 +12,12 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from buffer import Store, StoreOptions
 from gateway import wire
-from gateway.batcher import Batcher
 from gateway.cli import main
 from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
-from gateway.sealing import Due, SealingRules
 from hil.fleet import SimulatedGateway, keys_sharing_a_hint
 from kernel.errors import ConfigError, KidHintTaken
-from kernel.model import Reading
+from tests.unit.gateway.receiver.upgraded_outbox import outbox_after_upgrade
 
 NOW = 1_767_300_000_000
 DATA = Path(__file__).parent.parent / "wire" / "data"
@@ -49,18 +45,7 @@ def test_an_upgraded_agent_delivers_the_tagged_rollover_in_its_outbox_and_its_co
     the new key is enrolled by the tagged batch's rollover, whose proof names the old key's full kid."""
     tagged = (DATA / "batch_v5_tagged_rollover.cose").read_bytes()
     assert tagged[:2] == b"\xd2\x84"
-    with Store.open(tmp_path / "buffer.db", StoreOptions(commit_interval_s=0.01)) as buffer:
-        buffer.seal_batch(buffer.next_seq(), tagged, buffer.empty_slice())  # left by the old agent
-        batcher = Batcher(
-            buffer, gateway_id="gw-fixture", private_key=NEW, kid=wire.kid_for(NEW.public_key()),
-            declare=wire.SeriesInfo, due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)),
-            max_readings=1000, sealed=asyncio.Event(),
-        )  # fmt: skip
-        for n in range(2):
-            buffer.submit([Reading(f"post-{i}", "t", NOW + n * 60_000, 20.0 + i, "Cel") for i in range(4)])
-            buffer.flush_blocking(5)
-            asyncio.run(batcher.seal(upto_ts_ms=None))
-        outbox = [e.blob for e in buffer.undelivered(limit=10)]
+    outbox = outbox_after_upgrade(tmp_path / "buffer.db", tagged, NEW, 2, NOW)
     assert outbox[0] == tagged and len(outbox) == 3
     assert all(blob[:5] == b"\x84\x47\xa1\x04\x44" for blob in outbox[1:])  # compact, untagged
     store = SqliteStore(tmp_path / "received.db")
