@@ -28,10 +28,13 @@ def pack(values: npt.NDArray[np.int64]) -> bytes:
     z = zigzag(values)
     if z.size == 0:
         return b""
-    if int(z.max()) < 0x80:  # one byte each (most timestamp and step columns)
+    top = int(z.max())
+    if top < 0x80:  # one byte each (most timestamp and step columns)
         return bytes(z.astype(np.uint8).tobytes())
     width = np.ones(z.size, dtype=np.int64)
     for threshold in _THRESHOLDS:  # one pass per possible extra byte, not one per value
+        if threshold > top:  # no value needs this byte (two-byte steps: 1 pass, not 9)
+            break
         width += z >= threshold
     owner = np.repeat(np.arange(z.size), width)
     index = np.arange(owner.size) - np.repeat(np.cumsum(width) - width, width)
