@@ -37,7 +37,7 @@ def find_step(deltas: IntArray) -> tuple[int, int]:
     """
     sample = deltas[:SAMPLE]
     moving = np.abs(sample[sample != 0])
-    if moving.size < 32 or np.median(moving) < 2 * MIN_STEP:
+    if moving.size < 32 or _median(moving) < 2 * MIN_STEP:
         return 1, 1
     if int(np.abs(deltas).max()) >= MAX_MAGNITUDE:
         return 1, 1
@@ -57,6 +57,16 @@ def find_step(deltas: IntArray) -> tuple[int, int]:
     step = np.where(rate >= rate.max() - 0.02, a[:, 0] / j[:, 0], 0.0)
     best = int(np.argmax(step))  # first of equal steps: the smallest divisor
     return int(a[best, 0]), int(j[best, 0])
+
+
+def _median(moving: IntArray) -> float:
+    """np.median of a non-empty integer array, the same float, without its generic dispatch (which
+    took a fifth of `find_step`'s time on the NEON batches, most of whose series stop at this test)."""
+    half = moving.size // 2
+    if moving.size % 2:
+        return float(np.partition(moving, half)[half])
+    middle = np.partition(moving, (half - 1, half))
+    return (float(middle[half - 1]) + float(middle[half])) / 2
 
 
 def _candidates(moving: IntArray) -> tuple[IntArray, IntArray]:
