@@ -1,0 +1,66 @@
+"""The encoder's fast paths give exactly what the format's definitions give, value by value.
+
+They exist for speed (issue 17's encode rate) and must not move a single output byte: each is
+compared with a per-value reading of docs/wire-format.md (or with numpy's own function) on any input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.wire import huffman, lattice, varint
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+#: magnitudes of every width, so that each byte count and symbol class turns up
+WIDE_INT64 = st.one_of(INT64, st.integers(-(2**15), 2**15), st.integers(-200, 200))
+
+
+def _zigzag(value: int) -> int:
+    return -2 * value - 1 if value < 0 else 2 * value
+
+
+def _leb128(value: int) -> bytes:
+    z, out = _zigzag(value), bytearray()
+    while True:
+        out.append((z & 0x7F) | (0x80 if z >> 7 else 0))
+        z >>= 7
+        if not z:
+            return bytes(out)
+
+
+def _symbol(value: int) -> tuple[int, int, int]:
+    z = _zigzag(value)
+    if z < huffman.DIRECT_SYMBOLS:
+        return z, 0, 0
+    lead = z.bit_length() - 1
+    return (
+        huffman.DIRECT_SYMBOLS + 4 * (lead - 4) + ((z >> (lead - 2)) & 3),
+        lead - 2,
+        z & ((1 << (lead - 2)) - 1),
+    )
+
+
+@settings(max_examples=300)
+@given(st.lists(WIDE_INT64, max_size=64))
+def test_varints_are_each_value_s_zigzag_leb128(values: list[int]) -> None:
+    packed = varint.pack(np.array(values, dtype=np.int64))
+    assert packed == b"".join(_leb128(v) for v in values)
+
+
+@settings(max_examples=300)
+@given(st.lists(WIDE_INT64, max_size=64))
+def test_huffman_symbols_are_each_value_s_symbol_and_extra_bits(values: list[int]) -> None:
+    symbols, extra_count, extra = huffman.symbols_of(np.array(values, dtype=np.int64))
+    expected = [_symbol(v) for v in values]
+    assert symbols.tolist() == [s for s, _, _ in expected]
+    assert extra_count.tolist() == [c for _, c, _ in expected]
+    assert extra.tolist() == [e for _, _, e in expected]
+    assert (symbols.dtype, extra_count.dtype, extra.dtype) == (np.int64, np.int64, np.uint64)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**62), min_size=1, max_size=300))
+def test_the_grid_search_median_is_numpy_s(moving: list[int]) -> None:
+    sample = np.array(moving, dtype=np.int64)
+    assert lattice._median(sample) == float(np.median(sample))
