@@ -211,7 +211,8 @@ def _chain(following: npt.NDArray[np.int32], count: int, size: int) -> npt.NDArr
 def pack_fields(fields: UIntArray, widths: IntArray) -> bytes:
     """Concatenate big-endian bit fields (each at most 64 bits) and pad to whole bytes with zeros."""
     keep = widths > 0
-    fields, widths = fields[keep], widths[keep]
+    if not keep.all():  # a Huffman code's fields are never empty: spare two copies (15 of 90 us)
+        fields, widths = fields[keep], widths[keep]
     total = int(widths.sum())
     if total == 0:
         return b""

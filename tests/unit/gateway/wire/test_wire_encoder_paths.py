@@ -64,3 +64,18 @@ def test_huffman_symbols_are_each_value_s_symbol_and_extra_bits(values: list[int
 def test_the_grid_search_median_is_numpy_s(moving: list[int]) -> None:
     sample = np.array(moving, dtype=np.int64)
     assert lattice._median(sample) == float(np.median(sample))
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=2**40 - 1), min_size=1, max_size=64),
+    st.lists(st.tuples(st.integers(4, 2**43), st.integers(1, lattice.MAX_DIVISOR)), min_size=1, max_size=8),
+)
+def test_grid_hit_rates_in_floats_are_the_integer_ones(
+    moving: list[int], steps: list[tuple[int, int]]
+) -> None:
+    sample = np.array(moving, dtype=np.int64)
+    a = np.array([[s] for s, _ in steps], dtype=np.int64)
+    j = np.array([[d] for _, d in steps], dtype=np.int64)
+    k = np.floor_divide(2 * sample[None, :] * j + a, 2 * a)
+    residual = sample[None, :] - np.floor_divide(2 * k * a + j, 2 * j)
+    assert lattice._hit_rates(sample, a, j).tolist() == np.mean(np.abs(residual) <= 1, axis=1).tolist()
