@@ -67,11 +67,13 @@ def _hit_rates(moving: IntArray, a: IntArray, j: IntArray) -> npt.NDArray[np.flo
     if int(moving.min()) < 0:
         k = np.floor_divide(2 * moving[None, :] * j + a, 2 * a)
         residual = moving[None, :] - np.floor_divide(2 * k * a + j, 2 * j)
-        return np.mean(np.abs(residual) <= 1, axis=1)
+        rates: npt.NDArray[np.float64] = np.mean(np.abs(residual) <= 1, axis=1)
+        return rates
     m, af, jf = moving[None, :].astype(np.float64), a.astype(np.float64), j.astype(np.float64)
     kf = np.floor((2 * m * jf + af) / (2 * af))
     off = m - np.floor((2 * kf * af + jf) / (2 * jf))
-    return np.count_nonzero(np.abs(off) <= 1, axis=1) / moving.size
+    hits: npt.NDArray[np.int64] = np.count_nonzero(np.abs(off) <= 1, axis=1)
+    return hits / moving.size
 
 
 def _median(moving: IntArray) -> float:
