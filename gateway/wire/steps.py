@@ -235,7 +235,7 @@ def _level_column(steps: list[IntArray], residuals: list[IntArray], period: int)
 def group_series(parts: list[IntArray]) -> list[int]:
     """A coding group number (0, 1, ...) for each series' steps."""
     histograms: list[IntArray] = [
-        np.bincount(huffman.symbols_of(p)[0], minlength=huffman.ALPHABET).astype(np.int64) for p in parts
+        np.bincount(huffman.symbols_only(p), minlength=huffman.ALPHABET).astype(np.int64) for p in parts
     ]
     mean_symbol = [float(np.dot(h, np.arange(huffman.ALPHABET)) / max(int(h.sum()), 1)) for h in histograms]
     classes = sorted({int(m // 2) for m in mean_symbol})

@@ -79,3 +79,12 @@ def test_grid_hit_rates_in_floats_are_the_integer_ones(
     k = np.floor_divide(2 * sample[None, :] * j + a, 2 * a)
     residual = sample[None, :] - np.floor_divide(2 * k * a + j, 2 * j)
     assert lattice._hit_rates(sample, a, j).tolist() == np.mean(np.abs(residual) <= 1, axis=1).tolist()
+
+
+@settings(max_examples=300)
+@given(st.lists(WIDE_INT64, max_size=64))
+def test_a_histogram_s_symbols_are_the_coded_ones(values: list[int]) -> None:
+    column = np.array(values, dtype=np.int64)
+    only = huffman.symbols_only(column)
+    assert only.dtype == np.int64
+    assert only.tolist() == [_symbol(v)[0] for v in values]
