@@ -88,3 +88,10 @@ def test_a_histogram_s_symbols_are_the_coded_ones(values: list[int]) -> None:
     only = huffman.symbols_only(column)
     assert only.dtype == np.int64
     assert only.tolist() == [_symbol(v)[0] for v in values]
+
+
+@given(st.lists(st.one_of(st.integers(0, 300), st.integers(0, 2**40)), min_size=1, max_size=300))
+def test_the_grid_search_counts_distinct_step_sizes_as_numpy_does(moving: list[int]) -> None:
+    sample = np.array(moving, dtype=np.int64)
+    spread = int(sample.max())
+    assert lattice._distinct(sample, spread) == np.unique(sample).size
