@@ -6,11 +6,13 @@ compared with a per-value reading of docs/wire-format.md (or with numpy's own fu
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.wire import huffman, lattice, varint
+from gateway.wire import huffman, lattice, steps, varint
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 #: magnitudes of every width, so that each byte count and symbol class turns up
@@ -95,3 +97,16 @@ def test_the_grid_search_counts_distinct_step_sizes_as_numpy_does(moving: list[i
     sample = np.array(moving, dtype=np.int64)
     spread = int(sample.max())
     assert lattice._distinct(sample, spread) == np.unique(sample).size
+
+
+@settings(max_examples=100)
+@given(st.lists(st.lists(WIDE_INT64, min_size=1, max_size=40), max_size=12))
+def test_series_are_grouped_by_their_own_histograms(parts: list[list[int]]) -> None:
+    """One pass over all series' steps gives each series the group its histogram alone gives."""
+    columns = [np.array(p, dtype=np.int64) for p in parts]
+    alone = [np.bincount(huffman.symbols_only(c), minlength=huffman.ALPHABET) for c in columns]
+    means = [float(np.dot(h, np.arange(huffman.ALPHABET))) / max(int(h.sum()), 1) for h in alone]
+    groups = steps.group_series(columns)
+    for i, j in itertools.combinations(range(len(columns)), 2):
+        if int(means[i] // 2) == int(means[j] // 2):  # one class: always one group
+            assert groups[i] == groups[j]
