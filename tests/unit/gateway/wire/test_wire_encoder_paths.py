@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.wire import huffman, lattice, steps, varint
+from gateway.wire import huffman, lattice, readings, steps, varint
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 #: magnitudes of every width, so that each byte count and symbol class turns up
@@ -110,3 +110,12 @@ def test_series_are_grouped_by_their_own_histograms(parts: list[list[int]]) -> N
     for i, j in itertools.combinations(range(len(columns)), 2):
         if int(means[i] // 2) == int(means[j] // 2):  # one class: always one group
             assert groups[i] == groups[j]
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), INT64), max_size=40), st.booleans())
+def test_readings_are_ordered_as_lexsort_orders_them(rows: list[tuple[int, int]], presorted: bool) -> None:
+    """Sorted input (the shortcut) and any other give lexsort's stable order, extreme times too."""
+    rows = sorted(rows) if presorted else rows
+    series = np.array([s for s, _ in rows], dtype=np.int32)
+    ts = np.array([t for _, t in rows], dtype=np.int64)
+    assert readings._reading_order(series, ts).tolist() == np.lexsort((ts, series)).tolist()
