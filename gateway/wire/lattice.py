@@ -27,6 +27,8 @@ MAX_DIVISOR = 8
 CANDIDATES = 4
 #: beyond this magnitude 2 * d * j could overflow int64
 MAX_MAGNITUDE = 2**40
+#: step sizes up to this are counted by a histogram (`_distinct`)
+_HISTOGRAM_UP_TO = 1 << 16
 
 
 def find_step(deltas: IntArray) -> tuple[int, int]:
@@ -37,26 +39,61 @@ def find_step(deltas: IntArray) -> tuple[int, int]:
     """
     sample = deltas[:SAMPLE]
     moving = np.abs(sample[sample != 0])
-    if moving.size < 32 or np.median(moving) < 2 * MIN_STEP:
+    if moving.size < 32 or _median(moving) < 2 * MIN_STEP:
         return 1, 1
     if int(np.abs(deltas).max()) >= MAX_MAGNITUDE:
         return 1, 1
     spread = int(np.partition(moving, moving.size * 9 // 10)[moving.size * 9 // 10])
-    if np.unique(moving[moving <= spread]).size > spread / 2:
+    if _distinct(moving[moving <= spread], spread) > spread / 2:
         return 1, 1
     a, j = _candidates(moving)
     if a.size == 0:
         return 1, 1
     a, j = a[:, None], j[:, None]
-    k = np.floor_divide(2 * moving[None, :] * j + a, 2 * a)
-    residual = moving[None, :] - np.floor_divide(2 * k * a + j, 2 * j)
-    rate = np.mean(np.abs(residual) <= 1, axis=1)
+    rate = _hit_rates(moving, a, j)
     if rate.max() < MIN_HIT_RATE:
         return 1, 1
     # a grid s also fits s / 2 perfectly: take the coarsest step among the (near) best fits
     step = np.where(rate >= rate.max() - 0.02, a[:, 0] / j[:, 0], 0.0)
     best = int(np.argmax(step))  # first of equal steps: the smallest divisor
     return int(a[best, 0]), int(j[best, 0])
+
+
+def _hit_rates(moving: IntArray, a: IntArray, j: IntArray) -> npt.NDArray[np.float64]:
+    """Share of `moving` within +-1 of the grid a / j, for each candidate row (a, j).
+
+    In float64 where that is exact (every operand and quotient below 2^52: moving < 2^40, j <= 8,
+    a <= 8 * max(moving), so floor of the rounded quotient is the integer floor), a third faster
+    than int64 floor division (95 -> 60 us for 40 candidates on a 256-step sample); in integers where
+    a magnitude is out of that range (a step of -2^63 has no magnitude in int64)."""
+    if int(moving.min()) < 0:
+        k = np.floor_divide(2 * moving[None, :] * j + a, 2 * a)
+        residual = moving[None, :] - np.floor_divide(2 * k * a + j, 2 * j)
+        rates: npt.NDArray[np.float64] = np.mean(np.abs(residual) <= 1, axis=1)
+        return rates
+    m, af, jf = moving[None, :].astype(np.float64), a.astype(np.float64), j.astype(np.float64)
+    kf = np.floor((2 * m * jf + af) / (2 * af))
+    off = m - np.floor((2 * kf * af + jf) / (2 * jf))
+    hits: npt.NDArray[np.int64] = np.count_nonzero(np.abs(off) <= 1, axis=1)
+    return hits / moving.size
+
+
+def _distinct(sizes: IntArray, spread: int) -> int:
+    """How many different values `sizes` (all <= spread) holds: by a histogram where the values are
+    small and non-negative (a tenth of np.unique's 70 us on a 256-step sample), else by np.unique."""
+    if spread <= _HISTOGRAM_UP_TO and sizes.size and int(sizes.min()) >= 0:
+        return int(np.count_nonzero(np.bincount(sizes)))
+    return int(np.unique(sizes).size)
+
+
+def _median(moving: IntArray) -> float:
+    """np.median of a non-empty integer array, the same float, without its generic dispatch (which
+    took a fifth of `find_step`'s time on the NEON batches, most of whose series stop at this test)."""
+    half = moving.size // 2
+    if moving.size % 2:
+        return float(np.partition(moving, half)[half])
+    middle = np.partition(moving, (half - 1, half))
+    return (float(middle[half - 1]) + float(middle[half])) / 2
 
 
 def _candidates(moving: IntArray) -> tuple[IntArray, IntArray]:

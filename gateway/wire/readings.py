@@ -30,7 +30,7 @@ def encode_readings(
     steps as varints, no predictors, grids or groups, the writer's fallback (`body._smallest_frame`).
     """
     _check_series_index(readings.series, len(series))
-    order = np.lexsort((readings.ts_ms, readings.series))
+    order = _reading_order(readings.series, readings.ts_ms)
     sid = readings.series[order].astype(np.int64)
     counts = np.bincount(sid, minlength=len(series)).astype(np.int64)
     starts = _starts(counts)
@@ -61,6 +61,16 @@ def encode_readings(
         return {**{k: v for k, v in body.items() if k not in steps.CHOSEN_KEYS}, **columns}
 
     return body, plain
+
+
+def _reading_order(series: npt.NDArray[Any], ts_ms: IntArray) -> IntArray:
+    """Row indices that sort the readings by series, then time, stably: the identity where they are
+    so already (a buffer reads them in that order; checking takes 22 us of lexsort's 160 for 6,000)."""
+    later = series[1:] > series[:-1]
+    if bool((later | ((series[1:] == series[:-1]) & (ts_ms[1:] >= ts_ms[:-1]))).all()):
+        return np.arange(series.size)
+    order: IntArray = np.lexsort((ts_ms, series))
+    return order
 
 
 def _add_sparse_columns(

