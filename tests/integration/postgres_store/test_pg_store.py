@@ -246,25 +246,15 @@ def test_version_4_batches_from_an_upgraded_outbox_are_stored_beside_version_5_o
     """The frozen version-4 pair (declaring, then naming its catalogue) and a version-5 batch of the
     same gateway declaring the same table: one catalogue row, every batch stored (the naming one first);
     the version-5 batch's gateway comes from its key and its creation time is whole seconds."""
-    from pathlib import Path
-
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from gateway.receiver import Arrival, ReceiverCore
+    from tests.unit.gateway.receiver.upgraded_outbox import version_4_pair_and_todays_declaration
 
-    data = Path(__file__).parents[2] / "unit" / "gateway" / "wire" / "data"
     key = Ed25519PrivateKey.from_private_bytes(b"\x05" * 32)
-    v4_declaring, v4_referring = (
-        (data / f"batch_v4_{n}.cose").read_bytes() for n in ("declaring", "referring")
+    v4_declaring, v4_referring, v5_declaring = version_4_pair_and_todays_declaration(
+        key, 1_764_150_001_999, 1_764_150_001_000
     )
-    ring = wire.Keyring()
-    ring.add("gw-fixture", key.public_key())
-    table = wire.verify_and_decode(v4_declaring, ring).series
-    body = wire.encode_batch(
-        gateway_id="gw-fixture", seq=9, created_ms=1_764_150_001_999, series=table, epoch=bytes(range(16)),
-        readings=wire.ReadingColumns(series=[0], ts_ms=[1_764_150_001_000], value=[12.5], quality=[0]),
-    )  # fmt: skip
-    v5_declaring = wire.sign(body, key, wire.kid_for(key.public_key()))
     store = PostgresStore(fresh_dsn)
     core = ReceiverCore(store)
     core.enrol(

@@ -14,7 +14,10 @@ from gateway import wire
 from gateway.cli import main
 from gateway.receiver import Arrival, Outcome, QuarantineReason, ReceiverCore, RegisteredKey, SqliteStore
 from hil.fleet import SimulatedGateway
-from tests.unit.gateway.receiver.upgraded_outbox import outbox_after_upgrade
+from tests.unit.gateway.receiver.upgraded_outbox import (
+    outbox_after_upgrade,
+    version_4_pair_and_todays_declaration,
+)
 
 NOW = 1_767_300_000_000
 DATA = Path(__file__).parent.parent / "wire" / "data"
@@ -207,20 +210,9 @@ def test_version_4_batches_left_in_the_outbox_are_stored_and_a_version_5_table_r
     the catalogue, seq 8 names it). A receiver that gets the naming one first keeps it aside; the
     new agent's version-5 batch declaring the same table (same catalogue id: one canonical form)
     releases it; the version-4 declaring batch stores as well (1,650 readings each)."""
-    v4_declaring, v4_referring = (
-        (DATA / f"batch_v4_{n}.cose").read_bytes() for n in ("declaring", "referring")
-    )
+    v4_declaring, v4_referring, v5_declaring = version_4_pair_and_todays_declaration(V3_KEY, NOW, NOW)
     ring = wire.Keyring()
     ring.add("gw-fixture", V3_KEY.public_key())
-    table = wire.verify_and_decode(v4_declaring, ring).series
-    v5_declaring = wire.sign(
-        wire.encode_batch(
-            gateway_id="gw-fixture", seq=9, created_ms=NOW, series=table, epoch=bytes(range(16)),
-            readings=wire.ReadingColumns(series=[0], ts_ms=[NOW], value=[12.5], quality=[0]),
-        ),
-        V3_KEY,
-        wire.kid_for(V3_KEY.public_key()),
-    )  # fmt: skip
     assert wire.verify_and_decode(v5_declaring, ring).version == 6  # the writer of today
     store = SqliteStore(tmp_path / "received.db")
     core = ReceiverCore(store)

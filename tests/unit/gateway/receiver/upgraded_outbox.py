@@ -33,3 +33,26 @@ def outbox_after_upgrade(
             buffer.flush_blocking(5)
             asyncio.run(batcher.seal(upto_ts_ms=None))
         return [e.blob for e in buffer.undelivered(limit=10)]
+
+
+#: the frozen batches of earlier writers (tests/unit/gateway/wire/test_wire_versions.py names their writers)
+FROZEN = Path(__file__).parent.parent / "wire" / "data"
+
+
+def version_4_pair_and_todays_declaration(
+    key: Ed25519PrivateKey, created_ms: int, ts_ms: int
+) -> tuple[bytes, bytes, bytes]:
+    """What an upgraded outbox holds for gateway `gw-fixture` (signed with `key`, the fixtures' 0x05
+    key): the frozen version-4 pair (seq 7 declares the catalogue, seq 8 names it), then seq 9 of
+    today's writer declaring the same table, with one reading of 12.5 at `ts_ms`."""
+    v4_declaring, v4_referring = (
+        (FROZEN / f"batch_v4_{n}.cose").read_bytes() for n in ("declaring", "referring")
+    )
+    ring = wire.Keyring()
+    ring.add("gw-fixture", key.public_key())
+    table = wire.verify_and_decode(v4_declaring, ring).series
+    body = wire.encode_batch(
+        gateway_id="gw-fixture", seq=9, created_ms=created_ms, series=table, epoch=bytes(range(16)),
+        readings=wire.ReadingColumns(series=[0], ts_ms=[ts_ms], value=[12.5], quality=[0]),
+    )  # fmt: skip
+    return v4_declaring, v4_referring, wire.sign(body, key, wire.kid_for(key.public_key()))

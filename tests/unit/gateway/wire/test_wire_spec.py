@@ -698,6 +698,30 @@ def test_reference_decoder_follows_a_catalogue_declared_by_an_earlier_batch() ->
     assert [(s.sensor, s.quantity) for s in ours.series] == [(r[0], r[1]) for r in declaring["series"]]
 
 
+def _hourly(values: np.ndarray) -> list[tuple[int, float]]:
+    """(timestamp, value) of `values` read once an hour from T0."""
+    return list(zip((T0 + 3_600_000 * np.arange(values.size)).tolist(), values.tolist(), strict=True))
+
+
+def _hourly_through_the_reference(
+    series: SeriesInfo, values: np.ndarray
+) -> tuple[dict[int, Any], list[tuple[int, float]]]:
+    """`values` of one series read once an hour from T0, written by the library and signed: the
+    written body, and the (timestamp, value) pairs the reference decoder reads back."""
+    key = Ed25519PrivateKey.from_private_bytes(b"\x0b" * 32)
+    readings = ReadingColumns(
+        np.zeros(values.size, np.int64),
+        T0 + 3_600_000 * np.arange(values.size),
+        values,
+        np.zeros(values.size, np.uint16),
+    )
+    written = encode_batch(gateway_id="gw-spec", seq=2, created_ms=T0, series=[series], readings=readings)
+    blob = sign(written, key, kid_for(key.public_key()))
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    theirs = reference_decode(blob, raw)["readings"]
+    return cbor2.loads(body_of(parts_of(blob)[2])), [(t, v) for _, t, v, _ in theirs]
+
+
 def _wind_in_knots(seed: int) -> np.ndarray:
     """Hourly wind speed that dwells near a few levels: its level is a better context than its step."""
     rng = np.random.default_rng(seed)
@@ -713,18 +737,10 @@ def _wind_in_knots(seed: int) -> np.ndarray:
 @pytest.mark.usefixtures("without_the_coder")
 def test_reference_decoder_reads_levels_as_residuals() -> None:
     """Section 3.2.8, predictor -1 (version 5): the column holds q - the first q, here PPMd-coded."""
-    key = Ed25519PrivateKey.from_private_bytes(b"\x0b" * 32)
     knots = _wind_in_knots(2)
-    ts = T0 + 3_600_000 * np.arange(knots.size)
-    readings = ReadingColumns(np.zeros(knots.size, np.int64), ts, knots, np.zeros(knots.size, np.uint16))
-    table = [SeriesInfo("anemo-1", "wind_speed", "kn", 1.0, 1000)]
-    blob = sign(encode_batch(gateway_id="gw-spec", seq=2, created_ms=T0, series=table, readings=readings), key,
-                kid_for(key.public_key()))  # fmt: skip
-    body = cbor2.loads(body_of(parts_of(blob)[2]))
+    body, decoded = _hourly_through_the_reference(SeriesInfo("anemo-1", "wind_speed", "kn", 1.0, 1000), knots)
     assert body[5][10] == [-1] and body[5][3][0] == 5  # version 6: one group's column, no array
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    theirs = reference_decode(blob, raw)["readings"]
-    assert [(t, v) for _, t, v, _ in theirs] == list(zip(ts.tolist(), knots.tolist(), strict=True))
+    assert decoded == _hourly(knots)
 
 
 def _vane_near_north(seed: int) -> np.ndarray:
@@ -742,21 +758,12 @@ def _vane_near_north(seed: int) -> np.ndarray:
 @pytest.mark.usefixtures("without_the_coder")
 def test_reference_decoder_reads_circular_steps() -> None:
     """Section 3.2.8, predictor [M, a] (version 5): steps wrapped round the vane's circle."""
-    key = Ed25519PrivateKey.from_private_bytes(b"\x0c" * 32)
     degrees = _vane_near_north(3)
-    ts = T0 + 3_600_000 * np.arange(degrees.size)
-    readings = ReadingColumns(
-        np.zeros(degrees.size, np.int64), ts, degrees, np.zeros(degrees.size, np.uint16)
-    )
-    table = [SeriesInfo("vane-1", "wind_from_direction", "deg", 10.0, 1000)]
-    blob = sign(encode_batch(gateway_id="gw-spec", seq=3, created_ms=T0, series=table, readings=readings), key,
-                kid_for(key.public_key()))  # fmt: skip
-    body = cbor2.loads(body_of(parts_of(blob)[2]))
+    vane = SeriesInfo("vane-1", "wind_from_direction", "deg", 10.0, 1000)
+    body, decoded = _hourly_through_the_reference(vane, degrees)
     first = int(degrees[0] / 10)
     assert body[5][10] == [[37, first]]  # 0..36 tens of degrees, the first `first` above 0
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    theirs = reference_decode(blob, raw)["readings"]
-    assert [(t, v) for _, t, v, _ in theirs] == list(zip(ts.tolist(), degrees.tolist(), strict=True))
+    assert decoded == _hourly(degrees)
 
 
 @pytest.mark.parametrize("history", [0, 1], ids=["steps", "levels"])
