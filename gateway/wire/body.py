@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import cbor2
 import zstandard
 
-from gateway.wire import intcol
+from gateway.wire import intcol, zstd_contexts
 from gateway.wire.batch import (
     EPOCH_LENGTH,
     FORMAT_VERSION,
@@ -69,11 +68,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 T = TypeVar("T")
 #: frames carry no checksum (the signature covers the payload) but keep the content size: without
 #: it a body is 1-4 bytes smaller, but python-zstandard's one-shot `decompress` (what a receiver
-#: written from docs/wire-format.md is likely to call) refuses the frame
-_compressors = {
-    level: zstandard.ZstdCompressor(level=level, write_checksum=False)
-    for level in {*SMALL_BODY_LEVELS, ZSTD_LEVEL, DEEP_LEVEL}
-}
+#: written from docs/wire-format.md is likely to call) refuses the frame (zstd_contexts.compressor)
 
 
 def encode_batch(
@@ -162,7 +157,7 @@ def _smallest_frame(body: dict[int, Any], plain_readings: Callable[[], dict[int,
 
     def frame(which: int, level: int) -> bytes:
         if (which, level) not in made:
-            made[which, level] = _compressors[level].compress(bodies[which])
+            made[which, level] = zstd_contexts.compressor(level).compress(bodies[which])
         return made[which, level]
 
     left = _left_to_zstd(body.get(READINGS))
@@ -316,7 +311,7 @@ def _decompress(payload: bytes) -> bytes:
             raise MalformedBatch(f"body declares {size} bytes, more than {MAX_BODY_BYTES}")
         if size >= 0:  # the writer always declares it
             with contextlib.suppress(zstandard.ZstdError):  # then as below, for its exact error
-                data = _decompressor().decompress(payload)
+                data = zstd_contexts.decompressor().decompress(payload)
                 if len(data) == size:
                     return data
         reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload))
@@ -326,18 +321,6 @@ def _decompress(payload: bytes) -> bytes:
     if len(data) > MAX_BODY_BYTES:
         raise MalformedBatch(f"body larger than {MAX_BODY_BYTES} bytes")
     return data
-
-
-_local = threading.local()
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    """This thread's decompression context: one call into C with a reused context took 1 us for a
-    100-reading body, a new context and stream reader each time 26 us (a context is not thread-safe)."""
-    context: zstandard.ZstdDecompressor | None = getattr(_local, "context", None)
-    if context is None:
-        context = _local.context = zstandard.ZstdDecompressor()
-    return context
 
 
 def _fields(data: bytes) -> dict[Any, Any]:

@@ -26,9 +26,8 @@ import lzma
 
 import numpy as np
 import numpy.typing as npt
-import zstandard
 
-from gateway.wire import huffman, modelled, modelled_symbols, varint
+from gateway.wire import huffman, modelled, modelled_symbols, varint, zstd_contexts
 from kernel.errors import MalformedBatch
 
 METHOD_VARINT = 0
@@ -93,10 +92,8 @@ _SPARSE_SHARE = 0.125
 _LZMA_FROM = 256
 
 IntArray = npt.NDArray[np.int64]
-_measure = zstandard.ZstdCompressor(level=MEASURE_LEVEL, write_checksum=False, write_content_size=False)
 _CONTEXT = bytes(64) + bytes(range(0, 256, 3))
-_CONTEXT_SIZE = len(_measure.compress(_CONTEXT))
-_quick = zstandard.ZstdCompressor(level=QUICK_LEVEL, write_checksum=False, write_content_size=False)
+_CONTEXT_SIZE = len(zstd_contexts.compressor(MEASURE_LEVEL, content_size=False).compress(_CONTEXT))
 
 
 def pack(values: npt.ArrayLike, plain: bool = False, period: int = 1) -> bytes:
@@ -191,7 +188,10 @@ def final_size(packed: bytes) -> int:
     charged to each candidate (alone, 6,000 zero second differences as byte planes take 29 bytes,
     inside a batch about 4).
     """
-    return len(_measure.compress(_CONTEXT + packed)) - _CONTEXT_SIZE
+    return (
+        len(zstd_contexts.compressor(MEASURE_LEVEL, content_size=False).compress(_CONTEXT + packed))
+        - _CONTEXT_SIZE
+    )
 
 
 def body_size(packed: bytes) -> int:
@@ -202,7 +202,7 @@ def body_size(packed: bytes) -> int:
 
 def quick_size(packed: bytes) -> int:
     """About `final_size`, six times faster (zstd level 3)."""
-    return len(_quick.compress(packed))
+    return len(zstd_contexts.compressor(QUICK_LEVEL, content_size=False).compress(packed))
 
 
 def pack_huffman(ints: IntArray) -> bytes:
