@@ -22,6 +22,7 @@ from gateway.sealing import Due
 from gateway.signing_key import PendingRollover
 from gateway.window_routing import Closed, Taken, Windowing
 from kernel.model import Quality, Reading
+from kernel.threads import in_thread
 from kernel.wallclock import now_ms
 
 log = structlog.get_logger(__name__)
@@ -172,7 +173,9 @@ class Batcher:
         made = 0
         async with self._sealing:
             with self.progress.working():
-                while await asyncio.to_thread(self._seal_next, upto_ts_ms):
+                # in_thread: a cancelled seal keeps the lock until its thread has sealed, so the
+                # agent's final seal cannot run beside it (two threads sealing the same readings)
+                while await in_thread(self._seal_next, upto_ts_ms):
                     made += 1
                     self._sealed.set()
                     self.progress.beat()

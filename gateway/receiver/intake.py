@@ -12,6 +12,7 @@ import structlog
 from gateway.receiver.core import Arrival, Judgement, ReceiverCore
 from gateway.receiver.verdict import Verdict
 from kernel.errors import StorageError
+from kernel.threads import in_thread
 
 log = structlog.get_logger(__name__)
 
@@ -82,9 +83,7 @@ class Committer:
         if not self._overlap:
             while True:
                 group = await self._next_group()
-                await self._settle(
-                    group, asyncio.to_thread(self._core.receive_many, [p.arrival for p in group])
-                )
+                await self._settle(group, in_thread(self._core.receive_many, [p.arrival for p in group]))
                 del group  # the bodies: not held while waiting for the next group
         judged: asyncio.Queue[tuple[list[_Pending], Judgement]] = asyncio.Queue(maxsize=1)
         async with asyncio.TaskGroup() as stages:
@@ -108,7 +107,7 @@ class Committer:
     async def _commit_stage(self, judged: asyncio.Queue[tuple[list[_Pending], Judgement]]) -> None:
         while True:
             group, judgement = await judged.get()
-            await self._settle(group, asyncio.to_thread(self._core.commit_judged, judgement))
+            await self._settle(group, in_thread(self._core.commit_judged, judgement))
             del group, judgement
 
     async def _settle(self, group: list[_Pending], committing: Awaitable[list[Verdict]]) -> None:
