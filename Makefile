@@ -82,15 +82,25 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy --strict kernel gateway drivers buffer hil
 
+# a crash of the test process itself (native code) is reported by the test it happened in: pytest's
+# own dump on stderr ends with its main loop, and CI keeps only the end of the log (tests/conftest.py)
+CRASH_LOG := build/pytest-crash.log
+CRASH_REPORT = { rc=$$?; if [ -s $(CRASH_LOG) ]; then \
+	echo "the test process crashed (rc $$rc); the project's frames of its stacks ($(CRASH_LOG) has them all):"; \
+	grep -E '^(Fatal|Thread|Current thread)|File "[^"]*/(tests|gateway|buffer|drivers|hil|kernel)/' $(CRASH_LOG) | head -40; \
+	fi; exit $$rc; }
+
 pytest: setup
-	$(PY) -m pytest -q
+	@mkdir -p build && rm -f $(CRASH_LOG)
+	GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q || $(CRASH_REPORT)
 
 test: lint typecheck pytest
 
 # the quick loop while working: every test but those marked `slow` (kill loops, crash loop, the demo,
 # agent rounds); `make test` still runs everything
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	@mkdir -p build && rm -f $(CRASH_LOG)
+	GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q -m "not slow" || $(CRASH_REPORT)
 
 # on a real gateway, with the agent stopped: every configured sensor must deliver readings
 hil: setup
