@@ -66,9 +66,9 @@ MAX_ROWS = intcol.MAX_VALUES
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 T = TypeVar("T")
-#: frames carry no checksum (the signature covers the payload) but keep the content size: without
-#: it a body is 1-4 bytes smaller, but python-zstandard's one-shot `decompress` (what a receiver
-#: written from docs/wire-format.md is likely to call) refuses the frame (zstd_contexts.compressor)
+# Frames (zstd_contexts.compress) carry no checksum (the signature covers the payload) but keep the
+# content size: without it a body is 1-4 bytes smaller, but python-zstandard's one-shot `decompress`
+# (what a receiver written from docs/wire-format.md is likely to call) refuses the frame.
 
 
 def encode_batch(
@@ -157,7 +157,7 @@ def _smallest_frame(body: dict[int, Any], plain_readings: Callable[[], dict[int,
 
     def frame(which: int, level: int) -> bytes:
         if (which, level) not in made:
-            made[which, level] = zstd_contexts.compressor(level).compress(bodies[which])
+            made[which, level] = zstd_contexts.compress(bodies[which], level)
         return made[which, level]
 
     left = _left_to_zstd(body.get(READINGS))
@@ -311,7 +311,7 @@ def _decompress(payload: bytes) -> bytes:
             raise MalformedBatch(f"body declares {size} bytes, more than {MAX_BODY_BYTES}")
         if size >= 0:  # the writer always declares it
             with contextlib.suppress(zstandard.ZstdError):  # then as below, for its exact error
-                data = zstd_contexts.decompressor().decompress(payload)
+                data = zstd_contexts.decompress(payload)
                 if len(data) == size:
                     return data
         reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload))

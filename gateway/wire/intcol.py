@@ -93,7 +93,7 @@ _LZMA_FROM = 256
 
 IntArray = npt.NDArray[np.int64]
 _CONTEXT = bytes(64) + bytes(range(0, 256, 3))
-_CONTEXT_SIZE = len(zstd_contexts.compressor(MEASURE_LEVEL, content_size=False).compress(_CONTEXT))
+_CONTEXT_SIZE = len(zstd_contexts.compress(_CONTEXT, MEASURE_LEVEL, content_size=False))
 
 
 def pack(values: npt.ArrayLike, plain: bool = False, period: int = 1) -> bytes:
@@ -188,10 +188,7 @@ def final_size(packed: bytes) -> int:
     charged to each candidate (alone, 6,000 zero second differences as byte planes take 29 bytes,
     inside a batch about 4).
     """
-    return (
-        len(zstd_contexts.compressor(MEASURE_LEVEL, content_size=False).compress(_CONTEXT + packed))
-        - _CONTEXT_SIZE
-    )
+    return len(zstd_contexts.compress(_CONTEXT + packed, MEASURE_LEVEL, content_size=False)) - _CONTEXT_SIZE
 
 
 def body_size(packed: bytes) -> int:
@@ -202,7 +199,7 @@ def body_size(packed: bytes) -> int:
 
 def quick_size(packed: bytes) -> int:
     """About `final_size`, six times faster (zstd level 3)."""
-    return len(zstd_contexts.compressor(QUICK_LEVEL, content_size=False).compress(packed))
+    return len(zstd_contexts.compress(packed, QUICK_LEVEL, content_size=False))
 
 
 def pack_huffman(ints: IntArray) -> bytes:
