@@ -86,13 +86,16 @@ typecheck: setup
 # own dump on stderr ends with its main loop, and CI keeps only the end of the log (tests/conftest.py)
 CRASH_LOG := build/pytest-crash.log
 CRASH_REPORT = { rc=$$?; if [ -s $(CRASH_LOG) ]; then \
-	echo "the test process crashed (rc $$rc); the project's frames of its stacks ($(CRASH_LOG) has them all):"; \
-	grep -E '^(Fatal|Thread|Current thread)|File "[^"]*/(tests|gateway|buffer|drivers|hil|kernel)/' $(CRASH_LOG) | head -40; \
+	echo "the test process crashed (rc $$rc); the project's frames of its threads, the crashed one last ($(CRASH_LOG) has them all):"; \
+	awk '/^(Thread|Current thread) /{cur = ($$1 == "Current")} {if (cur) c = c $$0 "\n"; else o = o $$0 "\n"} \
+		END {printf "%s%s", o, c}' $(CRASH_LOG) \
+	| grep -E '^(Fatal|Thread|Current thread)|File "[^"]*/(tests|gateway|buffer|drivers|hil|kernel)/' | tail -30; \
 	fi; exit $$rc; }
 
 pytest: setup
 	@mkdir -p build && rm -f $(CRASH_LOG)
-	GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q || $(CRASH_REPORT)
+	@echo "$(PY) -m pytest -q"
+	@GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q || $(CRASH_REPORT)
 
 test: lint typecheck pytest
 
@@ -100,7 +103,8 @@ test: lint typecheck pytest
 # agent rounds); `make test` still runs everything
 test-fast: setup
 	@mkdir -p build && rm -f $(CRASH_LOG)
-	GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q -m "not slow" || $(CRASH_REPORT)
+	@echo "$(PY) -m pytest -q -m \"not slow\""
+	@GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q -m "not slow" || $(CRASH_REPORT)
 
 # on a real gateway, with the agent stopped: every configured sensor must deliver readings
 hil: setup
