@@ -13,6 +13,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from seal_record import record_seals
 
 from buffer import Store, StoreOptions
 from gateway import wire
@@ -115,18 +116,17 @@ def test_an_idle_link_closes_reconnects_resumed_and_every_byte_is_counted(tmp_pa
 
         async def scenario() -> list[int]:
             task = asyncio.create_task(uplink.run())
-            blobs = []
+            sealed_blobs = record_seals(store)
             for n in range(2):
                 store.submit([Reading("s1", "t", T0 + n * 1000 + i, float(i), "Cel") for i in range(50)])
                 await batcher.seal_due()
-                blobs += [len(e.blob) for e in store.undelivered(limit=10)]
                 async with asyncio.timeout(10):
                     while store.undelivered(limit=10) or uplink.state == "connected":
                         await asyncio.sleep(0.05)  # delivered, then idle for the NAT timeout: closed
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            return blobs
+            return [len(blob) for blob in sealed_blobs]
 
         blobs = asyncio.run(scenario())
     stats = uplink.statistics()
@@ -303,11 +303,10 @@ def test_a_steady_batch_cycle_is_the_batch_one_tls_record_each_way_and_nothing_e
 
         async def steady_cycles() -> tuple[list[int], list[tuple[int, int]]]:
             task = asyncio.create_task(uplink.run())
-            blobs, counted = [], []
+            sealed_blobs, counted = record_seals(store), []
             for n in range(4):
                 store.submit([Reading("s1", "t", T0 + n * 1000 + i, float(i % 7), "Cel") for i in range(300)])
                 await batcher.seal_due()
-                blobs += [len(e.blob) for e in store.undelivered(limit=10)]
                 async with asyncio.timeout(10):
                     while store.undelivered(limit=10):
                         await asyncio.sleep(0.02)
@@ -318,7 +317,7 @@ def test_a_steady_batch_cycle_is_the_batch_one_tls_record_each_way_and_nothing_e
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            return blobs, counted
+            return [len(blob) for blob in sealed_blobs], counted
 
         blobs, counted = asyncio.run(scenario())
     assert len(blobs) == 4 and all(128 < size < 16_000 for size in blobs)

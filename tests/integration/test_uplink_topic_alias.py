@@ -11,6 +11,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from seal_record import record_seals
 
 from buffer import Store, StoreOptions
 from gateway import wire
@@ -40,13 +41,12 @@ async def publish_batches(store: Store, port: int, protocol: str) -> tuple[MqttU
         store, gateway_id=GATEWAY, private_key=KEY, kid=wire.kid_for(KEY.public_key()), declare=wire.SeriesInfo,
         due=Due(SealingRules(max_delay_ms=1000, target_readings=1000)), max_readings=1000, sealed=sealed,
     )  # fmt: skip
-    blobs = []
+    blobs = record_seals(store)
     # as in the agent: a supervisor restarts the uplink after a failed connect (0.5 s backoff)
     task = asyncio.create_task(Supervised("uplink", uplink.run).run())
     for n in range(BATCHES):
         store.submit([Reading("s1", "t", T0 + n * 1000 + i, float(i), "Cel") for i in range(20)])
         await batcher.seal_due()
-        blobs += [e.blob for e in store.undelivered(limit=10)]
         async with asyncio.timeout(10):
             while store.undelivered(limit=10):
                 await asyncio.sleep(0.02)
