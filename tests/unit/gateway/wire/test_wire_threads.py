@@ -1,9 +1,9 @@
 """gateway.wire from several threads at once: the agent encodes in worker threads, and the wire package
 is a library that receivers and tools call from their own.
 
-Each check runs in a child process, so that a regression (python-zstandard's contexts shared between
-threads crashed the process: a segmentation fault here, SIGABRT in a CI run) fails this test with the
-child's exit status instead of taking the whole test run down.
+The check runs in a child process, so that a regression (python-zstandard's contexts shared between
+threads crashed the process with a segmentation fault) fails this test with the child's exit status
+instead of taking the whole test run down.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
 
-# Four simulated gateways, six batches each of four series (small bodies, which try several zstd
-# levels, and larger ones); every thread encodes its gateway's batches again and again and compares
-# them with the bytes encoded before any thread started, then verifies and decodes them.
+# Four simulated gateways, four batches each of four series, 1 to 300 readings a series (small bodies,
+# which try several zstd levels, and larger ones): every thread encodes its gateway's batches again
+# and again, compares them with the bytes encoded before any thread started, then verifies and
+# decodes them.
 CHILD = textwrap.dedent(
     """
-    import hashlib, threading
+    import threading
     from hil.fleet import SimulatedGateway
     from gateway import wire
 
