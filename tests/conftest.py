@@ -1,8 +1,9 @@
-"""Shared by every test: a fresh recording sink (hil.recording) for the drivers to emit into.
+"""Shared by every test: a fresh recording sink (hil.recording) for the drivers to emit into, and under
+`make`, the crash log of the test process (CRASH_LOG).
 
-Markers (pyproject.toml): `slow` for the long integration runs (kill loops, crash loop, the demo,
-agent rounds of the corruption sweep): `make test-fast` leaves them out, `make test` runs everything;
-`hardware` for tests/hardware (skipped unless GATEWAY_HIL=1).
+Markers (pyproject.toml): `slow` for the long runs (kill loops, crash loop, the demo, agent rounds of
+the corruption sweep, keepalive timing, package and wheel builds): `make test-fast` leaves them out,
+`make test` runs everything; `hardware` for tests/hardware (skipped unless GATEWAY_HIL=1).
 """
 
 from __future__ import annotations

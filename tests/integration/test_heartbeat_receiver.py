@@ -8,6 +8,7 @@ import sqlite3
 import tomllib
 from pathlib import Path
 
+import pytest
 from conftest import Processes, start_receiver, wait_until
 from test_skeleton_path import write_config
 
@@ -24,6 +25,7 @@ def heartbeats(db: Path) -> list[dict[str, int]]:
         return [json.loads(detail) for (detail,) in rows]
 
 
+@pytest.mark.slow  # about 5 s of an idle agent: out of `make test-fast`
 def test_an_idle_gateway_is_seen_alive_by_its_heartbeats(tmp_path: Path, processes: Processes) -> None:
     port = free_port()
     config, receiver_keys = write_config(tmp_path, port, tmp_path / "unused")

@@ -146,6 +146,7 @@ def test_a_broker_that_refuses_mqtt_5_gets_3_1_1_and_every_batch(tmp_path: Path)
     assert refused == [5]  # refused once, then 3.1.1 for good
 
 
+@pytest.mark.slow  # 11 s of keepalives by design: out of `make test-fast`
 def test_no_mqtt_ping_while_batches_flow_and_one_when_they_stop(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -52,6 +52,7 @@ def deb_files(deb: Path) -> dict[str, str]:
     return files
 
 
+@pytest.mark.slow  # builds the package (about 3.5 s): out of `make test-fast`
 def test_units_snippets_command_and_config_are_in_their_debian_places(deb: Path) -> None:
     files = deb_files(deb)
     for unit in ["gateway.service", "gateway-receiver.service", "gateway-receiver@.service"]:
@@ -65,6 +66,7 @@ def test_units_snippets_command_and_config_are_in_their_debian_places(deb: Path)
     assert not any(name.endswith(".pem") for name in files)
 
 
+@pytest.mark.slow
 def test_control_names_the_architecture_and_the_config_is_a_conffile(deb: Path) -> None:
     def field(name: str) -> str:
         return subprocess.run(
@@ -81,6 +83,7 @@ def test_control_names_the_architecture_and_the_config_is_a_conffile(deb: Path) 
     assert b"/etc/gateway/gateway.toml" in conffiles
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_example_config_and_the_units(deb: Path, tmp_path: Path) -> None:
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
     [wheel] = (tmp_path / "opt/rostock-gateway/wheels").glob("rostock_gateway-*.whl")
@@ -95,6 +98,7 @@ def test_the_wheel_carries_the_example_config_and_the_units(deb: Path, tmp_path:
     assert "hil/sims/nmea_station.py" in set(zipfile.ZipFile(harness).namelist())
 
 
+@pytest.mark.slow
 def test_the_wheel_is_tagged_for_the_target_and_carries_its_coder_library(deb: Path, tmp_path: Path) -> None:
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
     [wheel] = (tmp_path / "opt/rostock-gateway/wheels").glob("rostock_gateway-*.whl")

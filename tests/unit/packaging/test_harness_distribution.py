@@ -17,6 +17,8 @@ import pytest
 from gateway.cli.demo import HARNESS_DISTRIBUTION, MISSING_HARNESS
 
 ROOT = Path(__file__).resolve().parents[3]
+#: every test here builds and installs both wheels first (about 5 s): out of `make test-fast`
+pytestmark = pytest.mark.slow
 
 #: runs `gateway demo ARGS` with only the installed folders (argv[1], colon-separated) ahead of the
 #: interpreter's own site-packages: the checkout (put on sys.path by the editable install) is taken off
