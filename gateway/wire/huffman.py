@@ -312,11 +312,8 @@ def _huffman_lengths(counts: IntArray) -> IntArray:
 
 
 def _leading_bit(z: UIntArray) -> IntArray:
-    """Index of the highest set bit (0 for z <= 1), exact for all 64-bit values."""
-    if z.size == 0 or int(z.max()) < _EXACT_IN_FLOAT:
-        # exact: such z convert to float64 unchanged, and frexp's exponent is floor(log2 z) + 1;
-        # a quarter of the log2 path's time (6,000 steps: 13 us, not 52)
-        return np.maximum(np.frexp(z.astype(np.float64))[1].astype(np.int64) - 1, 0)
+    """Index of the highest set bit (0 for z <= 1), exact for all 64-bit values (`symbols_of` calls
+    it only where some z is 2^53 or more: below, `_split_exact` takes the bit from float64)."""
     guess = np.floor(np.log2(np.maximum(z, np.uint64(1)).astype(np.float64))).astype(np.int64)
     guess = np.clip(guess, 0, 63)
     guess -= (z >> guess.astype(np.uint64)) == 0

@@ -49,8 +49,8 @@ QUICK_LEVEL = 3
 #: far behind the Huffman code is not measured at the body's level
 _DEEPER_SEARCH_GAIN = 1.3
 _PLANE_WIDTHS = (1, 2, 4, 8)
-#: method 8 (version 6, `mixing`); its module is imported where it is used, since the coder's loader
-#: imports this one
+#: method 8 (version 6, `mixing`, which takes this number from here); that module is imported where it
+#: is used, since the coder's loader imports this one
 METHOD_CONTEXT_MIXING = 8
 #: the methods whose column starts with its count (all but method 0)
 COUNTED_METHODS = (

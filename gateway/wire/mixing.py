@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from gateway.wire import ctxmix, huffman
+from gateway.wire import ctxmix, huffman, intcol
 from kernel.errors import MalformedBatch, UnsupportedVersion
 
-METHOD_CONTEXT_MIXING = 8
+METHOD_CONTEXT_MIXING = intcol.METHOD_CONTEXT_MIXING
 #: the largest day period P the coder takes (section 4.1): a day of one-minute readings; a series
 #: read more often is coded without one (P = 0)
 MAX_PERIOD = 1440
