@@ -92,19 +92,19 @@ CRASH_REPORT = { rc=$$?; if [ -s $(CRASH_LOG) ]; then \
 	| grep -E '^(Fatal|Thread|Current thread)|File "[^"]*/(tests|gateway|buffer|drivers|hil|kernel)/' | tail -30; \
 	fi; exit $$rc; }
 
+# $(call run_pytest,ARGS): pytest -q ARGS, with the crash report above
+run_pytest = @mkdir -p build && rm -f $(CRASH_LOG); echo '$(PY) -m pytest -q $(1)'; \
+	GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q $(1) || $(CRASH_REPORT)
+
 pytest: setup
-	@mkdir -p build && rm -f $(CRASH_LOG)
-	@echo "$(PY) -m pytest -q"
-	@GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q || $(CRASH_REPORT)
+	$(call run_pytest,)
 
 test: lint typecheck pytest
 
 # the quick loop while working: every test but those marked `slow` (kill loops, crash loop, the demo,
-# agent rounds); `make test` still runs everything
+# agent rounds, keepalive timing, package builds); `make test` still runs everything
 test-fast: setup
-	@mkdir -p build && rm -f $(CRASH_LOG)
-	@echo "$(PY) -m pytest -q -m \"not slow\""
-	@GATEWAY_TEST_CRASH_LOG=$(CRASH_LOG) $(PY) -m pytest -q -m "not slow" || $(CRASH_REPORT)
+	$(call run_pytest,-m "not slow")
 
 # on a real gateway, with the agent stopped: every configured sensor must deliver readings
 hil: setup
